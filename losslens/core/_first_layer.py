@@ -1,0 +1,127 @@
+"""The affine fast path: the first layer is linear in its weights, so its output on a plane is a sum.
+
+For points ``w = w0 + sum_i c_i d_i`` and a first layer ``L`` (Linear or ConvNd) acting on an input ``u``
+that does not depend on ``w``,
+
+.. math::  L(u; w) = L(u; w_0) + \\sum_i c_i \\, L(u; d_i)
+
+because ``L(u; W, b) = W * u + b`` is linear in ``(W, b)`` jointly. The ``1 + m`` outputs on the right
+are computed once per data batch; each point then costs one small combination instead of the
+layer's full product (for an MLP on MNIST-sized inputs the first layer is about 85% of the FLOPs).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from losslens.core.params import ParameterSpace
+
+LINEAR_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class _Stop(Exception):
+    pass
+
+
+class Precomputed(nn.Module):
+    """Stands in for the first layer: returns the output set for the current point."""
+
+    def __init__(self):
+        super().__init__()
+        self.value: torch.Tensor | None = None
+
+    def forward(self, *args, **kwargs):
+        return self.value
+
+
+def _owner(name: str) -> str:
+    return name.rpartition(".")[0]
+
+
+def find_first_layer(module: nn.Module, space: ParameterSpace, fixed, x: torch.Tensor) -> str | None:
+    """Name of the first layer if the fast path is exact for ``module``, else ``None``.
+
+    Conditions: every tensor of the space belongs to a leaf module; the first such module to run is
+    a Linear/ConvNd whose space tensors are its weight (and bias), and it runs exactly once; and its
+    input does not change when the parameters do (checked on two parameter vectors).
+    """
+    leaves = {n for n, m in module.named_modules() if not any(True for _ in m.children())}
+    owners = {_owner(n) for n in space.names}
+    if not owners <= leaves:
+        return None
+    named = dict(module.named_modules())
+    order: list[str] = []
+    hooks = [named[n].register_forward_pre_hook(lambda m, a, n=n: order.append(n)) for n in owners]
+    try:
+        with torch.no_grad():
+            module(x[:2])
+    finally:
+        for h in hooks:
+            h.remove()
+    if not order:
+        return None
+    first = order[0]
+    layer = named[first]
+    if not isinstance(layer, LINEAR_LAYERS) or order.count(first) != 1:
+        return None
+    own = {n for n in space.names if _owner(n) == first}
+    if own != {f"{first}.{p}" for p, _ in layer.named_parameters()}:
+        return None
+    w = space.flatten(module).to(x.device)
+    u0 = layer_input(module, first, space, fixed, w, x[:2])
+    u1 = layer_input(module, first, space, fixed, w + torch.randn_like(w), x[:2])
+    return first if torch.equal(u0, u1) else None
+
+
+def layer_input(module, name, space, fixed, w, x) -> torch.Tensor:
+    """The input of layer ``name`` when ``module`` runs at point ``w`` (the rest is not run)."""
+    captured = []
+
+    def grab(_, args):
+        captured.append(args[0])
+        raise _Stop
+
+    handle = module.get_submodule(name).register_forward_pre_hook(grab)
+    try:
+        with torch.no_grad():
+            functional_call(module, (space.unflatten(w), fixed), (x,))
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return captured[0]
+
+
+def layer_basis(module, name, space, fixed, w0, D, x) -> torch.Tensor:
+    """``(1 + m, B, *out)``: the layer's output at ``w0`` and its linear response to each ``d_i``."""
+    layer = module.get_submodule(name)
+    u = layer_input(module, name, space, fixed, w0, x)
+    local = [n.partition(f"{name}.")[2] for n in space.names if _owner(n) == name]
+    full = [f"{name}.{p}" for p in local]
+    outs = []
+    for vec in torch.cat([w0[None], D]):
+        p = space.unflatten(vec)
+        with torch.no_grad():
+            outs.append(functional_call(layer, {lp: p[fp] for lp, fp in zip(local, full)}, (u,)))
+    return torch.stack(outs)
+
+
+class replaced:
+    """Context manager: module ``name`` of ``module`` is the ``Precomputed`` stand-in inside the block."""
+
+    def __init__(self, module: nn.Module, name: str):
+        parent, _, child = name.rpartition(".")
+        self.parent = module.get_submodule(parent) if parent else module
+        self.child = child
+        self.stand_in = Precomputed()
+
+    def __enter__(self) -> Precomputed:
+        self.original = self.parent._modules[self.child]
+        self.parent._modules[self.child] = self.stand_in
+        return self.stand_in
+
+    def __exit__(self, *exc):
+        self.parent._modules[self.child] = self.original
+        self.stand_in.value = None

@@ -1,0 +1,33 @@
+"""Losses and metrics by name. Each returns the *mean* over the samples of one batch."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from losslens.errors import ConfigError
+
+Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Fraction of samples whose arg-max class equals the integer target."""
+    return (output.argmax(dim=-1) == target).to(output.dtype).mean()
+
+
+LOSSES: dict[str, Objective] = {
+    "cross_entropy": F.cross_entropy,
+    "mse": F.mse_loss,
+}
+METRICS: dict[str, Objective] = {"accuracy": accuracy}
+
+
+def resolve(value: str | Objective, table: dict[str, Objective], kind: str) -> tuple[str, Objective]:
+    """``(name, function)`` for a name from ``table`` or a callable ``f(output, target) -> mean``."""
+    if callable(value):
+        return getattr(value, "__name__", type(value).__name__), value
+    if value not in table:
+        raise ConfigError(f"unknown {kind} {value!r}; valid: {', '.join(sorted(table))} or a callable")
+    return value, table[value]

@@ -1,0 +1,236 @@
+"""Evaluation and training data: built-in datasets, user datasets by import string, fixed subsets.
+
+Built-in data sets need no network: ``digits`` is scikit-learn's copy of the UCI handwritten digits
+(shipped inside the package), the synthetic ones are generated from a seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from losslens._imports import is_import_string, resolve_import_string
+from losslens.errors import ConfigError
+
+DATASET_NAMES: tuple[str, ...] = ("digits", "synthetic-classification", "synthetic-regression")
+SPLITS: tuple[str, ...] = ("train", "test")
+Split = Literal["train", "test"]
+Task = Literal["classification", "regression"]
+
+_TEST_SIZE = 0.25  # of every built-in data set, split with random_state=0
+_SYNTHETIC_SAMPLES = 1000
+
+
+@dataclass(frozen=True, eq=False)
+class TensorData:
+    """A data set held whole as two tensors, with what it is.
+
+    Attributes:
+        x: inputs, ``(N, *input_shape)``.
+        y: targets, ``(N,)`` int64 class indices for classification, ``(N, T)`` floats for regression.
+        name: the data set's name or import string.
+        split: ``"train"`` or ``"test"``.
+        task: ``"classification"`` or ``"regression"``.
+        num_classes: number of classes; ``None`` for regression.
+        input_shape: shape of one sample, without the sample dimension.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    name: str
+    split: str
+    task: Task
+    num_classes: int | None
+    input_shape: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def num_outputs(self) -> int:
+        """Outputs a model needs: ``num_classes``, or the number of regression targets."""
+        if self.num_classes is not None:
+            return self.num_classes
+        return int(self.y.shape[1]) if self.y.dim() > 1 else 1
+
+    def __repr__(self) -> str:
+        return (
+            f"TensorData(name={self.name!r}, split={self.split!r}, task={self.task!r}, n={len(self)}, "
+            f"input_shape={self.input_shape}, num_classes={self.num_classes})"
+        )
+
+
+def as_tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
+    """Materialize ``data`` as one ``(inputs, targets)`` pair of tensors with samples on dim 0.
+
+    Accepts a ``TensorData``, a pair of tensors, a ``Dataset`` of ``(x, y)`` items, or a
+    ``DataLoader`` yielding ``(x, y)`` batches. Evaluation sets are fixed, so the evaluator holds
+    them whole and picks its own batch size.
+    """
+    if isinstance(data, TensorData):
+        x, y = data.x, data.y
+    elif isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        x, y = data
+    elif isinstance(data, DataLoader):
+        batches = list(data)
+        x = torch.cat([b[0] for b in batches])
+        y = torch.cat([torch.as_tensor(b[1]) for b in batches])
+    elif isinstance(data, Dataset):
+        items = [data[i] for i in range(len(data))]
+        x = torch.stack([torch.as_tensor(it[0]) for it in items])
+        y = torch.stack([torch.as_tensor(it[1]) for it in items])
+    else:
+        raise ConfigError(
+            f"cannot use {type(data).__name__} as data: give a (inputs, targets) pair of tensors, "
+            "a Dataset of (x, y) items or a DataLoader"
+        )
+    if len(x) != len(y):
+        raise ConfigError(f"inputs and targets differ in length: {len(x)} inputs, {len(y)} targets")
+    if len(x) == 0:
+        raise ConfigError("the data set is empty")
+    return x, y
+
+
+def load_dataset(name: str, split: Split = "test", *, seed: int = 0) -> TensorData:
+    """Load a built-in data set by name, or a user data set by import string.
+
+    Built-in (``DATASET_NAMES``), each split 75/25 into train/test by a fixed stratified split
+    (``train_test_split(test_size=0.25, random_state=0)``):
+
+    - ``digits``: scikit-learn's 1797 8x8 handwritten digits, pixels scaled to ``[0, 1]`` (``/16``),
+      ``x`` float32 ``(N, 1, 8, 8)``, ``y`` int64, 10 classes; 1347 train and 450 test samples.
+    - ``synthetic-classification``: ``make_classification`` with 1000 samples of 20 features
+      (10 informative), 4 classes; ``x`` float32 ``(N, 20)``.
+    - ``synthetic-regression``: ``y = x @ w + 0.1 * noise`` with ``x, w, noise ~ N(0, 1)``,
+      1000 samples of 10 features; ``x`` float32 ``(N, 10)``, ``y`` float32 ``(N, 1)``, for MSE.
+
+    A user data set is an import string ``package.module:function``. The function is called with
+    ``split=split`` if it has a ``split`` parameter, otherwise with no arguments, and returns a
+    ``Dataset``, a ``DataLoader`` or an ``(inputs, targets)`` pair of tensors. Integer targets make
+    a classification set (``num_classes = max + 1``), floating-point ones a regression set
+    (1-D float targets become ``(N, 1)``, the shape of a one-output model).
+
+    Args:
+        name: a built-in name or an import string.
+        split: ``"train"`` or ``"test"``.
+        seed: seed of the synthetic data sets' generation (the digits, and every split, are fixed).
+
+    Raises:
+        ConfigError: an unknown name or split, a bad import string or an unusable return value.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    if name in _BUILTIN:
+        x, y, task = _BUILTIN[name](seed)
+        part = _split_arrays(x, y, stratify=task == "classification")[0 if split == "train" else 1]
+        return _tensor_data(torch.from_numpy(part[0].copy()), torch.from_numpy(part[1].copy()), name, split)
+    if is_import_string(name):
+        return _user_dataset(name, split)
+    raise ConfigError(
+        f"unknown data set {name!r}; valid: {', '.join(DATASET_NAMES)}, "
+        "or an import string package.module:function"
+    )
+
+
+def subset(data: TensorData, n: int | None, *, seed: int = 0) -> TensorData:
+    """A fixed random subset of ``n`` samples of ``data``, kept in their original order.
+
+    The samples are the first ``n`` of a permutation drawn from ``torch.Generator`` seeded with
+    ``seed``; ``n=None`` or ``n >= len(data)`` gives all of ``data``.
+
+    Raises:
+        ConfigError: ``n`` is not positive.
+    """
+    if n is None or n >= len(data):
+        return data
+    if n < 1:
+        raise ConfigError(f"a subset needs at least one sample; got n={n}")
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(data), generator=generator)[:n].sort().values
+    return TensorData(
+        data.x[index], data.y[index], data.name, data.split, data.task, data.num_classes, data.input_shape
+    )
+
+
+def _tensor_data(x: torch.Tensor, y: torch.Tensor, name: str, split: str) -> TensorData:
+    if y.is_floating_point():
+        task, num_classes = "regression", None
+        if y.dim() == 1:
+            y = y[:, None]
+    elif y.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        task, num_classes = "classification", int(y.max()) + 1
+        y = y.long()
+    else:
+        raise ConfigError(f"data set {name!r}: targets of dtype {y.dtype} are neither class indices nor floats")
+    return TensorData(x, y, name, split, task, num_classes, tuple(x.shape[1:]))
+
+
+def _user_dataset(spec: str, split: str) -> TensorData:
+    function = resolve_import_string(spec, what="data set function")
+    if not callable(function):
+        raise ConfigError(f"data set function {spec!r} is a {type(function).__name__}, not a callable")
+    try:
+        takes_split = "split" in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # builtins and some C functions have no signature
+        takes_split = False
+    result = function(split=split) if takes_split else function()
+    try:
+        x, y = as_tensors(result)
+    except ConfigError as e:
+        raise ConfigError(f"data set function {spec!r} returned unusable data: {e}") from e
+    return _tensor_data(x, y, spec, split)
+
+
+def _split_arrays(x: np.ndarray, y: np.ndarray, *, stratify: bool):
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=_TEST_SIZE, random_state=0, stratify=y if stratify else None
+    )
+    return (x_train, y_train), (x_test, y_test)
+
+
+@functools.lru_cache(maxsize=1)
+def _digits(seed: int) -> tuple[np.ndarray, np.ndarray, Task]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    return x, bunch.target.astype(np.int64), "classification"
+
+
+@functools.lru_cache(maxsize=4)
+def _synthetic_classification(seed: int) -> tuple[np.ndarray, np.ndarray, Task]:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=_SYNTHETIC_SAMPLES,
+        n_features=20,
+        n_informative=10,
+        n_redundant=4,
+        n_classes=4,
+        random_state=seed,
+    )
+    return x.astype(np.float32), y.astype(np.int64), "classification"
+
+
+@functools.lru_cache(maxsize=4)
+def _synthetic_regression(seed: int) -> tuple[np.ndarray, np.ndarray, Task]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((_SYNTHETIC_SAMPLES, 10))
+    w = rng.standard_normal((10, 1))
+    y = x @ w + 0.1 * rng.standard_normal((_SYNTHETIC_SAMPLES, 1))
+    return x.astype(np.float32), y.astype(np.float32), "regression"
+
+
+_BUILTIN = {
+    "digits": _digits,
+    "synthetic-classification": _synthetic_classification,
+    "synthetic-regression": _synthetic_regression,
+}

@@ -1,0 +1,420 @@
+"""The evaluator core: loss and metrics of a model at many points of weight space at once.
+
+Every loss value losslens reports comes from ``Evaluator``. A point is a flat parameter vector ``w``
+(see ``ParameterSpace``); ``evaluate(W)`` takes ``K`` of them as a ``(K, P)`` tensor and returns, for
+each, the mean over the whole evaluation set
+
+.. math::  L(w) = \\frac{1}{N} \\sum_{b} n_b \\, \\bar\\ell_b(w)
+
+where ``\\bar\\ell_b`` is the loss function's mean over batch ``b`` of ``n_b`` samples (a sample-weighted
+mean, not a mean of batch means). The model runs as ``functional_call(model, params, x)`` on a
+private copy, so the caller's model (parameters, mode, ``.grad``) is never touched.
+
+How the K points run (measured, see ``bench/evaluator.py``):
+
+- on CUDA, ``torch.vmap`` over chunks of points sized to a memory budget (small models are
+  launch-bound point by point); an out-of-memory error halves the chunk and goes on;
+- on CPU a forward is already compute-bound, so points of a chunk run one after the other over large
+  sample batches, where vmap only adds overhead;
+- a model vmap cannot batch (data-dependent control flow, ``.item()``) falls back to the sequential
+  path, with one warning;
+- ``evaluate_affine`` (lines and planes) replaces the first layer by a combination of ``1 + m``
+  outputs precomputed once per data batch (``_first_layer.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, jvp
+
+from losslens.core import _batchnorm as bnm
+from losslens.core import _first_layer as fl
+from losslens.core._memory import keep_freed_memory, resolve_budget
+from losslens.core._objectives import LOSSES, METRICS, Objective, resolve
+from losslens.core.data import as_tensors
+from losslens.core.params import ParameterSpace
+
+_MAX_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Per-point results of an evaluation.
+
+    Attributes:
+        loss: ``(K,)`` float64, mean loss over the evaluation set at each point (NaN/inf kept).
+        metrics: ``{name: (K,)}`` float64 means of each metric.
+        n_samples: size of the evaluation set.
+        bn: BatchNorm mode used (``eval``, ``batch`` or ``recalibrate``).
+    """
+
+    loss: torch.Tensor
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    n_samples: int = 0
+    bn: str = "eval"
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+    @property
+    def n_nonfinite(self) -> int:
+        """Number of points whose loss is NaN or infinite."""
+        return int((~torch.isfinite(self.loss)).sum())
+
+    @staticmethod
+    def cat(results: list["EvalResult"]) -> "EvalResult":
+        """Concatenate results of consecutive point sets."""
+        first = results[0]
+        return EvalResult(
+            torch.cat([r.loss for r in results]),
+            {k: torch.cat([r.metrics[k] for r in results]) for k in first.metrics},
+            first.n_samples,
+            first.bn,
+        )
+
+
+class Evaluator:
+    """Evaluates a model's loss and metrics at batches of flat parameter vectors.
+
+    Args:
+        model: the network. Only read: the evaluator works on its own copy.
+        loss_fn: ``"cross_entropy"``, ``"mse"`` or ``f(output, target) -> mean over the batch``.
+        data: the evaluation set: a pair of tensors, a ``Dataset``, a ``DataLoader`` or ``TensorData``.
+        device: ``"auto"`` (CUDA when available), or any torch device.
+        dtype: floating dtype of parameters and inputs (float32 by default; float64 for reference work).
+        bn: BatchNorm mode, ``"eval"``, ``"batch"`` or ``"recalibrate"`` (see ``_batchnorm.py``).
+        metrics: names (``"accuracy"``) or callables ``f(output, target) -> mean over the batch``.
+        memory_budget: bytes for one chunk of points, or ``"auto"``.
+        include_buffers: put BatchNorm running statistics in the parameter vector.
+        batch_size: samples per forward; by default the largest that fits the budget (128 with
+            ``bn="batch"``, where batch statistics depend on it).
+        calibration_data: data for ``bn="recalibrate"`` (default: the evaluation set).
+        calibration_size: samples of it used (the first ones; ``None`` for all).
+        vectorize: ``"auto"`` (vmap on CUDA, sequential on CPU), ``True`` or ``False``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: str | Objective,
+        data,
+        *,
+        device: str | torch.device = "auto",
+        dtype: torch.dtype = torch.float32,
+        bn: str = "eval",
+        metrics: tuple[str | Objective, ...] = ("accuracy",),
+        memory_budget: int | str = "auto",
+        include_buffers: bool = False,
+        batch_size: int | None = None,
+        calibration_data=None,
+        calibration_size: int | None = 2048,
+        vectorize: bool | str = "auto",
+    ):
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+        if vectorize not in ("auto", True, False):
+            raise ValueError(f"vectorize must be 'auto', True or False, got {vectorize!r}")
+        self.device = _resolve_device(device)
+        self.dtype = dtype
+        self.bn = bnm.check_mode(bn)
+        self.loss_name, self._loss = resolve(loss_fn, LOSSES, "loss")
+        named = [resolve(m, METRICS, "metric") for m in metrics]
+        self.metric_names = tuple(n for n, _ in named)
+        self._metrics = tuple(f for _, f in named)
+        self.space = ParameterSpace(model, include_buffers=include_buffers)
+
+        self._module = copy.deepcopy(model).to(device=self.device, dtype=dtype)
+        self._module.requires_grad_(False)
+        bnm.configure(self._module, self.bn)
+        self._fixed = self.space.fixed_state(self._module)
+        self.w0 = self.space.flatten(self._module).to(self.device)
+
+        x, y = as_tensors(data)
+        self._x, self._y = self._prepare(x), self._prepare(y)
+        self.n_samples = len(self._x)
+        self.budget = resolve_budget(memory_budget, self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
+        self._act_bytes = _activation_bytes_per_sample(self._module, self._x[:2].to(self.device))
+        default_batch = 128 if self.bn == "batch" else self.budget // (4 * self._act_bytes)
+        self.batch_size = int(max(1, min(self.n_samples, batch_size or default_batch)))
+        self.vectorize = self.device.type == "cuda" if vectorize == "auto" else vectorize
+
+        self._stats_names: list[str] = []
+        if self.bn == "recalibrate":
+            self._stats_names = bnm.running_stat_names(self._module)
+            if include_buffers:
+                raise ValueError("bn='recalibrate' re-estimates the buffers, so include_buffers must be False")
+            cx, _ = as_tensors(calibration_data) if calibration_data is not None else (x, y)
+            self._calib_x = self._prepare(cx[:calibration_size])
+        first_input = self._x[:2].to(self.device)
+        self._first = (
+            fl.find_first_layer(self._module, self.space, self._fixed, first_input)
+            if self.bn != "recalibrate" and first_input.is_floating_point()
+            else None
+        )
+        self._warned_fallback = False
+
+    # -- public calls ---------------------------------------------------------------------------
+
+    def evaluate(self, W: torch.Tensor) -> EvalResult:
+        """Loss and metrics at each row of ``W`` (shape ``(K, P)``, or ``(P,)`` for one point)."""
+        W = self._points(W)
+        return self._run(len(W), lambda sl: self.space.unflatten(W[sl]))
+
+    def evaluate_affine(self, w0: torch.Tensor, D: torch.Tensor, coeffs: torch.Tensor) -> EvalResult:
+        """Loss and metrics at the points ``w0 + coeffs @ D`` of an affine family.
+
+        Args:
+            w0: ``(P,)`` origin. D: ``(m, P)`` directions. coeffs: ``(K, m)`` coordinates.
+
+        Gives the same numbers as ``evaluate(w0 + coeffs @ D)`` (to float rounding), faster when the
+        model's first layer admits the precomputed combination (see ``_first_layer.py``).
+        """
+        w0 = self._points(w0)[0]
+        D = self._points(D)
+        coeffs = torch.as_tensor(coeffs, dtype=self.dtype, device=self.device)
+        if coeffs.dim() == 1:
+            coeffs = coeffs[:, None]
+        if coeffs.dim() != 2 or coeffs.shape[1] != len(D):
+            raise ValueError(f"coeffs must have shape (K, {len(D)}) for {len(D)} directions, found {list(coeffs.shape)}")
+        if self._first is None:
+            return self._run(len(coeffs), lambda sl: self.space.unflatten(w0 + coeffs[sl] @ D))
+        rest = [n for n in self.space.names if fl._owner(n) != self._first]
+        idx = self.space.index(rest).to(self.device)
+        w0_rest, D_rest = w0[idx], D[:, idx]
+        ones = torch.ones(len(coeffs), 1, dtype=self.dtype, device=self.device)
+        return self._run(
+            len(coeffs),
+            lambda sl: self.space.unflatten(w0_rest + coeffs[sl] @ D_rest, rest),
+            affine=(w0, D, torch.cat([ones, coeffs], dim=1)),
+        )
+
+    def gradient(self, w: torch.Tensor) -> torch.Tensor:
+        """``(P,)`` gradient of the mean loss over the evaluation set at ``w``."""
+        w = self._points(w)[0]
+        g = torch.zeros_like(w)
+        for x, y in self._batches(self._grad_batch_size(1)):
+            g += grad(self._batch_loss)(w, x, y) * (len(y) / self.n_samples)
+        return g
+
+    def hvp(self, w: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        """Hessian-vector products ``H(w) v`` of the mean loss, for ``V`` of shape ``(P,)`` or ``(k, P)``.
+
+        Forward-over-reverse: ``jvp(grad(L), (w,), (v,))``, vmapped over the vectors.
+        """
+        w = self._points(w)[0]
+        single = V.dim() == 1
+        V = self._points(V)
+        out = torch.zeros_like(V)
+
+        def one(v, x, y):
+            return jvp(lambda w_: grad(self._batch_loss)(w_, x, y), (w,), (v,))[1]
+
+        for x, y in self._batches(self._grad_batch_size(len(V))):
+            out += self._map(one, (V, x, y), (0, None, None)) * (len(y) / self.n_samples)
+        return out[0] if single else out
+
+    def module_at(self, w: torch.Tensor) -> nn.Module:
+        """A new copy of the model holding the parameters ``w``, in eval mode, for external tools
+        (PyHessian) that need a module. The caller's model is not involved."""
+        module = copy.deepcopy(self._module)
+        with torch.no_grad():
+            for name, t in self.space.unflatten(self._points(w)[0]).items():
+                module.get_parameter(name).copy_(t) if name in dict(module.named_parameters()) else module.get_buffer(name).copy_(t)
+        bnm.configure(module, "eval")
+        return module
+
+    @property
+    def data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The evaluation set as ``(inputs, targets)``."""
+        return self._x, self._y
+
+    def meta(self) -> dict:
+        """What the numbers depend on, for the provenance of results."""
+        return {
+            "loss": self.loss_name,
+            "metrics": list(self.metric_names),
+            "bn": self.bn,
+            "n_samples": self.n_samples,
+            "batch_size": self.batch_size,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "n_params": self.space.size,
+            "include_buffers": self.space.include_buffers,
+        }
+
+    # -- the engine -------------------------------------------------------------------------------
+
+    def _run(self, K: int, params_of: Callable[[slice], dict], affine=None) -> EvalResult:
+        """Sums of ``n_b * mean`` over all batches for each point, chunk by chunk, then the means."""
+        sums = torch.zeros(K, 1 + len(self._metrics), dtype=torch.float64)
+        chunk = self._chunk_size(affine)
+        start = 0
+        while start < K:
+            sl = slice(start, min(K, start + chunk))
+            try:
+                sums[sl] = self._chunk_sums(params_of(sl), sl, affine).double().cpu()
+            except torch.cuda.OutOfMemoryError:
+                if chunk == 1:
+                    raise
+                chunk //= 2
+                torch.cuda.empty_cache()
+                continue
+            start = sl.stop
+        means = sums / self.n_samples
+        metrics = {n: means[:, 1 + i] for i, n in enumerate(self.metric_names)}
+        return EvalResult(means[:, 0], metrics, self.n_samples, self.bn)
+
+    def _chunk_sums(self, params: dict, sl: slice, affine) -> torch.Tensor:
+        k = sl.stop - sl.start
+        buffers = self._recalibrated(params, k) if self._stats_names else {}
+        sums = torch.zeros(k, 1 + len(self._metrics), dtype=self.dtype, device=self.device)
+        if affine is None:
+            for x, y in self._batches(self.batch_size):
+                sums += self._map(self._point_sums, (params, buffers, x, y), (0, 0, None, None))
+            return sums
+        w0, D, coeffs1 = affine
+        for x, y in self._batches(self.batch_size):
+            basis = fl.layer_basis(self._module, self._first, self.space, self._fixed, w0, D, x)
+            z = (coeffs1[sl] @ basis.flatten(1)).view(k, *basis.shape[1:])
+            with fl.replaced(self._module, self._first) as stand_in:
+
+                def point(p, z_, x_, y_):
+                    stand_in.value = z_
+                    return self._point_sums(p, {}, x_, y_)
+
+                sums += self._map(point, (params, z, x, y), (0, 0, None, None))
+        return sums
+
+    def _point_sums(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``n_b`` times the loss and metric means of one point on one batch."""
+        fixed = {n: t for n, t in self._fixed.items() if n not in buffers}
+        out = functional_call(self._module, (params, buffers, fixed), (x,))
+        values = [self._loss(out, y)] + [m(out, y) for m in self._metrics]
+        return torch.stack([v.to(self.dtype) for v in values]) * len(y)
+
+    def _map(self, f: Callable, args: tuple, in_dims: tuple) -> torch.Tensor:
+        """``f`` over the leading dim of the batched ``args``: vmapped, or one point after another."""
+        if self.vectorize:
+            try:
+                with torch.no_grad():
+                    return torch.vmap(f, in_dims=in_dims)(*args)
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as err:  # noqa: BLE001 - any failure of vmap means: not batchable
+                self.vectorize = False
+                warnings.warn(
+                    f"losslens: this model cannot be vmapped ({type(err).__name__}: {err}); "
+                    "evaluating its points one after another instead",
+                    stacklevel=3,
+                )
+        k = next(len(_first_leaf(a)) for a, d in zip(args, in_dims) if d == 0 and _first_leaf(a) is not None)
+        outs = []
+        with torch.no_grad():
+            for i in range(k):
+                outs.append(f(*(_index(a, i) if d == 0 else a for a, d in zip(args, in_dims))))
+        return torch.stack(outs)
+
+    def _recalibrated(self, params: dict, k: int) -> dict[str, torch.Tensor]:
+        """Running statistics re-estimated at each of the ``k`` points: ``{name: (k, C)}``."""
+        stats = bnm.fresh_running_stats(self._module, k)
+        fixed = {n: t for n, t in self._fixed.items() if n not in stats}
+
+        def forward(p, s, x):
+            functional_call(self._module, (p, s, fixed), (x,))
+            return x.new_zeros(())
+
+        batches = [self._calib_x[i : i + self.batch_size].to(self.device)
+                   for i in range(0, len(self._calib_x), self.batch_size)]
+        if self.vectorize:
+            with bnm.calibrating(self._module):
+                for x in batches:
+                    self._map(forward, (params, stats, x), (0, 0, None))
+        if not self.vectorize:  # also after a fallback in the loop above: recompute every point
+            stats = bnm.fresh_running_stats(self._module, k)
+            with torch.no_grad():
+                for i in range(k):
+                    with bnm.calibrating(self._module):
+                        for x in batches:
+                            forward(_index(params, i), _index(stats, i), x)
+        return stats
+
+    def _batch_loss(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = functional_call(self._module, (self.space.unflatten(w), self._fixed), (x,))
+        return self._loss(out, y)
+
+    # -- sizes and data ---------------------------------------------------------------------------
+
+    def _chunk_size(self, affine) -> int:
+        """Points per chunk so that their parameters and activations fit the budget."""
+        per_point = self.space.size * self.dtype.itemsize
+        if self.vectorize:
+            per_point += 2 * self.batch_size * self._act_bytes
+        if affine is not None:
+            per_point += self.batch_size * self._act_bytes
+        return int(max(1, min(_MAX_CHUNK, self.budget // per_point)))
+
+    def _grad_batch_size(self, n_vectors: int) -> int:
+        return int(max(1, min(self.n_samples, self.budget // (8 * n_vectors * self._act_bytes))))
+
+    def _batches(self, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for i in range(0, self.n_samples, size):
+            yield self._x[i : i + size].to(self.device), self._y[i : i + size].to(self.device)
+
+    def _prepare(self, t: torch.Tensor) -> torch.Tensor:
+        """Data on the device (on CUDA when under 1 GiB, else streamed per batch), floats in ``dtype``."""
+        t = t.to(self.dtype) if t.is_floating_point() else t
+        return t.to(self.device) if t.numel() * t.element_size() <= _resident_limit(self.device) else t
+
+    def _points(self, W) -> torch.Tensor:
+        W = torch.as_tensor(W)
+        W = W[None] if W.dim() == 1 else W
+        if W.dim() != 2 or W.shape[1] != self.space.size:
+            raise ValueError(f"expected points of shape (K, {self.space.size}), found {list(W.shape)}")
+        return W.to(device=self.device, dtype=self.dtype)
+
+
+def _resolve_device(device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"invalid device {device!r}: {err}") from None
+
+
+def _resident_limit(device: torch.device) -> int:
+    return (1 << 30) if device.type == "cuda" else (1 << 62)
+
+
+def _activation_bytes_per_sample(module: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of all leaf-module outputs for one sample (measured on two samples)."""
+    total = [0]
+
+    def count(_, __, out):
+        if isinstance(out, torch.Tensor):
+            total[0] += out.numel() * out.element_size()
+
+    hooks = [m.register_forward_hook(count) for m in module.modules() if not any(True for _ in m.children())]
+    try:
+        with torch.no_grad():
+            module(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return max(1, total[0] // max(1, len(x)))
+
+
+def _index(tree, i: int):
+    return {n: t[i] for n, t in tree.items()} if isinstance(tree, dict) else tree[i]
+
+
+def _first_leaf(a):
+    return next(iter(a.values()), None) if isinstance(a, dict) else a
