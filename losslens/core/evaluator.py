@@ -225,9 +225,11 @@ class Evaluator:
         """A new copy of the model holding the parameters ``w``, in eval mode, for external tools
         (PyHessian) that need a module. The caller's model is not involved."""
         module = copy.deepcopy(self._module)
+        state = dict(module.named_parameters()) | dict(module.named_buffers())
         with torch.no_grad():
             for name, t in self.space.unflatten(self._points(w)[0]).items():
-                module.get_parameter(name).copy_(t) if name in dict(module.named_parameters()) else module.get_buffer(name).copy_(t)
+                state[name].copy_(t)
+                state[name].requires_grad_(isinstance(state[name], nn.Parameter))
         bnm.configure(module, "eval")
         return module
 
