@@ -1,0 +1,75 @@
+"""Self-describing result files: arrays in HDF5 datasets, metadata as JSON in the file's attributes.
+
+Every result object's ``save``/``load`` goes through ``write_h5``/``read_h5``, so a file always says
+what it holds (``kind``), which losslens wrote it, and how it was made (``meta``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from losslens.errors import LosslensError
+
+FORMAT_VERSION = 1
+
+
+def write_h5(path: str | Path, kind: str, arrays: dict[str, Any], meta: dict) -> Path:
+    """Write ``arrays`` (name -> array, ``None`` skipped; ``a/b`` names make groups) and ``meta``."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        set_header(f, kind, meta)
+        for name, value in arrays.items():
+            if value is not None:
+                f.create_dataset(name, data=np.asarray(value))
+    return path
+
+
+def set_header(f, kind: str, meta: dict) -> None:
+    """Store ``kind`` and ``meta`` (JSON) in the attributes of an open HDF5 file."""
+    from losslens import __version__
+
+    f.attrs["losslens_kind"] = kind
+    f.attrs["losslens_version"] = __version__
+    f.attrs["losslens_format"] = FORMAT_VERSION
+    f.attrs["meta"] = json.dumps(meta, default=_jsonable)
+
+
+def read_h5(path: str | Path, kind: str) -> tuple[dict[str, np.ndarray], dict]:
+    """Read every dataset (``a/b`` names for groups) and the metadata of a file written by ``write_h5``.
+
+    Raises:
+        LosslensError: the file is missing, not HDF5, or holds another kind of result.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise LosslensError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise LosslensError(f"{path}: not an HDF5 file ({err})") from None
+    with f:
+        found = f.attrs.get("losslens_kind")
+        if found != kind:
+            raise LosslensError(f"{path}: expected a losslens {kind} file, found {found or 'no losslens header'}")
+        arrays: dict[str, np.ndarray] = {}
+        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        return arrays, json.loads(f.attrs["meta"])
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.ndarray, tuple)):
+        return list(np.asarray(value).tolist())
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
