@@ -44,8 +44,9 @@ def find_first_layer(module: nn.Module, space: ParameterSpace, fixed, x: torch.T
     """Name of the first layer if the fast path is exact for ``module``, else ``None``.
 
     Conditions: every tensor of the space belongs to a leaf module; the first such module to run is
-    a Linear/ConvNd whose space tensors are its weight (and bias), and it runs exactly once; and its
-    input does not change when the parameters do (checked on two parameter vectors).
+    a Linear/ConvNd whose space tensors are its weight (and bias), not tied to another module, and it
+    runs exactly once; and its input does not change when the parameters do (checked on two
+    parameter vectors).
     """
     leaves = {n for n, m in module.named_modules() if not any(True for _ in m.children())}
     owners = {_owner(n) for n in space.names}
@@ -69,10 +70,24 @@ def find_first_layer(module: nn.Module, space: ParameterSpace, fixed, x: torch.T
     own = {n for n in space.names if _owner(n) == first}
     if own != {f"{first}.{p}" for p, _ in layer.named_parameters()}:
         return None
+    uses = [id(p) for _, p in module.named_parameters(remove_duplicate=False)]
+    if any(uses.count(id(p)) > 1 for p in layer.parameters()):  # tied: the weight also acts elsewhere
+        return None
     w = space.flatten(module).to(x.device)
     u0 = layer_input(module, first, space, fixed, w, x[:2])
     u1 = layer_input(module, first, space, fixed, w + torch.randn_like(w), x[:2])
     return first if torch.equal(u0, u1) else None
+
+
+def pays_off(layer: nn.Module, n_directions: int) -> bool:
+    """Whether combining ``1 + m`` precomputed outputs is cheaper than running the layer.
+
+    Running it costs ``2 * fan_in`` FLOPs per output element; the combination reads ``1 + m`` stored
+    outputs per element and is memory-bound, so it pays off only when ``fan_in`` is well above ``1 + m``
+    (true for a Linear on flattened images, false for a 3x3 convolution of a grey image).
+    """
+    fan_in = layer.weight[0].numel()
+    return fan_in > 4 * (1 + n_directions)
 
 
 def layer_input(module, name, space, fixed, w, x) -> torch.Tensor:

@@ -174,7 +174,7 @@ def _tensor_data(x: torch.Tensor, y: torch.Tensor, name: str, split: str) -> Ten
 def _user_dataset(spec: str, split: str) -> TensorData:
     function = resolve_import_string(spec, what="data set function")
     if not callable(function):
-        raise ConfigError(f"data set function {spec!r} is a {type(function).__name__}, not a callable")
+        raise ConfigError(f"data set function {spec!r} is not callable (type {type(function).__name__})")
     try:
         takes_split = "split" in inspect.signature(function).parameters
     except (TypeError, ValueError):  # builtins and some C functions have no signature

@@ -184,7 +184,7 @@ class Evaluator:
             coeffs = coeffs[:, None]
         if coeffs.dim() != 2 or coeffs.shape[1] != len(D):
             raise ValueError(f"coeffs must have shape (K, {len(D)}) for {len(D)} directions, found {list(coeffs.shape)}")
-        if self._first is None:
+        if self._first is None or not fl.pays_off(self._module.get_submodule(self._first), len(D)):
             return self._run(len(coeffs), lambda sl: self.space.unflatten(w0 + coeffs[sl] @ D))
         rest = [n for n in self.space.names if fl._owner(n) != self._first]
         idx = self.space.index(rest).to(self.device)
@@ -285,14 +285,14 @@ class Evaluator:
         w0, D, coeffs1 = affine
         for x, y in self._batches(self.batch_size):
             basis = fl.layer_basis(self._module, self._first, self.space, self._fixed, w0, D, x)
-            z = (coeffs1[sl] @ basis.flatten(1)).view(k, *basis.shape[1:])
+            flat = basis.flatten(1)
             with fl.replaced(self._module, self._first) as stand_in:
 
-                def point(p, z_, x_, y_):
-                    stand_in.value = z_
+                def point(p, c, x_, y_):
+                    stand_in.value = (c @ flat).view(basis.shape[1:])
                     return self._point_sums(p, {}, x_, y_)
 
-                sums += self._map(point, (params, z, x, y), (0, 0, None, None))
+                sums += self._map(point, (params, coeffs1[sl], x, y), (0, 0, None, None))
         return sums
 
     def _point_sums(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

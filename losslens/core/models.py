@@ -81,7 +81,7 @@ def build_model(
             )
         factory = resolve_import_string(name, what="model factory")
         if not callable(factory):
-            raise ConfigError(f"model factory {name!r} is a {type(factory).__name__}, not a callable")
+            raise ConfigError(f"model factory {name!r} is not callable (type {type(factory).__name__})")
         make = factory
     else:
         raise ConfigError(

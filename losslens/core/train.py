@@ -1,0 +1,351 @@
+"""Train a model and keep its trajectory: seeded checkpoints and per-epoch losses from the evaluator.
+
+A run directory holds ``step_000000.safetensors`` (the initialization), one checkpoint per epoch
+(and every ``save_every_steps`` steps if asked), file names sortable by step, each with its epoch
+and step in its safetensors metadata, and ``run.json``, which describes the run and its history.
+The per-epoch losses and accuracies are those of the evaluator core (the full train and test sets,
+the model in eval mode), so they are the same numbers a landscape through the checkpoints shows.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from losslens.core._objectives import LOSSES
+from losslens.core.checkpoints import save_checkpoint
+from losslens.core.data import TensorData, load_dataset
+from losslens.core.evaluator import Evaluator
+from losslens.core.models import build_model
+from losslens.errors import ConfigError
+
+LOSS_NAMES: tuple[str, ...] = ("cross_entropy", "mse")
+RUN_FILE = "run.json"
+_LOSS_TASK = {"cross_entropy": "classification", "mse": "regression"}
+
+
+@dataclass(frozen=True, eq=False)
+class TrainRun:
+    """A training run on disk.
+
+    Attributes:
+        out: the run directory.
+        checkpoints: checkpoint paths in the order of their steps.
+        history: one dict per evaluated epoch (epoch 0 is the initialization): ``epoch``, ``step``,
+            ``train_loss``, ``test_loss``, and ``train_accuracy``/``test_accuracy`` for
+            classification (``test_*`` only when there is test data).
+        metadata: the rest of ``run.json``: model, data, optimizer and its options, seed, ... and
+            ``checkpoints`` (``file``, ``epoch``, ``step`` of each).
+    """
+
+    out: Path
+    checkpoints: tuple[Path, ...]
+    history: tuple[dict, ...]
+    metadata: dict
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> "TrainRun":
+        """Read the run in ``out_dir`` from its ``run.json``.
+
+        Raises:
+            ConfigError: ``out_dir`` holds no ``run.json``, or it is not one of a training run.
+        """
+        out = Path(out_dir)
+        path = out / RUN_FILE
+        if not path.is_file():
+            raise ConfigError(f"{out}: no {RUN_FILE}, so not a training run directory")
+        try:
+            info = json.loads(path.read_text())
+            checkpoints = tuple(out / c["file"] for c in info["checkpoints"])
+            history = tuple(info.pop("history"))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"{path}: not the {RUN_FILE} of a training run ({type(e).__name__}: {e})") from e
+        return cls(out, checkpoints, history, info)
+
+
+def train(
+    model: str | nn.Module,
+    data: str | TensorData | tuple[TensorData, TensorData] = "digits",
+    *,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    epochs: int = 10,
+    batch_size: int = 64,
+    seed: int = 0,
+    out: str | os.PathLike,
+    save_every_steps: int | None = None,
+    optimizer_kwargs: dict | None = None,
+    loss: Literal["cross_entropy", "mse"] | None = None,
+    weight_decay: float = 0.0,
+    model_kwargs: dict | None = None,
+    device: str | torch.device = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TrainRun:
+    """Train a model with any ``torch.optim`` optimizer, saving its trajectory to ``out``.
+
+    Mini-batch training, ``w <- optimizer step on the mean loss over a batch``, with batches drawn
+    by a permutation per epoch from a generator seeded with ``seed``; dropout and the like draw
+    from the global RNG, seeded with ``seed`` inside a fork, so the caller's RNG state is left as
+    it was and the same arguments give bitwise-identical checkpoints (on the same device).
+
+    Args:
+        model: a built-in model name or import string (built by ``build_model`` for the data's
+            input shape and outputs, initialized with ``seed``), or a module, which is deep-copied
+            and trained from its current weights: the caller's module is never changed.
+        data: a data set name or import string (its ``train`` split is trained on, its ``test``
+            split evaluated), one ``TensorData`` (train only), or a ``(train, test)`` pair of them.
+        optimizer: the name of a ``torch.optim`` optimizer, case-insensitive (``adam``, ``sgd``,
+            ``AdamW``, ``lbfgs``, ...).
+        lr: the learning rate.
+        epochs: passes over the training set.
+        batch_size: samples per step (the last batch of an epoch may be smaller).
+        seed: seed of the initialization, the shuffling and any randomness of the forward pass.
+        out: the run directory.
+        save_every_steps: also save a checkpoint every this many optimizer steps.
+        optimizer_kwargs: further options of the optimizer (``{"momentum": 0.9}``).
+        loss: ``"cross_entropy"`` (classification) or ``"mse"`` (regression); by default the one
+            that fits the data's task.
+        weight_decay: passed to the optimizer (an error for optimizers without it, unless 0).
+        model_kwargs: options of a built-in model (``{"hidden": [128, 64]}``).
+        device: ``"auto"`` (CUDA when available) or a torch device.
+        overwrite: replace the checkpoints and ``run.json`` of an earlier run in ``out``.
+        progress: show a progress bar over the epochs with the latest losses.
+
+    Returns:
+        The ``TrainRun``; ``run.json`` is rewritten after every epoch, so an interrupted run is
+        described up to its last epoch.
+
+    Raises:
+        ConfigError: an unknown optimizer, loss, model or data set, options that do not fit, or an
+            ``out`` that already holds a run (without ``overwrite``).
+    """
+    _check_positive(epochs=epochs, batch_size=batch_size, lr=lr)
+    if save_every_steps is not None:
+        _check_positive(save_every_steps=save_every_steps)
+    train_set, test_set, data_name = _datasets(data)
+    loss = resolve_loss(loss, train_set)
+    device = _resolve_device(device)
+
+    model_kwargs = dict(model_kwargs or {})
+    if isinstance(model, str):
+        net = build_model(
+            model, input_shape=train_set.input_shape, num_classes=train_set.num_outputs, seed=seed, **model_kwargs
+        )
+        model_name = model
+    elif isinstance(model, nn.Module):
+        if model_kwargs:
+            raise ConfigError("model_kwargs apply only to a model given by name, not to a module")
+        net, model_name = copy.deepcopy(model), None
+    else:
+        raise ConfigError(f"model must be a model name, an import string or an nn.Module, not {type(model).__name__}")
+    net.to(device).train()
+    opt, opt_kwargs = _make_optimizer(optimizer, net, lr, weight_decay, optimizer_kwargs)
+    out = _prepare_out(Path(out), overwrite)  # only once every option is known to be good
+
+    steps_per_epoch = math.ceil(len(train_set) / batch_size)
+    width = max(6, len(str(epochs * steps_per_epoch)))
+    info = {
+        "format": "losslens-train-run",
+        "model": model_name,
+        "model_class": f"{type(net).__module__}.{type(net).__qualname__}",
+        "model_kwargs": model_kwargs,
+        "data": data_name,
+        "task": train_set.task,
+        "input_shape": list(train_set.input_shape),
+        "num_outputs": train_set.num_outputs,
+        "n_train": len(train_set),
+        "n_test": len(test_set) if test_set is not None else None,
+        "optimizer": type(opt).__name__,
+        "optimizer_kwargs": opt_kwargs,
+        "lr": lr,
+        "loss": loss,
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "steps_per_epoch": steps_per_epoch,
+        "save_every_steps": save_every_steps,
+        "device": str(device),
+        "torch_version": torch.__version__,
+        "completed_epochs": 0,
+        "checkpoints": [],
+        "history": [],
+    }
+    ckpt_meta = {
+        "format": "losslens-train-checkpoint",
+        "model": model_name or "",
+        "model_class": info["model_class"],
+        "model_kwargs": json.dumps(model_kwargs, default=str),
+        "data": data_name,
+        "optimizer": info["optimizer"],
+        "lr": repr(lr),
+        "seed": str(seed),
+    }
+
+    def save(step: int) -> None:
+        epoch = step / steps_per_epoch
+        name = f"step_{step:0{width}d}.safetensors"
+        save_checkpoint(net, out / name, metadata={**ckpt_meta, "epoch": repr(epoch), "step": str(step)})
+        info["checkpoints"].append({"file": name, "epoch": epoch, "step": step})
+
+    metrics = ("accuracy",) if train_set.task == "classification" else ()
+    dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
+    evaluators = {
+        split: Evaluator(net, loss, d, device=device, dtype=dtype, metrics=metrics, include_buffers=True)
+        for split, d in (("train", train_set), ("test", test_set))
+        if d is not None
+    }
+
+    def record(epoch: int, step: int) -> dict:
+        entry: dict = {"epoch": epoch, "step": step}
+        for split, ev in evaluators.items():  # the evaluator core, at the current weights and BN statistics
+            res = ev.evaluate(ev.space.flatten(net)[None])
+            entry[f"{split}_loss"] = float(res.loss[0])
+            entry.update({f"{split}_{m}": float(v[0]) for m, v in res.metrics.items()})
+        info["history"].append(entry)
+        info["completed_epochs"] = epoch
+        _write_json(out / RUN_FILE, info)
+        return entry
+
+    loss_fn = LOSSES[loss]
+    x_train, y_train = train_set.x.to(device), train_set.y.to(device)
+    generator = torch.Generator().manual_seed(seed)
+    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices):
+        torch.manual_seed(seed)
+        save(0)
+        record(0, 0)
+        step = 0
+        bar = tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=not progress)
+        for epoch in bar:
+            net.train()
+            order = torch.randperm(len(train_set), generator=generator).to(device)
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                xb, yb = x_train[idx], y_train[idx]
+
+                def closure():
+                    opt.zero_grad()
+                    value = loss_fn(net(xb), yb)
+                    value.backward()
+                    return value
+
+                opt.step(closure)  # every torch.optim optimizer takes a closure; LBFGS needs one
+                step += 1
+                if save_every_steps and step % save_every_steps == 0 and step % steps_per_epoch:
+                    save(step)
+            save(step)
+            entry = record(epoch, step)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k.endswith("_loss")})
+        bar.close()
+    return TrainRun.load(out)
+
+
+def _check_positive(**values) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ConfigError(f"{name} must be positive, got {value}")
+
+
+def _datasets(data) -> tuple[TensorData, TensorData | None, str]:
+    if isinstance(data, str):
+        return load_dataset(data, "train"), load_dataset(data, "test"), data
+    if isinstance(data, TensorData):
+        return data, None, data.name
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(d, TensorData) for d in data):
+        return data[0], data[1], data[0].name
+    raise ConfigError(
+        f"cannot train on {type(data).__name__}: give a data set name or import string, a TensorData, "
+        "or a (train, test) pair of TensorData"
+    )
+
+
+def resolve_loss(loss: str | None, data: TensorData) -> str:
+    """``loss``, checked against the task of ``data``; by default the loss of that task.
+
+    Raises:
+        ConfigError: an unknown loss, or one for the other task.
+    """
+    if loss is None:
+        return "cross_entropy" if data.task == "classification" else "mse"
+    if loss not in LOSS_NAMES:
+        raise ConfigError(f"unknown loss {loss!r}; valid: {', '.join(LOSS_NAMES)}")
+    if _LOSS_TASK[loss] != data.task:
+        raise ConfigError(f"loss {loss!r} is for {_LOSS_TASK[loss]}, but {data.name!r} is a {data.task} data set")
+    return loss
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"invalid device {device!r}; valid: auto, cpu, cuda, cuda:N, ...") from e
+
+
+def _prepare_out(out: Path, overwrite: bool) -> Path:
+    old = sorted(out.glob("step_*.safetensors")) + ([out / RUN_FILE] if (out / RUN_FILE).exists() else [])
+    if old and not overwrite:
+        raise ConfigError(
+            f"{out} already holds a training run ({len(old)} files); choose another out directory "
+            "or pass overwrite=True (--overwrite) to replace it"
+        )
+    for path in old:
+        path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    """The ``torch.optim`` optimizer class called ``name``, case-insensitive.
+
+    Raises:
+        ConfigError: no such optimizer (the valid names are listed).
+    """
+    table = {
+        n.lower(): cls
+        for n, cls in vars(torch.optim).items()
+        if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer
+    }
+    if name.lower() not in table:
+        valid = ", ".join(sorted((c.__name__ for c in table.values()), key=str.lower))
+        raise ConfigError(f"unknown optimizer {name!r}; valid (torch.optim, any case): {valid}")
+    return table[name.lower()]
+
+
+def _make_optimizer(name, net, lr, weight_decay, optimizer_kwargs):
+    cls = optimizer_class(name)
+    kwargs = dict(optimizer_kwargs or {})
+    if "lr" in kwargs or "params" in kwargs:
+        raise ConfigError("give the learning rate as lr, not in optimizer_kwargs (and no params there)")
+    accepts = inspect.signature(cls.__init__).parameters
+    if "weight_decay" in kwargs:
+        if weight_decay:
+            raise ConfigError("weight decay given twice: as weight_decay and in optimizer_kwargs")
+    elif "weight_decay" in accepts:
+        kwargs["weight_decay"] = weight_decay
+    elif weight_decay:
+        raise ConfigError(f"optimizer {cls.__name__} has no weight_decay option")
+    params = [p for p in net.parameters() if p.requires_grad]
+    try:
+        opt = cls(params, lr=lr, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"optimizer {cls.__name__} does not take the options {kwargs}: {e}") from e
+    return opt, kwargs
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp.replace(path)
