@@ -12,6 +12,8 @@ layer's full product (for an MLP on MNIST-sized inputs the first layer is about 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -26,17 +28,17 @@ class _Stop(Exception):
 
 
 class Precomputed(nn.Module):
-    """Stands in for the first layer: returns the output set for the current point."""
+    """Stands in for the first layer: returns the buffer ``value``, the layer's output at the point."""
 
     def __init__(self):
         super().__init__()
-        self.value: torch.Tensor | None = None
+        self.register_buffer("value", torch.empty(0), persistent=False)
 
     def forward(self, *args, **kwargs):
         return self.value
 
 
-def _owner(name: str) -> str:
+def owner(name: str) -> str:
     return name.rpartition(".")[0]
 
 
@@ -49,7 +51,7 @@ def find_first_layer(module: nn.Module, space: ParameterSpace, fixed, x: torch.T
     parameter vectors).
     """
     leaves = {n for n, m in module.named_modules() if not any(True for _ in m.children())}
-    owners = {_owner(n) for n in space.names}
+    owners = {owner(n) for n in space.names}
     if not owners <= leaves:
         return None
     named = dict(module.named_modules())
@@ -67,7 +69,7 @@ def find_first_layer(module: nn.Module, space: ParameterSpace, fixed, x: torch.T
     layer = named[first]
     if not isinstance(layer, LINEAR_LAYERS) or order.count(first) != 1:
         return None
-    own = {n for n in space.names if _owner(n) == first}
+    own = {n for n in space.names if owner(n) == first}
     if own != {f"{first}.{p}" for p, _ in layer.named_parameters()}:
         return None
     uses = [id(p) for _, p in module.named_parameters(remove_duplicate=False)]
@@ -113,7 +115,7 @@ def layer_basis(module, name, space, fixed, w0, D, x) -> torch.Tensor:
     """``(1 + m, B, *out)``: the layer's output at ``w0`` and its linear response to each ``d_i``."""
     layer = module.get_submodule(name)
     u = layer_input(module, name, space, fixed, w0, x)
-    local = [n.partition(f"{name}.")[2] for n in space.names if _owner(n) == name]
+    local = [n.partition(f"{name}.")[2] for n in space.names if owner(n) == name]
     full = [f"{name}.{p}" for p in local]
     outs = []
     for vec in torch.cat([w0[None], D]):
@@ -123,20 +125,9 @@ def layer_basis(module, name, space, fixed, w0, D, x) -> torch.Tensor:
     return torch.stack(outs)
 
 
-class replaced:
-    """Context manager: module ``name`` of ``module`` is the ``Precomputed`` stand-in inside the block."""
-
-    def __init__(self, module: nn.Module, name: str):
-        parent, _, child = name.rpartition(".")
-        self.parent = module.get_submodule(parent) if parent else module
-        self.child = child
-        self.stand_in = Precomputed()
-
-    def __enter__(self) -> Precomputed:
-        self.original = self.parent._modules[self.child]
-        self.parent._modules[self.child] = self.stand_in
-        return self.stand_in
-
-    def __exit__(self, *exc):
-        self.parent._modules[self.child] = self.original
-        self.stand_in.value = None
+def tail(module: nn.Module, name: str) -> nn.Module:
+    """A copy of ``module`` whose layer ``name`` returns its buffer ``value`` (pass it to functional_call)."""
+    copy_ = copy.deepcopy(module)
+    parent, _, child = name.rpartition(".")
+    (copy_.get_submodule(parent) if parent else copy_)._modules[child] = Precomputed()
+    return copy_

@@ -25,6 +25,7 @@ How the K points run (measured, see ``bench/evaluator.py``):
 from __future__ import annotations
 
 import copy
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -41,6 +42,9 @@ from losslens.core.data import as_tensors
 from losslens.core.params import ParameterSpace
 
 _MAX_CHUNK = 4096
+_PROBE_POINTS = 8
+_COMPILE_WORTH_S = 30.0
+ChunkCallback = Callable[[int, "EvalResult"], None]
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,8 @@ class Evaluator:
         calibration_data: data for ``bn="recalibrate"`` (default: the evaluation set).
         calibration_size: samples of it used (the first ones; ``None`` for all).
         vectorize: ``"auto"`` (vmap on CUDA, sequential on CPU), ``True`` or ``False``.
+        compile: ``torch.compile`` the per-point function: ``True``, ``False``, or ``"auto"``
+            (compile a call's remaining points when they are expected to take over 30 s).
     """
 
     def __init__(
@@ -115,11 +121,13 @@ class Evaluator:
         calibration_data=None,
         calibration_size: int | None = 2048,
         vectorize: bool | str = "auto",
+        compile: bool | str = "auto",
     ):
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating dtype, got {dtype}")
-        if vectorize not in ("auto", True, False):
-            raise ValueError(f"vectorize must be 'auto', True or False, got {vectorize!r}")
+        for name, value in (("vectorize", vectorize), ("compile", compile)):
+            if value not in ("auto", True, False):
+                raise ValueError(f"{name} must be 'auto', True or False, got {value!r}")
         self.device = _resolve_device(device)
         self.dtype = dtype
         self.bn = bnm.check_mode(bn)
@@ -159,20 +167,30 @@ class Evaluator:
             if self.bn != "recalibrate" and first_input.is_floating_point()
             else None
         )
-        self._warned_fallback = False
+        self._tail: nn.Module | None = None  # the copy whose first layer is precomputed
+        self.compile = compile
+        self._compiled = compile is True
+        self._compiled_fns: dict = {}
 
     # -- public calls ---------------------------------------------------------------------------
 
-    def evaluate(self, W: torch.Tensor) -> EvalResult:
-        """Loss and metrics at each row of ``W`` (shape ``(K, P)``, or ``(P,)`` for one point)."""
-        W = self._points(W)
-        return self._run(len(W), lambda sl: self.space.unflatten(W[sl]))
+    def evaluate(self, W: torch.Tensor, *, on_chunk: ChunkCallback | None = None) -> EvalResult:
+        """Loss and metrics at each row of ``W`` (shape ``(K, P)``, or ``(P,)`` for one point).
 
-    def evaluate_affine(self, w0: torch.Tensor, D: torch.Tensor, coeffs: torch.Tensor) -> EvalResult:
-        """Loss and metrics at the points ``w0 + coeffs @ D`` of an affine family.
+        ``on_chunk(start, result)`` is called after each chunk of points with the chunk's results
+        (points ``start .. start + len(result)``), e.g. to write partial results or show progress.
+        """
+        W = self._points(W)
+        return self._run(len(W), lambda sl: self.space.unflatten(W[sl]), None, on_chunk)
+
+    def evaluate_affine(
+        self, w0: torch.Tensor, D: torch.Tensor, coeffs: torch.Tensor, *, on_chunk: ChunkCallback | None = None
+    ) -> EvalResult:
+        """Loss and metrics at the points ``w0 + coeffs @ D`` of an affine family (lines, planes).
 
         Args:
             w0: ``(P,)`` origin. D: ``(m, P)`` directions. coeffs: ``(K, m)`` coordinates.
+            on_chunk: as in ``evaluate``.
 
         Gives the same numbers as ``evaluate(w0 + coeffs @ D)`` (to float rounding), faster when the
         model's first layer admits the precomputed combination (see ``_first_layer.py``).
@@ -185,15 +203,18 @@ class Evaluator:
         if coeffs.dim() != 2 or coeffs.shape[1] != len(D):
             raise ValueError(f"coeffs must have shape (K, {len(D)}) for {len(D)} directions, found {list(coeffs.shape)}")
         if self._first is None or not fl.pays_off(self._module.get_submodule(self._first), len(D)):
-            return self._run(len(coeffs), lambda sl: self.space.unflatten(w0 + coeffs[sl] @ D))
-        rest = [n for n in self.space.names if fl._owner(n) != self._first]
+            return self._run(len(coeffs), lambda sl: self.space.unflatten(w0 + coeffs[sl] @ D), None, on_chunk)
+        if self._tail is None:
+            self._tail = fl.tail(self._module, self._first)
+        rest = [n for n in self.space.names if fl.owner(n) != self._first]
         idx = self.space.index(rest).to(self.device)
         w0_rest, D_rest = w0[idx], D[:, idx]
         ones = torch.ones(len(coeffs), 1, dtype=self.dtype, device=self.device)
         return self._run(
             len(coeffs),
             lambda sl: self.space.unflatten(w0_rest + coeffs[sl] @ D_rest, rest),
-            affine=(w0, D, torch.cat([ones, coeffs], dim=1)),
+            (w0, D, torch.cat([ones, coeffs], dim=1)),
+            on_chunk,
         )
 
     def gradient(self, w: torch.Tensor) -> torch.Tensor:
@@ -218,7 +239,7 @@ class Evaluator:
             return jvp(lambda w_: grad(self._batch_loss)(w_, x, y), (w,), (v,))[1]
 
         for x, y in self._batches(self._grad_batch_size(len(V))):
-            out += self._map(one, (V, x, y), (0, None, None)) * (len(y) / self.n_samples)
+            out += self._map(one, (V, x, y), (0, None, None), vectorize=True) * (len(y) / self.n_samples)
         return out[0] if single else out
 
     def module_at(self, w: torch.Tensor) -> nn.Module:
@@ -254,22 +275,39 @@ class Evaluator:
 
     # -- the engine -------------------------------------------------------------------------------
 
-    def _run(self, K: int, params_of: Callable[[slice], dict], affine=None) -> EvalResult:
-        """Sums of ``n_b * mean`` over all batches for each point, chunk by chunk, then the means."""
-        sums = torch.zeros(K, 1 + len(self._metrics), dtype=torch.float64)
+    def _run(self, K: int, params_of: Callable[[slice], dict], affine, on_chunk) -> EvalResult:
+        """Sums of ``n_b * mean`` over all batches for each point, chunk by chunk, then the means.
+
+        With ``compile="auto"``, a first small chunk measures the rate; the rest is compiled when
+        it is expected to take longer than ``_COMPILE_WORTH_S`` (a cold compile costs about 15 s).
+        """
+        results = []
         chunk = self._chunk_size(affine)
+        probe = self.compile == "auto" and not self._compiled and K > _PROBE_POINTS
         start = 0
         while start < K:
-            sl = slice(start, min(K, start + chunk))
+            sl = slice(start, min(K, start + (min(chunk, _PROBE_POINTS) if probe else chunk)))
+            tic = time.perf_counter()
             try:
-                sums[sl] = self._chunk_sums(params_of(sl), sl, affine).double().cpu()
+                sums = self._chunk_sums(params_of(sl), sl, affine).double().cpu()
             except torch.cuda.OutOfMemoryError:
                 if chunk == 1:
                     raise
                 chunk //= 2
                 torch.cuda.empty_cache()
                 continue
+            if probe:
+                probe = False
+                per_point = (time.perf_counter() - tic) / (sl.stop - sl.start)
+                if per_point * (K - sl.stop) > _COMPILE_WORTH_S:
+                    self._compiled = True
+            results.append(self._result(sums))
+            if on_chunk is not None:
+                on_chunk(start, results[-1])
             start = sl.stop
+        return EvalResult.cat(results)
+
+    def _result(self, sums: torch.Tensor) -> EvalResult:
         means = sums / self.n_samples
         metrics = {n: means[:, 1 + i] for i, n in enumerate(self.metric_names)}
         return EvalResult(means[:, 0], metrics, self.n_samples, self.bn)
@@ -285,29 +323,34 @@ class Evaluator:
         w0, D, coeffs1 = affine
         for x, y in self._batches(self.batch_size):
             basis = fl.layer_basis(self._module, self._first, self.space, self._fixed, w0, D, x)
-            flat = basis.flatten(1)
-            with fl.replaced(self._module, self._first) as stand_in:
-
-                def point(p, c, x_, y_):
-                    stand_in.value = (c @ flat).view(basis.shape[1:])
-                    return self._point_sums(p, {}, x_, y_)
-
-                sums += self._map(point, (params, coeffs1[sl], x, y), (0, 0, None, None))
+            sums += self._map(self._affine_point_sums, (params, coeffs1[sl], basis, x, y), (0, 0, None, None, None))
         return sums
 
     def _point_sums(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``n_b`` times the loss and metric means of one point on one batch."""
         fixed = {n: t for n, t in self._fixed.items() if n not in buffers}
-        out = functional_call(self._module, (params, buffers, fixed), (x,))
+        return self._sums(functional_call(self._module, (params, buffers, fixed), (x,)), y)
+
+    def _affine_point_sums(self, params: dict, c: torch.Tensor, basis: torch.Tensor, x, y) -> torch.Tensor:
+        """As ``_point_sums``, the first layer's output being ``c @ basis`` (``c = (1, c_1 .. c_m)``)."""
+        z = (c @ basis.flatten(1)).view(basis.shape[1:])
+        out = functional_call(self._tail, (params, {f"{self._first}.value": z}, self._fixed), (x,))
+        return self._sums(out, y)
+
+    def _sums(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         values = [self._loss(out, y)] + [m(out, y) for m in self._metrics]
         return torch.stack([v.to(self.dtype) for v in values]) * len(y)
 
-    def _map(self, f: Callable, args: tuple, in_dims: tuple) -> torch.Tensor:
-        """``f`` over the leading dim of the batched ``args``: vmapped, or one point after another."""
-        if self.vectorize:
+    def _map(self, f: Callable, args: tuple, in_dims: tuple, vectorize: bool | None = None) -> torch.Tensor:
+        """``f`` over the leading dim of the batched ``args``: vmapped, or one point after another.
+
+        The point functions are compiled once ``self._compiled`` is set (see ``_run``).
+        """
+        vectorize = self.vectorize if vectorize is None else vectorize
+        if vectorize:
             try:
                 with torch.no_grad():
-                    return torch.vmap(f, in_dims=in_dims)(*args)
+                    return self._transformed(f, in_dims, vmapped=True)(*args)
             except torch.cuda.OutOfMemoryError:
                 raise
             except Exception as err:  # noqa: BLE001 - any failure of vmap means: not batchable
@@ -317,12 +360,33 @@ class Evaluator:
                     "evaluating its points one after another instead",
                     stacklevel=3,
                 )
+        g = self._transformed(f, in_dims, vmapped=False)
         k = next(len(_first_leaf(a)) for a, d in zip(args, in_dims) if d == 0 and _first_leaf(a) is not None)
-        outs = []
         with torch.no_grad():
-            for i in range(k):
-                outs.append(f(*(_index(a, i) if d == 0 else a for a, d in zip(args, in_dims))))
-        return torch.stack(outs)
+            return torch.stack([g(*(_index(a, i) if d == 0 else a for a, d in zip(args, in_dims))) for i in range(k)])
+
+    def _transformed(self, f: Callable, in_dims: tuple, vmapped: bool) -> Callable:
+        """``f`` vmapped and/or compiled; compiled functions are cached per (function, vmapped)."""
+        g = torch.vmap(f, in_dims=in_dims) if vmapped else f
+        name = getattr(f, "__name__", None)
+        if not self._compiled or name not in ("_point_sums", "_affine_point_sums"):
+            return g
+        key = (name, vmapped)
+        if key not in self._compiled_fns:
+            self._compiled_fns[key] = torch.compile(g, dynamic=False)
+        compiled = self._compiled_fns[key]
+
+        def call(*args):
+            try:
+                return compiled(*args)
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as err:  # noqa: BLE001 - no compiler, an unsupported op, ...: run uncompiled
+                self._compiled = False
+                warnings.warn(f"losslens: torch.compile failed ({type(err).__name__}); evaluating uncompiled", stacklevel=4)
+                return g(*args)
+
+        return call
 
     def _recalibrated(self, params: dict, k: int) -> dict[str, torch.Tensor]:
         """Running statistics re-estimated at each of the ``k`` points: ``{name: (k, C)}``."""

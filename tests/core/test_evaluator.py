@@ -252,3 +252,15 @@ def test_bad_input_gives_clear_errors(data):
         ev.evaluate(torch.zeros(2, ev.space.size + 1))
     with pytest.raises(ValueError, match="coeffs"):
         ev.evaluate_affine(ev.w0, torch.zeros(2, ev.space.size), torch.zeros(3, 3))
+
+
+def test_compiled_equals_uncompiled(data):
+    model = mlp()
+    plain = Evaluator(model, "cross_entropy", data, device="cpu", compile=False)
+    compiled = Evaluator(model, "cross_entropy", data, device="cpu", compile=True)
+    D = 0.2 * torch.randn(2, plain.space.size, generator=torch.Generator().manual_seed(4))
+    coeffs = torch.randn(5, 2, generator=torch.Generator().manual_seed(5))
+    W = plain.w0 + coeffs @ D
+    torch.testing.assert_close(compiled.evaluate(W).loss, plain.evaluate(W).loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(compiled.evaluate_affine(plain.w0, D, coeffs).loss, plain.evaluate(W).loss, rtol=1e-5, atol=1e-6)
+    assert compiled._compiled_fns  # the compiled path ran
