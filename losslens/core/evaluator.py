@@ -171,6 +171,7 @@ class Evaluator:
         self.compile = compile
         self._compiled = compile is True
         self._compiled_fns: dict = {}
+        self._planned, self._decided = 0, False
 
     # -- public calls ---------------------------------------------------------------------------
 
@@ -216,6 +217,12 @@ class Evaluator:
             (w0, D, torch.cat([ones, coeffs], dim=1)),
             on_chunk,
         )
+
+    def plan(self, n_points: int) -> None:
+        """Announce that about ``n_points`` evaluations follow, in calls of any size (a surface in
+        chunks). With ``compile="auto"``, the first call then measures the rate and compiles if
+        those points are expected to take over 30 s."""
+        self._planned, self._decided = int(n_points), False
 
     def gradient(self, w: torch.Tensor) -> torch.Tensor:
         """``(P,)`` gradient of the mean loss over the evaluation set at ``w``."""
@@ -278,12 +285,14 @@ class Evaluator:
     def _run(self, K: int, params_of: Callable[[slice], dict], affine, on_chunk) -> EvalResult:
         """Sums of ``n_b * mean`` over all batches for each point, chunk by chunk, then the means.
 
-        With ``compile="auto"``, a first small chunk measures the rate; the rest is compiled when
-        it is expected to take longer than ``_COMPILE_WORTH_S`` (a cold compile costs about 15 s).
+        With ``compile="auto"``, a first small chunk measures the rate; the rest (of this call, or of
+        the points announced by ``plan``) is compiled when it is expected to take longer than
+        ``_COMPILE_WORTH_S`` (a cold compile costs about 15 s).
         """
         results = []
         chunk = self._chunk_size(affine)
-        probe = self.compile == "auto" and not self._compiled and K > _PROBE_POINTS
+        planned = max(K, self._planned)
+        probe = self.compile == "auto" and not self._compiled and not self._decided and planned > _PROBE_POINTS
         start = 0
         while start < K:
             sl = slice(start, min(K, start + (min(chunk, _PROBE_POINTS) if probe else chunk)))
@@ -297,10 +306,9 @@ class Evaluator:
                 torch.cuda.empty_cache()
                 continue
             if probe:
-                probe = False
+                probe, self._decided = False, self._planned > 0
                 per_point = (time.perf_counter() - tic) / (sl.stop - sl.start)
-                if per_point * (K - sl.stop) > _COMPILE_WORTH_S:
-                    self._compiled = True
+                self._compiled = per_point * (planned - sl.stop) > _COMPILE_WORTH_S
             results.append(self._result(sums))
             if on_chunk is not None:
                 on_chunk(start, results[-1])

@@ -1,0 +1,427 @@
+"""Directions in weight space: the axes of loss-landscape lines and planes.
+
+A direction is a flat vector in the order of a ``ParameterSpace``; a set of ``m`` of them is a
+``Directions`` object holding an ``(m, P)`` tensor and how it was made. They are made by:
+
+- ``random_directions``: Gaussian directions, normalized so that their scale matches the weights'
+  (Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets", filter normalization);
+- ``hessian_directions``: the top eigenvectors of the Hessian at a point;
+- ``pca_directions``: the principal components of a training trajectory (Li et al. 2018, Sec. 7);
+- ``between``: the single direction from one point to another (Goodfellow et al. 2015).
+
+Directions are never orthogonalized: orthogonalizing after normalizing destroys the normalization,
+and normalizing after orthogonalizing destroys the orthogonality (a mistake of older tools). Random
+Gaussian directions in high dimension are nearly orthogonal anyway; their cosines are recorded in
+``meta["cosine"]``, and ``project`` solves a least-squares problem, so it needs no orthogonality.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal
+
+import torch
+from torch import nn
+
+from losslens import _io
+from losslens.core.params import ParameterSpace
+
+KINDS: tuple[str, ...] = ("random", "hessian", "pca", "between", "custom")
+NORMALIZATIONS: tuple[str, ...] = ("filter", "layer", "model", "none")
+IGNORES: tuple[str, ...] = ("biasbn", "none")
+
+Normalization = Literal["filter", "layer", "model", "none"]
+Ignore = Literal["biasbn", "none"]
+
+
+@dataclass(frozen=True, eq=False)
+class Directions:
+    """A set of directions in weight space, one per row.
+
+    Attributes:
+        vectors: ``(m, P)`` float32 or float64 CPU tensor, one direction per row, in the order of the
+            ``ParameterSpace`` they were made for.
+        kind: how they were made: ``"random"``, ``"hessian"``, ``"pca"`` or ``"between"``.
+        meta: the recipe (normalization, ignore, seed, eigenvalues, explained variance, ...) as
+            JSON-compatible values, and ``cosine``, the ``(m, m)`` cosines of the rows, as lists.
+    """
+
+    vectors: torch.Tensor
+    kind: str
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        vectors = torch.as_tensor(self.vectors).detach().cpu()
+        if vectors.dim() != 2 or not vectors.is_floating_point():
+            raise ValueError(
+                "Directions.vectors must be a floating (m, P) tensor, "
+                f"found {vectors.dtype} of shape {list(vectors.shape)}"
+            )
+        _check_choice("kind", self.kind, KINDS)
+        object.__setattr__(self, "vectors", vectors)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def cosine(self) -> torch.Tensor:
+        """``(m, m)`` float64 cosine similarities of the rows, ``<d_i, d_j> / (||d_i|| ||d_j||)``.
+
+        A zero row has NaN cosines.
+        """
+        return _cosine(self.vectors)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the vectors, the kind and the metadata to an HDF5 file; returns the path."""
+        meta = {"kind": self.kind, "meta": self.meta}
+        return _io.write_h5(path, "directions", {"vectors": self.vectors.numpy()}, meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Directions":
+        """Read a file written by ``save``.
+
+        Raises:
+            LosslensError: the file is missing or does not hold directions.
+        """
+        arrays, meta = _io.read_h5(path, "directions")
+        return cls(torch.from_numpy(arrays["vectors"]), meta["kind"], meta["meta"])
+
+
+def random_directions(
+    space: ParameterSpace,
+    w0: torch.Tensor,
+    n: int = 2,
+    *,
+    normalization: Normalization = "filter",
+    ignore: Ignore = "biasbn",
+    seed: int = 0,
+) -> Directions:
+    """Gaussian random directions scaled to the weights ``w0`` (Li et al. 2018).
+
+    Each entry is drawn from :math:`\\mathcal N(0, 1)` by a ``torch.Generator`` seeded with ``seed``
+    (in float64 on the CPU, so the same seed gives the same directions whatever the device or dtype
+    of ``w0``; the global RNG is not touched). Each raw direction ``d`` is then rescaled:
+
+    - ``"filter"``: every filter ``f`` of a tensor with ``dim > 1`` (a slice along dim 0: a
+      convolution's output channel, a ``Linear`` output row) gets
+      :math:`d_f \\leftarrow d_f \\, \\|w_f\\| / \\|d_f\\|`, so :math:`\\|d_f\\| = \\|w_f\\|`;
+    - ``"layer"``: every tensor ``t`` gets :math:`\\|d_t\\| = \\|w_t\\|`;
+    - ``"model"``: the whole vector gets :math:`\\|d\\| = \\|w_0\\|` (the norm of all of ``w0``);
+    - ``"none"``: the raw Gaussian entries are kept.
+
+    A filter or tensor whose weights are zero gets a zero direction. Tensors with ``dim <= 1``
+    (biases, BatchNorm weights and biases, and running statistics when the space holds buffers):
+
+    - ``ignore="biasbn"``: their entries are zero, whatever the normalization, so they stay at
+      their values in ``w0`` along the direction;
+    - ``ignore="none"``: with ``"filter"`` they are a copy of the weights, :math:`d_t = w_t`, as in
+      Li et al.'s code (every entry is a one-element filter with :math:`|d_i| = |w_i|`); with
+      ``"layer"`` they are rescaled like any tensor; with ``"model"`` and ``"none"`` they keep their
+      Gaussian entries, as part of the whole vector.
+
+    The directions are not orthogonalized; ``meta["cosine"]`` holds their cosines.
+
+    Args:
+        space: the parameter space the flat vectors live in.
+        w0: ``(P,)`` weights the directions are scaled to (usually the trained model, ``evaluator.w0``).
+        n: number of directions.
+        normalization: ``"filter"``, ``"layer"``, ``"model"`` or ``"none"``.
+        ignore: ``"biasbn"`` or ``"none"``.
+        seed: seed of the generator.
+
+    Returns:
+        ``Directions`` of kind ``"random"``, in ``w0``'s dtype (float32 for a lower precision), on
+        the CPU.
+
+    Raises:
+        ValueError: an unknown option, ``n < 1``, or ``w0`` of the wrong shape.
+    """
+    _check_choice("normalization", normalization, NORMALIZATIONS)
+    _check_choice("ignore", ignore, IGNORES)
+    _check_count("n", n)
+    w0 = _flat(w0, "w0", space.size)
+    w = w0.detach().to(device="cpu", dtype=torch.float64)
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    d = torch.randn(n, space.size, generator=generator, dtype=torch.float64)
+    for spec in space.specs:
+        sl = space.slice_of(spec.name)
+        d_t, w_t = d[:, sl], w[sl]
+        if len(spec.shape) <= 1 and ignore == "biasbn":
+            d_t.zero_()
+        elif normalization == "filter" and len(spec.shape) <= 1:
+            d_t.copy_(w_t.expand_as(d_t))
+        elif normalization == "filter":
+            rows = d_t.view(n, spec.shape[0], -1)
+            w_rows = w_t.view(spec.shape[0], -1)
+            rows.mul_(_ratio(w_rows.norm(dim=1), rows.norm(dim=2))[..., None])
+        elif normalization == "layer":
+            d_t.mul_(_ratio(w_t.norm(), d_t.norm(dim=1)[:, None]))
+        # "model" and "none" keep the Gaussian entries of every tensor here
+    if normalization == "model":
+        d.mul_(_ratio(w.norm(), d.norm(dim=1)[:, None]))
+    meta = {
+        "normalization": normalization,
+        "ignore": ignore,
+        "seed": int(seed),
+        "n_params": space.size,
+        "norms": [float(x) for x in d.norm(dim=1)],
+        "cosine": _cosine(d).tolist(),
+    }
+    return Directions(d.to(_out_dtype(w0.dtype)), "random", meta)
+
+
+def hessian_directions(
+    evaluator,
+    w: torch.Tensor | None = None,
+    k: int = 2,
+    *,
+    seed: int = 0,
+    tol: float = 1e-6,
+) -> Directions:
+    """The ``k`` Hessian eigenvectors of largest eigenvalue at ``w``, as unit directions.
+
+    Computed by ``losslens.landscape.hessian.eigenpairs`` (Lanczos on Hessian-vector products of
+    the evaluator). Each eigenvector is normalized to :math:`\\|d\\| = 1` and its sign fixed so that
+    its entry of largest magnitude is positive (eigenvectors are defined up to sign), so the same
+    seed gives the same directions.
+
+    Args:
+        evaluator: the ``Evaluator`` whose mean loss defines the Hessian.
+        w: ``(P,)`` point (default ``evaluator.w0``).
+        k: number of eigenvectors.
+        seed: seed of the eigensolver's start vector.
+        tol: relative tolerance of the eigensolver.
+
+    Returns:
+        ``Directions`` of kind ``"hessian"`` in the evaluator's dtype, with ``meta["eigenvalues"]``
+        (descending), ``meta["residual_norms"]`` (:math:`\\|H d_i - \\lambda_i d_i\\|`) and the
+        evaluator's ``meta()`` under ``meta["evaluator"]``.
+    """
+    from losslens.landscape.hessian import HessianOperator, eigenpairs
+
+    _check_count("k", k)
+    at = "w0" if w is None else "given"
+    if w is not None:
+        w = _flat(w, "w", evaluator.space.size)
+    pairs = eigenpairs(HessianOperator(evaluator, w), k=k, which="largest", tol=tol, seed=seed)
+    vectors = torch.as_tensor(pairs.vectors).detach().to(device="cpu", dtype=torch.float64)
+    vectors = vectors / vectors.norm(dim=1, keepdim=True)
+    vectors = vectors * _sign_of_largest(vectors)[:, None]
+    meta = {
+        "eigenvalues": [float(v) for v in torch.as_tensor(pairs.values).flatten()],
+        "residual_norms": [float(r) for r in pairs.residual_norms],
+        "which": "largest",
+        "k": int(k),
+        "seed": int(seed),
+        "tol": float(tol),
+        "at": at,
+        "n_params": evaluator.space.size,
+        "evaluator": evaluator.meta(),
+        "cosine": _cosine(vectors).tolist(),
+    }
+    return Directions(vectors.to(_out_dtype(evaluator.dtype)), "hessian", meta)
+
+
+def pca_directions(points: torch.Tensor, n: int = 2, *, origin: Literal["last"] | int = "last") -> Directions:
+    """Principal directions of a set of points, such as the checkpoints of a training run.
+
+    Following Li et al. 2018 (Sec. 7), the rows are the differences :math:`x_i = p_i - p_o` to an
+    origin point (the final weights by default); their centred matrix
+    :math:`X_c = X - \\bar x` is decomposed as :math:`X_c = U S V^\\top` (in float64), and the
+    directions are the first ``n`` right singular vectors, orthonormal, with the sign that makes
+    each one's largest-magnitude entry positive. The explained variance ratio of component ``i``
+    is :math:`s_i^2 / \\sum_j s_j^2`, as in ``sklearn.decomposition.PCA``. The centring makes the
+    directions independent of the origin; the origin is where ``project`` measures coordinates from.
+
+    Args:
+        points: ``(T, P)`` points, one per row (``checkpoint_vectors`` reads them from files).
+        n: number of directions.
+        origin: ``"last"`` or the index of the origin row (negative indices count from the end).
+
+    Returns:
+        ``Directions`` of kind ``"pca"`` in the points' dtype (float32 for a lower precision), with
+        ``meta["explained_variance_ratio"]``, ``meta["singular_values"]`` and ``meta["origin"]``
+        (the non-negative index).
+
+    Raises:
+        ValueError: ``points`` is not ``(T, P)`` with ``T >= 2``, ``n`` exceeds what the points
+            span (``min(T, P)``), or ``origin`` is not ``"last"`` or a valid index.
+    """
+    points = _points(points)
+    T, P = points.shape
+    _check_count("n", n)
+    if n > min(T, P):
+        raise ValueError(
+            f"pca_directions: n={n} directions need at least {n} points and parameters, found points of shape {[T, P]}"
+        )
+    index = _origin_index(origin, T)
+    x = points.detach().to(device="cpu", dtype=torch.float64)
+    x = x - x[index]
+    _, s, vh = torch.linalg.svd(x - x.mean(dim=0), full_matrices=False)
+    vectors = vh[:n] * _sign_of_largest(vh[:n])[:, None]
+    total = float((s**2).sum())
+    ratio = [float(v) / total if total > 0 else float("nan") for v in s[:n] ** 2]
+    meta = {
+        "explained_variance_ratio": ratio,
+        "singular_values": [float(v) for v in s[:n]],
+        "origin": index,
+        "n_points": T,
+        "n_params": P,
+        "cosine": _cosine(vectors).tolist(),
+    }
+    return Directions(vectors.to(_out_dtype(points.dtype)), "pca", meta)
+
+
+def project(
+    points: torch.Tensor, directions: Directions | torch.Tensor, origin: torch.Tensor | int | str = "last"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinates of points in the plane (or line) of ``directions`` through ``origin``.
+
+    For each point :math:`p_i`, the least-squares coordinates
+    :math:`c_i = \\arg\\min_c \\|p_i - o - D^\\top c\\|` (the directions need not be orthogonal)
+    and the residual norm :math:`r_i = \\|p_i - o - D^\\top c_i\\|`, the distance of the point from
+    the plane, computed in float64.
+
+    Args:
+        points: ``(T, P)`` points.
+        directions: ``Directions`` or an ``(m, P)`` tensor.
+        origin: ``(P,)`` origin point, or the index of a row of ``points`` (``"last"`` for the last,
+            the origin ``pca_directions`` uses by default).
+
+    Returns:
+        ``(coords, residual)``: ``(T, m)`` and ``(T,)`` float64 CPU tensors.
+
+    Raises:
+        ValueError: shapes that do not match, or an invalid origin.
+    """
+    points = _points(points, at_least=1).detach().to(device="cpu", dtype=torch.float64)
+    D = directions.vectors if isinstance(directions, Directions) else torch.as_tensor(directions)
+    if D.dim() != 2 or D.shape[1] != points.shape[1]:
+        raise ValueError(f"project: directions must have shape (m, {points.shape[1]}), found {list(D.shape)}")
+    D = D.detach().to(device="cpu", dtype=torch.float64)
+    if isinstance(origin, torch.Tensor):
+        o = _flat(origin, "origin", points.shape[1]).detach().to(device="cpu", dtype=torch.float64)
+    else:
+        o = points[_origin_index(origin, len(points))]
+    x = points - o
+    coords = torch.linalg.lstsq(D.T, x.T).solution.T
+    residual = (x - coords @ D).norm(dim=1)
+    return coords, residual
+
+
+def between(w_a: torch.Tensor, w_b: torch.Tensor, *, names: tuple[str, str] | None = None) -> Directions:
+    """The single direction :math:`d = w_b - w_a` from one point to another.
+
+    Args:
+        w_a, w_b: ``(P,)`` start and end points.
+        names: optional labels of the two points (checkpoint names), kept in ``meta["endpoints"]``.
+
+    Returns:
+        ``Directions`` of kind ``"between"`` with one row, ``meta["norm"]`` :math:`= \\|w_b - w_a\\|`.
+
+    Raises:
+        ValueError: the points are not flat vectors of the same length.
+    """
+    w_a = _flat(w_a, "w_a", None)
+    w_b = _flat(w_b, "w_b", len(w_a))
+    dtype = _out_dtype(torch.promote_types(w_a.dtype, w_b.dtype))
+    d = w_b.detach().to(device="cpu", dtype=torch.float64) - w_a.detach().to(device="cpu", dtype=torch.float64)
+    meta = {
+        "norm": float(d.norm()),
+        "n_params": len(d),
+        "endpoints": None if names is None else [str(x) for x in names],
+        "cosine": _cosine(d[None]).tolist(),
+    }
+    return Directions(d[None].to(dtype), "between", meta)
+
+
+def checkpoint_vectors(
+    paths: Iterable[str | os.PathLike] | str | os.PathLike, model: nn.Module, space: ParameterSpace
+) -> torch.Tensor:
+    """Flat weight vectors of saved checkpoints, one per row, for ``pca_directions``.
+
+    Each file is read by ``losslens.core.checkpoints.load_checkpoint(path, model)`` (checked against
+    ``model``, which is only read) and flattened by ``space.flatten``.
+
+    Args:
+        paths: checkpoint files, in trajectory order (a single path gives one row).
+        model: a model of the architecture the checkpoints fit.
+        space: the parameter space of the vectors (``evaluator.space``).
+
+    Returns:
+        ``(T, P)`` CPU tensor in the space's dtypes.
+
+    Raises:
+        ValueError: no paths. CheckpointError: a file is missing, unreadable or does not fit.
+    """
+    from losslens.core.checkpoints import load_checkpoint
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    if not paths:
+        raise ValueError("checkpoint_vectors: no checkpoint paths given")
+    return torch.stack([space.flatten(load_checkpoint(p, model)).cpu() for p in paths])
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _check_choice(what: str, value, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(repr(c) for c in choices)}")
+
+
+def _check_count(what: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+
+
+def _flat(w, what: str, size: int | None) -> torch.Tensor:
+    w = torch.as_tensor(w)
+    if w.dim() != 1 or (size is not None and len(w) != size) or not w.is_floating_point():
+        expected = "(P,)" if size is None else f"({size},)"
+        raise ValueError(
+            f"{what} must be a floating vector of shape {expected}, found {w.dtype} of shape {list(w.shape)}"
+        )
+    return w
+
+
+def _points(points, at_least: int = 2) -> torch.Tensor:
+    points = torch.as_tensor(points)
+    if points.dim() != 2 or len(points) < at_least or not points.is_floating_point():
+        raise ValueError(
+            f"points must be a floating (T, P) tensor with T >= {at_least}, "
+            f"found {points.dtype} of shape {list(points.shape)}"
+        )
+    return points
+
+
+def _origin_index(origin, T: int) -> int:
+    if origin == "last":
+        return T - 1
+    if isinstance(origin, bool) or not isinstance(origin, int) or not -T <= origin < T:
+        raise ValueError(f"origin must be 'last' or an index of the {T} points, got {origin!r}")
+    return origin % T
+
+
+def _ratio(target: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+    """``target / norm``, and 0 where ``norm`` is 0 (a zero direction stays zero)."""
+    return torch.where(norm > 0, target / norm.clamp_min(torch.finfo(norm.dtype).tiny), torch.zeros_like(norm))
+
+
+def _cosine(vectors: torch.Tensor) -> torch.Tensor:
+    v = vectors.to(torch.float64)
+    norms = v.norm(dim=1)
+    return (v @ v.T) / (norms[:, None] * norms[None, :])
+
+
+def _sign_of_largest(vectors: torch.Tensor) -> torch.Tensor:
+    """``(m,)`` signs that make each row's entry of largest magnitude positive."""
+    picked = vectors.gather(1, vectors.abs().argmax(dim=1, keepdim=True)).squeeze(1)
+    return torch.where(picked < 0, -1.0, 1.0).to(vectors.dtype)
+
+
+def _out_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
