@@ -1,3 +1,29 @@
-"""losslens: loss landscapes of neural networks from one batched evaluator core."""
+"""losslens: loss landscapes of neural networks from one batched evaluator core.
+
+Every loss value comes from ``Evaluator``, which evaluates many flat parameter vectors at once;
+surfaces, lines, Hessian spectra and trajectories are built on it and return result objects that
+carry their axes and provenance (plotting lives in ``losslens.plot``).
+"""
 
 __version__ = "0.1.0"
+
+from losslens.core import (  # noqa: E402
+    EvalResult, Evaluator, ParameterSpace, TrainRun, build_model, load_checkpoint, load_dataset, save_checkpoint,
+    subset, train,
+)
+from losslens.landscape import (  # noqa: E402
+    Directions, Eigenpairs, HessianOperator, Interpolation, Spectrum, Surface, TraceEstimate, between, density,
+    eigenpairs, hessian_directions, interpolate, pca_directions, random_directions, surface_1d, surface_2d, trace,
+)
+
+__all__ = [
+    "__version__",
+    # core
+    "Evaluator", "EvalResult", "ParameterSpace", "build_model", "load_dataset", "subset", "load_checkpoint",
+    "save_checkpoint", "train", "TrainRun",
+    # landscape
+    "Directions", "random_directions", "hessian_directions", "pca_directions", "between", "Surface",
+    "surface_1d", "surface_2d", "Interpolation", "interpolate",
+    # Hessian
+    "HessianOperator", "Eigenpairs", "eigenpairs", "TraceEstimate", "trace", "Spectrum", "density",
+]

@@ -16,8 +16,8 @@ def is_import_string(spec: str) -> bool:
 def resolve_import_string(spec: str, *, what: str) -> object:
     """Import the object an import string ``package.module:attr`` names.
 
-    ``attr`` may be dotted (``pkg.mod:Class.factory``). The module is imported with the usual
-    ``sys.path``, so a module in the working directory is found when Python runs from there.
+    ``attr`` may be dotted (``pkg.mod:Class.factory``). The module is imported from ``sys.path``
+    (the ``losslens`` command puts the working directory on it).
 
     Args:
         spec: the import string.

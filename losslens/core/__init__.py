@@ -1,0 +1,19 @@
+"""The core: parameter space, the batched evaluator, checkpoints, models, data and the trainer."""
+
+from losslens.core.checkpoints import load_checkpoint, load_metadata, save_checkpoint
+from losslens.core.data import DATASET_NAMES, TensorData, as_tensors, load_dataset, subset
+from losslens.core.evaluator import EvalResult, Evaluator
+from losslens.core.models import MODEL_NAMES, build_model
+from losslens.core.params import ParameterSpace
+from losslens.core.train import TrainRun, train
+
+__all__ = [
+    # evaluation
+    "Evaluator", "EvalResult", "ParameterSpace",
+    # checkpoints
+    "load_checkpoint", "save_checkpoint", "load_metadata",
+    # models and data
+    "build_model", "MODEL_NAMES", "load_dataset", "subset", "as_tensors", "TensorData", "DATASET_NAMES",
+    # training
+    "train", "TrainRun",
+]

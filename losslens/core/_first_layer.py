@@ -77,7 +77,8 @@ def find_first_layer(module: nn.Module, space: ParameterSpace, fixed, x: torch.T
         return None
     w = space.flatten(module).to(x.device)
     u0 = layer_input(module, first, space, fixed, w, x[:2])
-    u1 = layer_input(module, first, space, fixed, w + torch.randn_like(w), x[:2])
+    noise = torch.randn(w.shape, generator=torch.Generator().manual_seed(0), dtype=w.dtype).to(w.device)
+    u1 = layer_input(module, first, space, fixed, w + noise, x[:2])  # own generator: global RNG untouched
     return first if torch.equal(u0, u1) else None
 
 

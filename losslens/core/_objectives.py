@@ -17,9 +17,17 @@ def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (output.argmax(dim=-1) == target).to(output.dtype).mean()
 
 
+def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error; output and target must have the same shape (no silent broadcasting)."""
+    if output.shape != target.shape:
+        raise ValueError(f"mse: model output of shape {list(output.shape)} does not match targets of shape "
+                         f"{list(target.shape)}")
+    return F.mse_loss(output, target)
+
+
 LOSSES: dict[str, Objective] = {
     "cross_entropy": F.cross_entropy,
-    "mse": F.mse_loss,
+    "mse": mse,
 }
 METRICS: dict[str, Objective] = {"accuracy": accuracy}
 

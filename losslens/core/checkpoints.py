@@ -9,9 +9,11 @@ loads it with the full unpickler, which should be done only for a trusted file.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import pickletools
+import shutil
 import warnings
 import zipfile
 from collections import Counter
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from losslens.errors import CheckpointError
@@ -61,8 +65,6 @@ def load_checkpoint(
     path = Path(path)
     _check_file(path)
     if _is_safetensors(path):
-        from safetensors.torch import load_file
-
         try:
             state = load_file(str(path), device="cpu")
         except Exception as e:  # safetensors raises its own error types for damaged files
@@ -111,12 +113,39 @@ def save_checkpoint(
     bad = [k for k, v in meta.items() if not (isinstance(k, str) and isinstance(v, str))]
     if bad:
         raise CheckpointError(f"checkpoint metadata must map strings to strings; not so for {bad}")
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
+    _sort_metadata(path)
     return path
+
+
+def _sort_metadata(path: Path) -> None:
+    """Write the metadata of a safetensors header in sorted key order.
+
+    safetensors writes it in hash-map order, which changes from process to process; sorted, the
+    same tensors and metadata always give the same bytes. The tensor entries (whose offsets count
+    from the end of the header) are kept as they are.
+    """
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        meta = header.pop("__metadata__", None)
+        if not meta:
+            return
+        text = json.dumps(
+            {"__metadata__": dict(sorted(meta.items())), **header}, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+        if len(text) <= n:  # the same JSON reordered: it fits, padded with spaces as safetensors pads
+            f.seek(8)
+            f.write(text + b" " * (n - len(text)))
+            return
+        text += b" " * (-(8 + len(text)) % 8)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as g:
+            g.write(len(text).to_bytes(8, "little") + text)
+            shutil.copyfileobj(f, g)
+    tmp.replace(path)
 
 
 def load_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -127,11 +156,9 @@ def load_metadata(path: str | os.PathLike) -> dict[str, str]:
     """
     path = Path(path)
     _check_file(path)
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
+            return dict(sorted((f.metadata() or {}).items()))
     except Exception as e:  # safetensors raises its own error types
         raise CheckpointError(f"{path}: not a safetensors file, so it has no metadata ({_reason(e)})") from e
 

@@ -40,6 +40,7 @@ from losslens.core._memory import keep_freed_memory, resolve_budget
 from losslens.core._objectives import LOSSES, METRICS, Objective, resolve
 from losslens.core.data import as_tensors
 from losslens.core.params import ParameterSpace
+from losslens.errors import ConfigError
 
 _MAX_CHUNK = 4096
 _PROBE_POINTS = 8
@@ -128,7 +129,7 @@ class Evaluator:
         for name, value in (("vectorize", vectorize), ("compile", compile)):
             if value not in ("auto", True, False):
                 raise ValueError(f"{name} must be 'auto', True or False, got {value!r}")
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.dtype = dtype
         self.bn = bnm.check_mode(bn)
         self.loss_name, self._loss = resolve(loss_fn, LOSSES, "loss")
@@ -455,13 +456,14 @@ class Evaluator:
         return W.to(device=self.device, dtype=self.dtype)
 
 
-def _resolve_device(device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` (CUDA when available, else CPU) or any torch device spec."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         return torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"invalid device {device!r}: {err}") from None
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"invalid device {device!r}; valid: auto, cpu, cuda, cuda:N, ...") from None
 
 
 def _resident_limit(device: torch.device) -> int:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from losslens.core._objectives import LOSSES
 from losslens.core.checkpoints import save_checkpoint
 from losslens.core.data import TensorData, load_dataset
-from losslens.core.evaluator import Evaluator
+from losslens.core.evaluator import Evaluator, resolve_device
 from losslens.core.models import build_model
 from losslens.errors import ConfigError
 
@@ -135,7 +135,7 @@ def train(
         _check_positive(save_every_steps=save_every_steps)
     train_set, test_set, data_name = _datasets(data)
     loss = resolve_loss(loss, train_set)
-    device = _resolve_device(device)
+    device = resolve_device(device)
 
     model_kwargs = dict(model_kwargs or {})
     if isinstance(model, str):
@@ -200,11 +200,6 @@ def train(
 
     metrics = ("accuracy",) if train_set.task == "classification" else ()
     dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
-    evaluators = {
-        split: Evaluator(net, loss, d, device=device, dtype=dtype, metrics=metrics, include_buffers=True)
-        for split, d in (("train", train_set), ("test", test_set))
-        if d is not None
-    }
 
     def record(epoch: int, step: int) -> dict:
         entry: dict = {"epoch": epoch, "step": step}
@@ -222,6 +217,11 @@ def train(
     generator = torch.Generator().manual_seed(seed)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
+        evaluators = {
+            split: Evaluator(net, loss, d, device=device, dtype=dtype, metrics=metrics, include_buffers=True)
+            for split, d in (("train", train_set), ("test", test_set))
+            if d is not None
+        }
         torch.manual_seed(seed)
         save(0)
         record(0, 0)
@@ -283,15 +283,6 @@ def resolve_loss(loss: str | None, data: TensorData) -> str:
     if _LOSS_TASK[loss] != data.task:
         raise ConfigError(f"loss {loss!r} is for {_LOSS_TASK[loss]}, but {data.name!r} is a {data.task} data set")
     return loss
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"invalid device {device!r}; valid: auto, cpu, cuda, cuda:N, ...") from e
 
 
 def _prepare_out(out: Path, overwrite: bool) -> Path:
