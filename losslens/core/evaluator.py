@@ -142,7 +142,7 @@ class Evaluator:
         self._module.requires_grad_(False)
         bnm.configure(self._module, self.bn)
         self._fixed = self.space.fixed_state(self._module)
-        self.w0 = self.space.flatten(self._module).to(self.device)
+        self.w0 = self.space.flatten(self._module, dtype=dtype).to(self.device)
 
         x, y = as_tensors(data)
         self._x, self._y = self._prepare(x), self._prepare(y)
@@ -173,6 +173,7 @@ class Evaluator:
         self._compiled = compile is True
         self._compiled_fns: dict = {}
         self._planned, self._decided = 0, False
+        self._graphs = None  # (w, per-batch gradient graphs) for repeated Hessian-vector products
 
     # -- public calls ---------------------------------------------------------------------------
 
@@ -236,19 +237,43 @@ class Evaluator:
     def hvp(self, w: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         """Hessian-vector products ``H(w) v`` of the mean loss, for ``V`` of shape ``(P,)`` or ``(k, P)``.
 
-        Forward-over-reverse: ``jvp(grad(L), (w,), (v,))``, vmapped over the vectors.
+        The gradient's graph over the evaluation set is built once per point and kept while the
+        same ``w`` comes back (Lanczos asks tens of products at one point); each product is then one
+        double-backward pass, :math:`Hv = \\nabla_w (\\nabla L(w) \\cdot v)`, batched over the vectors.
+        When that graph would not fit the memory budget, each call recomputes forward-over-reverse
+        ``jvp(grad(L), (w,), (v,))`` batch by batch.
         """
         w = self._points(w)[0]
         single = V.dim() == 1
         V = self._points(V)
-        out = torch.zeros_like(V)
+        graphs = self._gradient_graphs(w)
+        if graphs is not None:
+            out = sum(torch.autograd.grad(g, leaf, V, retain_graph=True, is_grads_batched=True)[0] for leaf, g in graphs)
+        else:
+            out = torch.zeros_like(V)
 
-        def one(v, x, y):
-            return jvp(lambda w_: grad(self._batch_loss)(w_, x, y), (w,), (v,))[1]
+            def one(v, x, y):
+                return jvp(lambda w_: grad(self._batch_loss)(w_, x, y), (w,), (v,))[1]
 
-        for x, y in self._batches(self._grad_batch_size(len(V))):
-            out += self._map(one, (V, x, y), (0, None, None), vectorize=True) * (len(y) / self.n_samples)
+            for x, y in self._batches(self._grad_batch_size(len(V))):
+                out += self._map(one, (V, x, y), (0, None, None), vectorize=True) * (len(y) / self.n_samples)
         return out[0] if single else out
+
+    def _gradient_graphs(self, w: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """Per batch, ``(leaf, gradient with its graph)`` at ``w``, cached for one point; ``None`` if too big."""
+        if self._graphs is not None and torch.equal(self._graphs[0], w):
+            return self._graphs[1]
+        self._graphs = None
+        if 8 * self._act_bytes * self.n_samples > self.budget:
+            return None
+        graphs = []
+        with torch.enable_grad():
+            for x, y in self._batches(self._grad_batch_size(1)):
+                leaf = w.detach().clone().requires_grad_()
+                loss = self._batch_loss(leaf, x, y) * (len(y) / self.n_samples)
+                graphs.append((leaf, torch.autograd.grad(loss, leaf, create_graph=True)[0]))
+        self._graphs = (w.clone(), graphs)
+        return graphs
 
     def module_at(self, w: torch.Tensor) -> nn.Module:
         """A new copy of the model holding the parameters ``w``, in eval mode, for external tools

@@ -208,6 +208,11 @@ def test_gradient_and_hvp_match_torch_func_in_float64():
     torch.testing.assert_close(ev.gradient(w), torch.func.grad(f)(w))
     torch.testing.assert_close(ev.hvp(w, V), V @ H)
     torch.testing.assert_close(ev.hvp(w, V[0]), H @ V[0])
+    torch.testing.assert_close(ev.hvp(w + 1, V), V @ torch.func.hessian(f)(w + 1))  # a new point: a new graph
+    no_room = Evaluator(model, "cross_entropy", (x, y), dtype=torch.float64, batch_size=16, device="cpu",
+                        memory_budget=64)  # recomputed forward-over-reverse, no graph kept
+    torch.testing.assert_close(no_room.hvp(w, V), V @ H)
+    assert no_room._graphs is None
 
 
 @pytest.mark.parametrize("bn", ["eval", "batch", "recalibrate"])

@@ -1,0 +1,371 @@
+"""The trace and the eigenvalue density of the Hessian, from Hessian-vector products only.
+
+Trace (``trace``):
+
+- Hutchinson (1989), "A stochastic estimator of the trace of the influence matrix for Laplacian
+  smoothing splines": for Rademacher vectors :math:`z_i \\in \\{-1, 1\\}^P`,
+  :math:`\\operatorname{tr} H \\approx \\frac1n \\sum_i z_i^T H z_i`, with standard error
+  :math:`s/\\sqrt n` (:math:`s` the samples' standard deviation).
+- Hutch++ (Meyer, Musco, Musco, Woodruff 2021, "Hutch++: Optimal Stochastic Trace Estimation"): a
+  third of the budget sketches :math:`Q = \\operatorname{qr}(HS)` (``S`` Rademacher, ``P x s``), a
+  third gives :math:`\\operatorname{tr}(Q^T H Q)` exactly, and the rest runs Hutchinson on the
+  deflated :math:`(I - QQ^T) H (I - QQ^T)`, whose variance is what remains once the top of the
+  spectrum is taken out exactly. Its standard error is that of the Hutchinson part.
+
+Density (``density``), stochastic Lanczos quadrature (Lin, Saad, Yang 2016, "Approximating spectral
+densities of large matrices"; Ubaru, Chen, Saad 2017, "Fast estimation of tr(f(A)) via stochastic
+Lanczos quadrature"; Ghorbani, Krishnan, Xiao 2019, "An investigation into neural net optimization
+via Hessian eigenvalue density"): for a unit start vector :math:`v = z/\\sqrt P`, ``m`` Lanczos steps
+give a tridiagonal :math:`T_m = U \\Theta U^T`; the Gauss quadrature with nodes :math:`\\theta_j` and
+weights :math:`\\tau_j = U_{1j}^2` gives :math:`v^T f(H) v \\approx \\sum_j \\tau_j f(\\theta_j)`, exact
+for polynomials of degree :math:`< 2m`. Averaged over start vectors and smoothed by a Gaussian,
+
+.. math::  \\phi(x) = \\frac{1}{n_v} \\sum_{l=1}^{n_v} \\sum_{j=1}^{m} \\tau^{(l)}_j \\,
+           \\mathcal N(x;\\, \\theta^{(l)}_j, \\sigma^2)
+
+estimates the spectral density :math:`\\frac1P \\sum_i \\delta(x - \\lambda_i)`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from scipy.integrate import trapezoid
+from scipy.linalg import eigh_tridiagonal
+
+from losslens._io import read_h5, write_h5
+from losslens.landscape.hessian import HessianOperator, Operator, _as_operator
+
+TRACE_METHODS: tuple[str, ...] = ("hutchinson", "hutch++")
+BACKENDS: tuple[str, ...] = ("losslens", "pyhessian")
+SIGMA_FRACTION = 0.01  # default sigma, as a fraction of the node range
+
+
+@dataclass(frozen=True)
+class TraceEstimate:
+    """A stochastic estimate of :math:`\\operatorname{tr} H` with its standard error.
+
+    Attributes:
+        value: the estimate. stderr: its standard error (from the Hutchinson samples).
+        n_matvec: operator-vector products used. method: ``"hutchinson"`` or ``"hutch++"``.
+        meta: ``backend``, ``seed``, ``samples`` (the Hutchinson samples), for Hutch++ also
+            ``exact_part`` (:math:`\\operatorname{tr} Q^THQ`) and ``sketch_size``, and the operator's provenance.
+    """
+
+    value: float
+    stderr: float
+    n_matvec: int
+    method: str
+    meta: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> Path:
+        """Write to an HDF5 file (kind ``trace``), everything in its metadata."""
+        header = {"value": self.value, "stderr": self.stderr, "n_matvec": self.n_matvec, "method": self.method}
+        return write_h5(path, "trace", {}, {**header, "meta": self.meta})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TraceEstimate":
+        """Read a file written by ``save``."""
+        _, m = read_h5(path, "trace")
+        return cls(float(m["value"]), float(m["stderr"]), int(m["n_matvec"]), m["method"], m["meta"])
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """An eigenvalue density estimated by stochastic Lanczos quadrature.
+
+    Attributes:
+        grid: ``(G,)`` increasing eigenvalue axis.
+        density: ``(G,)`` smoothed density on ``grid`` (integrates to 1 when the grid covers the
+            nodes +- 5 sigma, as the default grid does).
+        nodes: ``(n_vectors, m)`` Ritz values :math:`\\theta^{(l)}_j`, one row per start vector.
+        weights: ``(n_vectors, m)`` quadrature weights :math:`\\tau^{(l)}_j`; each row sums to 1.
+        sigma: standard deviation of the Gaussian kernel.
+        meta: ``n_params`` (P), ``backend``, ``seed``, ``n_matvec``, ``integral`` (of the density over
+            the grid), and the operator's provenance.
+    """
+
+    grid: np.ndarray
+    density: np.ndarray
+    nodes: np.ndarray
+    weights: np.ndarray
+    sigma: float
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def lambda_max(self) -> float:
+        """The largest node, an estimate of the largest eigenvalue (Lanczos converges fast at the ends)."""
+        return float(self.nodes.max())
+
+    @property
+    def lambda_min(self) -> float:
+        """The smallest node, an estimate of the smallest eigenvalue."""
+        return float(self.nodes.min())
+
+    @property
+    def trace_estimate(self) -> float:
+        """:math:`P \\cdot \\frac{1}{n_v}\\sum_l \\sum_j \\tau^{(l)}_j \\theta^{(l)}_j`: the Hutchinson
+        estimate of the trace from the same start vectors."""
+        return float(self.meta["n_params"] * self.moments(1)[0])
+
+    @property
+    def condition(self) -> float:
+        """:math:`|\\lambda_{max} / \\lambda_{min}|` from the extreme nodes.
+
+        Meaningful for a positive definite Hessian only; ``inf`` when :math:`\\lambda_{min} \\approx 0`
+        (within 1e-12 of :math:`|\\lambda_{max}|`), as it is at the flat directions of a network.
+        """
+        lo, hi = self.lambda_min, self.lambda_max
+        if abs(lo) <= 1e-12 * abs(hi) or lo == 0.0:
+            return math.inf
+        return abs(hi / lo)
+
+    def moments(self, k: int) -> np.ndarray:
+        """``(k,)`` spectral moments of orders 1..k, :math:`\\frac1P \\operatorname{tr} H^i \\approx
+        \\frac{1}{n_v}\\sum_l \\sum_j \\tau^{(l)}_j (\\theta^{(l)}_j)^i` (of the quadrature, not of the
+        smoothed density, whose second moment adds :math:`\\sigma^2`)."""
+        if not (isinstance(k, numbers.Integral) and k >= 1):
+            raise ValueError(f"k must be a positive integer, found {k!r}")
+        powers = self.nodes[None] ** np.arange(1, k + 1)[:, None, None]
+        return (self.weights[None] * powers).sum(axis=2).mean(axis=1)
+
+    def save(self, path: str | Path) -> Path:
+        """Write to an HDF5 file (kind ``spectrum``) with ``sigma`` and ``meta`` inside."""
+        arrays = {"grid": self.grid, "density": self.density, "nodes": self.nodes, "weights": self.weights}
+        return write_h5(path, "spectrum", arrays, {"sigma": self.sigma, "meta": self.meta})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Spectrum":
+        """Read a file written by ``save``."""
+        a, m = read_h5(path, "spectrum")
+        return cls(a["grid"], a["density"], a["nodes"], a["weights"], float(m["sigma"]), m["meta"])
+
+
+def trace(
+    H: HessianOperator | torch.Tensor,
+    *,
+    method: Literal["hutchinson", "hutch++"] = "hutch++",
+    n_matvec: int = 100,
+    seed: int = 0,
+    backend: Literal["losslens", "pyhessian"] = "losslens",
+) -> TraceEstimate:
+    """Estimate :math:`\\operatorname{tr} H` with ``n_matvec`` operator-vector products.
+
+    Hutch++ splits the budget in thirds: ``s = n_matvec // 3`` sketch vectors, ``s`` products with
+    :math:`Q`, and ``n_matvec - 2s`` Hutchinson vectors on the deflated operator. Each part is one
+    block product. ``backend="pyhessian"`` runs PyHessian's Hutchinson (``method="hutchinson"``
+    only) with its early stop disabled (``tol=0``), so that the budget is ``n_matvec``; PyHessian still
+    stops after 2 samples when their running mean is negative (its relative-change test divides by
+    ``mean + 1e-6``), and ``n_matvec`` of the result reports the products it made.
+
+    Args:
+        H: a ``HessianOperator`` or a dense symmetric ``(P, P)`` tensor.
+        method: ``"hutchinson"`` or ``"hutch++"``.
+        n_matvec: budget of products: at least 2 (Hutchinson) or 4 (Hutch++), so a standard error exists.
+        seed: seeds the Rademacher vectors.
+        backend: ``"losslens"`` or ``"pyhessian"``.
+
+    Raises:
+        ValueError: an invalid option or budget.
+    """
+    if method not in TRACE_METHODS:
+        raise ValueError(f"unknown trace method {method!r}; valid: {', '.join(TRACE_METHODS)}")
+    _check_backend(backend)
+    smallest = 2 if method == "hutchinson" else 4
+    if not (isinstance(n_matvec, numbers.Integral) and n_matvec >= smallest):
+        raise ValueError(f"n_matvec must be an integer >= {smallest} for method {method!r}, found {n_matvec!r}")
+    op = _as_operator(H)
+    meta = {"backend": backend, "seed": seed, **op.meta()}
+    if backend == "pyhessian":
+        if method != "hutchinson":
+            raise ValueError("backend='pyhessian' implements only method='hutchinson'")
+        from losslens.landscape import _pyhessian
+
+        samples, used = _pyhessian.trace_samples(_needs_model(op), n_matvec, seed=seed)
+        s = torch.tensor(samples, dtype=torch.float64)
+        return TraceEstimate(float(s.mean()), _stderr(s), used, method, {**meta, "samples": samples})
+
+    gen = torch.Generator().manual_seed(seed)
+    start = op.n_matvec
+    P = op.shape[0]
+    if method == "hutchinson":
+        s = _quadratic_forms(op, _rademacher(P, n_matvec, gen, op))
+        exact = 0.0
+    else:
+        sketch = n_matvec // 3
+        S = _rademacher(P, sketch, gen, op)
+        G = _rademacher(P, n_matvec - 2 * sketch, gen, op)
+        Q = torch.linalg.qr(op @ S).Q  # (P, min(P, s)) orthonormal columns
+        exact = float(torch.trace(Q.T.double() @ (op @ Q).double()))
+        s = _quadratic_forms(op, G - Q @ (Q.T @ G))
+        meta |= {"exact_part": exact, "sketch_size": sketch}
+    meta["samples"] = s.tolist()
+    return TraceEstimate(exact + float(s.mean()), _stderr(s), op.n_matvec - start, method, meta)
+
+
+def density(
+    H: HessianOperator | torch.Tensor,
+    *,
+    n_vectors: int = 4,
+    n_lanczos: int = 80,
+    grid: np.ndarray | None = None,
+    grid_size: int = 1000,
+    sigma: float | None = None,
+    seed: int = 0,
+    backend: Literal["losslens", "pyhessian"] = "losslens",
+) -> Spectrum:
+    """Eigenvalue density of ``H`` by stochastic Lanczos quadrature.
+
+    The ``n_vectors`` Rademacher start vectors run ``n_lanczos`` Lanczos steps in lockstep (one block
+    product per step) with full reorthogonalization against all previous Lanczos vectors (twice,
+    "twice is enough"); this stores ``n_vectors * n_lanczos`` vectors of length P. When a Krylov space
+    is exhausted (:math:`\\beta_j \\approx 0`) the recurrence goes on from a random vector orthogonal
+    to it with :math:`\\beta_j = 0`, which leaves the quadrature exact (the new nodes get weight 0).
+    ``backend="pyhessian"`` runs PyHessian's ``density(iter=n_lanczos, n_v=n_vectors)`` instead and
+    smooths its nodes and weights the same way.
+
+    Args:
+        H: a ``HessianOperator`` or a dense symmetric ``(P, P)`` tensor.
+        n_vectors: start vectors (>= 1). n_lanczos: Lanczos steps per vector, ``1 <= n_lanczos <= P``.
+        grid: the eigenvalue axis (1-D, increasing); by default ``grid_size`` points covering
+            ``[min node - 5 sigma, max node + 5 sigma]``.
+        grid_size: points of the default grid (>= 2).
+        sigma: width of the Gaussian kernel (> 0); by default ``SIGMA_FRACTION`` (1%) of the node range
+            (of the nodes' magnitude when they all coincide, and 1 when they are all 0).
+        seed: seeds the start vectors.
+        backend: ``"losslens"`` or ``"pyhessian"``.
+
+    Raises:
+        ValueError: an invalid option.
+    """
+    _check_backend(backend)
+    op = _as_operator(H)
+    P = op.shape[0]
+    if not (isinstance(n_vectors, numbers.Integral) and n_vectors >= 1):
+        raise ValueError(f"n_vectors must be a positive integer, found {n_vectors!r}")
+    if not (isinstance(n_lanczos, numbers.Integral) and 1 <= n_lanczos <= P):
+        raise ValueError(f"n_lanczos must be an integer with 1 <= n_lanczos <= P={P}, found {n_lanczos!r}")
+    if sigma is not None and not sigma > 0:
+        raise ValueError(f"sigma must be > 0 or None, found {sigma!r}")
+    if grid is not None:
+        grid = np.asarray(grid, dtype=np.float64)
+        if grid.ndim != 1 or len(grid) < 2 or not np.all(np.diff(grid) > 0):
+            raise ValueError(f"grid must be a 1-D increasing array of at least 2 points, found shape {grid.shape}")
+    elif not (isinstance(grid_size, numbers.Integral) and grid_size >= 2):
+        raise ValueError(f"grid_size must be an integer >= 2, found {grid_size!r}")
+
+    start = op.n_matvec
+    if backend == "pyhessian":
+        from losslens.landscape import _pyhessian
+
+        nodes, weights, used = _pyhessian.density_quadrature(_needs_model(op), n_vectors, n_lanczos, seed=seed)
+        nodes, weights = nodes.numpy(), weights.numpy()
+    else:
+        nodes, weights = _slq(op, n_vectors, n_lanczos, seed)
+        used = op.n_matvec - start
+    sigma = float(sigma) if sigma is not None else _default_sigma(nodes)
+    if grid is None:
+        grid = np.linspace(nodes.min() - 5 * sigma, nodes.max() + 5 * sigma, grid_size)
+    phi = _smoothed(grid, nodes, weights, sigma)
+    integral = float(trapezoid(phi, grid))
+    if abs(integral - 1) > 1e-2:
+        warnings.warn(f"losslens: the density integrates to {integral:.4f} over the grid: the grid is too coarse "
+                      f"for sigma={sigma:.3g} or does not cover the nodes", stacklevel=2)
+    meta = {"backend": backend, "seed": seed, "n_matvec": used, "n_vectors": n_vectors, "n_lanczos": n_lanczos,
+            "integral": integral, **op.meta()}
+    return Spectrum(grid, phi, nodes, weights, sigma, meta)
+
+
+def _slq(op: Operator, n_vectors: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights ``(n_vectors, m)`` of Lanczos quadrature from Rademacher start vectors."""
+    P = op.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    q = _rademacher(P, n_vectors, gen, op) / math.sqrt(P)  # (P, n) unit columns
+    basis = torch.zeros(n_vectors, m, P, dtype=op.dtype, device=op.device)
+    alpha = np.zeros((n_vectors, m))
+    beta = np.zeros((n_vectors, max(m - 1, 0)))
+    q_prev, b_prev = torch.zeros_like(q), torch.zeros(n_vectors, dtype=op.dtype, device=op.device)
+    scale, eps = 0.0, torch.finfo(op.dtype).eps
+    for j in range(m):
+        basis[:, j] = q.T
+        w = op @ q
+        a = (q * w).sum(0)
+        w = w - a * q - b_prev * q_prev
+        w = _orthogonalize(w, basis[:, : j + 1])
+        alpha[:, j] = a.double().cpu().numpy()
+        if j == m - 1:
+            break
+        b = w.norm(dim=0)
+        scale = max(scale, float(a.abs().max()), float(b.max()))
+        broken = b <= 100 * eps * max(scale, 1e-300)
+        q_next = w / torch.where(broken, torch.ones_like(b), b)
+        if broken.any():  # exhausted Krylov space: go on from a fresh orthogonal direction, beta = 0
+            fresh = torch.randn(P, n_vectors, generator=gen, dtype=torch.float64).to(device=op.device, dtype=op.dtype)
+            fresh = _orthogonalize(fresh, basis[:, : j + 1])
+            q_next = torch.where(broken, fresh / fresh.norm(dim=0), q_next)
+            b = torch.where(broken, torch.zeros_like(b), b)
+        q_prev, q, b_prev = q, q_next, b
+        beta[:, j] = b.double().cpu().numpy()
+    nodes, weights = np.zeros((n_vectors, m)), np.zeros((n_vectors, m))
+    for i in range(n_vectors):
+        theta, U = eigh_tridiagonal(alpha[i], beta[i])
+        nodes[i], weights[i] = theta, U[0] ** 2
+    return nodes, weights
+
+
+def _orthogonalize(w: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Columns of ``w`` (P, n) made orthogonal to their own vectors ``basis`` (n, j, P), twice."""
+    for _ in range(2):
+        w = w - torch.einsum("njp,nj->pn", basis, torch.einsum("njp,pn->nj", basis, w))
+    return w
+
+
+def _smoothed(grid: np.ndarray, nodes: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
+    """:math:`\\frac{1}{n_v}\\sum_{l,j} \\tau_{lj} \\mathcal N(x; \\theta_{lj}, \\sigma^2)` at each grid point."""
+    theta, tau = nodes.reshape(-1), weights.reshape(-1) / len(nodes)
+    phi = np.zeros_like(grid)
+    for i in range(0, len(theta), 256):  # bounded (G, 256) blocks
+        z = (grid[:, None] - theta[None, i : i + 256]) / sigma
+        phi += np.exp(-0.5 * z**2) @ tau[i : i + 256]
+    return phi / (sigma * math.sqrt(2 * math.pi))
+
+
+def _default_sigma(nodes: np.ndarray) -> float:
+    spread = float(nodes.max() - nodes.min())
+    if spread > 0:
+        return SIGMA_FRACTION * spread
+    size = float(np.abs(nodes).max())
+    return SIGMA_FRACTION * size if size > 0 else 1.0
+
+
+def _rademacher(P: int, n: int, gen: torch.Generator, op: Operator) -> torch.Tensor:
+    """``(P, n)`` Rademacher columns drawn on the CPU (the same on every device), in the operator's dtype."""
+    z = torch.randint(0, 2, (P, n), generator=gen).mul_(2).sub_(1)
+    return z.to(device=op.device, dtype=op.dtype)
+
+
+def _quadratic_forms(op: Operator, Z: torch.Tensor) -> torch.Tensor:
+    """``(n,)`` float64 CPU :math:`z_i^T H z_i` for the columns of ``Z``, by one block product."""
+    return (Z.double() * (op @ Z).double()).sum(0).cpu()
+
+
+def _stderr(samples: torch.Tensor) -> float:
+    return float(samples.std(unbiased=True) / math.sqrt(len(samples))) if len(samples) > 1 else math.nan
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+
+
+def _needs_model(op: Operator) -> HessianOperator:
+    if not isinstance(op, HessianOperator):
+        raise ValueError("backend='pyhessian' needs a HessianOperator (it runs on the model), not a dense tensor")
+    return op
