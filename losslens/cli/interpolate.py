@@ -1,0 +1,61 @@
+"""``losslens interpolate``: the loss on the line through two checkpoints, and the barrier between them.
+
+Writes ``OUT/interpolation.h5``, ``OUT/interpolation.png`` and ``OUT/interpolation.html`` and prints
+the barrier :math:`\\max_{t \\in [0,1]} L(t) - \\max(L(0), L(1))` (Goodfellow et al. 2015; Frankle et
+al. 2020). Without checkpoints: the default model's initialization and its final weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from losslens.cli._common import add_landscape_args, default_run, flat_checkpoints, int_at_least, landscape_evaluator
+from losslens.errors import ConfigError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "interpolate",
+        help="loss along the line between two checkpoints, and its barrier",
+        usage="losslens interpolate [A B] [--steps N] [--extrapolate E] [--out DIR] [options]",
+        description="Evaluate the loss at w_A + t (w_B - w_A) for t from -E to 1 + E, save it to "
+        "OUT/interpolation.h5, draw it and print the loss barrier between A and B. Without A and B: the "
+        "initialization and the final checkpoint of the default model (trained into OUT/default-model).",
+    )
+    parser.add_argument("endpoints", metavar="A B", nargs="*", help="two checkpoint files (t = 0 and t = 1)")
+    add_landscape_args(parser)
+    parser.add_argument("--steps", type=int_at_least(2), default=41, help="points of the grid, at least 2 (default: 41)")
+    parser.add_argument("--extrapolate", type=float, default=0.5,
+                        help="how far the grid goes beyond each endpoint, in units of |w_B - w_A| (default: 0.5)")
+    parser.add_argument("--log", action="store_true", help="draw the loss on a logarithmic scale")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from losslens.cli.plot import draw
+    from losslens.landscape.interpolation import interpolate
+
+    if len(args.endpoints) not in (0, 2):
+        raise ConfigError(f"interpolate takes two checkpoints A B (or none, for the default model), got {len(args.endpoints)}")
+    if args.endpoints:
+        a, b = args.endpoints
+    else:
+        run_ = default_run(args)
+        a, b = str(run_.checkpoints[0]), str(run_.checkpoints[-1])
+    args.checkpoint = a
+    ev, model, provenance = landscape_evaluator(args)
+    w_b = flat_checkpoints([b], model, ev.space, args)[0]
+    result = interpolate(ev, ev.w0, w_b, steps=args.steps, extrapolate=args.extrapolate, names=(a, b),
+                         progress=not args.no_progress)
+    provenance.pop("checkpoint")  # the two endpoints are the checkpoints
+    result = dataclasses.replace(result, meta=result.meta | provenance)
+    out = Path(args.out)
+    path = result.save(out / "interpolation.h5")
+    print(f"wrote {path}")
+    ends = [result.loss[result.t == t][0] for t in (0.0, 1.0)]
+    print(f"barrier {result.barrier:.6g} (loss {ends[0]:.6g} at A = {a}, {ends[1]:.6g} at B = {b}, "
+          f"distance |B - A| = {result.meta['distance']:.6g})")
+    draw(result, out, "interpolation", log=args.log)
+    return 0

@@ -1,0 +1,134 @@
+"""``losslens surface``: the loss on a plane (or a line) through a checkpoint, saved and drawn.
+
+Computes ``OUT/surface.h5`` (resumable: running the same command again finishes an interrupted
+grid, or finds nothing left to compute), then draws ``OUT/surface_contour.png`` and
+``OUT/surface_3d.png`` (a plane) or ``OUT/surface_1d.png`` (a line), and ``OUT/surface.html``.
+
+The grid can be shared among processes with torchrun; only rank 0 writes files and prints::
+
+    torchrun --nproc_per_node=4 --no-python losslens surface model.safetensors --out big
+    torchrun --nproc_per_node=4 -m losslens surface model.safetensors --out big
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from losslens.cli._common import (
+    add_landscape_args,
+    default_run,
+    flat_checkpoints,
+    int_at_least,
+    is_main_process,
+    landscape_evaluator,
+)
+from losslens.errors import ConfigError
+from losslens.landscape.directions import IGNORES, NORMALIZATIONS
+
+DIRECTION_KINDS: tuple[str, ...] = ("random", "hessian", "pca")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "surface",
+        help="loss surface on a plane (or line) through a checkpoint",
+        usage="losslens surface [CHECKPOINT] [--dirs random|hessian|pca] [--range A B] [--steps N] [--1d] [options]",
+        description="Evaluate the loss on the grid w0 + x d1 + y d2 around a checkpoint (Li et al. 2018), save it to "
+        "OUT/surface.h5 (rerunning resumes it) and draw it. Without a CHECKPOINT, a small default model is trained "
+        "into OUT/default-model first. Under torchrun the grid is shared among the processes: "
+        "torchrun --nproc_per_node=N --no-python losslens surface ...",
+    )
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", nargs="?",
+                        help="checkpoint file (.safetensors, .pt, .pth, .ckpt); default: the default model")
+    add_landscape_args(parser)
+    parser.add_argument("--dirs", default="random", choices=DIRECTION_KINDS,
+                        help="random (filter-normalized Gaussian), hessian (top eigenvectors) or pca (of a "
+                        "trajectory, --checkpoints); hessian and pca directions have unit norm, so their --range is a "
+                        "distance in weight space (default: random)")
+    parser.add_argument("--range", nargs=2, type=float, default=(-1.0, 1.0), metavar=("A", "B"),
+                        help="coordinates along the first direction (default: -1 1)")
+    parser.add_argument("--yrange", nargs=2, type=float, metavar=("A", "B"), help="along the second (default: --range)")
+    parser.add_argument("--steps", type=int_at_least(2), default=41, help="grid points along x (default: 41)")
+    parser.add_argument("--ysteps", type=int_at_least(2), metavar="N", help="grid points along y (default: --steps)")
+    parser.add_argument("--1d", dest="one_d", action="store_true", help="a line along one direction instead of a plane")
+    parser.add_argument("--norm", choices=NORMALIZATIONS,
+                        help="normalization of random directions (default: filter)")
+    parser.add_argument("--ignore", choices=IGNORES,
+                        help="biasbn: random directions leave biases and BatchNorm parameters alone (default: biasbn)")
+    parser.add_argument("--checkpoints", nargs="+", metavar="FILE",
+                        help="the trajectory for --dirs pca, in training order (default: the default model's run)")
+    parser.add_argument("--log", action="store_true", help="draw the loss on a logarithmic scale")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from losslens.cli.plot import draw
+    from losslens.landscape.surface import Surface, init_distributed_from_env, surface_1d, surface_2d
+
+    init_distributed_from_env()
+    main = is_main_process()
+    _check_combinations(args)
+    trajectory = args.checkpoints
+    if args.checkpoint is None:
+        run_ = default_run(args)
+        args.checkpoint = str(run_.checkpoints[-1])
+        trajectory = trajectory or [str(p) for p in run_.checkpoints]
+    ev, model, provenance = landscape_evaluator(args)
+    directions = _directions(args, ev, model, 1 if args.one_d else 2, trajectory)
+    x = np.linspace(*args.range, args.steps)
+    y = None if args.one_d else np.linspace(*(args.yrange or args.range), args.ysteps or args.steps)
+
+    out = Path(args.out)
+    path = out / "surface.h5"
+    before = Surface.load(path).meta["n_done"] if main and path.exists() else 0
+    meta = provenance | {"directions_kind": args.dirs, "seed": args.seed}
+    progress = not args.no_progress
+    if args.one_d:
+        surface = surface_1d(ev, ev.w0, directions, x, path=path, progress=progress, meta=meta)
+    else:
+        surface = surface_2d(ev, ev.w0, directions, x, y, path=path, progress=progress, meta=meta)
+    if not main:
+        return 0
+    n = surface.meta["n_points"]
+    if before == n:
+        print(f"nothing to compute: {path} already holds all {n} points")
+    else:
+        print(f"wrote {path}" + (f" (resumed: {before} of {n} points were already computed)" if before else ""))
+    origin = surface.loss[surface.origin_index]
+    print(f"loss at the origin {origin:.6g}, lowest {np.nanmin(surface.loss):.6g}, highest {np.nanmax(surface.loss):.6g} "
+          f"({n} points, {surface.meta['seconds']:.1f} s)")
+    draw(surface, out, "surface", log=args.log)
+    return 0
+
+
+def _check_combinations(args: argparse.Namespace) -> None:
+    """Refuse flags that would be ignored with the others given."""
+    unused = {
+        "--checkpoints": args.checkpoints and args.dirs != "pca",
+        "--norm": args.norm and args.dirs != "random",
+        "--ignore": args.ignore and args.dirs != "random",
+    }
+    for flag, ignored in unused.items():
+        if ignored:
+            raise ConfigError(f"{flag} applies only to --dirs {'pca' if flag == '--checkpoints' else 'random'}, "
+                              f"not to --dirs {args.dirs}")
+    if args.one_d and (args.yrange or args.ysteps):
+        raise ConfigError("--yrange and --ysteps describe the second axis of a plane; a --1d line has none")
+
+
+def _directions(args: argparse.Namespace, ev, model, n: int, trajectory: list[str] | None):
+    from losslens.landscape.directions import hessian_directions, pca_directions, random_directions
+
+    if args.dirs == "random":
+        return random_directions(ev.space, ev.w0, n, normalization=args.norm or "filter",
+                                 ignore=args.ignore or "biasbn", seed=args.seed)
+    if args.dirs == "hessian":
+        return hessian_directions(ev, k=n, seed=args.seed)
+    if args.dirs == "pca":
+        if not trajectory:
+            raise ConfigError("--dirs pca needs the training trajectory: --checkpoints FILE FILE ...")
+        return pca_directions(flat_checkpoints(trajectory, model, ev.space, args), n)
+    raise ConfigError(f"unknown --dirs {args.dirs!r}; valid: {', '.join(DIRECTION_KINDS)}")
