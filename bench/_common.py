@@ -20,7 +20,18 @@ def mlp_784() -> nn.Module:
 
 
 def cnn_28() -> nn.Module:
-    """Small CNN for 1x28x28 inputs: conv 1->16->32, two poolings, then 1568-64-10 (about 106k parameters)."""
+    """Small CNN for 1x28x28 inputs: strided convolutions 1->16->32 (28 -> 14 -> 7), then 1568-64-10 (106k
+    parameters; the CNN of shared/notes/performance-facts.md)."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, 10),
+    )
+
+
+def cnn_pool_28() -> nn.Module:
+    """The same CNN with max-pooling instead of strides (conv2 at 14x14: 2.5x the FLOPs, compute-bound)."""
     torch.manual_seed(0)
     return nn.Sequential(
         nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),

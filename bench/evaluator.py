@@ -1,4 +1,4 @@
-"""Evaluator core vs the point-by-point way, on a 41x41 plane of an MLP and of a small CNN.
+"""Evaluator core vs the point-by-point way, on a 41x41 plane of an MLP and of two small CNNs.
 
 Both run in this one process, side by side: the point-by-point loop of the older tools (weights copied
 into the model in place, data in batches of 128) on every ``stride``-th grid point, and the evaluator
@@ -7,8 +7,11 @@ the largest relative loss difference on the common points, and the fraction of t
 peak (measured here) that each reaches, counting a plain forward's FLOPs per point ("effective" for
 the core, which skips most of the first layer's work).
 
+The CNNs: ``cnn``, strided convolutions (the CNN of shared/notes/performance-facts.md), and
+``cnn-pool``, the same layers with max-pooling (conv2 at 14x14, 2.5x the FLOPs).
+
 Usage: ``python bench/evaluator.py [--quick] [--steps 41] [--device cpu] [--compile auto|on|off]``.
-Last line: ``mlp_speedup=X cnn_speedup=Y max_rel_diff=Z``.
+Last line: ``mlp_speedup=X cnn_speedup=Y cnn_pool_speedup=W max_rel_diff=Z``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import cnn_28, forward_flops, images_28, matmul_peak, mlp_784, point_by_point, timed  # noqa: E402
+from bench._common import cnn_28, cnn_pool_28, forward_flops, images_28, matmul_peak, mlp_784, point_by_point, timed  # noqa: E402
 from losslens.core.evaluator import Evaluator  # noqa: E402
 from losslens.landscape.directions import random_directions  # noqa: E402
 
@@ -49,7 +52,7 @@ def bench_model(name, model, x, y, *, steps, stride, device, compile, peak):
     print(f"  {'method':<34}{'points':>8}{'seconds':>10}{'points/s':>10}{'% peak':>9}")
     print(f"  {'point-by-point (in place, bs 128)':<34}{len(common):>8}{t_ref:>10.2f}{rate_ref:>10.1f}"
           f"{100 * rate_ref * flops / peak:>8.1f}%")
-    label = f"losslens core (compiled: {'yes' if ev._compiled else 'no'})"
+    label = f"losslens core ({'compiled' if ev._compiled else 'eager'}{', NHWC' if ev._channels_last else ''})"
     print(f"  {label:<34}{len(coeffs):>8}{t_core:>10.2f}{rate_core:>10.1f}"
           f"{100 * rate_core * flops / peak:>8.1f}% effective")
     print(f"  speedup {rate_core / rate_ref:.2f}x   max relative loss difference {rel:.2e} "
@@ -72,11 +75,12 @@ def main(argv=None):
           f"measured float32 matmul peak {peak / 1e9:.0f} GFLOP/s")
     x, y = images_28(2048)
     results = {}
-    for name, build in (("mlp", mlp_784), ("cnn", cnn_28)):
+    for name, build in (("mlp", mlp_784), ("cnn", cnn_28), ("cnn-pool", cnn_pool_28)):
         results[name] = bench_model(name, build(), x, y, steps=steps, stride=stride, device=args.device,
                                     compile=COMPILE[args.compile], peak=peak)
     max_rel = max(r[1] for r in results.values())
-    print(f"\nmlp_speedup={results['mlp'][0]:.2f} cnn_speedup={results['cnn'][0]:.2f} max_rel_diff={max_rel:.2e}")
+    print(f"\nmlp_speedup={results['mlp'][0]:.2f} cnn_speedup={results['cnn'][0]:.2f} "
+          f"cnn_pool_speedup={results['cnn-pool'][0]:.2f} max_rel_diff={max_rel:.2e}")
 
 
 if __name__ == "__main__":

@@ -25,8 +25,17 @@ def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(output, target)
 
 
+def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``F.cross_entropy``; for ``(N, C)`` logits and class indices computed as
+    :math:`\\mathrm{mean}_i(\\log\\sum_c e^{o_{ic}} - o_{i y_i})`, which on CPU runs about twice as fast
+    as ``log_softmax`` over a small class dimension (same value to float rounding)."""
+    if output.dim() == 2 and not target.is_floating_point():
+        return (output.logsumexp(1) - output.gather(1, target[:, None])[:, 0]).mean()
+    return F.cross_entropy(output, target)
+
+
 LOSSES: dict[str, Objective] = {
-    "cross_entropy": F.cross_entropy,
+    "cross_entropy": cross_entropy,
     "mse": mse,
 }
 METRICS: dict[str, Objective] = {"accuracy": accuracy}

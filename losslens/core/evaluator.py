@@ -36,15 +36,16 @@ from torch.func import functional_call, grad, jvp
 
 from losslens.core import _batchnorm as bnm
 from losslens.core import _first_layer as fl
-from losslens.core._memory import keep_freed_memory, resolve_budget
 from losslens.core._objectives import LOSSES, METRICS, Objective, resolve
+from losslens.core._tuning import activation_bytes_per_sample, channels_last_is_faster, keep_freed_memory, resolve_budget
 from losslens.core.data import as_tensors
 from losslens.core.params import ParameterSpace
 from losslens.errors import ConfigError
 
 _MAX_CHUNK = 4096
 _PROBE_POINTS = 8
-_COMPILE_WORTH_S = 30.0
+_CPU_BATCH_BYTES = 48 << 20
+_COMPILE_WORTH_S = 60.0
 ChunkCallback = Callable[[int, "EvalResult"], None]
 
 
@@ -103,7 +104,7 @@ class Evaluator:
         calibration_size: samples of it used (the first ones; ``None`` for all).
         vectorize: ``"auto"`` (vmap on CUDA, sequential on CPU), ``True`` or ``False``.
         compile: ``torch.compile`` the per-point function: ``True``, ``False``, or ``"auto"``
-            (compile a call's remaining points when they are expected to take over 30 s).
+            (compile a call's remaining points when they are expected to take over 60 s).
     """
 
     def __init__(
@@ -145,14 +146,21 @@ class Evaluator:
         self.w0 = self.space.flatten(self._module, dtype=dtype).to(self.device)
 
         x, y = as_tensors(data)
+        self._channels_last = False
         self._x, self._y = self._prepare(x), self._prepare(y)
         self.n_samples = len(self._x)
         self.budget = resolve_budget(memory_budget, self.device)
         if self.device.type == "cpu":
             keep_freed_memory()
-        self._act_bytes = _activation_bytes_per_sample(self._module, self._x[:2].to(self.device))
-        default_batch = 128 if self.bn == "batch" else self.budget // (4 * self._act_bytes)
-        self.batch_size = int(max(1, min(self.n_samples, batch_size or default_batch)))
+        self._act_bytes = activation_bytes_per_sample(self._module, self._x[:2].to(self.device))
+        default_batch = 128 if self.bn == "batch" else self._default_batch_size()
+        batch = int(max(1, min(self.n_samples, batch_size or default_batch)))
+        if batch_size is None:  # equal batches: one shape for a compiled forward
+            batch = -(-self.n_samples // -(-self.n_samples // batch))
+        self.batch_size = batch
+        if self.device.type == "cpu" and self._x.dim() == 4 and any(isinstance(m, nn.Conv2d) for m in self._module.modules()):
+            self._channels_last = channels_last_is_faster(self._module, self._x[: self.batch_size])
+            self._x = self._layout(self._x)
         self.vectorize = self.device.type == "cuda" if vectorize == "auto" else vectorize
 
         self._stats_names: list[str] = []
@@ -216,14 +224,14 @@ class Evaluator:
         return self._run(
             len(coeffs),
             lambda sl: self.space.unflatten(w0_rest + coeffs[sl] @ D_rest, rest),
-            (w0, D, torch.cat([ones, coeffs], dim=1)),
+            (w0, D, torch.cat([ones, coeffs], dim=1), {}),
             on_chunk,
         )
 
     def plan(self, n_points: int) -> None:
         """Announce that about ``n_points`` evaluations follow, in calls of any size (a surface in
         chunks). With ``compile="auto"``, the first call then measures the rate and compiles if
-        those points are expected to take over 30 s."""
+        those points are expected to take over 60 s."""
         self._planned, self._decided = int(n_points), False
 
     def gradient(self, w: torch.Tensor) -> torch.Tensor:
@@ -313,7 +321,7 @@ class Evaluator:
 
         With ``compile="auto"``, a first small chunk measures the rate; the rest (of this call, or of
         the points announced by ``plan``) is compiled when it is expected to take longer than
-        ``_COMPILE_WORTH_S`` (a cold compile costs about 15 s).
+        ``_COMPILE_WORTH_S`` (a cold compile costs 5-15 s and gains nothing on some models).
         """
         results = []
         chunk = self._chunk_size(affine)
@@ -354,9 +362,13 @@ class Evaluator:
             for x, y in self._batches(self.batch_size):
                 sums += self._map(self._point_sums, (params, buffers, x, y), (0, 0, None, None))
             return sums
-        w0, D, coeffs1 = affine
-        for x, y in self._batches(self.batch_size):
-            basis = fl.layer_basis(self._module, self._first, self.space, self._fixed, w0, D, x)
+        w0, D, coeffs1, bases = affine
+        for i, (x, y) in enumerate(self._batches(self.batch_size)):
+            basis = bases.get(i)
+            if basis is None:
+                basis = fl.layer_basis(self._module, self._first, self.space, self._fixed, w0, D, x)
+                if basis.numel() * basis.element_size() * self.n_samples <= len(x) * self.budget // 4:
+                    bases[i] = basis  # kept for the next chunks when all batches' bases fit a quarter of the budget
             sums += self._map(self._affine_point_sums, (params, coeffs1[sl], basis, x, y), (0, 0, None, None, None))
         return sums
 
@@ -367,7 +379,10 @@ class Evaluator:
 
     def _affine_point_sums(self, params: dict, c: torch.Tensor, basis: torch.Tensor, x, y) -> torch.Tensor:
         """As ``_point_sums``, the first layer's output being ``c @ basis`` (``c = (1, c_1 .. c_m)``)."""
-        z = (c @ basis.flatten(1)).view(basis.shape[1:])
+        if torch.compiler.is_compiling():  # elementwise, so inductor fuses it with the next activation
+            z = basis[0] + sum(c[i] * basis[i] for i in range(1, len(basis)))
+        else:  # one memory-bound GEMV
+            z = (c @ basis.flatten(1)).view(basis.shape[1:])
         out = functional_call(self._tail, (params, {f"{self._first}.value": z}, self._fixed), (x,))
         return self._sums(out, y)
 
@@ -397,7 +412,9 @@ class Evaluator:
         g = self._transformed(f, in_dims, vmapped=False)
         k = next(len(_first_leaf(a)) for a, d in zip(args, in_dims) if d == 0 and _first_leaf(a) is not None)
         with torch.no_grad():
-            return torch.stack([g(*(_index(a, i) if d == 0 else a for a, d in zip(args, in_dims))) for i in range(k)])
+            return torch.stack(
+                [g(*(self._layout(_index(a, i)) if d == 0 else a for a, d in zip(args, in_dims))) for i in range(k)]
+            )
 
     def _transformed(self, f: Callable, in_dims: tuple, vmapped: bool) -> Callable:
         """``f`` vmapped and/or compiled; compiled functions are cached per (function, vmapped)."""
@@ -461,6 +478,14 @@ class Evaluator:
             per_point += self.batch_size * self._act_bytes
         return int(max(1, min(_MAX_CHUNK, self.budget // per_point)))
 
+    def _default_batch_size(self) -> int:
+        """Samples per forward: on CPU about ``_CPU_BATCH_BYTES`` of activations, which keeps them near
+        the cache (measured: a CNN forward over 2048 samples at once runs 1.5-2x slower than in
+        batches of 256, an MLP's runs fastest whole); on CUDA, what a quarter of the budget holds."""
+        if self.device.type == "cpu":
+            return _CPU_BATCH_BYTES // self._act_bytes
+        return self.budget // (4 * self._act_bytes)
+
     def _grad_batch_size(self, n_vectors: int) -> int:
         return int(max(1, min(self.n_samples, self.budget // (8 * n_vectors * self._act_bytes))))
 
@@ -470,8 +495,16 @@ class Evaluator:
 
     def _prepare(self, t: torch.Tensor) -> torch.Tensor:
         """Data on the device (on CUDA when under 1 GiB, else streamed per batch), floats in ``dtype``."""
-        t = t.to(self.dtype) if t.is_floating_point() else t
+        t = self._layout(t.to(self.dtype) if t.is_floating_point() else t)
         return t.to(self.device) if t.numel() * t.element_size() <= _resident_limit(self.device) else t
+
+    def _layout(self, tree):
+        """4-D tensors (images, convolution weights) in channels_last memory format where that is faster."""
+        if isinstance(tree, dict):
+            return {n: self._layout(t) for n, t in tree.items()}
+        if self._channels_last and tree.dim() == 4:
+            return tree.contiguous(memory_format=torch.channels_last)
+        return tree
 
     def _points(self, W) -> torch.Tensor:
         W = torch.as_tensor(W)
@@ -493,24 +526,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 def _resident_limit(device: torch.device) -> int:
     return (1 << 30) if device.type == "cuda" else (1 << 62)
-
-
-def _activation_bytes_per_sample(module: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of all leaf-module outputs for one sample (measured on two samples)."""
-    total = [0]
-
-    def count(_, __, out):
-        if isinstance(out, torch.Tensor):
-            total[0] += out.numel() * out.element_size()
-
-    hooks = [m.register_forward_hook(count) for m in module.modules() if not any(True for _ in m.children())]
-    try:
-        with torch.no_grad():
-            module(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return max(1, total[0] // max(1, len(x)))
 
 
 def _index(tree, i: int):

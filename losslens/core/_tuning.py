@@ -1,13 +1,16 @@
-"""Memory budgets for chunking, and the allocator setting that keeps big CPU forwards fast."""
+"""How the evaluator fits the machine: memory budget, activation sizes, the allocator, the memory layout."""
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import functools
 import os
 import sys
+import time
 
 import torch
+from torch import nn
 
 _GiB = 1 << 30
 
@@ -50,3 +53,42 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(libc.mallopt(m_mmap_threshold, _GiB // 2) and libc.mallopt(m_trim_threshold, 2 * _GiB))
+
+
+def channels_last_is_faster(module: nn.Module, x: torch.Tensor, repeats: int = 5) -> bool:
+    """Whether a forward over ``x`` runs clearly (10%) faster in channels_last (NHWC) layout, best of
+    ``repeats`` each way.
+
+    On CPU, oneDNN pooling is much faster in NHWC (measured 1.25x on a max-pooling CNN), while strided
+    convolutions can be slower (0.75x): timing one batch both ways settles it for the model at hand.
+    """
+
+    def best(inp: torch.Tensor, net: nn.Module) -> float:
+        times = []
+        with torch.no_grad():
+            for _ in range(repeats):
+                tic = time.perf_counter()
+                net(inp)
+                times.append(time.perf_counter() - tic)
+        return min(times)
+
+    nhwc = copy.deepcopy(module).to(memory_format=torch.channels_last)
+    return best(x.contiguous(memory_format=torch.channels_last), nhwc) < 0.9 * best(x.contiguous(), module)
+
+
+def activation_bytes_per_sample(module: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of all leaf-module outputs for one sample (measured on two samples)."""
+    total = [0]
+
+    def count(_, __, out):
+        if isinstance(out, torch.Tensor):
+            total[0] += out.numel() * out.element_size()
+
+    hooks = [m.register_forward_hook(count) for m in module.modules() if not any(True for _ in m.children())]
+    try:
+        with torch.no_grad():
+            module(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return max(1, total[0] // max(1, len(x)))
