@@ -25,10 +25,15 @@ SUBCOMMANDS: tuple[str, ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad flag reported as one line (plus where to find the usage) instead of two."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="losslens", description="Loss landscapes of neural networks: train, evaluate, explore."
-    )
+    parser = _Parser(prog="losslens", description="Loss landscapes of neural networks: train, evaluate, explore.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(name).register(subparsers)

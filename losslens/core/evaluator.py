@@ -44,7 +44,7 @@ from losslens.errors import ConfigError
 
 _MAX_CHUNK = 4096
 _PROBE_POINTS = 8
-_CPU_BATCH_BYTES = 48 << 20
+_CPU_BATCH_BYTES = 16 << 20
 _COMPILE_WORTH_S = 60.0
 ChunkCallback = Callable[[int, "EvalResult"], None]
 
@@ -479,9 +479,9 @@ class Evaluator:
         return int(max(1, min(_MAX_CHUNK, self.budget // per_point)))
 
     def _default_batch_size(self) -> int:
-        """Samples per forward: on CPU about ``_CPU_BATCH_BYTES`` of activations, which keeps them near
-        the cache (measured: a CNN forward over 2048 samples at once runs 1.5-2x slower than in
-        batches of 256, an MLP's runs fastest whole); on CUDA, what a quarter of the budget holds."""
+        """Samples per forward: on CPU about ``_CPU_BATCH_BYTES`` of activations, near the cache
+        (measured on 2 cores: the bench CNNs run 10-30% slower over 1024-2048 samples at once than over
+        256, the bench MLP fastest over all 2048); on CUDA, what a quarter of the budget holds."""
         if self.device.type == "cpu":
             return _CPU_BATCH_BYTES // self._act_bytes
         return self.budget // (4 * self._act_bytes)
