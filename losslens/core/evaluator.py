@@ -98,8 +98,8 @@ class Evaluator:
         metrics: names (``"accuracy"``) or callables ``f(output, target) -> mean over the batch``.
         memory_budget: bytes for one chunk of points, or ``"auto"``.
         include_buffers: put BatchNorm running statistics in the parameter vector.
-        batch_size: samples per forward; by default the largest that fits the budget (128 with
-            ``bn="batch"``, where batch statistics depend on it).
+        batch_size: samples per forward; by default sized to the cache on CPU and to the budget
+            on CUDA (128 with ``bn="batch"``, where batch statistics depend on it).
         calibration_data: data for ``bn="recalibrate"`` (default: the evaluation set).
         calibration_size: samples of it used (the first ones; ``None`` for all).
         vectorize: ``"auto"`` (vmap on CUDA, sequential on CPU), ``True`` or ``False``.
@@ -153,12 +153,9 @@ class Evaluator:
         if self.device.type == "cpu":
             keep_freed_memory()
         self._act_bytes = activation_bytes_per_sample(self._module, self._x[:2].to(self.device))
-        default_batch = 128 if self.bn == "batch" else self._default_batch_size()
-        batch = int(max(1, min(self.n_samples, batch_size or default_batch)))
-        if batch_size is None:  # equal batches: one shape for a compiled forward
-            batch = -(-self.n_samples // -(-self.n_samples // batch))
-        self.batch_size = batch
-        if self.device.type == "cpu" and self._x.dim() == 4 and any(isinstance(m, nn.Conv2d) for m in self._module.modules()):
+        self.batch_size = self._batch_size(batch_size)
+        conv = any(isinstance(m, nn.Conv2d) for m in self._module.modules())
+        if self.device.type == "cpu" and self._x.dim() == 4 and conv:
             self._channels_last = channels_last_is_faster(self._module, self._x[: self.batch_size])
             self._x = self._layout(self._x)
         self.vectorize = self.device.type == "cuda" if vectorize == "auto" else vectorize
@@ -177,6 +174,7 @@ class Evaluator:
             else None
         )
         self._tail: nn.Module | None = None  # the copy whose first layer is precomputed
+        self._bases = None  # (w0, D, {batch index: first-layer outputs}) of the last affine family
         self.compile = compile
         self._compiled = compile is True
         self._compiled_fns: dict = {}
@@ -221,10 +219,13 @@ class Evaluator:
         idx = self.space.index(rest).to(self.device)
         w0_rest, D_rest = w0[idx], D[:, idx]
         ones = torch.ones(len(coeffs), 1, dtype=self.dtype, device=self.device)
+        same_family = self._bases is not None and torch.equal(self._bases[0], w0) and torch.equal(self._bases[1], D)
+        if not same_family:  # the first layer's outputs per batch, kept while calls stay on this line/plane
+            self._bases = (w0.clone(), D.clone(), {})
         return self._run(
             len(coeffs),
             lambda sl: self.space.unflatten(w0_rest + coeffs[sl] @ D_rest, rest),
-            (w0, D, torch.cat([ones, coeffs], dim=1), {}),
+            (w0, D, torch.cat([ones, coeffs], dim=1), self._bases[2]),
             on_chunk,
         )
 
@@ -478,13 +479,22 @@ class Evaluator:
             per_point += self.batch_size * self._act_bytes
         return int(max(1, min(_MAX_CHUNK, self.budget // per_point)))
 
-    def _default_batch_size(self) -> int:
-        """Samples per forward: on CPU about ``_CPU_BATCH_BYTES`` of activations, near the cache
-        (measured on 2 cores: the bench CNNs run 10-30% slower over 1024-2048 samples at once than over
-        256, the bench MLP fastest over all 2048); on CUDA, what a quarter of the budget holds."""
-        if self.device.type == "cpu":
-            return _CPU_BATCH_BYTES // self._act_bytes
-        return self.budget // (4 * self._act_bytes)
+    def _batch_size(self, asked: int | None) -> int:
+        """Samples per forward: ``asked``, else 128 with ``bn="batch"``, else on CPU about
+        ``_CPU_BATCH_BYTES`` of activations, near the cache (measured on 2 cores: the bench CNNs run
+        10-30% slower over 1024-2048 samples at once than over 256, the bench MLP fastest over all
+        2048), and on CUDA what a quarter of the budget holds; split into equal batches (one shape
+        for a compiled forward)."""
+        if asked is not None:
+            return int(max(1, min(self.n_samples, asked)))
+        if self.bn == "batch":
+            batch = 128
+        elif self.device.type == "cpu":
+            batch = _CPU_BATCH_BYTES // self._act_bytes
+        else:
+            batch = self.budget // (4 * self._act_bytes)
+        n_batches = -(-self.n_samples // max(1, min(self.n_samples, batch)))
+        return -(-self.n_samples // n_batches)
 
     def _grad_batch_size(self, n_vectors: int) -> int:
         return int(max(1, min(self.n_samples, self.budget // (8 * n_vectors * self._act_bytes))))

@@ -161,8 +161,10 @@ def test_affine_fast_path_engages_for_a_wide_first_layer():
     assert ev._first == "1"
     D = 0.3 * torch.randn(2, ev.space.size)
     coeffs = torch.randn(6, 2)
-    torch.testing.assert_close(ev.evaluate_affine(ev.w0, D, coeffs).loss, ev.evaluate(ev.w0 + coeffs @ D).loss,
-                               rtol=1e-5, atol=1e-6)  # float32 sums in another order
+    for directions in (D, D, 2 * D):  # the first layer's outputs are reused for the same plane only
+        fast = ev.evaluate_affine(ev.w0, directions, coeffs).loss
+        slow = ev.evaluate(ev.w0 + coeffs @ directions).loss
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)  # float32 sums in another order
 
 
 def test_fallback_for_a_model_vmap_cannot_batch(data):
