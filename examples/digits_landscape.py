@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from losslens import (
-    Evaluator, HessianOperator, between, build_model, eigenpairs, interpolate, load_checkpoint, load_dataset,
+    Evaluator, HessianOperator, build_model, eigenpairs, interpolate, load_checkpoint, load_dataset,
     random_directions, surface_2d, trace, train,
 )
 from losslens.plot import plot_1d, plot_contour

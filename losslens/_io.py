@@ -50,19 +50,29 @@ def read_h5(path: str | Path, kind: str) -> tuple[dict[str, np.ndarray], dict]:
     import h5py
 
     path = Path(path)
-    if not path.is_file():
-        raise LosslensError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise LosslensError(f"{path}: not an HDF5 file ({err})") from None
-    with f:
+    with open_h5(path) as f:
         found = f.attrs.get("losslens_kind")
         if found != kind:
             raise LosslensError(f"{path}: expected a losslens {kind} file, found {found or 'no losslens header'}")
         arrays: dict[str, np.ndarray] = {}
         f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
         return arrays, json.loads(f.attrs["meta"])
+
+
+def open_h5(path: Path):
+    """An HDF5 file opened for reading.
+
+    Raises:
+        LosslensError: the file is missing or is not HDF5.
+    """
+    import h5py
+
+    if not path.is_file():
+        raise LosslensError(f"{path}: no such file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise LosslensError(f"{path}: not an HDF5 file ({err})") from None
 
 
 def _jsonable(value):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from losslens._io import _jsonable, set_header
+from losslens._io import _jsonable, open_h5, set_header
 from losslens.errors import LosslensError
 
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -225,16 +225,8 @@ def read_grid(path: str | Path) -> dict:
         LosslensError: the file is missing, not HDF5, of another losslens kind, or lacks the datasets
             of a surface.
     """
-    import h5py
-
     path = Path(path)
-    if not path.is_file():
-        raise LosslensError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise LosslensError(f"{path}: not an HDF5 file ({err})") from None
-    with f:
+    with open_h5(path) as f:
         kind = f.attrs.get("losslens_kind")
         if kind is None:
             return _read_legacy(f, path)

@@ -5,16 +5,11 @@ Ground truth: a dense symmetric matrix with a known spectrum, and the dense Hess
 parameter vector, diagonalized by ``torch.linalg.eigh``.
 """
 
-import copy
-
 import numpy as np
 import pytest
 import torch
 from scipy.sparse.linalg import eigsh
-from torch import nn
-from torch.func import functional_call, hessian
 
-from losslens.core.evaluator import Evaluator
 from losslens.landscape.hessian import Eigenpairs, HessianOperator, eigenpairs
 
 
@@ -29,21 +24,6 @@ def known_matrix(P=120, seed=0):
     return (H + H.T) / 2, lam, U
 
 
-@pytest.fixture(scope="module")
-def net():
-    """A tiny MLP in train mode, its float64 evaluator and the dense Hessian of the mean loss at w0."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 3))
-    x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
-    ev = Evaluator(model, "cross_entropy", (x, y), dtype=torch.float64)
-    op = HessianOperator(ev)
-    ref = copy.deepcopy(model).double()
-
-    def loss(w):
-        return nn.functional.cross_entropy(functional_call(ref, ev.space.unflatten(w), (x.double(),)), y)
-
-    dense = hessian(loss)(op.w.cpu())
-    return model, ev, op, dense
 
 
 def snapshot(model):
