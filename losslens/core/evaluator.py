@@ -139,6 +139,8 @@ class Evaluator:
         self._metrics = tuple(f for _, f in named)
         self.space = ParameterSpace(model, include_buffers=include_buffers)
 
+        uses = [id(p) for _, p in model.named_parameters(remove_duplicate=False)]
+        self._tied = len(uses) != len(set(uses))
         self._module = copy.deepcopy(model).to(device=self.device, dtype=dtype)
         self._module.requires_grad_(False)
         bnm.configure(self._module, self.bn)
@@ -376,7 +378,7 @@ class Evaluator:
     def _point_sums(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``n_b`` times the loss and metric means of one point on one batch."""
         fixed = {n: t for n, t in self._fixed.items() if n not in buffers}
-        return self._sums(functional_call(self._module, (params, buffers, fixed), (x,)), y)
+        return self._sums(self._call(self._module, (params, buffers, fixed), x), y)
 
     def _affine_point_sums(self, params: dict, c: torch.Tensor, basis: torch.Tensor, x, y) -> torch.Tensor:
         """As ``_point_sums``, the first layer's output being ``c @ basis`` (``c = (1, c_1 .. c_m)``)."""
@@ -384,8 +386,12 @@ class Evaluator:
             z = basis[0] + sum(c[i] * basis[i] for i in range(1, len(basis)))
         else:  # one memory-bound GEMV
             z = (c @ basis.flatten(1)).view(basis.shape[1:])
-        out = functional_call(self._tail, (params, {f"{self._first}.value": z}, self._fixed), (x,))
+        out = self._call(self._tail, (params, {f"{self._first}.value": z}, self._fixed), x)
         return self._sums(out, y)
+
+    def _call(self, module: nn.Module, tensors: tuple[dict, ...], x: torch.Tensor) -> torch.Tensor:
+        """``functional_call``; tying shared weights (a costly step per call) only for models that have them."""
+        return functional_call(module, tensors, (x,), tie_weights=self._tied)
 
     def _sums(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         values = [self._loss(out, y)] + [m(out, y) for m in self._metrics]
@@ -446,7 +452,7 @@ class Evaluator:
         fixed = {n: t for n, t in self._fixed.items() if n not in stats}
 
         def forward(p, s, x):
-            functional_call(self._module, (p, s, fixed), (x,))
+            self._call(self._module, (p, s, fixed), x)
             return x.new_zeros(())
 
         batches = [self._calib_x[i : i + self.batch_size].to(self.device)
@@ -465,7 +471,7 @@ class Evaluator:
         return stats
 
     def _batch_loss(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        out = functional_call(self._module, (self.space.unflatten(w), self._fixed), (x,))
+        out = self._call(self._module, (self.space.unflatten(w), self._fixed), x)
         return self._loss(out, y)
 
     # -- sizes and data ---------------------------------------------------------------------------
