@@ -9,6 +9,7 @@ from losslens.core.evaluator import Evaluator
 from losslens.errors import LosslensError
 from losslens.landscape.directions import between
 from losslens.landscape.interpolation import Interpolation, interpolate
+from losslens.landscape.surface import surface_1d
 
 
 @pytest.fixture
@@ -39,6 +40,18 @@ def test_loss_along_a_line_is_the_exact_parabola(quadratic):
     assert res.meta["path"] == "between" and res.meta["evaluator"] == ev.meta()
     assert res.meta["distance"] == pytest.approx(float((w_b - w_a).norm()))
     assert torch.equal(model.weight, before)
+
+
+def test_a_1d_surface_along_the_line_equals_the_interpolation():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    x, y = torch.randn(50, 6), torch.randint(0, 3, (50,))
+    ev = Evaluator(model, "cross_entropy", (x, y))
+    w_a, w_b = ev.w0, ev.w0 + 0.5 * torch.randn(ev.space.size)
+    line = interpolate(ev, w_a, w_b, steps=13)
+    surface = surface_1d(ev, w_a, between(w_a, w_b), line.t, progress=False)
+    np.testing.assert_allclose(surface.loss, line.loss, rtol=1e-6)
+    np.testing.assert_allclose(surface.metrics["accuracy"], line.metrics["accuracy"])
 
 
 def test_direction_path_equals_the_endpoint_path(quadratic):
