@@ -14,6 +14,9 @@ Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Fraction of samples whose arg-max class equals the integer target."""
+    if target.is_floating_point() or target.shape != output.shape[:-1]:
+        raise ValueError(f"accuracy needs integer class targets of shape {list(output.shape[:-1])}, found "
+                         f"{target.dtype} targets of shape {list(target.shape)}; pass metrics=() for regression")
     return (output.argmax(dim=-1) == target).to(output.dtype).mean()
 
 

@@ -95,13 +95,14 @@ class Evaluator:
         device: ``"auto"`` (CUDA when available), or any torch device.
         dtype: floating dtype of parameters and inputs (float32 by default; float64 for reference work).
         bn: BatchNorm mode, ``"eval"``, ``"batch"`` or ``"recalibrate"`` (see ``_batchnorm.py``).
-        metrics: names (``"accuracy"``) or callables ``f(output, target) -> mean over the batch``.
+        metrics: names (``"accuracy"``) or callables ``f(output, target) -> mean over the batch``;
+            ``None``: accuracy for integer class targets, none otherwise.
         memory_budget: bytes for one chunk of points, or ``"auto"``.
         include_buffers: put BatchNorm running statistics in the parameter vector.
         batch_size: samples per forward; by default sized to the cache on CPU and to the budget
             on CUDA (128 with ``bn="batch"``, where batch statistics depend on it).
         calibration_data: data for ``bn="recalibrate"`` (default: the evaluation set).
-        calibration_size: samples of it used (the first ones; ``None`` for all).
+        calibration_size: samples of it used (the first ones; default 2048).
         vectorize: ``"auto"`` (vmap on CUDA, sequential on CPU), ``True`` or ``False``.
         compile: ``torch.compile`` the per-point function: ``True``, ``False``, or ``"auto"``
             (compile a call's remaining points when they are expected to take over 60 s).
@@ -116,12 +117,12 @@ class Evaluator:
         device: str | torch.device = "auto",
         dtype: torch.dtype = torch.float32,
         bn: str = "eval",
-        metrics: tuple[str | Objective, ...] = ("accuracy",),
+        metrics: tuple[str | Objective, ...] | None = None,
         memory_budget: int | str = "auto",
         include_buffers: bool = False,
         batch_size: int | None = None,
         calibration_data=None,
-        calibration_size: int | None = 2048,
+        calibration_size: int | None = None,
         vectorize: bool | str = "auto",
         compile: bool | str = "auto",
     ):
@@ -134,9 +135,6 @@ class Evaluator:
         self.dtype = dtype
         self.bn = bnm.check_mode(bn)
         self.loss_name, self._loss = resolve(loss_fn, LOSSES, "loss")
-        named = [resolve(m, METRICS, "metric") for m in metrics]
-        self.metric_names = tuple(n for n, _ in named)
-        self._metrics = tuple(f for _, f in named)
         self.space = ParameterSpace(model, include_buffers=include_buffers)
 
         uses = [id(p) for _, p in model.named_parameters(remove_duplicate=False)]
@@ -148,6 +146,11 @@ class Evaluator:
         self.w0 = self.space.flatten(self._module, dtype=dtype).to(self.device)
 
         x, y = as_tensors(data)
+        if metrics is None:
+            metrics = () if y.is_floating_point() else ("accuracy",)
+        named = [resolve(m, METRICS, "metric") for m in metrics]
+        self.metric_names = tuple(n for n, _ in named)
+        self._metrics = tuple(f for _, f in named)
         self._channels_last = False
         self._x, self._y = self._prepare(x), self._prepare(y)
         self.n_samples = len(self._x)
@@ -163,12 +166,16 @@ class Evaluator:
         self.vectorize = self.device.type == "cuda" if vectorize == "auto" else vectorize
 
         self._stats_names: list[str] = []
+        if self.bn != "recalibrate" and (calibration_data is not None or calibration_size is not None):
+            raise ValueError("calibration_data and calibration_size apply only to bn='recalibrate'")
+        self.calibration_size = None
         if self.bn == "recalibrate":
             self._stats_names = bnm.running_stat_names(self._module)
             if include_buffers:
                 raise ValueError("bn='recalibrate' re-estimates the buffers, so include_buffers must be False")
             cx, _ = as_tensors(calibration_data) if calibration_data is not None else (x, y)
-            self._calib_x = self._prepare(cx[:calibration_size])
+            self._calib_x = self._prepare(cx[: calibration_size or 2048])
+            self.calibration_size = len(self._calib_x)
         first_input = self._x[:2].to(self.device)
         self._first = (
             fl.find_first_layer(self._module, self.space, self._fixed, first_input)
@@ -315,6 +322,7 @@ class Evaluator:
             "device": str(self.device),
             "n_params": self.space.size,
             "include_buffers": self.space.include_buffers,
+            "calibration_size": self.calibration_size,
         }
 
     # -- the engine -------------------------------------------------------------------------------
@@ -326,6 +334,7 @@ class Evaluator:
         the points announced by ``plan``) is compiled when it is expected to take longer than
         ``_COMPILE_WORTH_S`` (a cold compile costs 5-15 s and gains nothing on some models).
         """
+        self._graphs = None  # the Hessian work at a point is over: give its memory to the chunks
         results = []
         chunk = self._chunk_size(affine)
         planned = max(K, self._planned)
@@ -402,7 +411,8 @@ class Evaluator:
 
         The point functions are compiled once ``self._compiled`` is set (see ``_run``).
         """
-        vectorize = self.vectorize if vectorize is None else vectorize
+        own = vectorize is None
+        vectorize = self.vectorize if own else vectorize
         if vectorize:
             try:
                 with torch.no_grad():
@@ -410,7 +420,8 @@ class Evaluator:
             except torch.cuda.OutOfMemoryError:
                 raise
             except Exception as err:  # noqa: BLE001 - any failure of vmap means: not batchable
-                self.vectorize = False
+                if own:
+                    self.vectorize = False
                 warnings.warn(
                     f"losslens: this model cannot be vmapped ({type(err).__name__}: {err}); "
                     "evaluating its points one after another instead",
@@ -503,6 +514,13 @@ class Evaluator:
         return -(-self.n_samples // n_batches)
 
     def _grad_batch_size(self, n_vectors: int) -> int:
+        """Samples per batch of gradient work; with ``bn="batch"`` the evaluation batches themselves,
+        since batch statistics (and so the function differentiated) depend on them."""
+        if self.bn == "recalibrate":
+            raise ValueError("gradients and Hessians with bn='recalibrate' are not supported (the running statistics "
+                             "would have to be re-estimated as a function of w); use bn='eval' or bn='batch'")
+        if self.bn == "batch":
+            return self.batch_size
         return int(max(1, min(self.n_samples, self.budget // (8 * n_vectors * self._act_bytes))))
 
     def _batches(self, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -525,7 +543,7 @@ class Evaluator:
     def _points(self, W) -> torch.Tensor:
         W = torch.as_tensor(W)
         W = W[None] if W.dim() == 1 else W
-        if W.dim() != 2 or W.shape[1] != self.space.size:
+        if W.dim() != 2 or W.shape[1] != self.space.size or len(W) == 0:
             raise ValueError(f"expected points of shape (K, {self.space.size}), found {list(W.shape)}")
         return W.to(device=self.device, dtype=self.dtype)
 
@@ -535,9 +553,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        device = torch.device(device)
     except (RuntimeError, TypeError):
         raise ConfigError(f"invalid device {device!r}; valid: auto, cpu, cuda, cuda:N, ...") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f"device {str(device)!r} is not available here ({torch.cuda.device_count()} CUDA devices)")
+    return device
 
 
 def _resident_limit(device: torch.device) -> int:

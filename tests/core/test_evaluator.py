@@ -125,8 +125,9 @@ def test_equals_sequential(name, vectorize, data):
 @pytest.mark.parametrize("bn", ["eval", "batch", "recalibrate"])
 def test_batchnorm_modes(bn, vectorize, data):
     model = bn_net()
+    calibration = {"calibration_size": len(data[0])} if bn == "recalibrate" else {}
     ev = Evaluator(model, "cross_entropy", data, bn=bn, batch_size=BATCH, vectorize=vectorize, device="cpu",
-                   calibration_size=None)
+                   **calibration)
     W = points(ev.space, model, 3)
     res = check(ev, model, W, *data, bn=bn, calib=data[0])
     assert res.bn == bn
@@ -217,6 +218,18 @@ def test_gradient_and_hvp_match_torch_func_in_float64():
     assert no_room._graphs is None
 
 
+@pytest.mark.parametrize("bn", ["eval", "batch"])
+def test_gradient_is_the_derivative_of_evaluate(bn, data):
+    """Central differences of ``evaluate`` (float64): the same function, batch statistics included."""
+    model = bn_net().double()
+    x, y = data[0].double(), data[1]
+    ev = Evaluator(model, "cross_entropy", (x, y), bn=bn, batch_size=BATCH, dtype=torch.float64, device="cpu")
+    v = torch.randn(ev.space.size, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    eps = 1e-7  # batch statistics of small batches curve the loss strongly
+    losses = ev.evaluate(torch.stack([ev.w0 + eps * v, ev.w0 - eps * v])).loss
+    assert (ev.gradient(ev.w0) @ v).item() == pytest.approx(((losses[0] - losses[1]) / (2 * eps)).item(), rel=1e-6)
+
+
 @pytest.mark.parametrize("bn", ["eval", "batch", "recalibrate"])
 def test_callers_model_is_unchanged(bn, data):
     model = bn_net().train()
@@ -228,8 +241,12 @@ def test_callers_model_is_unchanged(bn, data):
     W = points(ev.space, model, 2)
     ev.evaluate(W)
     ev.evaluate_affine(ev.w0, W - ev.w0, torch.eye(2))
-    ev.gradient(ev.w0)
-    ev.hvp(ev.w0, W)
+    if bn == "recalibrate":  # the statistics would have to be differentiated too: refused
+        with pytest.raises(ValueError, match="recalibrate"):
+            ev.gradient(ev.w0)
+    else:
+        ev.gradient(ev.w0)
+        ev.hvp(ev.w0, W)
     ev.module_at(W[0])
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
