@@ -11,7 +11,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from losslens.core._batchnorm import BN_MODES
@@ -19,7 +18,6 @@ from losslens.core.checkpoints import load_checkpoint, load_metadata
 from losslens.core.data import DATASET_NAMES, SPLITS, TensorData, load_dataset, subset
 from losslens.core.evaluator import Evaluator
 from losslens.core.models import MODEL_NAMES, build_model
-from losslens.core.params import ParameterSpace
 from losslens.core.train import TrainRun, resolve_loss, train
 from losslens.errors import CheckpointError, ConfigError
 
@@ -238,13 +236,6 @@ def landscape_evaluator(args: argparse.Namespace) -> tuple[Evaluator, nn.Module,
         "checkpoint": str(args.checkpoint),
     }
     return ev, model, provenance
-
-
-def flat_checkpoints(
-    paths: list[str], model: nn.Module, space: ParameterSpace, args: argparse.Namespace
-) -> torch.Tensor:
-    """``(T, P)`` flat weights, in the order of ``space``, of checkpoint files that fit ``model``."""
-    return torch.stack([space.flatten(load_checkpoint(p, model, unsafe_pickle=args.unsafe_pickle)) for p in paths])
 
 
 def save_figure(fig, path: str | Path) -> Path:

@@ -11,7 +11,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from losslens.cli._common import add_landscape_args, default_run, flat_checkpoints, int_at_least, landscape_evaluator
+from losslens.cli._common import add_landscape_args, default_run, int_at_least, landscape_evaluator
+from losslens.landscape.directions import checkpoint_vectors
 from losslens.errors import ConfigError
 
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         a, b = str(run_.checkpoints[0]), str(run_.checkpoints[-1])
     args.checkpoint = a
     ev, model, provenance = landscape_evaluator(args)
-    w_b = flat_checkpoints([b], model, ev.space, args)[0]
+    w_b = checkpoint_vectors([b], model, ev.space, unsafe_pickle=args.unsafe_pickle)[0]
     result = interpolate(ev, ev.w0, w_b, steps=args.steps, extrapolate=args.extrapolate, names=(a, b),
                          progress=not args.no_progress)
     provenance.pop("checkpoint")  # the two endpoints are the checkpoints

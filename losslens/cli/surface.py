@@ -20,7 +20,6 @@ import numpy as np
 from losslens.cli._common import (
     add_landscape_args,
     default_run,
-    flat_checkpoints,
     int_at_least,
     is_main_process,
     landscape_evaluator,
@@ -120,7 +119,7 @@ def _check_combinations(args: argparse.Namespace) -> None:
 
 
 def _directions(args: argparse.Namespace, ev, model, n: int, trajectory: list[str] | None):
-    from losslens.landscape.directions import hessian_directions, pca_directions, random_directions
+    from losslens.landscape.directions import checkpoint_vectors, hessian_directions, pca_directions, random_directions
 
     if args.dirs == "random":
         return random_directions(ev.space, ev.w0, n, normalization=args.norm or "filter",
@@ -130,5 +129,5 @@ def _directions(args: argparse.Namespace, ev, model, n: int, trajectory: list[st
     if args.dirs == "pca":
         if not trajectory:
             raise ConfigError("--dirs pca needs the training trajectory: --checkpoints FILE FILE ...")
-        return pca_directions(flat_checkpoints(trajectory, model, ev.space, args), n)
+        return pca_directions(checkpoint_vectors(trajectory, model, ev.space, unsafe_pickle=args.unsafe_pickle), n)
     raise ConfigError(f"unknown --dirs {args.dirs!r}; valid: {', '.join(DIRECTION_KINDS)}")

@@ -78,7 +78,8 @@ def as_tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
     elif isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         x, y = data
     elif isinstance(data, DataLoader):
-        batches = list(data)
+        with torch.random.fork_rng(devices=[]):  # a shuffling sampler draws from the global RNG
+            batches = list(data)
         x = torch.cat([b[0] for b in batches])
         y = torch.cat([torch.as_tensor(b[1]) for b in batches])
     elif isinstance(data, Dataset):
@@ -100,8 +101,8 @@ def as_tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
 def load_dataset(name: str, split: Split = "test", *, seed: int = 0) -> TensorData:
     """Load a built-in data set by name, or a user data set by import string.
 
-    Built-in (``DATASET_NAMES``), each split 75/25 into train/test by a fixed stratified split
-    (``train_test_split(test_size=0.25, random_state=0)``):
+    Built-in (``DATASET_NAMES``), each split 75/25 into train/test by a fixed split
+    (``train_test_split(test_size=0.25, random_state=0)``, stratified for classification):
 
     - ``digits``: scikit-learn's 1797 8x8 handwritten digits, pixels scaled to ``[0, 1]`` (``/16``),
       ``x`` float32 ``(N, 1, 8, 8)``, ``y`` int64, 10 classes; 1347 train and 450 test samples.

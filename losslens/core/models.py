@@ -103,6 +103,10 @@ def _mlp(input_shape: tuple[int, ...], num_classes: int, hidden: Sequence[int] =
     width = 1
     for s in input_shape:
         width *= s
+    if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__") or not all(
+        isinstance(h, int) and h > 0 for h in hidden
+    ):
+        raise ConfigError(f"mlp: hidden must be a list of positive layer widths, e.g. [64, 32]; got {hidden!r}")
     layers: list[nn.Module] = [nn.Flatten()]
     for h in hidden:
         layers += [nn.Linear(width, int(h)), nn.ReLU()]

@@ -226,28 +226,27 @@ def train(
         save(0)
         record(0, 0)
         step = 0
-        bar = tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=not progress)
-        for epoch in bar:
-            net.train()
-            order = torch.randperm(len(train_set), generator=generator).to(device)
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                xb, yb = x_train[idx], y_train[idx]
+        with tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=not progress) as bar:
+            for epoch in bar:
+                net.train()
+                order = torch.randperm(len(train_set), generator=generator).to(device)
+                for start in range(0, len(order), batch_size):
+                    idx = order[start : start + batch_size]
+                    xb, yb = x_train[idx], y_train[idx]
 
-                def closure():
-                    opt.zero_grad()
-                    value = loss_fn(net(xb), yb)
-                    value.backward()
-                    return value
+                    def closure():
+                        opt.zero_grad()
+                        value = loss_fn(net(xb), yb)
+                        value.backward()
+                        return value
 
-                opt.step(closure)  # every torch.optim optimizer takes a closure; LBFGS needs one
-                step += 1
-                if save_every_steps and step % save_every_steps == 0 and step % steps_per_epoch:
-                    save(step)
-            save(step)
-            entry = record(epoch, step)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k.endswith("_loss")})
-        bar.close()
+                    opt.step(closure)  # every torch.optim optimizer takes a closure; LBFGS needs one
+                    step += 1
+                    if save_every_steps and step % save_every_steps == 0 and step % steps_per_epoch:
+                        save(step)
+                save(step)
+                entry = record(epoch, step)
+                bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k.endswith("_loss")})
     return TrainRun.load(out)
 
 

@@ -128,6 +128,14 @@ class GridFile:
             raise ValueError(f"metric names cannot contain '/' in a surface file: {bad}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = f = h5py.File(self.path, "w")
+        try:
+            self._write_layout(f, meta)
+        except BaseException:
+            f.close()
+            raise
+
+    def _write_layout(self, f, meta: dict) -> None:
+        """Header, coordinates, not-yet-computed values, the done mask, w0 and the directions."""
         set_header(f, KIND, meta)
         f.create_dataset("xcoordinates", data=self.spec.x)
         if self.spec.y is not None:

@@ -43,7 +43,8 @@ class Directions:
     Attributes:
         vectors: ``(m, P)`` float32 or float64 CPU tensor, one direction per row, in the order of the
             ``ParameterSpace`` they were made for.
-        kind: how they were made: ``"random"``, ``"hessian"``, ``"pca"`` or ``"between"``.
+        kind: how they were made: ``"random"``, ``"hessian"``, ``"pca"``, ``"between"``, or
+            ``"custom"`` (vectors given by the user).
         meta: the recipe (normalization, ignore, seed, eigenvalues, explained variance, ...) as
             JSON-compatible values, and ``cosine``, the ``(m, m)`` cosines of the rows, as lists.
     """
@@ -337,7 +338,11 @@ def between(w_a: torch.Tensor, w_b: torch.Tensor, *, names: tuple[str, str] | No
 
 
 def checkpoint_vectors(
-    paths: Iterable[str | os.PathLike] | str | os.PathLike, model: nn.Module, space: ParameterSpace
+    paths: Iterable[str | os.PathLike] | str | os.PathLike,
+    model: nn.Module,
+    space: ParameterSpace,
+    *,
+    unsafe_pickle: bool = False,
 ) -> torch.Tensor:
     """Flat weight vectors of saved checkpoints, one per row, for ``pca_directions``.
 
@@ -348,6 +353,7 @@ def checkpoint_vectors(
         paths: checkpoint files, in trajectory order (a single path gives one row).
         model: a model of the architecture the checkpoints fit.
         space: the parameter space of the vectors (``evaluator.space``).
+        unsafe_pickle: as in ``load_checkpoint`` (only for files you trust).
 
     Returns:
         ``(T, P)`` CPU tensor in the space's dtypes.
@@ -362,7 +368,7 @@ def checkpoint_vectors(
     paths = list(paths)
     if not paths:
         raise ValueError("checkpoint_vectors: no checkpoint paths given")
-    return torch.stack([space.flatten(load_checkpoint(p, model)).cpu() for p in paths])
+    return torch.stack([space.flatten(load_checkpoint(p, model, unsafe_pickle=unsafe_pickle)).cpu() for p in paths])
 
 
 # -- helpers ------------------------------------------------------------------------------------

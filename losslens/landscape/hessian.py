@@ -2,7 +2,8 @@
 
 The Hessian :math:`H(w) = \\nabla^2 L(w)` of the evaluator's mean loss is never formed: it is a
 ``(P, P)`` operator whose products :math:`H V` are Hessian-vector products computed by the
-evaluator (forward-over-reverse, Pearlmutter 1994, "Fast exact multiplication by the Hessian").
+evaluator (Pearlmutter 1994, "Fast exact multiplication by the Hessian": a double backward through a
+gradient graph kept at the point, or forward-over-reverse when that graph would not fit).
 ``HessianOperator`` has ``@``, ``shape``, ``dtype``, ``device`` and ``to_scipy()``, so
 ``scipy.sparse.linalg.eigsh`` (implicitly restarted Lanczos, ARPACK; Lehoucq, Sorensen, Yang 1998)
 works on it unchanged. ``eigenpairs`` wraps that call and reports, for each pair, the residual norm
@@ -29,8 +30,13 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from losslens._io import read_h5, write_h5
 from losslens.core.evaluator import Evaluator
+from losslens.errors import LosslensError
 
 WHICH: tuple[str, ...] = ("largest", "smallest")
+
+
+class NotConverged(LosslensError, RuntimeError):
+    """Lanczos did not find the eigenpairs asked for within its iteration budget."""
 EIGEN_BACKENDS: tuple[str, ...] = ("lanczos", "pyhessian")
 
 
@@ -280,7 +286,7 @@ def _lanczos(op: Operator, k: int, which: str, tol: float, seed: int, maxiter: i
             vals, vecs = eigsh(op.to_scipy(), k=k, which="LA" if which == "largest" else "SA",
                                v0=v0, tol=tol, maxiter=maxiter)
     except ArpackNoConvergence as err:
-        raise RuntimeError(
+        raise NotConverged(
             f"Lanczos (eigsh) found only {len(err.eigenvalues)} of {k} eigenpairs within maxiter={maxiter} "
             f"at tol={tol}; raise maxiter or tol"
         ) from None

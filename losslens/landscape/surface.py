@@ -96,9 +96,11 @@ class Surface:
         """Write the surface to an HDF5 file (the layout of ``_grid_file.py``); returns the path."""
         spec = _spec(self.x, self.y, self.w0, self.directions, self.meta, tuple(self.metrics))
         grid = gf.GridFile(spec, path, self.meta, overwrite=True)
-        flat = np.flatnonzero(self.done)
-        grid.write(flat, self.loss.reshape(-1)[flat], {k: v.reshape(-1)[flat] for k, v in self.metrics.items()})
-        grid.close(self.meta)
+        try:
+            flat = np.flatnonzero(self.done)
+            grid.write(flat, self.loss.reshape(-1)[flat], {k: v.reshape(-1)[flat] for k, v in self.metrics.items()})
+        finally:
+            grid.close(self.meta)
         return Path(path)
 
     @classmethod
@@ -263,8 +265,8 @@ def _spec(x, y, w0, dirs: Directions | None, meta: dict, metric_names: tuple[str
         raise ValueError(f"unknown data split {split!r} in meta['data']; valid: {', '.join(gf.SPLITS)}")
     identity = {k: meta[k] for k in ("loss", "metrics", "bn", "n_samples", "dtype", "n_params", "include_buffers")
                 if k in meta}
-    if meta.get("bn") == "batch" and "batch_size" in meta:  # batch statistics depend on the batch size
-        identity["batch_size"] = meta["batch_size"]
+    if meta.get("bn") in ("batch", "recalibrate"):  # batch statistics depend on the batches
+        identity.update({k: meta[k] for k in ("batch_size", "calibration_size") if k in meta})
     return gf.GridSpec(
         x=np.asarray(x, dtype=np.float64),
         y=None if y is None else np.asarray(y, dtype=np.float64),

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from losslens._io import open_h5
 from losslens.errors import LosslensError
 from losslens.landscape.interpolation import Interpolation
 from losslens.landscape.surface import Surface
@@ -42,21 +43,14 @@ def load_result(path: str | os.PathLike):
     Raises:
         LosslensError: the file is missing, not HDF5, or holds a kind of result that is not drawn.
     """
-    import h5py
-
     from losslens.landscape.hessian import Eigenpairs
     from losslens.landscape.spectrum import Spectrum
 
     loaders = {"surface": Surface.load, "interpolation": Interpolation.load, "spectrum": Spectrum.load,
                "eigenpairs": Eigenpairs.load}
     path = Path(path)
-    if not path.is_file():
-        raise LosslensError(f"{path}: no such file")
-    try:
-        with h5py.File(path, "r") as f:
-            kind = f.attrs.get("losslens_kind", "surface")  # no header: maybe an older tool's surface
-    except OSError as err:
-        raise LosslensError(f"{path}: not an HDF5 file ({err})") from None
+    with open_h5(path) as f:
+        kind = f.attrs.get("losslens_kind", "surface")  # no header: maybe an older tool's surface
     if kind not in loaders:
         raise LosslensError(f"{path} holds a losslens {kind} result, which is not drawn; "
                             f"drawable kinds: {', '.join(loaders)}")
