@@ -80,6 +80,4 @@ def _jsonable(value):
         return value.item()
     if isinstance(value, (np.ndarray, tuple)):
         return list(np.asarray(value).tolist())
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
+    return str(value)  # paths, dtypes, devices

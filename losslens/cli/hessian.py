@@ -19,8 +19,7 @@ from losslens.cli._common import (
     landscape_evaluator,
     write_json,
 )
-
-BACKENDS: tuple[str, ...] = ("lanczos", "pyhessian")
+from losslens.landscape.hessian import EIGEN_BACKENDS as BACKENDS
 
 
 def register(subparsers) -> None:

@@ -13,13 +13,12 @@ Dropout is always off: the copy is in eval mode except for the BatchNorm layers 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Literal
+from typing import Iterator
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-BNMode = Literal["eval", "batch", "recalibrate"]
 BN_MODES: tuple[str, ...] = ("eval", "batch", "recalibrate")
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from losslens._io import _jsonable, open_h5, set_header
+from losslens.core.data import SPLITS  # the data split names the loss keys (train_loss, test_loss)
 from losslens.errors import LosslensError
 
-SPLITS: tuple[str, ...] = ("train", "test")
 KIND = "surface"
 _LEGACY_UNDONE = -1.0  # the older tool fills its arrays with -1 before computing them
 
