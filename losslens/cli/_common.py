@@ -190,7 +190,8 @@ def default_run(args: argparse.Namespace) -> TrainRun:
     """The run used when no checkpoint is given: ``--model`` (default mlp) trained on ``--data`` (default
     digits) for ``DEFAULT_EPOCHS`` epochs into ``OUT/default-model``, or that run again if it is finished.
 
-    Under torchrun, rank 0 trains while the others wait for it.
+    It is always trained with seed 0, so it is the same model whatever ``--seed`` (which seeds the
+    directions and subsets) says. Under torchrun, rank 0 trains while the others wait for it.
     """
     import torch.distributed as dist
 

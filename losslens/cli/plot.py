@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from losslens.cli._common import save_figure
+from losslens.errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -32,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     result = load_result(path)
+    if args.log and not hasattr(result, "loss"):
+        raise ConfigError(f"--log applies to loss surfaces and lines; {path} holds a {type(result).__name__} "
+                          "(its density is drawn on a log scale already)")
     draw(result, Path(args.out) if args.out else path.parent, path.stem, log=args.log)
     return 0
 

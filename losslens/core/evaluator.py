@@ -390,11 +390,12 @@ class Evaluator:
         return self._sums(self._call(self._module, (params, buffers, fixed), x), y)
 
     def _affine_point_sums(self, params: dict, c: torch.Tensor, basis: torch.Tensor, x, y) -> torch.Tensor:
-        """As ``_point_sums``, the first layer's output being ``c @ basis`` (``c = (1, c_1 .. c_m)``)."""
-        if torch.compiler.is_compiling():  # elementwise, so inductor fuses it with the next activation
-            z = basis[0] + sum(c[i] * basis[i] for i in range(1, len(basis)))
-        else:  # one memory-bound GEMV
-            z = (c @ basis.flatten(1)).view(basis.shape[1:])
+        """As ``_point_sums``, the first layer's output being ``c @ basis = basis_0 + sum_i c_i basis_i``."""
+        # Elementwise multiply-adds: on CPU twice as fast as the equivalent GEMV (c @ basis), and
+        # compiled, fused with the activation that follows.
+        z = basis[0]
+        for i in range(1, len(basis)):
+            z = torch.addcmul(z, basis[i], c[i])  # out of place: vmap has no batching rule for addcmul_
         out = self._call(self._tail, (params, {f"{self._first}.value": z}, self._fixed), x)
         return self._sums(out, y)
 
