@@ -498,21 +498,23 @@ class Evaluator:
         return int(max(1, min(_MAX_CHUNK, self.budget // per_point)))
 
     def _batch_size(self, asked: int | None) -> int:
-        """Samples per forward: ``asked``, else 128 with ``bn="batch"``, else on CPU about
-        ``_CPU_BATCH_BYTES`` of activations, near the cache (measured on 2 cores: the bench CNNs run
-        10-30% slower over 1024-2048 samples at once than over 256, the bench MLP fastest over all
-        2048), and on CUDA what a quarter of the budget holds; split into equal batches (one shape
-        for a compiled forward)."""
+        """Samples per forward: ``asked``, else 128 with ``bn="batch"``, else a target size split evenly.
+
+        The target: on CPU about ``_CPU_BATCH_BYTES`` of activations, near the cache (measured on 2
+        cores: the bench CNNs run 10-30% slower over 1024-2048 samples at once than over 256, the
+        bench MLP fastest over all 2048); on CUDA what a quarter of the budget holds. If a batch up to
+        twice the target splits the set exactly, it is taken (one shape: one compiled graph).
+        """
         if asked is not None:
             return int(max(1, min(self.n_samples, asked)))
         if self.bn == "batch":
-            batch = 128
-        elif self.device.type == "cpu":
-            batch = _CPU_BATCH_BYTES // self._act_bytes
-        else:
-            batch = self.budget // (4 * self._act_bytes)
-        n_batches = -(-self.n_samples // max(1, min(self.n_samples, batch)))
-        return -(-self.n_samples // n_batches)
+            return min(self.n_samples, 128)
+        target = _CPU_BATCH_BYTES if self.device.type == "cpu" else self.budget // 4
+        n_target = -(-self.n_samples // max(1, min(self.n_samples, target // self._act_bytes)))
+        for n_batches in range(n_target, max(1, n_target // 2) - 1, -1):
+            if self.n_samples % n_batches == 0:
+                return self.n_samples // n_batches
+        return -(-self.n_samples // n_target)
 
     def _grad_batch_size(self, n_vectors: int) -> int:
         """Samples per batch of gradient work; with ``bn="batch"`` the evaluation batches themselves,
