@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from losslens import (
-    Evaluator, HessianOperator, build_model, eigenpairs, interpolate, load_checkpoint, load_dataset,
+    Evaluator, HessianOperator, eigenpairs, interpolate, load_checkpoint, load_dataset, load_model,
     random_directions, surface_2d, trace, train,
 )
 from losslens.plot import plot_1d, plot_contour
@@ -29,8 +29,7 @@ def main(argv=None):
 
     run = train("mlp", "digits", optimizer="adam", lr=3e-3, epochs=args.epochs, out=out / "run", progress=False)
     test = load_dataset("digits", split="test")
-    model = build_model("mlp", input_shape=test.input_shape, num_classes=test.num_classes)
-    model.load_state_dict(load_checkpoint(run.checkpoints[-1], model))
+    model = load_model(run.checkpoints[-1], "mlp", input_shape=test.input_shape, num_classes=test.num_classes)
 
     ev = Evaluator(model, "cross_entropy", test)
     dirs = random_directions(ev.space, ev.w0, 2, normalization="filter", seed=0)

@@ -8,8 +8,8 @@ carry their axes and provenance (plotting lives in ``losslens.plot``).
 __version__ = "0.1.0"
 
 from losslens.core import (  # noqa: E402
-    EvalResult, Evaluator, ParameterSpace, TrainRun, build_model, load_checkpoint, load_dataset, save_checkpoint,
-    subset, train,
+    EvalResult, Evaluator, ParameterSpace, TrainRun, build_model, load_checkpoint, load_dataset, load_model,
+    save_checkpoint, subset, train,
 )
 from losslens.landscape import (  # noqa: E402
     Directions, Eigenpairs, HessianOperator, Interpolation, Spectrum, Surface, TraceEstimate, between, density,
@@ -20,7 +20,7 @@ __all__ = [
     "__version__",
     # core
     "Evaluator", "EvalResult", "ParameterSpace", "build_model", "load_dataset", "subset", "load_checkpoint",
-    "save_checkpoint", "train", "TrainRun",
+    "load_model", "save_checkpoint", "train", "TrainRun",
     # landscape
     "Directions", "random_directions", "hessian_directions", "pca_directions", "between", "Surface",
     "surface_1d", "surface_2d", "Interpolation", "interpolate",

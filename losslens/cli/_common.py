@@ -14,10 +14,10 @@ from pathlib import Path
 from torch import nn
 
 from losslens.core._batchnorm import BN_MODES
-from losslens.core.checkpoints import load_checkpoint, load_metadata
+from losslens.core.checkpoints import load_metadata, load_model
 from losslens.core.data import DATASET_NAMES, SPLITS, TensorData, load_dataset, subset
 from losslens.core.evaluator import Evaluator
-from losslens.core.models import MODEL_NAMES, build_model
+from losslens.core.models import MODEL_NAMES
 from losslens.core.train import TrainRun, resolve_loss, train
 from losslens.errors import CheckpointError, ConfigError
 
@@ -46,6 +46,12 @@ def add_model_data_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N, ...")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def add_default_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
+    """An optional positional ``CHECKPOINT``: without it, the landscape commands use the default model."""
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", nargs="?",
+                        help="checkpoint file (.safetensors, .pt, .pth, .ckpt); default: the default model")
 
 
 def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
@@ -127,9 +133,8 @@ def model_from_checkpoint(
         ``(model, model name, model kwargs)``.
     """
     name, kwargs = model_spec(args, meta)
-    model = build_model(name, input_shape=data.input_shape, num_classes=data.num_outputs, seed=args.seed, **kwargs)
-    state = load_checkpoint(args.checkpoint, model, unsafe_pickle=args.unsafe_pickle)
-    model.load_state_dict(state)
+    model = load_model(args.checkpoint, name, input_shape=data.input_shape, num_classes=data.num_outputs,
+                       unsafe_pickle=args.unsafe_pickle, **kwargs)
     return model, name, kwargs
 
 

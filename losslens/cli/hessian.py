@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from losslens.cli._common import (
+    add_default_checkpoint_arg,
     add_landscape_args,
     default_run,
     int_at_least,
@@ -32,8 +33,7 @@ def register(subparsers) -> None:
         "(stochastic Lanczos quadrature). Without a CHECKPOINT, the default model (trained into "
         "OUT/default-model).",
     )
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", nargs="?",
-                        help="checkpoint file (.safetensors, .pt, .pth, .ckpt); default: the default model")
+    add_default_checkpoint_arg(parser)
     add_landscape_args(parser, bn=False)
     parser.add_argument("--top-k", type=int_at_least(1), default=2, metavar="K", help="eigenvalues to find (default: 2)")
     parser.add_argument("--trace-samples", type=int_at_least(2), default=100, metavar="N",

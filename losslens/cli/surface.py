@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from losslens.cli._common import (
+    add_default_checkpoint_arg,
     add_landscape_args,
     default_run,
     int_at_least,
@@ -40,8 +41,7 @@ def register(subparsers) -> None:
         "into OUT/default-model first. Under torchrun the grid is shared among the processes: "
         "torchrun --nproc_per_node=N --no-python losslens surface ...",
     )
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", nargs="?",
-                        help="checkpoint file (.safetensors, .pt, .pth, .ckpt); default: the default model")
+    add_default_checkpoint_arg(parser)
     add_landscape_args(parser)
     parser.add_argument("--dirs", default="random", choices=DIRECTION_KINDS,
                         help="random (filter-normalized Gaussian), hessian (top eigenvectors) or pca (of a "

@@ -79,6 +79,28 @@ def load_checkpoint(
     return state
 
 
+def load_model(
+    path: str | os.PathLike,
+    name: str,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    unsafe_pickle: bool = False,
+    **model_kwargs,
+) -> nn.Module:
+    """A new model built by ``build_model(name, ...)`` holding the weights of checkpoint ``path``.
+
+    Raises:
+        CheckpointError: the file is missing or unreadable, or does not fit the model (see
+            ``load_checkpoint``). ConfigError: an unknown model name or option.
+    """
+    from losslens.core.models import build_model
+
+    model = build_model(name, input_shape=input_shape, num_classes=num_classes, **model_kwargs)
+    model.load_state_dict(load_checkpoint(path, model, unsafe_pickle=unsafe_pickle))
+    return model
+
+
 def save_checkpoint(
     state_dict_or_model: nn.Module | Mapping[str, torch.Tensor],
     path: str | os.PathLike,

@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import save_file, save_model
 from torch import nn
 
-from losslens.core.checkpoints import WRAPPER_KEYS, load_checkpoint, load_metadata, save_checkpoint
+from losslens.core.checkpoints import WRAPPER_KEYS, load_checkpoint, load_metadata, load_model, save_checkpoint
+from losslens.core.models import build_model
 from losslens.errors import CheckpointError
 
 
@@ -285,3 +286,13 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path, writer):
     assert "evil.pt" in message and "arbitrary Python objects" in message
     assert "unsafe_pickle=True" in message and "--unsafe-pickle" in message and "only if you trust the file" in message
     assert not marker.exists()
+
+
+def test_load_model_builds_the_model_with_the_checkpoint_weights(tmp_path):
+    trained = build_model("mlp", input_shape=(1, 8, 8), num_classes=10, seed=3)
+    save_checkpoint(trained, tmp_path / "m.safetensors")
+    loaded = load_model(tmp_path / "m.safetensors", "mlp", input_shape=(1, 8, 8), num_classes=10, seed=4)
+    for (name, a), (_, b) in zip(trained.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    with pytest.raises(CheckpointError, match="shape"):
+        load_model(tmp_path / "m.safetensors", "mlp", input_shape=(1, 8, 8), num_classes=3)
