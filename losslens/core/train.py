@@ -10,7 +10,6 @@ the model in eval mode), so they are the same numbers a landscape through the ch
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from losslens.core.checkpoints import save_checkpoint
 from losslens.core.data import TensorData, load_dataset
 from losslens.core.evaluator import Evaluator, resolve_device
 from losslens.core.models import build_model
+from losslens.core.optimizers import make_optimizer
 from losslens.errors import ConfigError
 
 LOSS_NAMES: tuple[str, ...] = ("cross_entropy", "mse")
@@ -105,8 +105,9 @@ def train(
             and trained from its current weights: the caller's module is never changed.
         data: a data set name or import string (its ``train`` split is trained on, its ``test``
             split evaluated), one ``TensorData`` (train only), or a ``(train, test)`` pair of them.
-        optimizer: the name of a ``torch.optim`` optimizer, case-insensitive (``adam``, ``sgd``,
-            ``AdamW``, ``lbfgs``, ...).
+        optimizer: an optimizer name, case-insensitive: a ``torch.optim`` class (``adam``, ``sgd``,
+            ``AdamW``, ``lbfgs``, ...), a preset (``momentum``, ``nesterov``) or a ``pytorch-optimizer``
+            name (``lion``); see ``losslens.core.optimizers``.
         lr: the learning rate.
         epochs: passes over the training set.
         batch_size: samples per step (the last batch of an epoch may be smaller).
@@ -150,7 +151,8 @@ def train(
     else:
         raise ConfigError(f"model must be a model name, an import string or an nn.Module, not {type(model).__name__}")
     net.to(device).train()
-    opt, opt_kwargs = _make_optimizer(optimizer, net, lr, weight_decay, optimizer_kwargs)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt, opt_kwargs = make_optimizer(optimizer, params, lr, optimizer_kwargs, weight_decay=weight_decay)
     out = _prepare_out(Path(out), overwrite)  # only once every option is known to be good
 
     steps_per_epoch = math.ceil(len(train_set) / batch_size)
@@ -295,44 +297,6 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
         path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
-    """The ``torch.optim`` optimizer class called ``name``, case-insensitive.
-
-    Raises:
-        ConfigError: no such optimizer (the valid names are listed).
-    """
-    table = {
-        n.lower(): cls
-        for n, cls in vars(torch.optim).items()
-        if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer
-    }
-    if name.lower() not in table:
-        valid = ", ".join(sorted((c.__name__ for c in table.values()), key=str.lower))
-        raise ConfigError(f"unknown optimizer {name!r}; valid (torch.optim, any case): {valid}")
-    return table[name.lower()]
-
-
-def _make_optimizer(name, net, lr, weight_decay, optimizer_kwargs):
-    cls = optimizer_class(name)
-    kwargs = dict(optimizer_kwargs or {})
-    if "lr" in kwargs or "params" in kwargs:
-        raise ConfigError("give the learning rate as lr, not in optimizer_kwargs (and no params there)")
-    accepts = inspect.signature(cls.__init__).parameters
-    if "weight_decay" in kwargs:
-        if weight_decay:
-            raise ConfigError("weight decay given twice: as weight_decay and in optimizer_kwargs")
-    elif "weight_decay" in accepts:
-        kwargs["weight_decay"] = weight_decay
-    elif weight_decay:
-        raise ConfigError(f"optimizer {cls.__name__} has no weight_decay option")
-    params = [p for p in net.parameters() if p.requires_grad]
-    try:
-        opt = cls(params, lr=lr, **kwargs)
-    except TypeError as e:
-        raise ConfigError(f"optimizer {cls.__name__} does not take the options {kwargs}: {e}") from e
-    return opt, kwargs
 
 
 def _write_json(path: Path, obj: dict) -> None:
