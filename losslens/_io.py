@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
 from losslens.errors import LosslensError
 
-FORMAT_VERSION = 1
+T = TypeVar("T")
+FORMAT_VERSION = 2  # 2: surfaces stored (ny, nx) as the reference tool reads them
 
 
 def write_h5(path: str | Path, kind: str, arrays: dict[str, Any], meta: dict) -> Path:
@@ -45,7 +46,14 @@ def read_h5(path: str | Path, kind: str) -> tuple[dict[str, np.ndarray], dict]:
     """Read every dataset (``a/b`` names for groups) and the metadata of a file written by ``write_h5``.
 
     Raises:
-        LosslensError: the file is missing, not HDF5, or holds another kind of result.
+        LosslensError: the file is missing, not HDF5, damaged, or holds another kind of result.
+    """
+    return load(path, kind, lambda arrays, meta: (arrays, meta))
+
+
+def load(path: str | Path, kind: str, build: Callable[[dict[str, np.ndarray], dict], T]) -> T:
+    """``build(arrays, meta)`` from a file written by ``write_h5``; every error of a damaged or
+    foreign file (h5py's, a missing key, a wrong type) becomes one ``LosslensError`` naming the file.
     """
     import h5py
 
@@ -54,9 +62,12 @@ def read_h5(path: str | Path, kind: str) -> tuple[dict[str, np.ndarray], dict]:
         found = f.attrs.get("losslens_kind")
         if found != kind:
             raise LosslensError(f"{path}: expected a losslens {kind} file, found {found or 'no losslens header'}")
-        arrays: dict[str, np.ndarray] = {}
-        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-        return arrays, json.loads(f.attrs["meta"])
+        try:
+            arrays: dict[str, np.ndarray] = {}
+            f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+            return build(arrays, json.loads(f.attrs["meta"]))
+        except Exception as err:  # noqa: BLE001 - a damaged file can fail in any of these ways
+            raise LosslensError(f"{path}: damaged {kind} file ({type(err).__name__}: {err})") from None
 
 
 def open_h5(path: Path):

@@ -1,8 +1,9 @@
-"""Flags and helpers shared by the subcommands: model, data, device, seed and checkpoint handling.
+"""Flags and helpers shared by the subcommands: model, data, split, device, checkpoint handling.
 
-A subcommand adds the flags it needs (``add_model_data_args``, ``add_checkpoint_args``,
-``add_split_args``) and turns them into API arguments with the helpers below, so every subcommand
-spells the same thing the same way.
+A subcommand adds the flags it needs (``add_model_data_args``, ``add_split_args``, ...) and turns
+them into API arguments with the helpers below, so every subcommand spells the same thing the same
+way. Names found in a checkpoint's metadata are used only when they are built in
+(``provenance.trusted_name``): an import string there is never imported.
 """
 
 from __future__ import annotations
@@ -11,41 +12,59 @@ import argparse
 import json
 from pathlib import Path
 
-from torch import nn
-
 from losslens.core._batchnorm import BN_MODES
-from losslens.core.checkpoints import load_metadata, load_model
-from losslens.core.data import DATASET_NAMES, SPLITS, TensorData, load_dataset, subset
+from losslens.core.checkpoints import load_model
+from losslens.core.data import DATASET_NAMES, TensorData, load_dataset, subset
 from losslens.core.evaluator import Evaluator
 from losslens.core.models import MODEL_NAMES
+from losslens.core.provenance import CheckpointMeta, trusted_name
 from losslens.core.train import TrainRun, resolve_loss, train
-from losslens.errors import CheckpointError, ConfigError
+from losslens.errors import ConfigError
 
 DEFAULT_MODEL = "mlp"
 DEFAULT_DATA = "digits"
+DEFAULT_SUBSET = 5000  # samples evaluated by default: a seeded subset of larger sets
+SPLIT_CHOICES = ("train", "test", "both")
+
+
+# -- flags ------------------------------------------------------------------------------------------
 
 
 def add_model_data_args(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--model-arg``, ``--data``, ``--device``, ``--seed``."""
+    """``--model``, ``--model-arg``, ``--data``, ``--device``, ``--seed``, ``--threads``."""
     parser.add_argument(
         "--model",
         help=f"built-in model ({', '.join(MODEL_NAMES)}) or import string package.module:factory "
-        f"(default: {DEFAULT_MODEL}, or the model a losslens checkpoint records)",
+        f"(default: {DEFAULT_MODEL}, or the built-in model a losslens checkpoint records)",
     )
-    parser.add_argument(
-        "--model-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="option of a built-in model, VALUE in JSON (--model-arg hidden=[128,64]); repeatable",
-    )
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="option of a built-in model, VALUE in JSON (--model-arg hidden=[128,64]); repeatable")
     parser.add_argument(
         "--data",
         help=f"data set ({', '.join(DATASET_NAMES)}) or import string package.module:function "
-        f"(default: {DEFAULT_DATA}, or the data a losslens checkpoint records)",
+        f"(default: {DEFAULT_DATA}, or the built-in data set a losslens checkpoint records)",
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N, ...")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--threads", type=_threads, default="auto", metavar="N|auto",
+                        help="intra-op CPU threads of the evaluations (default: auto, measured: one unless more "
+                        "are clearly faster)")
+
+
+def add_split_args(parser: argparse.ArgumentParser, *, default: str = "train", both: bool = True) -> None:
+    """``--split`` and ``--subset``."""
+    choices = SPLIT_CHOICES if both else SPLIT_CHOICES[:2]
+    parser.add_argument("--split", default=default, choices=choices,
+                        help=f"data split evaluated{'; both: train and test' if both else ''} (default: {default})")
+    parser.add_argument("--subset", type=_subset, default=DEFAULT_SUBSET, metavar="N|all",
+                        help=f"evaluate a fixed random subset of N samples, seeded by --seed (default: "
+                        f"{DEFAULT_SUBSET}; all: every sample)")
+
+
+def add_unsafe_pickle_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--unsafe-pickle", action="store_true",
+                        help="load pickles holding arbitrary Python objects; this can run code from the file: "
+                        "only if you trust the file")
 
 
 def add_default_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
@@ -54,26 +73,55 @@ def add_default_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint file (.safetensors, .pt, .pth, .ckpt); default: the default model")
 
 
-def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
-    """The positional ``CHECKPOINT`` and ``--unsafe-pickle``."""
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file (.safetensors, .pt, .pth, .ckpt)")
+def add_landscape_args(parser: argparse.ArgumentParser, *, bn: bool = True, both: bool = True) -> None:
+    """Model, data, split, device and thread flags, ``--unsafe-pickle``, ``--bn``, ``--out``, ``--no-progress``."""
+    add_model_data_args(parser)
+    add_split_args(parser, both=both)
     add_unsafe_pickle_arg(parser)
+    if bn:
+        parser.add_argument("--bn", default="eval", choices=BN_MODES,
+                            help="BatchNorm: running statistics (eval), batch statistics (batch), or statistics "
+                            "re-estimated at every point (recalibrate) (default: eval)")
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default: {DEFAULT_OUT})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def add_unsafe_pickle_arg(parser: argparse.ArgumentParser) -> None:
-    """``--unsafe-pickle``."""
-    parser.add_argument(
-        "--unsafe-pickle",
-        action="store_true",
-        help="load pickles holding arbitrary Python objects; this can run code from the file: "
-        "only if you trust the file",
-    )
+def int_at_least(minimum: int):
+    """An ``argparse`` type: an integer >= ``minimum`` (argparse reports anything else as a usage error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
 
 
-def add_split_args(parser: argparse.ArgumentParser) -> None:
-    """``--split`` and ``--subset``."""
-    parser.add_argument("--split", default="test", help=f"data split: {', '.join(SPLITS)} (default: test)")
-    parser.add_argument("--subset", type=int, metavar="N", help="a fixed random subset of N samples (seeded by --seed)")
+def _subset(text: str) -> int | None:
+    if text == "all":
+        return None
+    return int_at_least(1)(text)
+
+
+def _threads(text: str) -> int | str:
+    return text if text == "auto" else int_at_least(1)(text)
+
+
+def checked_range(values, flag: str) -> tuple[float, float]:
+    """``(a, b)`` of a ``--range``-like flag, finite and with ``a < b``.
+
+    Raises:
+        ConfigError: a reversed, empty or infinite range.
+    """
+    a, b = (float(v) for v in values)
+    if not (abs(a) < float("inf") and abs(b) < float("inf")) or not a < b:
+        raise ConfigError(f"{flag} must be two finite numbers A < B, got {a:g} {b:g}")
+    return a, b
 
 
 def parse_key_values(pairs: list[str], flag: str) -> dict:
@@ -94,94 +142,66 @@ def parse_key_values(pairs: list[str], flag: str) -> dict:
     return out
 
 
-def checkpoint_metadata(args: argparse.Namespace) -> dict[str, str]:
-    """The metadata of ``args.checkpoint`` if it is a safetensors file with some, else ``{}``."""
-    try:
-        return load_metadata(args.checkpoint)
-    except CheckpointError:
-        return {}
+# -- what to evaluate -------------------------------------------------------------------------------
 
 
-def model_spec(args: argparse.Namespace, meta: dict[str, str] | None = None) -> tuple[str, dict]:
-    """``(model name, model kwargs)``: from the flags, else from checkpoint metadata, else the default."""
-    meta = meta or {}
+def model_spec(args: argparse.Namespace, stored: CheckpointMeta | None = None) -> tuple[str, dict]:
+    """``(model name, options)``: the flags, else a built-in model the checkpoint records, else the default."""
+    stored = stored or CheckpointMeta()
     kwargs = parse_key_values(args.model_arg, "--model-arg")
     if args.model:
         return args.model, kwargs
-    if meta.get("model"):
-        return meta["model"], kwargs or json.loads(meta.get("model_kwargs") or "{}")
+    name = trusted_name(stored.model, MODEL_NAMES, what="model", flag="--model")
+    if name:
+        return name, kwargs or dict(stored.model_kwargs)
     return DEFAULT_MODEL, kwargs
 
 
-def data_name(args: argparse.Namespace, meta: dict[str, str] | None = None) -> str:
-    """The data set: from ``--data``, else from checkpoint metadata, else the default."""
-    return args.data or (meta or {}).get("data") or DEFAULT_DATA
+def data_name(args: argparse.Namespace, stored: CheckpointMeta | None = None) -> str:
+    """The data set: ``--data``, else a built-in data set the checkpoint records, else the default."""
+    stored = stored or CheckpointMeta()
+    return args.data or trusted_name(stored.data, DATASET_NAMES, what="data set", flag="--data") or DEFAULT_DATA
 
 
-def load_data(args: argparse.Namespace, meta: dict[str, str] | None = None) -> TensorData:
-    """The ``--split`` of the data set, cut to ``--subset`` samples."""
-    data = load_dataset(data_name(args, meta), args.split)
-    return subset(data, args.subset, seed=args.seed)
+def splits_of(args: argparse.Namespace) -> list[str]:
+    return ["train", "test"] if args.split == "both" else [args.split]
 
 
-def model_from_checkpoint(
-    args: argparse.Namespace, data: TensorData, meta: dict[str, str] | None = None
-) -> tuple[nn.Module, str, dict]:
-    """Build the model for ``data`` and load ``args.checkpoint`` into it (the model is our own).
-
-    Returns:
-        ``(model, model name, model kwargs)``.
-    """
-    name, kwargs = model_spec(args, meta)
-    model = load_model(args.checkpoint, name, input_shape=data.input_shape, num_classes=data.num_outputs,
-                       unsafe_pickle=args.unsafe_pickle, **kwargs)
-    return model, name, kwargs
+def load_data(args: argparse.Namespace, split: str, stored: CheckpointMeta | None = None) -> TensorData:
+    """The ``split`` of the data set, cut to ``--subset`` samples (seeded by ``--seed``)."""
+    return subset(load_dataset(data_name(args, stored), split), args.subset, seed=args.seed)
 
 
-def write_json(path: str | Path, obj: dict) -> Path:
-    """Write ``obj`` as indented JSON (parent directories created) and say so on stdout."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    print(f"wrote {path}")
-    return path
+def evaluators(args: argparse.Namespace, *, loss: str | None = None) -> list[Evaluator]:
+    """One evaluator of ``args.checkpoint`` per split of ``--split``, recording model, data and checkpoint."""
+    stored = CheckpointMeta.read(args.checkpoint)
+    name, kwargs = model_spec(args, stored)
+    out = []
+    for split in splits_of(args):
+        data = load_data(args, split, stored)
+        if not out:
+            model = load_model(args.checkpoint, name, input_shape=data.input_shape, num_classes=data.num_outputs,
+                               unsafe_pickle=args.unsafe_pickle, **kwargs)
+        out.append(Evaluator(model, resolve_loss(loss, data), data, device=args.device, bn=getattr(args, "bn", "eval"),
+                             threads=args.threads, checkpoint=args.checkpoint, model_name=name, model_kwargs=kwargs))
+    return out
 
 
-# -- the landscape commands (surface, interpolate, hessian, plot) ---------------------------------
+def describe(ev: Evaluator) -> str:
+    """One line: what is evaluated, on which data."""
+    meta = ev.meta()
+    data, ckpt = meta["data"], meta["checkpoint"] or {}
+    subset_note = f", a seeded subset of {data['subset']['of']}" if data.get("subset") else ""
+    return (f"evaluating {meta['model']['name'] or meta['model']['class']} at {ckpt.get('label', '?')} on "
+            f"{data['name']} {data['split']} split ({data['n_samples']} samples{subset_note}; --subset N|all)")
+
+
+# -- the default model ------------------------------------------------------------------------------
 
 DEFAULT_OUT = "losslens-out"
 DEFAULT_RUN_DIR = "default-model"  # under --out: the run trained when no checkpoint is given
 DEFAULT_EPOCHS = 10
 DEFAULT_LR = 3e-3
-
-
-def int_at_least(minimum: int):
-    """An ``argparse`` type: an integer >= ``minimum`` (argparse reports anything else as a usage error)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return value
-
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
-def add_landscape_args(parser: argparse.ArgumentParser, *, bn: bool = True) -> None:
-    """Model, data, split and device flags, ``--unsafe-pickle``, ``--bn``, ``--out`` and ``--no-progress``."""
-    add_model_data_args(parser)
-    add_split_args(parser)
-    add_unsafe_pickle_arg(parser)
-    if bn:
-        parser.add_argument("--bn", default="eval", choices=BN_MODES,
-                            help="BatchNorm: running statistics (eval), batch statistics (batch), or statistics "
-                            "re-estimated at every point (recalibrate) (default: eval)")
-    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default: {DEFAULT_OUT})")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def is_main_process() -> bool:
@@ -222,32 +242,18 @@ def default_run(args: argparse.Namespace) -> TrainRun:
     return TrainRun.load(run_dir)
 
 
-def landscape_evaluator(args: argparse.Namespace) -> tuple[Evaluator, nn.Module, dict]:
-    """The evaluator of ``args.checkpoint`` on the chosen data, by the data's loss (and accuracy).
-
-    Returns:
-        ``(evaluator, model, provenance)``: the model holds the checkpoint (our own copy), and the
-        provenance (model, data, checkpoint) goes into every result's metadata.
-    """
-    meta = checkpoint_metadata(args)
-    data = load_data(args, meta)
-    model, name, kwargs = model_from_checkpoint(args, data, meta)
-    metrics = ("accuracy",) if data.task == "classification" else ()
-    ev = Evaluator(model, resolve_loss(None, data), data, device=args.device, bn=getattr(args, "bn", "eval"),
-                   metrics=metrics)
-    provenance = {
-        "model": name,
-        "model_kwargs": kwargs,
-        "data": {"name": data.name, "split": data.split, "subset": args.subset},
-        "checkpoint": str(args.checkpoint),
-    }
-    return ev, model, provenance
+# -- output -----------------------------------------------------------------------------------------
 
 
-def save_figure(fig, path: str | Path) -> Path:
-    """Save a matplotlib figure as a PNG and say so on stdout."""
+def write_json(path: str | Path, obj: dict) -> Path:
+    """Write ``obj`` as indented JSON (parent directories created) and say so on stdout."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
+    path.write_text(json.dumps(obj, indent=2, default=str) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def say_written(paths) -> None:
+    for path in paths:
+        print(f"wrote {path}")

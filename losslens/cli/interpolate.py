@@ -1,18 +1,17 @@
 """``losslens interpolate``: the loss on the line through two checkpoints, and the barrier between them.
 
-Writes ``OUT/interpolation.h5``, ``OUT/interpolation.png`` and ``OUT/interpolation.html`` and prints
-the barrier :math:`\\max_{t \\in [0,1]} L(t) - \\max(L(0), L(1))` (Goodfellow et al. 2015; Frankle et
-al. 2020). Without checkpoints: the default model's initialization and its final weights.
+Writes ``OUT/interpolation.h5`` (a 1-D surface, resumable), ``OUT/interpolation.png`` and
+``OUT/interpolation.html`` and prints the barrier :math:`\\max_{t \\in [0,1]} L(t) - \\max(L(0), L(1))`
+(Goodfellow et al. 2015; Frankle et al. 2020). Without checkpoints: the default model's
+initialization and its final weights.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
-from losslens.cli._common import add_landscape_args, default_run, int_at_least, landscape_evaluator
-from losslens.landscape.directions import checkpoint_vectors
+from losslens.cli._common import add_landscape_args, default_run, describe, evaluators, int_at_least, say_written
 from losslens.errors import ConfigError
 
 
@@ -21,9 +20,10 @@ def register(subparsers) -> None:
         "interpolate",
         help="loss along the line between two checkpoints, and its barrier",
         usage="losslens interpolate [A B] [--steps N] [--extrapolate E] [--out DIR] [options]",
-        description="Evaluate the loss at w_A + t (w_B - w_A) for t from -E to 1 + E, save it to "
-        "OUT/interpolation.h5, draw it and print the loss barrier between A and B. Without A and B: the "
-        "initialization and the final checkpoint of the default model (trained into OUT/default-model).",
+        description="Evaluate the loss at w_A + t (w_B - w_A) for t from -E to 1 + E, on the training split by "
+        "default, save it to OUT/interpolation.h5 (rerunning resumes it), draw it and print the loss barrier "
+        "between A and B. Without A and B: the initialization and the final checkpoint of the default model "
+        "(trained into OUT/default-model).",
     )
     parser.add_argument("endpoints", metavar="A B", nargs="*", help="two checkpoint files (t = 0 and t = 1)")
     add_landscape_args(parser)
@@ -35,8 +35,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from losslens.cli.plot import draw
-    from losslens.landscape.interpolation import interpolate
+    from losslens.core.checkpoints import load_checkpoint
+    from losslens.landscape.interpolation import barrier, interpolate
+    from losslens.plot.render import render
 
     if len(args.endpoints) not in (0, 2):
         raise ConfigError(f"interpolate takes two checkpoints A B (or none, for the default model), got {len(args.endpoints)}")
@@ -46,17 +47,16 @@ def run(args: argparse.Namespace) -> int:
         run_ = default_run(args)
         a, b = str(run_.checkpoints[0]), str(run_.checkpoints[-1])
     args.checkpoint = a
-    ev, model, provenance = landscape_evaluator(args)
-    w_b = checkpoint_vectors([b], model, ev.space, unsafe_pickle=args.unsafe_pickle)[0]
-    result = interpolate(ev, ev.w0, w_b, steps=args.steps, extrapolate=args.extrapolate, names=(a, b),
-                         progress=not args.no_progress)
-    provenance.pop("checkpoint")  # the two endpoints are the checkpoints
-    result = dataclasses.replace(result, meta=result.meta | provenance)
+    evs = evaluators(args)
+    for ev in evs:
+        print(describe(ev))
+    w_b = evs[0].space.flatten(load_checkpoint(b, evs[0].module_at(evs[0].w0), unsafe_pickle=args.unsafe_pickle))
     out = Path(args.out)
-    path = result.save(out / "interpolation.h5")
-    print(f"wrote {path}")
-    ends = [result.loss[result.t == t][0] for t in (0.0, 1.0)]
-    print(f"barrier {result.barrier:.6g} (loss {ends[0]:.6g} at A = {a}, {ends[1]:.6g} at B = {b}, "
-          f"distance |B - A| = {result.meta['distance']:.6g})")
-    draw(result, out, "interpolation", log=args.log)
+    line = interpolate(evs, evs[0].w0, w_b, steps=args.steps, extrapolate=args.extrapolate, names=(a, b),
+                       path=out / "interpolation.h5", progress=not args.no_progress, meta={"endpoints": [a, b]})
+    print(f"wrote {out / 'interpolation.h5'}")
+    ends = [line.loss[line.x == t][0] for t in (0.0, 1.0)]
+    print(f"barrier {barrier(line):.6g} (loss {ends[0]:.6g} at A = {a}, {ends[1]:.6g} at B = {b}, "
+          f"distance |B - A| = {line.directions.meta['norm']:.6g})")
+    say_written(render(line, out, "interpolation", log=args.log))
     return 0

@@ -7,7 +7,6 @@ grid, or finds nothing left to compute), then draws ``OUT/surface_contour.png`` 
 The grid can be shared among processes with torchrun; only rank 0 writes files and prints::
 
     torchrun --nproc_per_node=4 --no-python losslens surface model.safetensors --out big
-    torchrun --nproc_per_node=4 -m losslens surface model.safetensors --out big
 """
 
 from __future__ import annotations
@@ -18,12 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from losslens.cli._common import (
-    add_default_checkpoint_arg,
-    add_landscape_args,
-    default_run,
-    int_at_least,
-    is_main_process,
-    landscape_evaluator,
+    add_default_checkpoint_arg, add_landscape_args, checked_range, default_run, describe, evaluators, int_at_least,
+    is_main_process, say_written,
 )
 from losslens.errors import ConfigError
 from losslens.landscape.directions import IGNORES, NORMALIZATIONS
@@ -36,10 +31,10 @@ def register(subparsers) -> None:
         "surface",
         help="loss surface on a plane (or line) through a checkpoint",
         usage="losslens surface [CHECKPOINT] [--dirs random|hessian|pca] [--range A B] [--steps N] [--1d] [options]",
-        description="Evaluate the loss on the grid w0 + x d1 + y d2 around a checkpoint (Li et al. 2018), save it to "
-        "OUT/surface.h5 (rerunning resumes it) and draw it. Without a CHECKPOINT, a small default model is trained "
-        "into OUT/default-model first. Under torchrun the grid is shared among the processes: "
-        "torchrun --nproc_per_node=N --no-python losslens surface ...",
+        description="Evaluate the loss on the grid w0 + x d1 + y d2 around a checkpoint (Li et al. 2018), on the "
+        "training split by default, save it to OUT/surface.h5 (rerunning resumes it) and draw it. Without a "
+        "CHECKPOINT, a small default model is trained into OUT/default-model first. Under torchrun the grid is "
+        "shared among the processes: torchrun --nproc_per_node=N --no-python losslens surface ...",
     )
     add_default_checkpoint_arg(parser)
     add_landscape_args(parser)
@@ -48,47 +43,53 @@ def register(subparsers) -> None:
                         "trajectory, --checkpoints); hessian and pca directions have unit norm, so their --range is a "
                         "distance in weight space (default: random)")
     parser.add_argument("--range", nargs=2, type=float, default=(-1.0, 1.0), metavar=("A", "B"),
-                        help="coordinates along the first direction (default: -1 1)")
+                        help="coordinates along the first direction, A < B (default: -1 1)")
     parser.add_argument("--yrange", nargs=2, type=float, metavar=("A", "B"), help="along the second (default: --range)")
     parser.add_argument("--steps", type=int_at_least(2), default=41, help="grid points along x (default: 41)")
     parser.add_argument("--ysteps", type=int_at_least(2), metavar="N", help="grid points along y (default: --steps)")
     parser.add_argument("--1d", dest="one_d", action="store_true", help="a line along one direction instead of a plane")
-    parser.add_argument("--norm", choices=NORMALIZATIONS,
-                        help="normalization of random directions (default: filter)")
+    parser.add_argument("--norm", choices=NORMALIZATIONS, help="normalization of random directions (default: filter)")
     parser.add_argument("--ignore", choices=IGNORES,
                         help="biasbn: random directions leave biases and BatchNorm parameters alone (default: biasbn)")
     parser.add_argument("--checkpoints", nargs="+", metavar="FILE",
                         help="the trajectory for --dirs pca, in training order (default: the default model's run)")
     parser.add_argument("--log", action="store_true", help="draw the loss on a logarithmic scale")
+    parser.add_argument("--dist-timeout", type=int_at_least(1), default=300, metavar="SECONDS",
+                        help="under torchrun: how long a process may go without answering before the run stops "
+                        "(default: 300)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from losslens.cli.plot import draw
-    from losslens.landscape.surface import Surface, init_distributed_from_env, surface_1d, surface_2d
+    from losslens.landscape._distributed import init_distributed_from_env
+    from losslens.landscape.surface import Surface, surface_1d, surface_2d
+    from losslens.plot.render import render
 
-    init_distributed_from_env()
+    init_distributed_from_env(timeout=args.dist_timeout)
     main = is_main_process()
     _check_combinations(args)
+    x = np.linspace(*checked_range(args.range, "--range"), args.steps)
+    y = None if args.one_d else np.linspace(*checked_range(args.yrange or args.range, "--yrange"),
+                                            args.ysteps or args.steps)
     trajectory = args.checkpoints
     if args.checkpoint is None:
         run_ = default_run(args)
         args.checkpoint = str(run_.checkpoints[-1])
         trajectory = trajectory or [str(p) for p in run_.checkpoints]
-    ev, model, provenance = landscape_evaluator(args)
-    directions = _directions(args, ev, model, 1 if args.one_d else 2, trajectory)
-    x = np.linspace(*args.range, args.steps)
-    y = None if args.one_d else np.linspace(*(args.yrange or args.range), args.ysteps or args.steps)
+    evs = evaluators(args)
+    if main:
+        for ev in evs:
+            print(describe(ev))
+    directions = _directions(args, evs[0], 1 if args.one_d else 2, trajectory)
 
     out = Path(args.out)
     path = out / "surface.h5"
-    before = Surface.load(path).meta["n_done"] if main and path.exists() else 0
-    meta = provenance | {"directions_kind": args.dirs, "seed": args.seed}
+    before = Surface.load(path).meta["n_done"] if main and _readable(path) else 0
     progress = not args.no_progress
     if args.one_d:
-        surface = surface_1d(ev, ev.w0, directions, x, path=path, progress=progress, meta=meta)
+        surface = surface_1d(evs, evs[0].w0, directions, x, path=path, progress=progress)
     else:
-        surface = surface_2d(ev, ev.w0, directions, x, y, path=path, progress=progress, meta=meta)
+        surface = surface_2d(evs, evs[0].w0, directions, x, y, path=path, progress=progress)
     if not main:
         return 0
     n = surface.meta["n_points"]
@@ -96,11 +97,34 @@ def run(args: argparse.Namespace) -> int:
         print(f"nothing to compute: {path} already holds all {n} points")
     else:
         print(f"wrote {path}" + (f" (resumed: {before} of {n} points were already computed)" if before else ""))
-    origin = surface.loss[surface.origin_index]
-    print(f"loss at the origin {origin:.6g}, lowest {np.nanmin(surface.loss):.6g}, highest {np.nanmax(surface.loss):.6g} "
-          f"({n} points, {surface.meta['seconds']:.1f} s)")
-    draw(surface, out, "surface", log=args.log)
+    print(_summary(surface))
+    say_written(render(surface, out, "surface", log=args.log))
     return 0
+
+
+def _summary(surface) -> str:
+    """The loss at the origin when the grid holds it, the lowest and highest, the time."""
+    origin = surface.origin_index
+    where = f"loss at the origin {surface.loss[origin]:.6g}, " if origin is not None else \
+        "the grid does not hold the origin w0; "
+    finite = surface.loss[np.isfinite(surface.loss)]
+    span = f"lowest {finite.min():.6g}, highest {finite.max():.6g}" if finite.size else "no finite loss"
+    bad = surface.meta["n_nonfinite"]
+    return (f"{where}{span} ({surface.meta['n_points']} points, {surface.meta['seconds']:.1f} s"
+            + (f"; {bad} points diverged to NaN/inf" if bad else "") + ")")
+
+
+def _readable(path: Path) -> bool:
+    from losslens.errors import LosslensError
+    from losslens.landscape._grid_file import read_grid
+
+    if not path.exists():
+        return False
+    try:
+        read_grid(path)
+    except LosslensError:
+        return False
+    return True
 
 
 def _check_combinations(args: argparse.Namespace) -> None:
@@ -118,16 +142,20 @@ def _check_combinations(args: argparse.Namespace) -> None:
         raise ConfigError("--yrange and --ysteps describe the second axis of a plane; a --1d line has none")
 
 
-def _directions(args: argparse.Namespace, ev, model, n: int, trajectory: list[str] | None):
-    from losslens.landscape.directions import checkpoint_vectors, hessian_directions, pca_directions, random_directions
+def _directions(args: argparse.Namespace, ev, n: int, trajectory: list[str] | None):
+    from losslens.core.checkpoints import load_checkpoint
+    from losslens.landscape.directions import hessian_directions, pca_directions, random_directions
 
     if args.dirs == "random":
         return random_directions(ev.space, ev.w0, n, normalization=args.norm or "filter",
                                  ignore=args.ignore or "biasbn", seed=args.seed)
     if args.dirs == "hessian":
         return hessian_directions(ev, k=n, seed=args.seed)
-    if args.dirs == "pca":
-        if not trajectory:
-            raise ConfigError("--dirs pca needs the training trajectory: --checkpoints FILE FILE ...")
-        return pca_directions(checkpoint_vectors(trajectory, model, ev.space, unsafe_pickle=args.unsafe_pickle), n)
-    raise ConfigError(f"unknown --dirs {args.dirs!r}; valid: {', '.join(DIRECTION_KINDS)}")
+    if not trajectory:
+        raise ConfigError("--dirs pca needs the training trajectory: --checkpoints FILE FILE ...")
+    import torch
+
+    model = ev.module_at(ev.w0)
+    points = torch.stack([ev.space.flatten(load_checkpoint(p, model, unsafe_pickle=args.unsafe_pickle)).cpu()
+                          for p in trajectory])
+    return pca_directions(points, n)

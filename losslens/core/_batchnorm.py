@@ -13,7 +13,7 @@ Dropout is always off: the copy is in eval mode except for the BatchNorm layers 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -75,3 +75,28 @@ def calibrating(module: nn.Module) -> Iterator[None]:
         for m, momentum in zip(layers, momenta):
             m.eval()
             m.momentum = momentum
+
+
+def recalibrated_stats(module: nn.Module, params: dict, k: int, batches: list[torch.Tensor], forward: Callable,
+                       runner) -> dict[str, torch.Tensor]:
+    """Running statistics re-estimated at each of ``k`` points: ``{name: (k, C)}``.
+
+    ``forward(params, stats, x)`` runs the model at the point with the statistics ``stats`` (updated
+    in place by train-mode BatchNorm); the points run vmapped when the runner's plan says so, else
+    (also after a vmap failure in the loop) one after another.
+    """
+    stats = fresh_running_stats(module, k)
+    if runner.plan.vectorize:
+        with calibrating(module):
+            for x in batches:
+                runner.map(forward, (params, stats, x), (0, 0, None), compilable=False)
+    if not runner.plan.vectorize:  # also after a fallback in the loop above: recompute every point
+        from losslens.core._runner import index
+
+        stats = fresh_running_stats(module, k)
+        with torch.no_grad():
+            for i in range(k):
+                with calibrating(module):
+                    for x in batches:
+                        forward(index(params, i), index(stats, i), x)
+    return stats

@@ -42,6 +42,11 @@ def owner(name: str) -> str:
     return name.rpartition(".")[0]
 
 
+def join(prefix: str, name: str) -> str:
+    """``prefix.name``, or ``name`` under the root module (prefix ``""``)."""
+    return f"{prefix}.{name}" if prefix else name
+
+
 def find_first_layer(module: nn.Module, space: ParameterSpace, fixed, x: torch.Tensor) -> str | None:
     """Name of the first layer if the fast path is exact for ``module``, else ``None``.
 
@@ -70,7 +75,7 @@ def find_first_layer(module: nn.Module, space: ParameterSpace, fixed, x: torch.T
     if not isinstance(layer, LINEAR_LAYERS) or order.count(first) != 1:
         return None
     own = {n for n in space.names if owner(n) == first}
-    if own != {f"{first}.{p}" for p, _ in layer.named_parameters()}:
+    if own != {join(first, p) for p, _ in layer.named_parameters()}:
         return None
     uses = [id(p) for _, p in module.named_parameters(remove_duplicate=False)]
     if any(uses.count(id(p)) > 1 for p in layer.parameters()):  # tied: the weight also acts elsewhere
@@ -116,8 +121,8 @@ def layer_basis(module, name, space, fixed, w0, D, x) -> torch.Tensor:
     """``(1 + m, B, *out)``: the layer's output at ``w0`` and its linear response to each ``d_i``."""
     layer = module.get_submodule(name)
     u = layer_input(module, name, space, fixed, w0, x)
-    local = [n.partition(f"{name}.")[2] for n in space.names if owner(n) == name]
-    full = [f"{name}.{p}" for p in local]
+    full = [n for n in space.names if owner(n) == name]
+    local = [n[len(name) + 1:] if name else n for n in full]
     outs = []
     for vec in torch.cat([w0[None], D]):
         p = space.unflatten(vec)
@@ -127,8 +132,49 @@ def layer_basis(module, name, space, fixed, w0, D, x) -> torch.Tensor:
 
 
 def tail(module: nn.Module, name: str) -> nn.Module:
-    """A copy of ``module`` whose layer ``name`` returns its buffer ``value`` (pass it to functional_call)."""
+    """A copy of ``module`` whose layer ``name`` returns its buffer ``value`` (pass it to functional_call);
+    the stand-in itself when the layer is the whole model."""
+    if not name:
+        return Precomputed()
     copy_ = copy.deepcopy(module)
     parent, _, child = name.rpartition(".")
     (copy_.get_submodule(parent) if parent else copy_)._modules[child] = Precomputed()
     return copy_
+
+
+class Shortcut:
+    """The first layer of ``module`` replaced by combinations of precomputed outputs.
+
+    Holds the copy whose first layer returns its buffer (``tail``), the names and flat indices of
+    the other tensors (``rest``, ``rest_index``), and, for the affine family ``(w0, D)`` evaluated
+    last, the first layer's outputs per data batch, kept while calls stay on that line or plane when
+    those of all ``n_samples`` samples fit ``keep_bytes``.
+    """
+
+    def __init__(self, module: nn.Module, name: str, space: ParameterSpace, fixed: dict, device: torch.device, *,
+                 keep_bytes: int, n_samples: int):
+        self.name = name
+        self._keep_bytes, self._n_samples = keep_bytes, n_samples
+        self._module, self._space, self._fixed = module, space, fixed
+        self.tail = tail(module, name)
+        self.rest = [n for n in space.names if owner(n) != name]
+        self.rest_index = space.index(self.rest).to(device)
+        self._family: tuple | None = None  # (w0, D, {batch index: basis})
+
+    def pays_off(self, n_directions: int) -> bool:
+        return pays_off(self._module.get_submodule(self.name), n_directions)
+
+    def use_family(self, w0: torch.Tensor, D: torch.Tensor) -> None:
+        """Start keeping bases for the family ``(w0, D)`` unless it is the one kept already."""
+        if not (self._family is not None and torch.equal(self._family[0], w0) and torch.equal(self._family[1], D)):
+            self._family = (w0.clone(), D.clone(), {})
+
+    def basis(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """The ``(1 + m, B, *out)`` outputs for data batch ``i`` of the current family."""
+        w0, D, kept = self._family
+        if i in kept:
+            return kept[i]
+        b = layer_basis(self._module, self.name, self._space, self._fixed, w0, D, x)
+        if b.numel() * b.element_size() * self._n_samples <= len(x) * self._keep_bytes:
+            kept[i] = b
+        return b

@@ -13,11 +13,10 @@ Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Fraction of samples whose arg-max class equals the integer target."""
-    if target.is_floating_point() or target.shape != output.shape[:-1]:
-        raise ValueError(f"accuracy needs integer class targets of shape {list(output.shape[:-1])}, found "
-                         f"{target.dtype} targets of shape {list(target.shape)}; pass metrics=() for regression")
-    return (output.argmax(dim=-1) == target).to(output.dtype).mean()
+    """Fraction of samples whose arg-max class equals the integer target; NaN when an output is not
+    finite (the arg-max of NaN logits is meaningless: a diverged point has no accuracy)."""
+    value = (output.argmax(dim=-1) == target).to(output.dtype).mean()
+    return torch.where(torch.isfinite(output).all(), value, torch.full_like(value, float("nan")))
 
 
 def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

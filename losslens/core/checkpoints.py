@@ -14,6 +14,7 @@ import os
 import pickle
 import pickletools
 import shutil
+import stat
 import warnings
 import zipfile
 from collections import Counter
@@ -25,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from losslens.core._checks import nonfinite_tensors
 from losslens.errors import CheckpointError
 
 WRAPPER_KEYS: tuple[str, ...] = ("state_dict", "model_state_dict", "model", "net")
@@ -74,6 +76,9 @@ def load_checkpoint(
     else:
         state = _state_dict_of(_torch_load(path, unsafe_pickle), path)
     state = _strip_prefixes(state, path)
+    bad = nonfinite_tensors(state)
+    if bad:
+        warnings.warn(f"losslens: {path}: tensors holding NaN or inf: {_listing(bad)}", stacklevel=2)
     if model is not None:
         state = _fit(state, model, path)
     return state
@@ -186,10 +191,13 @@ def load_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 def _check_file(path: Path) -> None:
+    """A checkpoint must be a regular file: a directory is refused, and a FIFO or device would block."""
     if not path.exists():
         raise CheckpointError(f"checkpoint {path}: no such file")
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path}: is a directory, not a file")
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise CheckpointError(f"checkpoint {path}: not a regular file (a pipe, socket or device)")
 
 
 def _is_safetensors(path: Path) -> bool:

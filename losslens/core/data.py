@@ -6,6 +6,7 @@ Built-in data sets need no network: ``digits`` is scikit-learn's copy of the UCI
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ class TensorData:
         task: ``"classification"`` or ``"regression"``.
         num_classes: number of classes; ``None`` for regression.
         input_shape: shape of one sample, without the sample dimension.
+        subset_seed: the seed of ``subset`` when this is a random subset, else ``None``.
+        full_size: the size of the set it is a subset of (``len(self)`` when it is no subset).
+        seed: the seed the data set was generated from (synthetic sets), else ``None``.
     """
 
     x: torch.Tensor
@@ -48,6 +52,9 @@ class TensorData:
     task: Task
     num_classes: int | None
     input_shape: tuple[int, ...]
+    subset_seed: int | None = None
+    full_size: int | None = None
+    seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.x)
@@ -58,6 +65,12 @@ class TensorData:
         if self.num_classes is not None:
             return self.num_classes
         return int(self.y.shape[1]) if self.y.dim() > 1 else 1
+
+    def describe(self) -> dict:
+        """What this data is, for provenance: ``name``, ``split``, ``n_samples``, and ``subset``
+        (``{"of": N, "seed": s}``) or ``None``, and the generation ``seed`` of a synthetic set."""
+        subset = None if self.subset_seed is None else {"of": self.full_size, "seed": self.subset_seed}
+        return {"name": self.name, "split": self.split, "n_samples": len(self), "subset": subset, "seed": self.seed}
 
     def __repr__(self) -> str:
         return (
@@ -130,7 +143,8 @@ def load_dataset(name: str, split: Split = "test", *, seed: int = 0) -> TensorDa
     if name in _BUILTIN:
         x, y, task = _BUILTIN[name](seed)
         part = _split_arrays(x, y, stratify=task == "classification")[0 if split == "train" else 1]
-        return _tensor_data(torch.from_numpy(part[0]), torch.from_numpy(part[1]), name, split)
+        data = _tensor_data(torch.from_numpy(part[0]), torch.from_numpy(part[1]), name, split)
+        return data if name == "digits" else dataclasses.replace(data, seed=seed)
     if is_import_string(name):
         return _user_dataset(name, split)
     raise ConfigError(
@@ -154,9 +168,7 @@ def subset(data: TensorData, n: int | None, *, seed: int = 0) -> TensorData:
         raise ConfigError(f"a subset needs at least one sample; got n={n}")
     generator = torch.Generator().manual_seed(seed)
     index = torch.randperm(len(data), generator=generator)[:n].sort().values
-    return TensorData(
-        data.x[index], data.y[index], data.name, data.split, data.task, data.num_classes, data.input_shape
-    )
+    return dataclasses.replace(data, x=data.x[index], y=data.y[index], subset_seed=seed, full_size=len(data))
 
 
 def _tensor_data(x: torch.Tensor, y: torch.Tensor, name: str, split: str) -> TensorData:

@@ -10,16 +10,12 @@ where ``\\bar\\ell_b`` is the loss function's mean over batch ``b`` of ``n_b`` s
 mean, not a mean of batch means). The model runs as ``functional_call(model, params, x)`` on a
 private copy, so the caller's model (parameters, mode, ``.grad``) is never touched.
 
-How the K points run (measured, see ``bench/evaluator.py``):
-
-- on CUDA, ``torch.vmap`` over chunks of points sized to a memory budget (small models are
-  launch-bound point by point); an out-of-memory error halves the chunk and goes on;
-- on CPU a forward is already compute-bound, so points of a chunk run one after the other over large
-  sample batches, where vmap only adds overhead;
-- a model vmap cannot batch (data-dependent control flow, ``.item()``) falls back to the sequential
-  path, with one warning;
-- ``evaluate_affine`` (lines and planes) replaces the first layer by a combination of ``1 + m``
-  outputs precomputed once per data batch (``_first_layer.py``).
+The jobs are split over private modules: ``_plan`` (the execution plan: device, batch size, vmap,
+layout, threads, compile), ``_data`` (the evaluation set on the device), ``_runner`` (vmap or one
+point after another, compiled or not, with fallbacks), ``_first_layer`` (the affine fast path of
+lines and planes), ``_batchnorm`` (BatchNorm modes), ``_derivatives`` (gradient, Hessian-vector
+products), ``_checks`` (inputs and targets) and ``provenance`` (what is evaluated). This module
+holds the loss loop over chunks of points and data batches.
 """
 
 from __future__ import annotations
@@ -28,25 +24,32 @@ import copy
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp
+from torch.func import functional_call
 
 from losslens.core import _batchnorm as bnm
+from losslens.core import _checks, _derivatives
 from losslens.core import _first_layer as fl
+from losslens.core._data import EvalData
 from losslens.core._objectives import LOSSES, METRICS, Objective, resolve
-from losslens.core._tuning import activation_bytes_per_sample, channels_last_is_faster, keep_freed_memory, resolve_budget
-from losslens.core.data import as_tensors
+from losslens.core._plan import (
+    ExecutionPlan, check_option, choose_threads, compile_is_worth_it, forward_flops, resolve_device,
+    wants_channels_last,
+)
+from losslens.core._runner import Runner
+from losslens.core._tuning import activation_bytes_per_sample, keep_freed_memory, resolve_budget
 from losslens.core.params import ParameterSpace
-from losslens.errors import ConfigError
+from losslens.core.provenance import checkpoint_info, model_identity
+
+__all__ = ["Evaluator", "EvalResult", "resolve_device"]
 
 _MAX_CHUNK = 4096
-_PROBE_POINTS = 8
 _CPU_BATCH_BYTES = 16 << 20
-_COMPILE_WORTH_S = 60.0
-ChunkCallback = Callable[[int, "EvalResult"], None]
+_CALIBRATION_SIZE = 2048
 
 
 @dataclass(frozen=True)
@@ -55,15 +58,18 @@ class EvalResult:
 
     Attributes:
         loss: ``(K,)`` float64, mean loss over the evaluation set at each point (NaN/inf kept).
-        metrics: ``{name: (K,)}`` float64 means of each metric.
+        metrics: ``{name: (K,)}`` float64 means of each metric (NaN where the outputs are not finite).
         n_samples: size of the evaluation set.
         bn: BatchNorm mode used (``eval``, ``batch`` or ``recalibrate``).
+        path: how the points were evaluated: ``"first-layer"`` (the affine fast path of
+            ``evaluate_affine``) or ``"direct"``.
     """
 
     loss: torch.Tensor
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
     n_samples: int = 0
     bn: str = "eval"
+    path: str = "direct"
 
     def __len__(self) -> int:
         return len(self.loss)
@@ -82,6 +88,7 @@ class EvalResult:
             {k: torch.cat([r.metrics[k] for r in results]) for k in first.metrics},
             first.n_samples,
             first.bn,
+            first.path,
         )
 
 
@@ -91,7 +98,8 @@ class Evaluator:
     Args:
         model: the network. Only read: the evaluator works on its own copy.
         loss_fn: ``"cross_entropy"``, ``"mse"`` or ``f(output, target) -> mean over the batch``.
-        data: the evaluation set: a pair of tensors, a ``Dataset``, a ``DataLoader`` or ``TensorData``.
+        data: the evaluation set: ``TensorData`` (which knows its name and split), a pair of
+            tensors, a ``Dataset`` or a ``DataLoader``.
         device: ``"auto"`` (CUDA when available), or any torch device.
         dtype: floating dtype of parameters and inputs (float32 by default; float64 for reference work).
         bn: BatchNorm mode, ``"eval"``, ``"batch"`` or ``"recalibrate"`` (see ``_batchnorm.py``).
@@ -104,8 +112,18 @@ class Evaluator:
         calibration_data: data for ``bn="recalibrate"`` (default: the evaluation set).
         calibration_size: samples of it used (the first ones; default 2048).
         vectorize: ``"auto"`` (vmap on CUDA, sequential on CPU), ``True`` or ``False``.
-        compile: ``torch.compile`` the per-point function: ``True``, ``False``, or ``"auto"``
-            (compile a call's remaining points when they are expected to take over 60 s).
+        compile: ``torch.compile`` the per-point function: ``True``, ``False``, or ``"auto"`` (when the
+            announced work is expected to take over a minute; see ``_plan.py``).
+        threads: intra-op threads during the evaluator's calls: ``"auto"`` (measured, see
+            ``_plan.py``) or a number.
+        split: the split of data given as plain tensors (``TensorData`` knows its own).
+        checkpoint: the file the model's weights came from, recorded with its hash and metadata.
+        model_name, model_kwargs: how the model was built (a built-in name or import string and its
+            options), recorded beside the architecture hash the evaluator computes itself.
+
+    Raises:
+        ConfigError/ValueError: an invalid option, a model that is not an ``nn.Module``, inputs the
+            model cannot take, targets that do not fit the loss or the outputs (one line each).
     """
 
     def __init__(
@@ -125,263 +143,290 @@ class Evaluator:
         calibration_size: int | None = None,
         vectorize: bool | str = "auto",
         compile: bool | str = "auto",
+        threads: int | str = "auto",
+        split: str | None = None,
+        checkpoint: str | Path | None = None,
+        model_name: str | None = None,
+        model_kwargs: dict | None = None,
     ):
-        if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating dtype, got {dtype}")
-        for name, value in (("vectorize", vectorize), ("compile", compile)):
-            if value not in ("auto", True, False):
-                raise ValueError(f"{name} must be 'auto', True or False, got {value!r}")
-        self.device = resolve_device(device)
-        self.dtype = dtype
+        _checks.check_model(model)
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise ValueError(f"dtype must be a floating torch dtype, got {dtype}")
+        check_option("vectorize", vectorize, ("auto", True, False))
+        check_option("compile", compile, ("auto", True, False))
+        _checks.check_batch_size(batch_size)
         self.bn = bnm.check_mode(bn)
+        if self.bn != "recalibrate" and (calibration_data is not None or calibration_size is not None):
+            raise ValueError("calibration_data and calibration_size apply only to bn='recalibrate'")
+        if self.bn == "recalibrate" and include_buffers:
+            raise ValueError("bn='recalibrate' re-estimates the buffers, so include_buffers must be False")
         self.loss_name, self._loss = resolve(loss_fn, LOSSES, "loss")
+        device = resolve_device(device)
+        self.dtype = dtype
         self.space = ParameterSpace(model, include_buffers=include_buffers)
+        self._model_identity = model_identity(model, model_name, model_kwargs)
+        self._checkpoint = None if checkpoint is None else checkpoint_info(checkpoint)
 
         uses = [id(p) for _, p in model.named_parameters(remove_duplicate=False)]
         self._tied = len(uses) != len(set(uses))
-        self._module = copy.deepcopy(model).to(device=self.device, dtype=dtype)
+        self._module = copy.deepcopy(model).to(device=device, dtype=dtype)
         self._module.requires_grad_(False)
         bnm.configure(self._module, self.bn)
         self._fixed = self.space.fixed_state(self._module)
-        self.w0 = self.space.flatten(self._module, dtype=dtype).to(self.device)
+        self.w0 = self.space.flatten(self._module, dtype=dtype).to(device)
+        bad = _checks.nonfinite_tensors(dict(model.state_dict()))
+        if bad:
+            warnings.warn(f"losslens: the model's weights are not all finite: {', '.join(bad)}", stacklevel=2)
 
-        x, y = as_tensors(data)
+        self.data = EvalData(data, device=device, dtype=dtype, split=split)
+        x, y = self.data.x, self.data.y
         if metrics is None:
             metrics = () if y.is_floating_point() else ("accuracy",)
         named = [resolve(m, METRICS, "metric") for m in metrics]
         self.metric_names = tuple(n for n, _ in named)
         self._metrics = tuple(f for _, f in named)
-        self._channels_last = False
-        self._x, self._y = self._prepare(x), self._prepare(y)
-        self.n_samples = len(self._x)
-        self.budget = resolve_budget(memory_budget, self.device)
-        if self.device.type == "cpu":
-            keep_freed_memory()
-        self._act_bytes = activation_bytes_per_sample(self._module, self._x[:2].to(self.device))
-        self.batch_size = self._batch_size(batch_size)
-        conv = any(isinstance(m, nn.Conv2d) for m in self._module.modules())
-        if self.device.type == "cpu" and self._x.dim() == 4 and conv:
-            self._channels_last = channels_last_is_faster(self._module, self._x[: self.batch_size])
-            self._x = self._layout(self._x)
-        self.vectorize = self.device.type == "cuda" if vectorize == "auto" else vectorize
+        probe = x[:2].to(device)
+        out = _checks.probe_output(self._module, probe)
+        _checks.check_targets(self.loss_name, self.metric_names, out, y)
 
-        self._stats_names: list[str] = []
-        if self.bn != "recalibrate" and (calibration_data is not None or calibration_size is not None):
-            raise ValueError("calibration_data and calibration_size apply only to bn='recalibrate'")
+        self.n_samples = self.data.n
+        self.budget = resolve_budget(memory_budget, device)
+        if device.type == "cpu":
+            keep_freed_memory()
+        self.activation_bytes = activation_bytes_per_sample(self._module, probe)
+        channels_last = wants_channels_last(self._module, x, device)
+        if channels_last:
+            self._module.to(memory_format=torch.channels_last)
+            self.data.to_layout(True)
+        batch = self._batch_size(batch_size, device)
+        first_batch = self.data.x[:batch].to(device)
+        probe_forward = lambda: self._forward_no_grad(first_batch)  # noqa: E731
+        n_threads, forward_seconds = choose_threads(threads, device, probe_forward)
+        self.runner = Runner(
+            ExecutionPlan(
+                device=str(device), dtype=str(dtype).removeprefix("torch."), batch_size=batch,
+                vectorize=device.type == "cuda" if vectorize == "auto" else vectorize,
+                channels_last=channels_last, threads=n_threads, compile=compile is True,
+                compile_rule={True: "on", False: "off"}.get(compile, "auto"),
+            ),
+            self._layout,
+            probe_forward if threads == "auto" else None,
+            forward_seconds,
+        )
+        self.device = device
+        self._expected = 0
+        self._flops: tuple[float, float] | None = None  # per sample: whole forward, first layer
+
         self.calibration_size = None
         if self.bn == "recalibrate":
-            self._stats_names = bnm.running_stat_names(self._module)
-            if include_buffers:
-                raise ValueError("bn='recalibrate' re-estimates the buffers, so include_buffers must be False")
-            cx, _ = as_tensors(calibration_data) if calibration_data is not None else (x, y)
-            self._calib_x = self._prepare(cx[: calibration_size or 2048])
+            cx = EvalData(calibration_data, device=device, dtype=dtype).x if calibration_data is not None else x
+            self._calib_x = self._layout(cx[: calibration_size or _CALIBRATION_SIZE])
             self.calibration_size = len(self._calib_x)
-        first_input = self._x[:2].to(self.device)
-        self._first = (
-            fl.find_first_layer(self._module, self.space, self._fixed, first_input)
-            if self.bn != "recalibrate" and first_input.is_floating_point()
-            else None
-        )
-        self._tail: nn.Module | None = None  # the copy whose first layer is precomputed
-        self._bases = None  # (w0, D, {batch index: first-layer outputs}) of the last affine family
-        self.compile = compile
-        self._compiled = compile is True
-        self._compiled_fns: dict = {}
-        self._planned, self._decided = 0, False
-        self._graphs = None  # (w, per-batch gradient graphs) for repeated Hessian-vector products
+        first = (fl.find_first_layer(self._module, self.space, self._fixed, probe)
+                 if self.bn != "recalibrate" and probe.is_floating_point() else None)
+        self._shortcut = None if first is None else fl.Shortcut(
+            self._module, first, self.space, self._fixed, device, keep_bytes=self.budget // 4, n_samples=self.n_samples)
+
+    # -- construction from a checkpoint ---------------------------------------------------------
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        model: str | nn.Module | None = None,
+        data="digits",
+        *,
+        split: str = "train",
+        subset: int | None = None,
+        seed: int = 0,
+        loss_fn: str | Objective | None = None,
+        model_kwargs: dict | None = None,
+        unsafe_pickle: bool = False,
+        **options,
+    ) -> "Evaluator":
+        """An evaluator of checkpoint ``path``, recording the checkpoint, model and data it evaluates.
+
+        Args:
+            path: the checkpoint file (any format ``load_checkpoint`` reads).
+            model: a built-in model name or import string (built for the data's shape), a module of
+                the checkpoint's architecture (a copy receives the weights), or ``None``: the built-in
+                model the checkpoint's metadata names (an import string there is refused).
+            data: a data set name or import string, or a ``TensorData``.
+            split: the split of a named data set (``"train"``: the loss that training minimized).
+            subset: a seeded random subset of this many samples (``seed``), or all.
+            loss_fn: by default cross-entropy for classification, MSE for regression.
+            model_kwargs: options of a built-in model (default: those in the metadata).
+            unsafe_pickle: see ``load_checkpoint``.
+            options: the other arguments of ``Evaluator``.
+        """
+        from losslens.core.checkpoints import load_checkpoint, load_model
+        from losslens.core.data import load_dataset
+        from losslens.core.data import subset as take_subset
+        from losslens.core.models import MODEL_NAMES
+        from losslens.core.provenance import CheckpointMeta, trusted_name
+        from losslens.core.train import resolve_loss
+
+        if isinstance(data, str):
+            data = take_subset(load_dataset(data, split, seed=seed), subset, seed=seed)
+        elif subset is not None:
+            data = take_subset(data, subset, seed=seed)
+        if isinstance(model, nn.Module):
+            net, name, kwargs = copy.deepcopy(model), None, {}
+            net.load_state_dict(load_checkpoint(path, net, unsafe_pickle=unsafe_pickle))
+        else:
+            stored = CheckpointMeta.read(path)
+            name = model or trusted_name(stored.model, MODEL_NAMES, what="model", flag="model=") or "mlp"
+            kwargs = model_kwargs if model_kwargs is not None else (stored.model_kwargs if name == stored.model else {})
+            net = load_model(path, name, input_shape=data.input_shape, num_classes=data.num_outputs,
+                             unsafe_pickle=unsafe_pickle, **kwargs)
+        if loss_fn is None:
+            loss_fn = resolve_loss(None, data)
+        return cls(net, loss_fn, data, checkpoint=path, model_name=name, model_kwargs=kwargs, **options)
 
     # -- public calls ---------------------------------------------------------------------------
 
-    def evaluate(self, W: torch.Tensor, *, on_chunk: ChunkCallback | None = None) -> EvalResult:
-        """Loss and metrics at each row of ``W`` (shape ``(K, P)``, or ``(P,)`` for one point).
+    @property
+    def plan(self) -> ExecutionPlan:
+        """The execution plan (a fallback replaces it by one that records why)."""
+        return self.runner.plan
 
-        ``on_chunk(start, result)`` is called after each chunk of points with the chunk's results
-        (points ``start .. start + len(result)``), e.g. to write partial results or show progress.
-        """
+    def expect(self, n_points: int) -> None:
+        """Announce that about ``n_points`` evaluations follow, in calls of any size (a surface in
+        chunks), so that ``compile="auto"`` decides once for the whole work."""
+        self._expected = int(n_points)
+
+    def evaluate(self, W: torch.Tensor) -> EvalResult:
+        """Loss and metrics at each row of ``W`` (shape ``(K, P)``, or ``(P,)`` for one point)."""
         W = self._points(W)
-        return self._run(len(W), lambda sl: self.space.unflatten(W[sl]), None, on_chunk)
+        return self._run(len(W), lambda sl: self.space.unflatten(W[sl]), None)
 
-    def evaluate_affine(
-        self, w0: torch.Tensor, D: torch.Tensor, coeffs: torch.Tensor, *, on_chunk: ChunkCallback | None = None
-    ) -> EvalResult:
+    def evaluate_affine(self, w0: torch.Tensor, D: torch.Tensor, coeffs: torch.Tensor) -> EvalResult:
         """Loss and metrics at the points ``w0 + coeffs @ D`` of an affine family (lines, planes).
 
         Args:
-            w0: ``(P,)`` origin. D: ``(m, P)`` directions. coeffs: ``(K, m)`` coordinates.
-            on_chunk: as in ``evaluate``.
+            w0: ``(P,)`` origin. D: ``(m, P)`` directions. coeffs: ``(K, m)`` coordinates, ``K >= 1``.
 
         Gives the same numbers as ``evaluate(w0 + coeffs @ D)`` (to float rounding), faster when the
-        model's first layer admits the precomputed combination (see ``_first_layer.py``).
+        model's first layer admits the precomputed combination (see ``_first_layer.py``); the
+        result's ``path`` says which way ran.
         """
-        w0 = self._points(w0)[0]
-        D = self._points(D)
+        w0 = self._points(w0, "w0")[0]
+        D = self._points(D, "D")
         coeffs = torch.as_tensor(coeffs, dtype=self.dtype, device=self.device)
         if coeffs.dim() == 1:
             coeffs = coeffs[:, None]
-        if coeffs.dim() != 2 or coeffs.shape[1] != len(D):
-            raise ValueError(f"coeffs must have shape (K, {len(D)}) for {len(D)} directions, found {list(coeffs.shape)}")
-        if self._first is None or not fl.pays_off(self._module.get_submodule(self._first), len(D)):
-            return self._run(len(coeffs), lambda sl: self.space.unflatten(w0 + coeffs[sl] @ D), None, on_chunk)
-        if self._tail is None:
-            self._tail = fl.tail(self._module, self._first)
-        rest = [n for n in self.space.names if fl.owner(n) != self._first]
-        idx = self.space.index(rest).to(self.device)
-        w0_rest, D_rest = w0[idx], D[:, idx]
+        if coeffs.dim() != 2 or coeffs.shape[1] != len(D) or len(coeffs) == 0:
+            raise ValueError(f"coeffs must have shape (K, {len(D)}) with K >= 1 for {len(D)} directions, "
+                             f"found {list(coeffs.shape)}")
+        cut = self._shortcut
+        if cut is None or not cut.pays_off(len(D)):
+            return self._run(len(coeffs), lambda sl: self.space.unflatten(w0 + coeffs[sl] @ D), None)
+        cut.use_family(w0, D)
+        w0_rest, D_rest = w0[cut.rest_index], D[:, cut.rest_index]
         ones = torch.ones(len(coeffs), 1, dtype=self.dtype, device=self.device)
-        same_family = self._bases is not None and torch.equal(self._bases[0], w0) and torch.equal(self._bases[1], D)
-        if not same_family:  # the first layer's outputs per batch, kept while calls stay on this line/plane
-            self._bases = (w0.clone(), D.clone(), {})
-        return self._run(
-            len(coeffs),
-            lambda sl: self.space.unflatten(w0_rest + coeffs[sl] @ D_rest, rest),
-            (w0, D, torch.cat([ones, coeffs], dim=1), self._bases[2]),
-            on_chunk,
-        )
-
-    def plan(self, n_points: int) -> None:
-        """Announce that about ``n_points`` evaluations follow, in calls of any size (a surface in
-        chunks). With ``compile="auto"``, the first call then measures the rate and compiles if
-        those points are expected to take over 60 s."""
-        self._planned, self._decided = int(n_points), False
+        return self._run(len(coeffs), lambda sl: self.space.unflatten(w0_rest + coeffs[sl] @ D_rest, cut.rest),
+                         torch.cat([ones, coeffs], dim=1))
 
     def gradient(self, w: torch.Tensor) -> torch.Tensor:
         """``(P,)`` gradient of the mean loss over the evaluation set at ``w``."""
-        w = self._points(w)[0]
-        g = torch.zeros_like(w)
-        for x, y in self._batches(self._grad_batch_size(1)):
-            g += grad(self._batch_loss)(w, x, y) * (len(y) / self.n_samples)
-        return g
+        with self.runner.threads():
+            return _derivatives.gradient(self, self._points(w, "w")[0])
 
     def hvp(self, w: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-        """Hessian-vector products ``H(w) v`` of the mean loss, for ``V`` of shape ``(P,)`` or ``(k, P)``.
-
-        The gradient's graph over the evaluation set is built once per point and kept while the
-        same ``w`` comes back (Lanczos asks tens of products at one point); each product is then one
-        double-backward pass, :math:`Hv = \\nabla_w (\\nabla L(w) \\cdot v)`, batched over the vectors.
-        When that graph would not fit the memory budget, each call recomputes forward-over-reverse
-        ``jvp(grad(L), (w,), (v,))`` batch by batch.
-        """
-        w = self._points(w)[0]
-        single = V.dim() == 1
-        V = self._points(V)
-        graphs = self._gradient_graphs(w)
-        if graphs is not None:
-            out = sum(torch.autograd.grad(g, leaf, V, retain_graph=True, is_grads_batched=True)[0] for leaf, g in graphs)
-        else:
-            out = torch.zeros_like(V)
-
-            def one(v, x, y):
-                return jvp(lambda w_: grad(self._batch_loss)(w_, x, y), (w,), (v,))[1]
-
-            for x, y in self._batches(self._grad_batch_size(len(V))):
-                out += self._map(one, (V, x, y), (0, None, None), vectorize=True) * (len(y) / self.n_samples)
+        """Hessian-vector products ``H(w) v`` of the mean loss, for ``V`` of shape ``(P,)`` or ``(k, P)``,
+        recomputed forward-over-reverse at every call (``HessianOperator`` keeps a gradient graph
+        instead when it multiplies many vectors at one point)."""
+        single = torch.as_tensor(V).dim() == 1
+        with self.runner.threads():
+            out = _derivatives.hvp(self, self._points(w, "w")[0], self._points(V, "V"))
         return out[0] if single else out
-
-    def _gradient_graphs(self, w: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
-        """Per batch, ``(leaf, gradient with its graph)`` at ``w``, cached for one point; ``None`` if too big."""
-        if self._graphs is not None and torch.equal(self._graphs[0], w):
-            return self._graphs[1]
-        self._graphs = None
-        if 8 * self._act_bytes * self.n_samples > self.budget:
-            return None
-        graphs = []
-        with torch.enable_grad():
-            for x, y in self._batches(self._grad_batch_size(1)):
-                leaf = w.detach().clone().requires_grad_()
-                loss = self._batch_loss(leaf, x, y) * (len(y) / self.n_samples)
-                graphs.append((leaf, torch.autograd.grad(loss, leaf, create_graph=True)[0]))
-        self._graphs = (w.clone(), graphs)
-        return graphs
 
     def module_at(self, w: torch.Tensor) -> nn.Module:
         """A new copy of the model holding the parameters ``w``, in eval mode, for external tools
         (PyHessian) that need a module. The caller's model is not involved."""
-        module = copy.deepcopy(self._module)
+        module = copy.deepcopy(self._module).to(memory_format=torch.contiguous_format)
         state = dict(module.named_parameters()) | dict(module.named_buffers())
         with torch.no_grad():
-            for name, t in self.space.unflatten(self._points(w)[0]).items():
+            for name, t in self.space.unflatten(self._points(w, "w")[0]).items():
                 state[name].copy_(t)
                 state[name].requires_grad_(isinstance(state[name], nn.Parameter))
         bnm.configure(module, "eval")
         return module
 
-    @property
-    def data(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The evaluation set as ``(inputs, targets)``."""
-        return self._x, self._y
-
     def meta(self) -> dict:
-        """What the numbers depend on, for the provenance of results."""
+        """What the numbers depend on and how they were computed: loss, metrics, BatchNorm mode,
+        the model (name, options, class, architecture hash), the data (name, split, size, subset,
+        content hash), the checkpoint (path, hash, metadata) and the execution plan."""
         return {
             "loss": self.loss_name,
             "metrics": list(self.metric_names),
             "bn": self.bn,
             "n_samples": self.n_samples,
-            "batch_size": self.batch_size,
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "device": str(self.device),
             "n_params": self.space.size,
             "include_buffers": self.space.include_buffers,
             "calibration_size": self.calibration_size,
+            "model": dict(self._model_identity),
+            "data": dict(self.data.description),
+            "checkpoint": None if self._checkpoint is None else dict(self._checkpoint),
+            "plan": self.plan.as_dict(),
         }
 
-    # -- the engine -------------------------------------------------------------------------------
+    def identity(self) -> dict:
+        """The settings the values depend on: equal identities give equal numbers at equal points
+        (to float rounding). A resumed grid must match the identity it was started with."""
+        out = {k: v for k, v in self.meta().items() if k in ("loss", "metrics", "bn", "n_params", "include_buffers",
+                                                                "calibration_size", "model", "data")}
+        out["dtype"] = self.plan.dtype
+        if self.bn in ("batch", "recalibrate"):  # batch statistics depend on the batches
+            out["batch_size"] = self.plan.batch_size
+        return out
 
-    def _run(self, K: int, params_of: Callable[[slice], dict], affine, on_chunk) -> EvalResult:
-        """Sums of ``n_b * mean`` over all batches for each point, chunk by chunk, then the means.
+    # -- the loss loop ----------------------------------------------------------------------------
 
-        With ``compile="auto"``, a first small chunk measures the rate; the rest (of this call, or of
-        the points announced by ``plan``) is compiled when it is expected to take longer than
-        ``_COMPILE_WORTH_S`` (a cold compile costs 5-15 s and gains nothing on some models).
-        """
-        self._graphs = None  # the Hessian work at a point is over: give its memory to the chunks
-        results = []
-        chunk = self._chunk_size(affine)
-        planned = max(K, self._planned)
-        probe = self.compile == "auto" and not self._compiled and not self._decided and planned > _PROBE_POINTS
-        start = 0
-        while start < K:
-            sl = slice(start, min(K, start + (min(chunk, _PROBE_POINTS) if probe else chunk)))
-            tic = time.perf_counter()
-            try:
-                sums = self._chunk_sums(params_of(sl), sl, affine).double().cpu()
-            except torch.cuda.OutOfMemoryError:
-                if chunk == 1:
-                    raise
-                chunk //= 2
-                torch.cuda.empty_cache()
-                continue
-            if probe:
-                probe, self._decided = False, self._planned > 0
-                per_point = (time.perf_counter() - tic) / (sl.stop - sl.start)
-                self._compiled = per_point * (planned - sl.stop) > _COMPILE_WORTH_S
-            results.append(self._result(sums))
-            if on_chunk is not None:
-                on_chunk(start, results[-1])
-            start = sl.stop
-        return EvalResult.cat(results)
+    def batch_loss(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss function's mean over the batch ``(x, y)`` at the point ``w`` (differentiable)."""
+        out = self._call(self._module, (self.space.unflatten(w), self._fixed), x)
+        return self._loss(out, y)
 
-    def _result(self, sums: torch.Tensor) -> EvalResult:
-        means = sums / self.n_samples
+    def _run(self, K: int, params_of: Callable[[slice], dict], coeffs1: torch.Tensor | None) -> EvalResult:
+        """Loss and metric means at ``K`` points, chunk by chunk; ``coeffs1`` (``(K, 1 + m)``, a
+        leading 1 per row) selects the first-layer fast path. On CUDA an out-of-memory error halves
+        the chunk and goes on."""
+        chunk = self._chunk_size(coeffs1 is not None)
+        sums, start = [], 0
+        with self.runner.threads():
+            self._decide_compile(K, coeffs1 is not None)
+            while start < K:
+                sl = slice(start, min(K, start + chunk))
+                tic = time.perf_counter()
+                try:
+                    sums.append(self._chunk_sums(params_of(sl), sl, coeffs1).double().cpu())
+                except torch.cuda.OutOfMemoryError:
+                    if chunk == 1:
+                        raise
+                    chunk //= 2
+                    torch.cuda.empty_cache()
+                    continue
+                n_batches = -(-self.n_samples // self.plan.batch_size)
+                self.runner.observe(time.perf_counter() - tic, (sl.stop - sl.start) * n_batches)
+                start = sl.stop
+        means = torch.cat(sums) / self.n_samples
         metrics = {n: means[:, 1 + i] for i, n in enumerate(self.metric_names)}
-        return EvalResult(means[:, 0], metrics, self.n_samples, self.bn)
+        return EvalResult(means[:, 0], metrics, self.n_samples, self.bn, "first-layer" if coeffs1 is not None else "direct")
 
-    def _chunk_sums(self, params: dict, sl: slice, affine) -> torch.Tensor:
+    def _chunk_sums(self, params: dict, sl: slice, coeffs1: torch.Tensor | None) -> torch.Tensor:
+        """``(k, 1 + M)``: per point, sums over batches of ``n_b`` times the loss and metric means."""
         k = sl.stop - sl.start
-        buffers = self._recalibrated(params, k) if self._stats_names else {}
+        buffers = self._recalibrated(params, k) if self.bn == "recalibrate" else {}
         sums = torch.zeros(k, 1 + len(self._metrics), dtype=self.dtype, device=self.device)
-        if affine is None:
-            for x, y in self._batches(self.batch_size):
-                sums += self._map(self._point_sums, (params, buffers, x, y), (0, 0, None, None))
+        batch = self.plan.batch_size
+        if coeffs1 is None:
+            for x, y in self.data.batches(batch):
+                sums += self.runner.map(self._point_sums, (params, buffers, x, y), (0, 0, None, None))
             return sums
-        w0, D, coeffs1, bases = affine
-        for i, (x, y) in enumerate(self._batches(self.batch_size)):
-            basis = bases.get(i)
-            if basis is None:
-                basis = fl.layer_basis(self._module, self._first, self.space, self._fixed, w0, D, x)
-                if basis.numel() * basis.element_size() * self.n_samples <= len(x) * self.budget // 4:
-                    bases[i] = basis  # kept for the next chunks when all batches' bases fit a quarter of the budget
-            sums += self._map(self._affine_point_sums, (params, coeffs1[sl], basis, x, y), (0, 0, None, None, None))
+        for i, (x, y) in enumerate(self.data.batches(batch)):
+            basis = self._shortcut.basis(i, x)
+            sums += self.runner.map(self._affine_point_sums, (params, coeffs1[sl], basis, x, y), (0, 0, None, None, None))
         return sums
 
     def _point_sums(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -396,108 +441,62 @@ class Evaluator:
         z = basis[0]
         for i in range(1, len(basis)):
             z = torch.addcmul(z, basis[i], c[i])  # out of place: vmap has no batching rule for addcmul_
-        out = self._call(self._tail, (params, {f"{self._first}.value": z}, self._fixed), x)
+        out = self._call(self._shortcut.tail, (params, {fl.join(self._shortcut.name, "value"): z}, self._fixed), x)
         return self._sums(out, y)
 
     def _call(self, module: nn.Module, tensors: tuple[dict, ...], x: torch.Tensor) -> torch.Tensor:
         """``functional_call``; tying shared weights (a costly step per call) only for models that have them."""
         return functional_call(module, tensors, (x,), tie_weights=self._tied)
 
+    def _forward_no_grad(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._module(x)
+
     def _sums(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         values = [self._loss(out, y)] + [m(out, y) for m in self._metrics]
         return torch.stack([v.to(self.dtype) for v in values]) * len(y)
 
-    def _map(self, f: Callable, args: tuple, in_dims: tuple, vectorize: bool | None = None) -> torch.Tensor:
-        """``f`` over the leading dim of the batched ``args``: vmapped, or one point after another.
-
-        The point functions are compiled once ``self._compiled`` is set (see ``_run``).
-        """
-        own = vectorize is None
-        vectorize = self.vectorize if own else vectorize
-        if vectorize:
-            try:
-                with torch.no_grad():
-                    return self._transformed(f, in_dims, vmapped=True)(*args)
-            except torch.cuda.OutOfMemoryError:
-                raise
-            except Exception as err:  # noqa: BLE001 - any failure of vmap means: not batchable
-                if own:
-                    self.vectorize = False
-                warnings.warn(
-                    f"losslens: this model cannot be vmapped ({type(err).__name__}: {err}); "
-                    "evaluating its points one after another instead",
-                    stacklevel=3,
-                )
-        g = self._transformed(f, in_dims, vmapped=False)
-        k = next(len(_first_leaf(a)) for a, d in zip(args, in_dims) if d == 0 and _first_leaf(a) is not None)
-        with torch.no_grad():
-            return torch.stack(
-                [g(*(self._layout(_index(a, i)) if d == 0 else a for a, d in zip(args, in_dims))) for i in range(k)]
-            )
-
-    def _transformed(self, f: Callable, in_dims: tuple, vmapped: bool) -> Callable:
-        """``f`` vmapped and/or compiled; compiled functions are cached per (function, vmapped)."""
-        g = torch.vmap(f, in_dims=in_dims) if vmapped else f
-        name = getattr(f, "__name__", None)
-        if not self._compiled or name not in ("_point_sums", "_affine_point_sums"):
-            return g
-        key = (name, vmapped)
-        if key not in self._compiled_fns:
-            self._compiled_fns[key] = torch.compile(g, dynamic=False)
-        compiled = self._compiled_fns[key]
-
-        def call(*args):
-            try:
-                return compiled(*args)
-            except torch.cuda.OutOfMemoryError:
-                raise
-            except Exception as err:  # noqa: BLE001 - no compiler, an unsupported op, ...: run uncompiled
-                self._compiled = False
-                warnings.warn(f"losslens: torch.compile failed ({type(err).__name__}); evaluating uncompiled", stacklevel=4)
-                return g(*args)
-
-        return call
-
     def _recalibrated(self, params: dict, k: int) -> dict[str, torch.Tensor]:
-        """Running statistics re-estimated at each of the ``k`` points: ``{name: (k, C)}``."""
-        stats = bnm.fresh_running_stats(self._module, k)
-        fixed = {n: t for n, t in self._fixed.items() if n not in stats}
+        stats_names = set(bnm.running_stat_names(self._module))
+        fixed = {n: t for n, t in self._fixed.items() if n not in stats_names}
 
         def forward(p, s, x):
             self._call(self._module, (p, s, fixed), x)
             return x.new_zeros(())
 
-        batches = [self._calib_x[i : i + self.batch_size].to(self.device)
-                   for i in range(0, len(self._calib_x), self.batch_size)]
-        if self.vectorize:
-            with bnm.calibrating(self._module):
-                for x in batches:
-                    self._map(forward, (params, stats, x), (0, 0, None))
-        if not self.vectorize:  # also after a fallback in the loop above: recompute every point
-            stats = bnm.fresh_running_stats(self._module, k)
-            with torch.no_grad():
-                for i in range(k):
-                    with bnm.calibrating(self._module):
-                        for x in batches:
-                            forward(_index(params, i), _index(stats, i), x)
-        return stats
+        batches = [self._calib_x[i : i + self.plan.batch_size].to(self.device)
+                   for i in range(0, len(self._calib_x), self.plan.batch_size)]
+        return bnm.recalibrated_stats(self._module, params, k, batches, forward, self.runner)
 
-    def _batch_loss(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        out = self._call(self._module, (self.space.unflatten(w), self._fixed), x)
-        return self._loss(out, y)
+    # -- sizes and decisions ----------------------------------------------------------------------
 
-    # -- sizes and data ---------------------------------------------------------------------------
+    def _decide_compile(self, K: int, affine: bool) -> None:
+        """``compile="auto"``: compile once the expected work (``expect``, or this call) is worth it."""
+        if self.plan.compile_rule != "auto" or self.plan.compile:
+            return
+        if self._flops is None:
+            x2 = self.data.x[:2].to(self.device)
+            whole = forward_flops(self._module, lambda: self._module(x2)) / len(x2)
+            first = 0.0
+            if self._shortcut is not None:
+                layer = self._shortcut.name
+                u = fl.layer_input(self._module, layer, self.space, self._fixed, self.w0, x2)
+                first = forward_flops(self._module, lambda: self._module.get_submodule(layer)(u)) / len(x2)
+            self._flops = (whole, first)
+        per_sample = self._flops[0] - (self._flops[1] if affine else 0.0)
+        if compile_is_worth_it(max(K, self._expected), per_sample * self.n_samples, self.device):
+            self.runner.plan = self.plan.changed(compile=True)
 
-    def _chunk_size(self, affine) -> int:
+    def _chunk_size(self, affine: bool) -> int:
         """Points per chunk so that their parameters and activations fit the budget."""
         per_point = self.space.size * self.dtype.itemsize
-        if self.vectorize:
-            per_point += 2 * self.batch_size * self._act_bytes
-        if affine is not None:
-            per_point += self.batch_size * self._act_bytes
+        if self.plan.vectorize:
+            per_point += 2 * self.plan.batch_size * self.activation_bytes
+        if affine:
+            per_point += self.plan.batch_size * self.activation_bytes
         return int(max(1, min(_MAX_CHUNK, self.budget // per_point)))
 
-    def _batch_size(self, asked: int | None) -> int:
+    def _batch_size(self, asked: int | None, device: torch.device) -> int:
         """Samples per forward: ``asked``, else 128 with ``bn="batch"``, else a target size split evenly.
 
         The target: on CPU about ``_CPU_BATCH_BYTES`` of activations, near the cache (measured on 2
@@ -506,71 +505,28 @@ class Evaluator:
         twice the target splits the set exactly, it is taken (one shape: one compiled graph).
         """
         if asked is not None:
-            return int(max(1, min(self.n_samples, asked)))
+            return int(min(self.n_samples, asked))
         if self.bn == "batch":
             return min(self.n_samples, 128)
-        target = _CPU_BATCH_BYTES if self.device.type == "cpu" else self.budget // 4
-        n_target = -(-self.n_samples // max(1, min(self.n_samples, target // self._act_bytes)))
+        target = _CPU_BATCH_BYTES if device.type == "cpu" else self.budget // 4
+        n_target = -(-self.n_samples // max(1, min(self.n_samples, target // self.activation_bytes)))
         for n_batches in range(n_target, max(1, n_target // 2) - 1, -1):
             if self.n_samples % n_batches == 0:
                 return self.n_samples // n_batches
         return -(-self.n_samples // n_target)
 
-    def _grad_batch_size(self, n_vectors: int) -> int:
-        """Samples per batch of gradient work; with ``bn="batch"`` the evaluation batches themselves,
-        since batch statistics (and so the function differentiated) depend on them."""
-        if self.bn == "recalibrate":
-            raise ValueError("gradients and Hessians with bn='recalibrate' are not supported (the running statistics "
-                             "would have to be re-estimated as a function of w); use bn='eval' or bn='batch'")
-        if self.bn == "batch":
-            return self.batch_size
-        return int(max(1, min(self.n_samples, self.budget // (8 * n_vectors * self._act_bytes))))
-
-    def _batches(self, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for i in range(0, self.n_samples, size):
-            yield self._x[i : i + size].to(self.device), self._y[i : i + size].to(self.device)
-
-    def _prepare(self, t: torch.Tensor) -> torch.Tensor:
-        """Data on the device (on CUDA when under 1 GiB, else streamed per batch), floats in ``dtype``."""
-        t = self._layout(t.to(self.dtype) if t.is_floating_point() else t)
-        return t.to(self.device) if t.numel() * t.element_size() <= _resident_limit(self.device) else t
-
     def _layout(self, tree):
-        """4-D tensors (images, convolution weights) in channels_last memory format where that is faster."""
+        """4-D tensors (images, convolution weights) in channels_last memory format when the plan says so."""
         if isinstance(tree, dict):
             return {n: self._layout(t) for n, t in tree.items()}
-        if self._channels_last and tree.dim() == 4:
+        if self.runner.plan.channels_last and tree.dim() == 4:
             return tree.contiguous(memory_format=torch.channels_last)
         return tree
 
-    def _points(self, W) -> torch.Tensor:
+    def _points(self, W, what: str = "W") -> torch.Tensor:
         W = torch.as_tensor(W)
         W = W[None] if W.dim() == 1 else W
         if W.dim() != 2 or W.shape[1] != self.space.size or len(W) == 0:
-            raise ValueError(f"expected points of shape (K, {self.space.size}), found {list(W.shape)}")
+            raise ValueError(f"{what}: expected points of shape (K, {self.space.size}) with K >= 1, "
+                             f"found {list(W.shape)}")
         return W.to(device=self.device, dtype=self.dtype)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` (CUDA when available, else CPU) or any torch device spec."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"invalid device {device!r}; valid: auto, cpu, cuda, cuda:N, ...") from None
-    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
-        raise ConfigError(f"device {str(device)!r} is not available here ({torch.cuda.device_count()} CUDA devices)")
-    return device
-
-
-def _resident_limit(device: torch.device) -> int:
-    return (1 << 30) if device.type == "cuda" else (1 << 62)
-
-
-def _index(tree, i: int):
-    return {n: t[i] for n, t in tree.items()} if isinstance(tree, dict) else tree[i]
-
-
-def _first_leaf(a):
-    return next(iter(a.values()), None) if isinstance(a, dict) else a

@@ -22,12 +22,11 @@ from losslens.errors import CheckpointError
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """Name, shape and dtype of one tensor of the flat vector, and whether it is a buffer."""
+    """Name, shape and dtype of one tensor of the flat vector."""
 
     name: str
     shape: tuple[int, ...]
     dtype: torch.dtype
-    is_buffer: bool = False
 
     @property
     def numel(self) -> int:
@@ -44,25 +43,24 @@ class ParameterSpace:
         model: the module whose parameters define the space. It is only read.
         include_buffers: also put floating-point buffers (BatchNorm running statistics) in the
             vector, as the "states" directions of the older tools do. Integer buffers
-            (``num_batches_tracked``) are never part of it.
-        include_frozen: also put parameters with ``requires_grad=False`` in the vector.
+            (``num_batches_tracked``) are never part of it. Parameters with ``requires_grad=False``
+            (frozen) are fixed state, not part of the vector.
 
     ``flatten`` and ``unflatten`` round-trip exactly; ``unflatten`` of a ``(..., P)`` tensor gives
     tensors of shape ``(..., *shape)`` that are views of it (no copy).
     """
 
-    def __init__(self, model: nn.Module, *, include_buffers: bool = False, include_frozen: bool = False):
+    def __init__(self, model: nn.Module, *, include_buffers: bool = False):
         self.include_buffers = include_buffers
-        self.include_frozen = include_frozen
         specs, fixed = [], []
         for name, p in model.named_parameters():  # deduplicates tied parameters
-            if p.requires_grad or include_frozen:
+            if p.requires_grad:
                 specs.append(TensorSpec(name, tuple(p.shape), p.dtype))
             else:
                 fixed.append(name)
         for name, b in model.named_buffers():
             if include_buffers and b.is_floating_point():
-                specs.append(TensorSpec(name, tuple(b.shape), b.dtype, is_buffer=True))
+                specs.append(TensorSpec(name, tuple(b.shape), b.dtype))
             else:
                 fixed.append(name)
         if not specs:
@@ -128,8 +126,9 @@ class ParameterSpace:
 
     def index(self, names: list[str]) -> torch.Tensor:
         """Positions in the flat vector of the entries of tensors ``names``, in the space's order."""
+        chosen = set(names)
         return torch.cat([torch.arange(self.slice_of(s.name).start, self.slice_of(s.name).stop)
-                          for s in self.specs if s.name in set(names)])
+                          for s in self.specs if s.name in chosen] or [torch.zeros(0, dtype=torch.long)])
 
     def fixed_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The tensors of ``model`` that are not in the vector (frozen parameters, buffers)."""

@@ -10,6 +10,7 @@ the model in eval mode), so they are the same numbers a landscape through the ch
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -24,9 +25,11 @@ from tqdm.auto import tqdm
 from losslens.core._objectives import LOSSES
 from losslens.core.checkpoints import save_checkpoint
 from losslens.core.data import TensorData, load_dataset
-from losslens.core.evaluator import Evaluator, resolve_device
+from losslens.core._plan import resolve_device
+from losslens.core.evaluator import Evaluator
 from losslens.core.models import build_model
 from losslens.core.optimizers import make_optimizer
+from losslens.core.provenance import CheckpointMeta
 from losslens.errors import ConfigError
 
 LOSS_NAMES: tuple[str, ...] = ("cross_entropy", "mse")
@@ -183,21 +186,16 @@ def train(
         "checkpoints": [],
         "history": [],
     }
-    ckpt_meta = {
-        "format": "losslens-train-checkpoint",
-        "model": model_name or "",
-        "model_class": info["model_class"],
-        "model_kwargs": json.dumps(model_kwargs, default=str),
-        "data": data_name,
-        "optimizer": info["optimizer"],
-        "lr": repr(lr),
-        "seed": str(seed),
-    }
+    ckpt_meta = CheckpointMeta(
+        model=model_name, model_kwargs=model_kwargs, model_class=info["model_class"], data=data_name,
+        split=train_set.split, optimizer=info["optimizer"], optimizer_kwargs=opt_kwargs, lr=lr, seed=seed,
+    )
 
     def save(step: int) -> None:
         epoch = step / steps_per_epoch
         name = f"step_{step:0{width}d}.safetensors"
-        save_checkpoint(net, out / name, metadata={**ckpt_meta, "epoch": repr(epoch), "step": str(step)})
+        meta = dataclasses.replace(ckpt_meta, step=step, epoch=epoch)
+        save_checkpoint(net, out / name, metadata=meta.to_metadata())
         info["checkpoints"].append({"file": name, "epoch": epoch, "step": step})
 
     metrics = ("accuracy",) if train_set.task == "classification" else ()

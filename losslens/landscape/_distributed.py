@@ -8,7 +8,10 @@ broadcasts the finished surface, so every rank returns the same object.
 
 An error on one rank (out of memory, Ctrl-C) ends the whole group: torchrun stops every worker
 when one fails. Rank 0 has flushed every finished round to the file by then, so running the same
-command again resumes the grid.
+command again resumes the grid. A rank that stops responding (hung, or stopped by the debugger)
+must not leave the others waiting forever: the process group has an explicit timeout, and before
+each round ``monitored_barrier`` (on a gloo group, whatever the main backend) names the ranks that
+did not arrive in time, which ends the run with that message.
 
 Collectives go through ``all_gather_object`` / ``broadcast_object_list``, which work on gloo (CPU)
 and on NCCL (GPU, objects staged on ``torch.cuda.current_device()``, which
@@ -18,15 +21,24 @@ and values), so pickling costs nothing next to the evaluations.
 
 from __future__ import annotations
 
+import datetime
 import os
 from typing import Any
 
 import torch
 
-from losslens.errors import ConfigError
+from losslens.errors import ConfigError, LosslensError
 
 
-def init_distributed_from_env() -> bool:
+class DistributedTimeout(LosslensError, RuntimeError):
+    """A process of the group did not reach a collective within the group's timeout."""
+
+
+DEFAULT_TIMEOUT_S = 300
+_timeout = datetime.timedelta(seconds=DEFAULT_TIMEOUT_S)  # of the group this module initialized
+
+
+def init_distributed_from_env(timeout: float = DEFAULT_TIMEOUT_S) -> bool:
     """Join the process group torchrun describes in the environment, if there is one.
 
     When ``WORLD_SIZE > 1`` (torchrun also sets ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``,
@@ -35,6 +47,9 @@ def init_distributed_from_env() -> bool:
     The CLI calls it before computing a surface, so that ``torchrun --nproc_per_node=W losslens
     surface ...`` shares the grid among ``W`` processes; library users call it themselves (or
     initialize the group their own way) before ``surface_1d`` / ``surface_2d``.
+
+    Args:
+        timeout: seconds any collective may wait for another process before the run stops.
 
     Returns:
         ``True`` when a process group of more than one process is active after the call.
@@ -54,7 +69,9 @@ def init_distributed_from_env() -> bool:
         cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+        global _timeout
+        _timeout = datetime.timedelta(seconds=float(timeout))
+        torch.distributed.init_process_group("nccl" if cuda else "gloo", timeout=_timeout)
     return is_distributed()
 
 
@@ -71,6 +88,19 @@ class Group:
         self.active = is_distributed()
         self.rank = torch.distributed.get_rank() if self.active else 0
         self.size = torch.distributed.get_world_size() if self.active else 1
+        self._control = _control_group() if self.active else None
+        self._timeout = _timeout
+
+    def _check_alive(self) -> None:
+        """Wait for every rank, or raise naming the ranks that did not arrive within the timeout."""
+        try:
+            torch.distributed.monitored_barrier(group=self._control, timeout=self._timeout, wait_all_ranks=True)
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DistributedTimeout(
+                f"a process of the torchrun group stopped responding (timeout {self._timeout.total_seconds():g} s, "
+                f"--dist-timeout): {first}"
+            ) from None
 
     @property
     def is_main(self) -> bool:
@@ -81,16 +111,18 @@ class Group:
         """Every rank's ``obj``, in rank order, on every rank."""
         if not self.active:
             return [obj]
+        self._check_alive()
         out: list[Any] = [None] * self.size
-        torch.distributed.all_gather_object(out, obj)
+        torch.distributed.all_gather_object(out, obj, group=self._control)
         return out
 
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank (the others pass anything, usually ``None``)."""
         if not self.active:
             return obj
+        self._check_alive()
         box = [obj]
-        torch.distributed.broadcast_object_list(box, src=0)
+        torch.distributed.broadcast_object_list(box, src=0, group=self._control)
         return box[0]
 
     def check_same(self, fingerprint: dict[str, str]) -> None:
@@ -115,3 +147,19 @@ class Group:
                 "every process must compute the same grid, but these inputs differ from rank 0's "
                 f"({'; '.join(diffs)}): build the model, directions and coordinates identically on every rank"
             )
+
+
+
+_control = None
+
+
+def _control_group():
+    """A gloo group of all ranks (the world itself when it is gloo), made once: ``monitored_barrier``
+    and the object collectives run on it whatever the main backend (NCCL has no monitored barrier)."""
+    global _control
+    dist = torch.distributed
+    if dist.get_backend() == "gloo":
+        return dist.group.WORLD
+    if _control is None:
+        _control = dist.new_group(backend="gloo", timeout=_timeout)
+    return _control

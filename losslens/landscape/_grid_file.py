@@ -1,52 +1,58 @@
-"""The HDF5 file of a surface, written chunk by chunk so that an interrupted grid resumes.
+"""The HDF5 file of a surface: the reference tool's layout, written chunk by chunk, safe to interrupt.
 
-Layout (``nx = len(x)``; arrays are ``(nx, ny)`` for a plane, ``(nx,)`` for a line; the first four
-names are those of the older ``loss-landscape`` tool (Li et al. 2018), so its users' scripts read
-these files unchanged):
+Layout (format 2). Arrays of a plane have shape ``(ny, nx)`` and hold ``Z[iy, ix]`` at
+``(xcoordinates[ix], ycoordinates[iy])``, exactly as ``np.meshgrid(x, y)`` indexes, which is how the
+reference tool (tomgoldstein/loss-landscape) fills its arrays and how its ``plot_2D.py`` reads them
+(``X, Y = np.meshgrid(x, y); contour(X, Y, f['train_loss'])``); a line's arrays have shape ``(nx,)``:
 
 - ``xcoordinates`` ``(nx,)``, ``ycoordinates`` ``(ny,)`` (planes only);
-- ``{split}_loss``: loss, ``split`` being ``"train"`` or ``"test"`` (the evaluation data's split);
-- ``{split}_acc``: accuracy in percent, as the older tool writes it (only with the ``accuracy`` metric);
-- ``metrics/<name>``: every metric as a fraction;
-- ``done``: bool, which points are computed. A point not done holds NaN; a NaN that is done is a
-  computed value (a diverged loss);
-- ``w0`` ``(P,)`` and ``directions/vectors`` ``(m, P)``, with the directions' ``kind`` and ``meta``
-  (JSON) as attributes of the ``directions`` group;
-- the attributes of ``losslens._io.set_header``: ``losslens_kind = "surface"`` and ``meta`` (JSON).
+- per evaluated split ``s`` (``train``, ``test``): ``s_loss`` and ``s_<metric>`` for each metric
+  (``s_accuracy`` a fraction), and ``s_acc``, the accuracy in percent as the reference tool writes it
+  (for its readers; losslens reads ``s_accuracy``); data of unknown split gives unprefixed names;
+- ``done``: bool, which points are computed (a point not done holds NaN; a NaN that is done is a
+  diverged value); ``progress_seconds``: evaluation time over every run on this grid;
+- ``w0`` ``(P,)`` and ``directions/vectors`` ``(m, P)``, the directions' ``kind`` and ``meta`` (JSON)
+  as attributes of the ``directions`` group;
+- the attributes of ``losslens._io.set_header``: ``losslens_kind = "surface"``, the format, and
+  ``meta`` (JSON), written once when the file is made and never rewritten.
 
-After each chunk the rows it touched and then ``done`` are written and the file is flushed, so a
-crash or Ctrl-C loses at most the chunk in flight.
+Crash safety: a new file is laid out under a temporary name in the same directory and renamed to
+its path once complete, so an interrupted creation leaves no file that blocks a rerun. Afterwards
+only dataset values change in place: after each chunk the rows it touched, then ``done`` and
+``progress_seconds``, then a flush. An unreadable file, or one holding no computed point, is started
+over with a notice; a readable file of another grid is refused with a message naming what differs.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from losslens._io import _jsonable, open_h5, set_header
-from losslens.core.data import SPLITS  # the data split names the loss keys (train_loss, test_loss)
+from losslens._io import FORMAT_VERSION, _jsonable, open_h5, set_header
 from losslens.errors import LosslensError
 
 KIND = "surface"
-_LEGACY_UNDONE = -1.0  # the older tool fills its arrays with -1 before computing them
+_LEGACY_UNDONE = -1.0  # the reference tool fills its arrays with -1 before computing them
+_FORMAT_IJ = 1  # losslens 0.1 stored (nx, ny) arrays holding loss[ix, iy]
 
 
 @dataclass(frozen=True)
 class GridSpec:
-    """What a grid is: its coordinates, origin and directions, and the settings its values depend on.
+    """What a grid is: its coordinates, origin, directions, and what its values depend on.
 
     Attributes:
         x: ``(nx,)`` float64 coordinates along the first direction.
         y: ``(ny,)`` float64 coordinates along the second, ``None`` for a line.
-        w0: ``(P,)`` origin. vectors: ``(m, P)`` directions, one per row (both ``None`` for a
-            surface read from an older tool's file, which does not hold them).
+        w0: ``(P,)`` origin. vectors: ``(m, P)`` directions, one per row.
         directions_kind, directions_meta: provenance of the directions.
-        metric_names: metrics stored beside the loss.
-        split: ``"train"`` or ``"test"``, the evaluation data's split (names the loss dataset).
-        identity: settings a resumed file must share (evaluator settings that change the values).
+        splits: the evaluated splits, the first being the surface's own (``None``: unknown).
+        metric_names: metrics stored beside the loss, for every split.
+        identity: per split, the evaluator's ``identity()``: a resumed file must hold the same.
     """
 
     x: np.ndarray
@@ -55,135 +61,171 @@ class GridSpec:
     vectors: np.ndarray | None
     directions_kind: str | None
     directions_meta: dict
+    splits: tuple[str | None, ...]
     metric_names: tuple[str, ...]
-    split: str
     identity: dict
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (len(self.x),) if self.y is None else (len(self.x), len(self.y))
+        return (len(self.x),) if self.y is None else (len(self.y), len(self.x))
+
+
+def value_key(split: str | None, name: str) -> str:
+    """Dataset name of a value: ``train_loss``, ``test_accuracy``, ``train_<metric>``; unprefixed for
+    an unknown split."""
+    return f"{split}_{name}" if split else name
 
 
 class GridFile:
     """The values of a grid in memory, mirrored after each chunk to an HDF5 file when a path is given.
 
-    Opening an existing file resumes it: the file must describe the same grid (else ``ValueError``),
-    and its computed points are loaded, so only the others remain.
+    Opening an existing file resumes it: it must describe the same grid (else ``ValueError`` naming
+    what differs), and its computed points are loaded, so only the others remain.
     """
 
     def __init__(self, spec: GridSpec, path: str | Path | None, meta: dict, *, overwrite: bool = False):
         self.spec = spec
         self.path = None if path is None else Path(path)
-        self.loss = np.full(spec.shape, np.nan)
-        self.metrics = {n: np.full(spec.shape, np.nan) for n in spec.metric_names}
+        names = ("loss",) + spec.metric_names
+        self.values = {s: {n: np.full(spec.shape, np.nan) for n in names} for s in spec.splits}
         self.done = np.zeros(spec.shape, dtype=bool)
-        self.previous_meta: dict = {}
+        self.seconds_before = 0.0
+        self.meta = meta
         self._f = None
-        if self.path is not None and self.path.exists() and not overwrite:
-            self._resume(meta)
-        elif self.path is not None:
-            self._create(meta)
+        if self.path is None:
+            return
+        bad = [n for n in spec.metric_names if "/" in n or n in ("loss", "acc")]
+        if bad:
+            raise ValueError(f"metric names {bad} cannot be stored in a surface file")
+        if self.path.exists() and not overwrite and self._resume():
+            return
+        self._create()
 
     @property
-    def loss_key(self) -> str:
-        return f"{self.spec.split}_loss"
+    def resumed(self) -> bool:
+        return self.seconds_before > 0 or bool(self.done.any())
 
-    def write(self, flat: np.ndarray, loss: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
-        """Store the values of the points at the flat (row-major) indices ``flat``, then flush."""
-        if len(flat) == 0:
-            return
-        self.loss.reshape(-1)[flat] = loss
-        for name in self.spec.metric_names:
-            self.metrics[name].reshape(-1)[flat] = metrics[name]
-        self.done.reshape(-1)[flat] = True
+    def write(self, flat: np.ndarray, values: dict, seconds: float) -> None:
+        """Store the values (``{split: {name: (len(flat),)}}``) of the points at the flat row-major
+        indices ``flat``, then flush; ``seconds`` is this run's evaluation time so far."""
+        if len(flat):
+            for split, named in values.items():
+                for name, v in named.items():
+                    self.values[split][name].reshape(-1)[flat] = v
+            self.done.reshape(-1)[flat] = True
         if self._f is None:
             return
-        row = 1 if self.spec.y is None else len(self.spec.y)
-        rows = slice(int(flat.min()) // row, int(flat.max()) // row + 1)
-        for key, values in self._datasets().items():
-            self._f[key][rows] = values[rows]
+        row = 1 if self.spec.y is None else len(self.spec.x)
+        rows = slice(int(flat.min()) // row, int(flat.max()) // row + 1) if len(flat) else slice(0, 0)
+        for key, array in self._datasets().items():
+            self._f[key][rows] = array[rows]
         self._f["done"][rows] = self.done[rows]
+        self._f["progress_seconds"][()] = self.seconds_before + seconds
         self._f.flush()
 
-    def close(self, meta: dict) -> None:
-        """Write the final metadata into the header and close the file."""
+    def close(self) -> None:
         if self._f is not None:
-            set_header(self._f, KIND, meta)
             self._f.close()
             self._f = None
 
     # -- creating and resuming ---------------------------------------------------------------------
 
     def _datasets(self) -> dict[str, np.ndarray]:
-        out = {self.loss_key: self.loss} | {f"metrics/{n}": v for n, v in self.metrics.items()}
-        if "accuracy" in self.metrics:
-            out[f"{self.spec.split}_acc"] = 100.0 * self.metrics["accuracy"]
+        out = {}
+        for split, named in self.values.items():
+            for name, array in named.items():
+                out[value_key(split, name)] = array
+                if name == "accuracy":  # the reference tool's key, in percent
+                    out[value_key(split, "acc")] = 100.0 * array
         return out
 
-    def _create(self, meta: dict) -> None:
+    def _create(self) -> None:
+        """Lay the file out under a temporary name, then rename it to its path and open it."""
         import h5py
 
-        bad = [n for n in self.spec.metric_names if "/" in n]
-        if bad:
-            raise ValueError(f"metric names cannot contain '/' in a surface file: {bad}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = f = h5py.File(self.path, "w")
+        _remove_stale_temporaries(self.path)
+        tmp = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
         try:
-            self._write_layout(f, meta)
+            with h5py.File(tmp, "w") as f:
+                set_header(f, KIND, self.meta)
+                f.create_dataset("xcoordinates", data=self.spec.x)
+                if self.spec.y is not None:
+                    f.create_dataset("ycoordinates", data=self.spec.y)
+                for key, array in self._datasets().items():
+                    f.create_dataset(key, data=array)
+                f.create_dataset("done", data=self.done)
+                f.create_dataset("progress_seconds", data=0.0)
+                if self.spec.w0 is not None:
+                    f.create_dataset("w0", data=self.spec.w0)
+                if self.spec.vectors is not None:
+                    group = f.create_group("directions")
+                    group.create_dataset("vectors", data=self.spec.vectors)
+                    group.attrs["kind"] = self.spec.directions_kind
+                    group.attrs["meta"] = json.dumps(self.spec.directions_meta, default=_jsonable)
+            os.replace(tmp, self.path)
         except BaseException:
-            f.close()
+            tmp.unlink(missing_ok=True)
             raise
+        self._f = h5py.File(self.path, "r+")
 
-    def _write_layout(self, f, meta: dict) -> None:
-        """Header, coordinates, not-yet-computed values, the done mask, w0 and the directions."""
-        set_header(f, KIND, meta)
-        f.create_dataset("xcoordinates", data=self.spec.x)
-        if self.spec.y is not None:
-            f.create_dataset("ycoordinates", data=self.spec.y)
-        for key, values in self._datasets().items():
-            f.create_dataset(key, data=values)
-        f.create_dataset("done", data=self.done)
-        if self.spec.w0 is not None:
-            f.create_dataset("w0", data=self.spec.w0)
-        if self.spec.vectors is not None:
-            group = f.create_group("directions")
-            group.create_dataset("vectors", data=self.spec.vectors)
-            group.attrs["kind"] = self.spec.directions_kind
-            group.attrs["meta"] = json.dumps(self.spec.directions_meta, default=_jsonable)
-        f.flush()
-
-    def _resume(self, meta: dict) -> None:
+    def _resume(self) -> bool:
+        """Load a file of this grid; ``False`` when it should be started over (unreadable, empty)."""
         import h5py
 
         try:
             stored = read_grid(self.path)
         except LosslensError as err:
-            raise ValueError(f"{err}; cannot resume it: choose another path, or delete the file") from None
-        if stored["legacy"]:
+            _notice(f"{err}; starting it over")
+            return False
+        if stored["legacy"] is not None:
             raise ValueError(
-                f"{self.path} was written by the older loss-landscape tool and cannot be resumed: "
-                "choose another path, or delete the file to start over"
+                f"{self.path} was written by {stored['legacy']} and cannot be resumed: choose another path, or "
+                "delete the file to start over"
             )
+        if not stored["done"].any():
+            _notice(f"{self.path} holds no computed point; starting it over")
+            return False
         diffs = _differences(self.spec, stored)
         if diffs:
-            raise ValueError(
-                f"{self.path} holds a different grid ({'; '.join(diffs)}): choose another path, "
-                "or delete the file to start over"
-            )
-        self.loss, self.done = stored["loss"], stored["done"]
-        self.metrics = {n: stored["metrics"][n] for n in self.spec.metric_names}
-        self.previous_meta = stored["meta"]
+            raise ValueError(f"{self.path} holds a different grid ({'; '.join(diffs)}): choose another path, "
+                             "or delete the file to start over")
+        self.values = {s: {n: stored["values"][s][n] for n in self.values[s]} for s in self.spec.splits}
+        self.done = stored["done"]
+        self.seconds_before = stored["progress_seconds"]
+        self.meta = stored["meta"]
         self._f = h5py.File(self.path, "r+")
-        set_header(self._f, KIND, meta)
-        self._f.flush()
+        return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries of ``path`` left by creations that were killed (their process is gone)."""
+    for tmp in path.parent.glob(f".{path.name}.creating-*"):
+        pid = tmp.name.rpartition("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _notice(message: str) -> None:
+    warnings.warn(f"losslens: {message}", stacklevel=4)
 
 
 def _differences(spec: GridSpec, stored: dict) -> list[str]:
     """What differs between the grid ``spec`` asks for and the one a file holds, in words."""
-    diffs = []
     if (spec.y is None) != (stored["y"] is None):
         return [f"a {'line' if spec.y is None else 'plane'} is asked for, the file holds a "
                 f"{'line' if stored['y'] is None else 'plane'}"]
+    diffs = []
     for name, now, then, rtol in (
         ("x coordinates", spec.x, stored["x"], 1e-9),
         ("y coordinates", spec.y, stored["y"], 1e-9),
@@ -192,14 +234,27 @@ def _differences(spec: GridSpec, stored: dict) -> list[str]:
     ):
         if (now is None) != (then is None) or (now is not None and not _close(now, then, rtol)):
             diffs.append(f"{name} differ ({_describe(then)} in the file, {_describe(now)} now)")
-    file_meta = stored["meta"]
-    for key, value in spec.identity.items():
-        if file_meta.get(key) != value:
-            diffs.append(f"evaluator setting {key!r} differs ({file_meta.get(key)!r} in the file, {value!r} now)")
-    split = file_meta.get("data", {}).get("split", "train") if isinstance(file_meta.get("data"), dict) else "train"
-    if split != spec.split:
-        diffs.append(f"data split differs ({split!r} in the file, {spec.split!r} now)")
+    old = stored["meta"].get("identity", {})
+    if list(old) != list(spec.identity):
+        diffs.append(f"evaluated splits differ ({', '.join(map(str, old)) or 'none'} in the file, "
+                     f"{', '.join(map(str, spec.identity))} now)")
+        return diffs
+    for split, now in spec.identity.items():
+        where = f" of the {split} evaluation" if split != "unspecified" else ""
+        diffs += [d + where for d in _dict_differences(old[split], now)]
     return diffs
+
+
+def _dict_differences(old: dict, now: dict, prefix: str = "") -> list[str]:
+    """``"setting 'model.architecture' differs ('a' in the file, 'b' now)"`` for each differing leaf."""
+    out = []
+    for key in sorted(set(old) | set(now), key=str):
+        a, b = old.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _dict_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} differs ({a!r} in the file, {b!r} now)")
+    return out
 
 
 def _close(a: np.ndarray, b: np.ndarray, rtol: float) -> bool:
@@ -222,68 +277,114 @@ def _describe(a: np.ndarray | None) -> str:
 
 
 def read_grid(path: str | Path) -> dict:
-    """Everything a surface file holds, from losslens or from the older loss-landscape tool.
+    """Everything a surface file holds, from losslens or from the reference loss-landscape tool.
 
     Returns:
-        A dict with ``x``, ``y`` (``None`` for a line), ``loss``, ``metrics`` (fractions), ``done``,
-        ``w0`` and ``vectors`` (``None`` for an older tool's file, which keeps its directions in a
-        separate file), ``directions_kind``, ``directions_meta``, ``meta`` and ``legacy``.
+        A dict with ``x``, ``y`` (``None`` for a line), ``values`` (``{split: {name: array}}``, the
+        arrays ``(ny, nx)`` or ``(nx,)``, accuracy as a fraction), ``done``, ``w0`` and ``vectors``
+        (``None`` where the file lacks them), ``directions_kind``, ``directions_meta``, ``meta``,
+        ``progress_seconds`` and ``legacy`` (``None``, or who wrote an older layout).
 
     Raises:
-        LosslensError: the file is missing, not HDF5, of another losslens kind, or lacks the datasets
-            of a surface.
+        LosslensError: the file is missing, not HDF5, of another losslens kind, or damaged; the
+            message names the file.
     """
     path = Path(path)
     with open_h5(path) as f:
-        kind = f.attrs.get("losslens_kind")
-        if kind is None:
-            return _read_legacy(f, path)
-        if kind != KIND:
-            raise LosslensError(f"{path}: expected a losslens {KIND} file, found a {kind} file")
-        meta = json.loads(f.attrs["meta"])
-        split = meta.get("data", {}).get("split", "train") if isinstance(meta.get("data"), dict) else "train"
-        metrics = {n: f["metrics"][n][()] for n in f["metrics"]} if "metrics" in f else {}
-        group = f.get("directions")
-        return {
-            "x": f["xcoordinates"][()],
-            "y": f["ycoordinates"][()] if "ycoordinates" in f else None,
-            "loss": f[f"{split}_loss"][()],
-            "metrics": metrics,
-            "done": f["done"][()].astype(bool),
-            "w0": f["w0"][()] if "w0" in f else None,
-            "vectors": None if group is None else group["vectors"][()],
-            "directions_kind": None if group is None else str(group.attrs["kind"]),
-            "directions_meta": {} if group is None else json.loads(group.attrs["meta"]),
-            "meta": meta,
-            "legacy": False,
-        }
+        try:
+            kind = f.attrs.get("losslens_kind")
+            if kind is None:
+                return _read_reference(f, path)
+            if kind != KIND:
+                raise LosslensError(f"{path}: expected a losslens {KIND} file, found a {kind} file")
+            return _read_losslens(f)
+        except LosslensError:
+            raise
+        except Exception as err:  # noqa: BLE001 - h5py, JSON and key errors of a damaged or foreign file
+            raise LosslensError(f"{path}: damaged or not a surface file ({type(err).__name__}: {err})") from None
 
 
-def _read_legacy(f, path: Path) -> dict:
-    """A file of the older tool: ``xcoordinates`` [``ycoordinates``] ``train_loss`` [``train_acc``]."""
-    split = next((s for s in SPLITS if f"{s}_loss" in f), None)
-    if "xcoordinates" not in f or split is None:
-        raise LosslensError(
-            f"{path}: not a surface file (neither a losslens header nor the older tool's "
-            "xcoordinates and train_loss/test_loss datasets)"
-        )
+def _read_losslens(f) -> dict:
+    meta = json.loads(f.attrs["meta"])
+    fmt = int(f.attrs.get("losslens_format", _FORMAT_IJ))
+    if fmt > FORMAT_VERSION:
+        raise LosslensError(f"{f.filename}: written in format {fmt} by a newer losslens; this one reads up to "
+                            f"{FORMAT_VERSION}")
     x = f["xcoordinates"][()]
     y = f["ycoordinates"][()] if "ycoordinates" in f else None
-    shape = (len(x),) if y is None else (len(x), len(y))
-    loss = np.asarray(f[f"{split}_loss"][()], dtype=np.float64)
-    if loss.shape != shape:
-        raise LosslensError(f"{path}: {split}_loss has shape {list(loss.shape)}, expected {list(shape)} from the coordinates")
-    done = loss != _LEGACY_UNDONE
-    loss[~done] = np.nan
-    metrics = {}
-    if f"{split}_acc" in f:
-        acc = np.asarray(f[f"{split}_acc"][()], dtype=np.float64) / 100.0
-        metrics["accuracy"] = np.where(done, acc, np.nan)
-    meta = {"legacy": "loss-landscape", "data": {"split": split}}
-    if "dir_file" in f:  # the older tool names its directions file in a string dataset
+    transpose = fmt == _FORMAT_IJ and y is not None  # losslens 0.1 stored loss[ix, iy]
+    if fmt == _FORMAT_IJ:
+        data = meta.get("data")
+        splits = [data.get("split", "train") if isinstance(data, dict) else "train"]
+        names = ["loss", *meta.get("metrics", [])]
+        keys = {("loss", splits[0]): f"{splits[0]}_loss"} | {(n, splits[0]): f"metrics/{n}" for n in names[1:]}
+    else:
+        splits = meta["splits"]
+        names = ["loss", *meta["metrics"]]
+        keys = {(n, s): value_key(s, n) for s in splits for n in names}
+    values = {}
+    for s in splits:
+        values[s] = {}
+        for n in names:
+            array = np.asarray(f[keys[(n, s)]][()], dtype=np.float64)
+            values[s][n] = array.T if transpose else array
+    done = f["done"][()].astype(bool)
+    group = f.get("directions")
+    return {
+        "x": x, "y": y, "values": values, "done": done.T if transpose else done,
+        "w0": f["w0"][()] if "w0" in f else None,
+        "vectors": None if group is None else group["vectors"][()],
+        "directions_kind": None if group is None else str(group.attrs["kind"]),
+        "directions_meta": {} if group is None else json.loads(group.attrs["meta"]),
+        "meta": meta,
+        "progress_seconds": float(f["progress_seconds"][()]) if "progress_seconds" in f else float(meta.get("seconds") or 0),
+        "legacy": "losslens 0.1 (the [ix, iy] layout)" if fmt == _FORMAT_IJ else None,
+    }
+
+
+def _read_reference(f, path: Path) -> dict:
+    """A file of the reference tool: ``xcoordinates`` [``ycoordinates``] ``train_loss`` [``train_acc``] ...
+
+    Its ``plot_surface.py`` allocates ``(nx, ny)`` arrays but fills them in the flat order of
+    ``np.meshgrid(x, y)`` (``scheduler.get_job_indices``), so the values are ``Z.ravel()`` of the
+    ``(ny, nx)`` array: square files read as they are, non-square ones are reshaped to ``(ny, nx)``
+    in that order (the reference tool's own ``plot_2D.py`` cannot draw them), with a warning.
+    """
+    splits = [s for s in ("train", "test") if f"{s}_loss" in f]
+    if "xcoordinates" not in f or not splits:
+        raise LosslensError(f"{path}: not a surface file (neither a losslens header nor the reference tool's "
+                            "xcoordinates and train_loss/test_loss datasets)")
+    x = f["xcoordinates"][()]
+    y = f["ycoordinates"][()] if "ycoordinates" in f else None
+    shape = (len(x),) if y is None else (len(y), len(x))
+    values, done = {}, None
+    for s in splits:
+        values[s] = {}
+        for name, key, scale in (("loss", f"{s}_loss", 1.0), ("accuracy", f"{s}_acc", 100.0)):
+            if key not in f:
+                continue
+            array = np.asarray(f[key][()], dtype=np.float64)
+            if array.size != int(np.prod(shape)):
+                raise LosslensError(f"{path}: {key} holds {array.size} values, but the coordinates make a "
+                                    f"{' x '.join(map(str, shape[::-1]))} grid")
+            if y is not None and array.shape != shape:
+                warnings.warn(f"losslens: {path}: {key} has shape {list(array.shape)} for a {len(x)} x {len(y)} grid; "
+                              "read in the order the reference tool fills it (np.meshgrid(x, y), values [iy, ix])",
+                              stacklevel=4)
+            array = array.reshape(shape)
+            undone = array == _LEGACY_UNDONE
+            done = ~undone if done is None else done & ~undone
+            values[s][name] = np.where(undone, np.nan, array / scale)
+    names = {n for v in values.values() for n in v}
+    for s in splits:  # every split holds the same names; a missing one is all NaN; nothing where not done
+        for n in names:
+            values[s][n] = np.where(done, values[s].get(n, np.nan), np.nan)
+    meta = {"legacy": "loss-landscape", "data": {"split": splits[0]}, "splits": splits,
+            "metrics": sorted(names - {"loss"})}
+    if "dir_file" in f:  # the reference tool names its directions file in a string dataset
         value = f["dir_file"][()]
         meta["dir_file"] = value.decode() if isinstance(value, bytes) else str(value)
     return {
-        "x": x, "y": y, "loss": loss, "metrics": metrics, "done": done, "w0": None, "vectors": None,
-        "directions_kind": None, "directions_meta": {}, "meta": meta, "legacy": True,
+        "x": x, "y": y, "values": values, "done": done, "w0": None, "vectors": None, "directions_kind": None,
+        "directions_meta": {}, "meta": meta, "progress_seconds": 0.0, "legacy": "the reference loss-landscape tool",
     }

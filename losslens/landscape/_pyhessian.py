@@ -22,15 +22,34 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import warnings
 from typing import Iterator
 
 import torch
 from torch import nn
 
-from losslens.landscape.hessian import HessianOperator
+from losslens.errors import ConfigError
+from losslens.landscape.operator import HessianOperator
 
+BACKENDS: tuple[str, ...] = ("losslens", "pyhessian")
 _CRITERIA = {"cross_entropy": nn.CrossEntropyLoss, "mse": nn.MSELoss}
+
+
+def check_backend(backend: str) -> None:
+    """Raise for an unknown backend, or for ``"pyhessian"`` when PyHessian is not installed."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if backend == "pyhessian" and importlib.util.find_spec("pyhessian") is None:
+        raise ConfigError("backend 'pyhessian' needs the optional PyHessian package (GPL-3), which is not installed: "
+                          "pip install pyhessian (or losslens[pyhessian])")
+
+
+def needs_model(op) -> HessianOperator:
+    """``op`` itself when it is a ``HessianOperator`` (PyHessian runs the model, not a matrix)."""
+    if not isinstance(op, HessianOperator):
+        raise ValueError("backend='pyhessian' needs a HessianOperator (it runs on the model), not a dense tensor")
+    return op
 
 
 def eigenpairs(op: HessianOperator, k: int, *, tol: float, seed: int, maxiter: int | None):
@@ -73,7 +92,7 @@ def _session(op: HessianOperator, seed: int) -> Iterator[tuple[object, nn.Module
     module = ev.module_at(op.w)
     if ev.bn != "eval" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
         raise ValueError(f"backend='pyhessian' runs BatchNorm in eval mode; the evaluator uses bn={ev.bn!r}")
-    x, y = ev.data
+    x, y = ev.data.x.contiguous(), ev.data.y
     counter = [0]
     original_hvp = ph.hessian_vector_product
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import ClassVar, Iterable, Literal
 
 import torch
 from torch import nn
@@ -52,6 +52,7 @@ class Directions:
     vectors: torch.Tensor
     kind: str
     meta: dict = field(default_factory=dict)
+    KIND: ClassVar[str] = "directions"
 
     def __post_init__(self):
         vectors = torch.as_tensor(self.vectors).detach().cpu()
@@ -76,7 +77,7 @@ class Directions:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the vectors, the kind and the metadata to an HDF5 file; returns the path."""
         meta = {"kind": self.kind, "meta": self.meta}
-        return _io.write_h5(path, "directions", {"vectors": self.vectors.numpy()}, meta)
+        return _io.write_h5(path, self.KIND, {"vectors": self.vectors.numpy()}, meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Directions":
@@ -85,8 +86,7 @@ class Directions:
         Raises:
             LosslensError: the file is missing or does not hold directions.
         """
-        arrays, meta = _io.read_h5(path, "directions")
-        return cls(torch.from_numpy(arrays["vectors"]), meta["kind"], meta["meta"])
+        return _io.load(path, cls.KIND, lambda a, m: cls(torch.from_numpy(a["vectors"]), m["kind"], m["meta"]))
 
 
 def random_directions(
@@ -199,7 +199,8 @@ def hessian_directions(
         (descending), ``meta["residual_norms"]`` (:math:`\\|H d_i - \\lambda_i d_i\\|`) and the
         evaluator's ``meta()`` under ``meta["evaluator"]``.
     """
-    from losslens.landscape.hessian import HessianOperator, eigenpairs
+    from losslens.landscape.hessian import eigenpairs
+    from losslens.landscape.operator import HessianOperator
 
     _check_count("k", k)
     at = "w0" if w is None else "given"

@@ -33,18 +33,18 @@ import numbers
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 from scipy.integrate import trapezoid
 from scipy.linalg import eigh_tridiagonal
 
-from losslens._io import read_h5, write_h5
-from losslens.landscape.hessian import HessianOperator, Operator, _as_operator
+from losslens._io import load, write_h5
+from losslens.landscape import _pyhessian
+from losslens.landscape.operator import HessianOperator, as_operator
 
 TRACE_METHODS: tuple[str, ...] = ("hutchinson", "hutch++")
-BACKENDS: tuple[str, ...] = ("losslens", "pyhessian")
 SIGMA_FRACTION = 0.01  # default sigma, as a fraction of the node range
 
 
@@ -64,17 +64,18 @@ class TraceEstimate:
     n_matvec: int
     method: str
     meta: dict = field(default_factory=dict)
+    KIND: ClassVar[str] = "trace"
 
     def save(self, path: str | Path) -> Path:
         """Write to an HDF5 file (kind ``trace``), everything in its metadata."""
         header = {"value": self.value, "stderr": self.stderr, "n_matvec": self.n_matvec, "method": self.method}
-        return write_h5(path, "trace", {}, {**header, "meta": self.meta})
+        return write_h5(path, self.KIND, {}, {**header, "meta": self.meta})
 
     @classmethod
     def load(cls, path: str | Path) -> "TraceEstimate":
         """Read a file written by ``save``."""
-        _, m = read_h5(path, "trace")
-        return cls(float(m["value"]), float(m["stderr"]), int(m["n_matvec"]), m["method"], m["meta"])
+        return load(path, cls.KIND, lambda _, m: cls(float(m["value"]), float(m["stderr"]), int(m["n_matvec"]),
+                                                     m["method"], m["meta"]))
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class Spectrum:
     weights: np.ndarray
     sigma: float
     meta: dict = field(default_factory=dict)
+    KIND: ClassVar[str] = "spectrum"
 
     @property
     def lambda_max(self) -> float:
@@ -139,13 +141,13 @@ class Spectrum:
     def save(self, path: str | Path) -> Path:
         """Write to an HDF5 file (kind ``spectrum``) with ``sigma`` and ``meta`` inside."""
         arrays = {"grid": self.grid, "density": self.density, "nodes": self.nodes, "weights": self.weights}
-        return write_h5(path, "spectrum", arrays, {"sigma": self.sigma, "meta": self.meta})
+        return write_h5(path, self.KIND, arrays, {"sigma": self.sigma, "meta": self.meta})
 
     @classmethod
     def load(cls, path: str | Path) -> "Spectrum":
         """Read a file written by ``save``."""
-        a, m = read_h5(path, "spectrum")
-        return cls(a["grid"], a["density"], a["nodes"], a["weights"], float(m["sigma"]), m["meta"])
+        return load(path, cls.KIND, lambda a, m: cls(a["grid"], a["density"], a["nodes"], a["weights"],
+                                                     float(m["sigma"]), m["meta"]))
 
 
 def trace(
@@ -177,18 +179,16 @@ def trace(
     """
     if method not in TRACE_METHODS:
         raise ValueError(f"unknown trace method {method!r}; valid: {', '.join(TRACE_METHODS)}")
-    _check_backend(backend)
+    _pyhessian.check_backend(backend)
     smallest = 2 if method == "hutchinson" else 4
     if not (isinstance(n_matvec, numbers.Integral) and n_matvec >= smallest):
         raise ValueError(f"n_matvec must be an integer >= {smallest} for method {method!r}, found {n_matvec!r}")
-    op = _as_operator(H)
+    op = as_operator(H)
     meta = {"backend": backend, "seed": seed, **op.meta()}
     if backend == "pyhessian":
         if method != "hutchinson":
             raise ValueError("backend='pyhessian' implements only method='hutchinson'")
-        from losslens.landscape import _pyhessian
-
-        samples, used = _pyhessian.trace_samples(_needs_model(op), n_matvec, seed=seed)
+        samples, used = _pyhessian.trace_samples(_pyhessian.needs_model(op), n_matvec, seed=seed)
         s = torch.tensor(samples, dtype=torch.float64)
         return TraceEstimate(float(s.mean()), _stderr(s), used, method, {**meta, "samples": samples})
 
@@ -245,8 +245,8 @@ def density(
     Raises:
         ValueError: an invalid option.
     """
-    _check_backend(backend)
-    op = _as_operator(H)
+    _pyhessian.check_backend(backend)
+    op = as_operator(H)
     P = op.shape[0]
     if not (isinstance(n_vectors, numbers.Integral) and n_vectors >= 1):
         raise ValueError(f"n_vectors must be a positive integer, found {n_vectors!r}")
@@ -263,9 +263,7 @@ def density(
 
     start = op.n_matvec
     if backend == "pyhessian":
-        from losslens.landscape import _pyhessian
-
-        nodes, weights, used = _pyhessian.density_quadrature(_needs_model(op), n_vectors, n_lanczos, seed=seed)
+        nodes, weights, used = _pyhessian.density_quadrature(_pyhessian.needs_model(op), n_vectors, n_lanczos, seed=seed)
         nodes, weights = nodes.numpy(), weights.numpy()
     else:
         nodes, weights = _slq(op, n_vectors, n_lanczos, seed)
@@ -283,7 +281,7 @@ def density(
     return Spectrum(grid, phi, nodes, weights, sigma, meta)
 
 
-def _slq(op: Operator, n_vectors: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _slq(op, n_vectors: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and weights ``(n_vectors, m)`` of Lanczos quadrature from Rademacher start vectors."""
     P = op.shape[0]
     gen = torch.Generator().manual_seed(seed)
@@ -345,27 +343,16 @@ def _default_sigma(nodes: np.ndarray) -> float:
     return SIGMA_FRACTION * size if size > 0 else 1.0
 
 
-def _rademacher(P: int, n: int, gen: torch.Generator, op: Operator) -> torch.Tensor:
+def _rademacher(P: int, n: int, gen: torch.Generator, op) -> torch.Tensor:
     """``(P, n)`` Rademacher columns drawn on the CPU (the same on every device), in the operator's dtype."""
     z = torch.randint(0, 2, (P, n), generator=gen).mul_(2).sub_(1)
     return z.to(device=op.device, dtype=op.dtype)
 
 
-def _quadratic_forms(op: Operator, Z: torch.Tensor) -> torch.Tensor:
+def _quadratic_forms(op, Z: torch.Tensor) -> torch.Tensor:
     """``(n,)`` float64 CPU :math:`z_i^T H z_i` for the columns of ``Z``, by one block product."""
     return (Z.double() * (op @ Z).double()).sum(0).cpu()
 
 
 def _stderr(samples: torch.Tensor) -> float:
     return float(samples.std(unbiased=True) / math.sqrt(len(samples))) if len(samples) > 1 else math.nan
-
-
-def _check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
-
-
-def _needs_model(op: Operator) -> HessianOperator:
-    if not isinstance(op, HessianOperator):
-        raise ValueError("backend='pyhessian' needs a HessianOperator (it runs on the model), not a dense tensor")
-    return op

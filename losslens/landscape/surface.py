@@ -2,17 +2,19 @@
 
 A 2D surface along directions :math:`d_1, d_2` through the point :math:`w_0` is the array
 
-.. math::  L_{ij} = L(w_0 + x_i d_1 + y_j d_2), \\qquad i < n_x, \\; j < n_y,
+.. math::  Z_{ij} = L(w_0 + x_j d_1 + y_i d_2), \\qquad i < n_y, \\; j < n_x,
 
-(a 1D surface drops the second direction), the picture of Li et al. 2018, "Visualizing the Loss
-Landscape of Neural Nets" (NeurIPS). The lattice is exactly the grid given: ``loss[i, j]`` is the
-loss at ``(x[i], y[j])``, points are taken in row-major order over ``(i, j)``, and every value comes
-from ``Evaluator.evaluate_affine(w0, D, coeffs)`` on chunks of grid points.
+indexed ``Z[iy, ix]`` with shape ``(ny, nx)``, exactly as ``np.meshgrid(x, y)`` indexes (so
+``plt.contour(x, y, Z)`` draws it the right way round), the picture of Li et al. 2018, "Visualizing
+the Loss Landscape of Neural Nets" (NeurIPS); a 1D surface (a line) is ``Z[ix] = L(w_0 + x_i d)``.
+Points are evaluated in that row-major order, chunk by chunk, by ``Evaluator.evaluate_affine``.
 
-With ``path=...`` the grid lives in an HDF5 file written as it is computed (see ``_grid_file.py``:
-the older loss-landscape tool's key names, plus ``done`` and all metadata); running again with the
-same path resumes an interrupted grid. Under ``torchrun`` the points are shared among the processes
-(see ``_distributed.py`` and ``init_distributed_from_env``).
+One ``Surface`` type holds lines and planes, along any directions (random, Hessian, PCA, or the
+segment between two checkpoints, see ``interpolation.py``), for one or several data splits.
+
+With ``path=...`` the grid lives in an HDF5 file written as it is computed, in the reference tool's
+layout (see ``_grid_file.py``); running again with the same path resumes an interrupted grid. Under
+``torchrun`` the points are shared among the processes (see ``_distributed.py``).
 """
 
 from __future__ import annotations
@@ -21,60 +23,95 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
 
 from losslens.landscape import _grid_file as gf
-from losslens.landscape._distributed import Group, init_distributed_from_env
+from losslens.landscape._distributed import Group
 from losslens.landscape.directions import Directions
 
-__all__ = ["Surface", "surface_1d", "surface_2d", "init_distributed_from_env"]
+__all__ = ["Surface", "surface_1d", "surface_2d"]
 
 _FIRST_CHUNK = 32  # points of the first chunk when chunk=None; later chunks aim at _CHUNK_SECONDS
 _MAX_CHUNK = 512
 _CHUNK_SECONDS = 2.0
-_RUN_KEYS = ("ndim", "shape", "n_points", "n_done", "n_nonfinite", "seconds", "points_per_second", "world_size")
+_RUN_KEYS = ("ndim", "shape", "n_points", "n_done", "n_nonfinite", "seconds", "points_per_second", "world_size",
+             "splits", "identity", "evaluations", "directions_kind")
+_PARALLEL_COSINE = 0.99
 
 
 @dataclass(frozen=True, eq=False)
 class Surface:
-    """The loss (and metrics) on a grid of a line or plane through ``w0``.
+    """The loss (and metrics) on a grid of a line or a plane through ``w0``.
 
     Attributes:
-        x: ``(nx,)`` coordinates along the first direction.
-        y: ``(ny,)`` coordinates along the second direction, ``None`` for a 1D surface.
-        loss: ``(nx,)`` or ``(nx, ny)`` float64; ``loss[i, j]`` is the loss at
-            ``w0 + x[i] d1 + y[j] d2``. NaN/inf where the model diverged; NaN where not computed.
-        metrics: ``{name: array}`` of the same shape (fractions in ``[0, 1]``, e.g. ``accuracy``).
-        directions: the directions ``d1`` (``d2``), with their vectors; ``None`` for a file of the
-            older loss-landscape tool, which keeps them in a separate file.
-        meta: the evaluator's ``meta()``, the caller's ``meta`` (model, data, checkpoint), ``seed``,
-            ``ndim``, ``shape``, ``n_points``, ``n_done``, ``n_nonfinite``, ``seconds``,
-            ``points_per_second`` and ``world_size``.
-        done: bool array of the loss's shape, which points are computed (all, unless the surface
-            was read from an interrupted file).
-        w0: ``(P,)`` the origin, ``None`` when unknown (older tool's files).
+        x: ``(nx,)`` increasing coordinates along the first direction.
+        y: ``(ny,)`` increasing coordinates along the second direction, ``None`` for a line.
+        values: ``{split: {"loss": Z, metric: Z, ...}}``, one entry per evaluated data split (the
+            first is the surface's own; ``None`` for data of unknown split); each ``Z`` is float64 of
+            shape ``(ny, nx)`` (``Z[iy, ix]`` at ``(x[ix], y[iy])``) or ``(nx,)``; metrics are
+            fractions (accuracy in ``[0, 1]``). NaN/inf where the model diverged, NaN where not computed.
+        directions: the directions ``d1`` (``d2``) with their vectors; ``None`` for a file of the
+            reference tool, which keeps them in a separate file.
+        meta: provenance: the evaluator's ``meta()`` (model, data, checkpoint, plan, ...), the
+            caller's ``meta``, ``directions_kind``, ``seed``, ``splits``, and the grid's ``ndim``,
+            ``shape``, ``n_points``, ``n_done``, ``n_nonfinite``, ``seconds``, ``points_per_second``.
+        done: bool array of the grid's shape: which points are computed.
+        w0: ``(P,)`` the origin, ``None`` when unknown.
     """
 
     x: np.ndarray
     y: np.ndarray | None
-    loss: np.ndarray
-    metrics: dict[str, np.ndarray]
+    values: dict
     directions: Directions | None
     meta: dict
     done: np.ndarray | None = None
     w0: np.ndarray | None = None
+    KIND: ClassVar[str] = "surface"
 
     def __post_init__(self):
-        shape = (len(self.x),) if self.y is None else (len(self.x), len(self.y))
+        x = np.asarray(self.x, dtype=np.float64)
+        y = None if self.y is None else np.asarray(self.y, dtype=np.float64)
+        shape = (len(x),) if y is None else (len(y), len(x))
         done = np.ones(shape, dtype=bool) if self.done is None else np.asarray(self.done, dtype=bool)
-        for name, value in {"loss": self.loss, "done": done, **{f"metrics[{k!r}]": v for k, v in self.metrics.items()}}.items():
-            if np.shape(value) != shape:
-                raise ValueError(f"Surface.{name} has shape {list(np.shape(value))}, expected {list(shape)} from x and y")
-        object.__setattr__(self, "done", done)
+        if not self.values or any("loss" not in v for v in self.values.values()):
+            raise ValueError("Surface.values must map each split to a dict holding at least 'loss'")
+        values = {s: {n: np.asarray(a, dtype=np.float64) for n, a in named.items()} for s, named in self.values.items()}
+        for split, named in values.items():
+            for name, a in {**named, "done": done}.items():
+                if a.shape != shape:
+                    raise ValueError(f"Surface {name} of split {split!r} has shape {list(a.shape)}, expected "
+                                     f"{list(shape)} = (ny, nx) from x and y" if y is not None else
+                                     f"Surface {name} of split {split!r} has shape {list(a.shape)}, expected {list(shape)}")
+        for attr, value in (("x", x), ("y", y), ("values", values), ("done", done)):
+            object.__setattr__(self, attr, value)
+
+    @classmethod
+    def from_arrays(cls, x, y, loss, metrics: dict | None = None, *, split: str | None = "train",
+                    directions: Directions | None = None, meta: dict | None = None, w0=None) -> "Surface":
+        """A surface of one split from plain arrays (``loss`` of shape ``(ny, nx)`` or ``(nx,)``)."""
+        meta = {"data": {"split": split}, **(meta or {})}
+        return cls(x, y, {split: {"loss": loss, **(metrics or {})}}, directions, meta, w0=w0)
+
+    @property
+    def split(self) -> str | None:
+        """The surface's own split (the first evaluated)."""
+        return next(iter(self.values))
+
+    @property
+    def loss(self) -> np.ndarray:
+        """The loss on the surface's own split: ``(ny, nx)`` or ``(nx,)``."""
+        return self.values[self.split]["loss"]
+
+    @property
+    def metrics(self) -> dict[str, np.ndarray]:
+        """The metrics on the surface's own split."""
+        return {n: a for n, a in self.values[self.split].items() if n != "loss"}
 
     @property
     def ndim(self) -> int:
@@ -82,62 +119,79 @@ class Surface:
         return 1 if self.y is None else 2
 
     @property
+    def shape(self) -> tuple[int, ...]:
+        """``(ny, nx)`` or ``(nx,)``."""
+        return self.loss.shape
+
+    @property
     def complete(self) -> bool:
         """Whether every grid point is computed."""
         return bool(self.done.all())
 
     @property
-    def origin_index(self) -> tuple[int, ...]:
-        """Index of the grid point nearest the origin ``w0``: ``(i,)`` or ``(i, j)``."""
-        axes = (self.x,) if self.y is None else (self.x, self.y)
-        return tuple(int(np.argmin(np.abs(a))) for a in axes)
+    def origin_index(self) -> tuple[int, ...] | None:
+        """Index of the grid point at the origin ``w0`` (``(ix,)`` or ``(iy, ix)``), ``None`` when the
+        grid does not hold it (coordinates within 1e-12 of the span from 0)."""
+        axes = (self.x,) if self.y is None else (self.y, self.x)
+        index = []
+        for a in axes:
+            i = int(np.argmin(np.abs(a)))
+            if abs(a[i]) > 1e-12 * max(1.0, float(np.ptp(a))):
+                return None
+            index.append(i)
+        return tuple(index)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the surface to an HDF5 file (the layout of ``_grid_file.py``); returns the path."""
-        spec = _spec(self.x, self.y, self.w0, self.directions, self.meta, tuple(self.metrics))
-        grid = gf.GridFile(spec, path, self.meta, overwrite=True)
+        metric_names = tuple(n for n in self.values[self.split] if n != "loss")
+        meta = {k: v for k, v in self.meta.items() if k not in ("n_done", "n_nonfinite", "seconds", "points_per_second")}
+        meta |= {"splits": list(self.values), "metrics": list(metric_names)}
+        spec = _spec(self.x, self.y, self.w0, self.directions, tuple(self.values), metric_names,
+                     self.meta.get("identity", {}))
+        grid = gf.GridFile(spec, path, meta, overwrite=True)
         try:
             flat = np.flatnonzero(self.done)
-            grid.write(flat, self.loss.reshape(-1)[flat], {k: v.reshape(-1)[flat] for k, v in self.metrics.items()})
+            grid.write(flat, {s: {n: a.reshape(-1)[flat] for n, a in named.items()} for s, named in self.values.items()},
+                       float(self.meta.get("seconds") or 0.0))
         finally:
-            grid.close(self.meta)
+            grid.close()
         return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Surface":
-        """Read a surface file, finished or partial, of losslens or of the older loss-landscape tool.
+        """Read a surface file, finished or partial, of losslens or of the reference loss-landscape tool.
 
         A partial file gives NaN where points are not done; ``meta["n_done"]`` counts the others.
-        An older tool's file (``xcoordinates``, ``ycoordinates``, ``train_loss``/``test_loss`` and
+        A reference tool's file (``xcoordinates``, ``ycoordinates``, ``train_loss``/``test_loss`` and
         ``*_acc`` in percent) gives ``directions=None`` and ``meta["legacy"] = "loss-landscape"``.
 
         Raises:
-            LosslensError: the file is missing, unreadable or not a surface.
+            LosslensError: the file is missing, unreadable, damaged or not a surface.
         """
         g = gf.read_grid(path)
         directions = None
         if g["vectors"] is not None:
             directions = Directions(torch.from_numpy(g["vectors"]), g["directions_kind"], g["directions_meta"])
-        meta = g["meta"] | {"n_points": int(g["done"].size), "n_done": int(g["done"].sum())}
-        return cls(g["x"], g["y"], g["loss"], g["metrics"], directions, meta, g["done"], g["w0"])
+        meta = g["meta"] | _progress(g["values"], g["done"], g["progress_seconds"])
+        return cls(g["x"], g["y"], g["values"], directions, meta, g["done"], g["w0"])
 
 
 def surface_1d(evaluator, w0, directions, x, *, path=None, chunk=None, progress=True, meta=None) -> Surface:
-    """The loss along a line: ``loss[i] = L(w0 + x[i] d)``.
+    """The loss along a line: ``Z[ix] = L(w0 + x[ix] d)``.
 
     Args:
-        evaluator: the ``Evaluator`` that gives every value.
+        evaluator: the ``Evaluator`` that gives every value, or several (one per data split, e.g.
+            train and test; the first is the surface's own split), sharing the parameter space.
         w0: ``(P,)`` origin, usually ``evaluator.w0``.
         directions: ``Directions`` with one row, or a ``(1, P)`` tensor (wrapped as kind ``"custom"``).
-        x: ``(nx,)`` coordinates, any finite values in any order.
+        x: ``(nx,)`` strictly increasing finite coordinates.
         path: HDF5 file to write as points are computed; an existing file is resumed (it must hold
-            the same grid, else ``ValueError``). ``None`` keeps the surface in memory.
+            the same grid, else ``ValueError`` naming what differs). ``None`` keeps it in memory.
         chunk: grid points per ``evaluate_affine`` call; ``None`` starts at 32 and sizes chunks to
             about two seconds each (at most 512 points), the work a crash can lose.
         progress: show a tqdm bar over grid points (points/second), on rank 0 only.
-        meta: the caller's provenance (``{"model": ..., "data": {"name": ..., "split": ...},
-            "checkpoint": ...}``), stored in ``Surface.meta`` and the file. ``data.split``
-            (``"train"``, the default, or ``"test"``) names the file's loss dataset.
+        meta: the caller's further provenance, stored in ``Surface.meta`` and the file (its keys
+            must not clash with those the surface records itself).
 
     Returns:
         The ``Surface``; under torchrun with several processes, the same full surface on every rank.
@@ -149,15 +203,12 @@ def surface_1d(evaluator, w0, directions, x, *, path=None, chunk=None, progress=
 
 
 def surface_2d(evaluator, w0, directions, x, y, *, path=None, chunk=None, progress=True, meta=None) -> Surface:
-    """The loss on a plane: ``loss[i, j] = L(w0 + x[i] d1 + y[j] d2)``.
+    """The loss on a plane: ``Z[iy, ix] = L(w0 + x[ix] d1 + y[iy] d2)``, shape ``(ny, nx)``.
 
     Args:
         directions: ``Directions`` with two rows, or a ``(2, P)`` tensor (wrapped as kind ``"custom"``).
-        x, y: ``(nx,)`` and ``(ny,)`` coordinates, any finite values (``nx`` and ``ny`` may differ).
+        x, y: ``(nx,)`` and ``(ny,)`` strictly increasing finite coordinates (``nx`` and ``ny`` may differ).
         Others: as ``surface_1d``.
-
-    Returns:
-        The ``Surface``; points are evaluated in row-major order over ``(i, j)``.
     """
     if y is None:
         raise ValueError("surface_2d needs y coordinates; use surface_1d for a line")
@@ -167,53 +218,60 @@ def surface_2d(evaluator, w0, directions, x, y, *, path=None, chunk=None, progre
 # -- the engine -----------------------------------------------------------------------------------
 
 
-def _compute(evaluator, w0, directions, x, y, *, path, chunk, progress, meta) -> Surface:
+def _compute(evaluators, w0, directions, x, y, *, path, chunk, progress, meta) -> Surface:
     from tqdm.auto import tqdm
 
+    evaluators = _as_evaluators(evaluators)
+    first = evaluators[0]
     x = _coordinates(x, "x")
     y = None if y is None else _coordinates(y, "y")
-    dirs = _as_directions(directions, 1 if y is None else 2, evaluator.space.size)
+    dirs = _as_directions(directions, 1 if y is None else 2, first.space.size)
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk must be a positive number of grid points or None, got {chunk!r}")
     w = torch.as_tensor(w0).detach()
-    if w.shape != (evaluator.space.size,):
-        raise ValueError(f"w0 must have shape ({evaluator.space.size},), found {list(w.shape)}")
-    w = w.to(device=evaluator.device, dtype=evaluator.dtype)
-    D = dirs.vectors.to(device=evaluator.device, dtype=evaluator.dtype)
+    if w.shape != (first.space.size,):
+        raise ValueError(f"w0 must have shape ({first.space.size},), found {list(w.shape)}")
     group = Group()
-    meta = _run_meta(evaluator.meta(), dirs, meta, x, y, group.size)
-    spec = _spec(x, y, _numpy(w), dirs, meta, tuple(meta["metrics"]))
+    splits = tuple(ev.data.split for ev in evaluators)
+    identity = {_split_key(ev.data.split): ev.identity() for ev in evaluators}
+    header = _header(evaluators, dirs, meta, x, y, group.size, identity)
+    spec = _spec(x, y, _numpy(w), dirs, splits, tuple(first.metric_names), identity)
     if group.active:
         group.check_same(_fingerprint(spec))
 
     grid, error = None, None
     if group.is_main:
         try:
-            grid = gf.GridFile(spec, path, meta)
+            grid = gf.GridFile(spec, path, header)
         except Exception as err:  # noqa: BLE001 - re-raised below, on every rank so none waits
             error = err
     error, done = group.broadcast((error, None if grid is None else grid.done.reshape(-1)))
     if error is not None:
         raise error
     todo = np.flatnonzero(~done)
-    evaluator.plan(-(-len(todo) // group.size))
-    coords = x[:, None] if y is None else np.stack(np.meshgrid(x, y, indexing="ij"), axis=-1).reshape(-1, 2)
+    for ev in evaluators:
+        ev.expect(int(done.size))  # the whole grid: a resumed half decides as the first did
+    coords = x[:, None] if y is None else np.stack(np.meshgrid(x, y), axis=-1).reshape(-1, 2)
+    tensors = [(w.to(device=ev.device, dtype=ev.dtype), dirs.vectors.to(device=ev.device, dtype=ev.dtype))
+               for ev in evaluators]
     bar = tqdm(total=len(done), initial=len(done) - len(todo), unit="pt", desc="surface",
                disable=not (progress and group.is_main), dynamic_ncols=True)
-    size, pos, started = chunk or _FIRST_CHUNK, 0, time.perf_counter()
+    size, pos, started = chunk or _FIRST_CHUNK, 0, time.perf_counter()  # time spent here: evaluation only
     try:
         while pos < len(todo):
             mine = todo[pos + group.rank * size : pos + (group.rank + 1) * size]
             t = time.perf_counter()
             values = None
             if len(mine):
-                r = evaluator.evaluate_affine(w, D, torch.from_numpy(coords[mine]))
-                values = (r.loss.numpy(), {k: v.numpy() for k, v in r.metrics.items()})
+                values = {}
+                for ev, (w_, D_) in zip(evaluators, tensors):
+                    r = ev.evaluate_affine(w_, D_, torch.from_numpy(coords[mine]))
+                    values[ev.data.split] = {"loss": r.loss.numpy(), **{k: v.numpy() for k, v in r.metrics.items()}}
             parts = group.all_gather((mine, values, time.perf_counter() - t))
             if group.is_main:
                 for idx, vals, _ in parts:
                     if vals is not None:
-                        grid.write(idx, *vals)
+                        grid.write(idx, vals, time.perf_counter() - started)
                         bar.update(len(idx))
             pos += group.size * size
             if chunk is None:
@@ -221,22 +279,21 @@ def _compute(evaluator, w0, directions, x, y, *, path, chunk, progress, meta) ->
     finally:
         bar.close()
         if grid is not None:
-            _finish(meta, grid, time.perf_counter() - started)
-            grid.close(meta)
-    surface = Surface(x, y, grid.loss, grid.metrics, dirs, meta, grid.done, spec.w0) if group.is_main else None
+            grid.close()
+    surface = None
+    if group.is_main:
+        seconds = grid.seconds_before + (time.perf_counter() - started if len(todo) else 0.0)
+        surface = Surface(x, y, grid.values, dirs, grid.meta | _progress(grid.values, grid.done, seconds),
+                          grid.done, spec.w0)
     return group.broadcast(surface)
 
 
-def _finish(meta: dict, grid: gf.GridFile, seconds: float) -> None:
-    """Record the progress: counts of points and the time spent over every run on this grid."""
-    total = float(grid.previous_meta.get("seconds") or 0.0) + seconds
-    n_done = int(grid.done.sum())
-    meta.update(
-        n_done=n_done,
-        n_nonfinite=int((grid.done & ~np.isfinite(grid.loss)).sum()),
-        seconds=total,
-        points_per_second=n_done / total if total > 0 else None,
-    )
+def _progress(values: dict, done: np.ndarray, seconds: float) -> dict:
+    """Counts of points and the time spent over every run on this grid."""
+    n_done = int(done.sum())
+    loss = next(iter(values.values()))["loss"]
+    return {"n_done": n_done, "n_nonfinite": int((done & ~np.isfinite(loss)).sum()), "seconds": seconds,
+            "points_per_second": n_done / seconds if seconds > 0 else None}
 
 
 def _next_chunk(size: int, seconds: float) -> int:
@@ -245,28 +302,30 @@ def _next_chunk(size: int, seconds: float) -> int:
     return int(min(_MAX_CHUNK, max(1, size // 4, min(4 * size, target))))
 
 
-def _run_meta(ev_meta: dict, dirs: Directions, caller: dict | None, x, y, world: int) -> dict:
+def _split_key(split: str | None) -> str:
+    return split or "unspecified"
+
+
+def _header(evaluators, dirs: Directions, caller: dict | None, x, y, world: int, identity: dict) -> dict:
+    """The file's metadata: the first evaluator's ``meta()``, the caller's, and the grid's."""
     caller = dict(caller or {})
-    clash = sorted(set(caller) & (set(ev_meta) | set(_RUN_KEYS)))
+    first = evaluators[0].meta()
+    clash = sorted(set(caller) & (set(first) | set(_RUN_KEYS)))
     if clash:
         raise ValueError(f"meta keys {clash} are recorded by the surface itself; give them other names")
-    shape = [len(x)] if y is None else [len(x), len(y)]
-    meta = {**ev_meta, **caller}
-    meta.setdefault("seed", dirs.meta.get("seed"))
-    meta.update(ndim=len(shape), shape=shape, n_points=int(np.prod(shape)), n_done=0, n_nonfinite=0,
-                seconds=0.0, points_per_second=None, world_size=world)
-    return meta
+    shape = [len(x)] if y is None else [len(y), len(x)]
+    return {
+        **first, **caller,
+        "splits": [ev.data.split for ev in evaluators],
+        "evaluations": {_split_key(ev.data.split): ev.meta() for ev in evaluators[1:]},
+        "identity": identity,
+        "directions_kind": dirs.kind,
+        "seed": caller.get("seed", dirs.meta.get("seed")),
+        "ndim": len(shape), "shape": shape, "n_points": int(np.prod(shape)), "world_size": world,
+    }
 
 
-def _spec(x, y, w0, dirs: Directions | None, meta: dict, metric_names: tuple[str, ...]) -> gf.GridSpec:
-    data = meta.get("data")
-    split = data.get("split", "train") if isinstance(data, dict) else "train"
-    if split not in gf.SPLITS:
-        raise ValueError(f"unknown data split {split!r} in meta['data']; valid: {', '.join(gf.SPLITS)}")
-    identity = {k: meta[k] for k in ("loss", "metrics", "bn", "n_samples", "dtype", "n_params", "include_buffers")
-                if k in meta}
-    if meta.get("bn") in ("batch", "recalibrate"):  # batch statistics depend on the batches
-        identity.update({k: meta[k] for k in ("batch_size", "calibration_size") if k in meta})
+def _spec(x, y, w0, dirs: Directions | None, splits: tuple, metric_names: tuple[str, ...], identity: dict) -> gf.GridSpec:
     return gf.GridSpec(
         x=np.asarray(x, dtype=np.float64),
         y=None if y is None else np.asarray(y, dtype=np.float64),
@@ -274,8 +333,8 @@ def _spec(x, y, w0, dirs: Directions | None, meta: dict, metric_names: tuple[str
         vectors=None if dirs is None else _numpy(dirs.vectors),
         directions_kind=None if dirs is None else dirs.kind,
         directions_meta={} if dirs is None else dirs.meta,
+        splits=tuple(splits),
         metric_names=metric_names,
-        split=split,
         identity=identity,
     )
 
@@ -291,8 +350,22 @@ def _fingerprint(spec: gf.GridSpec) -> dict[str, str]:
         "y coordinates": digest(spec.y),
         "origin w0": digest(spec.w0),
         "direction vectors": digest(spec.vectors),
-        "evaluator settings": json.dumps([spec.identity, spec.split], sort_keys=True, default=str),
+        "evaluator settings": json.dumps(spec.identity, sort_keys=True, default=str),
     }
+
+
+def _as_evaluators(evaluators) -> list:
+    evaluators = list(evaluators) if isinstance(evaluators, (list, tuple)) else [evaluators]
+    if not evaluators:
+        raise ValueError("a surface needs at least one evaluator")
+    splits = [ev.data.split for ev in evaluators]
+    if len(set(splits)) != len(splits):
+        raise ValueError(f"several evaluators must evaluate different data splits, found {splits}")
+    sizes = {ev.space.size for ev in evaluators}
+    metrics = {tuple(ev.metric_names) for ev in evaluators}
+    if len(sizes) > 1 or len(metrics) > 1:
+        raise ValueError("the evaluators of one surface must share the parameter space and the metrics")
+    return evaluators
 
 
 def _as_directions(directions, m: int, size: int) -> Directions:
@@ -306,16 +379,31 @@ def _as_directions(directions, m: int, size: int) -> Directions:
             f"a {m}D surface needs {m} direction(s) of length {size} (the evaluator's parameters), found "
             f"vectors of shape {list(directions.vectors.shape)}; pick rows with e.g. directions.vectors[:{m}]"
         )
+    norms = directions.vectors.double().norm(dim=1)
+    for i, n in enumerate(norms.tolist()):
+        if not np.isfinite(n):
+            raise ValueError(f"direction {i + 1} holds NaN or infinite entries")
+        if n == 0:
+            raise ValueError(f"direction {i + 1} is zero (a model whose weights are all zero gets zero "
+                             "filter-normalized directions; use normalization='none' or other weights)")
+    if m == 2 and abs(float(directions.cosine()[0, 1])) > _PARALLEL_COSINE:
+        warnings.warn(f"losslens: the two directions are nearly parallel (cosine {float(directions.cosine()[0, 1]):.4f}): "
+                      "the plane is close to a line", stacklevel=4)
     return directions
 
 
 def _coordinates(values, name: str) -> np.ndarray:
-    a = np.asarray(torch.as_tensor(values).detach().cpu(), dtype=np.float64)
+    a = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
+    a = np.array(a, dtype=np.float64)
     if a.ndim != 1 or a.size == 0 or not np.isfinite(a).all():
         raise ValueError(f"{name} must be a non-empty 1-D array of finite coordinates, found shape {list(a.shape)}")
+    if np.any(np.diff(a) <= 0):
+        raise ValueError(f"{name} coordinates must be strictly increasing, found {a[:5].tolist()}"
+                         + (" ..." if a.size > 5 else ""))
     return a
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
     t = t.detach().cpu()
     return (t if t.dtype == torch.float64 else t.float()).numpy()
+

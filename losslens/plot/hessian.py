@@ -16,7 +16,8 @@ import numpy as np
 
 from losslens.landscape.hessian import Eigenpairs
 from losslens.landscape.spectrum import Spectrum
-from losslens.plot.surfaces import _load_as, _new_axes
+from losslens.plot._base import load_as, new_axes
+from losslens.plot.surfaces import title_of
 
 DENSITY_FLOOR = 1e-10  # on a log axis the density is clipped at this fraction of its maximum
 
@@ -33,8 +34,8 @@ def plot_density(spectrum, *, ax=None, log: bool = True):
     Returns:
         The ``matplotlib.figure.Figure``.
     """
-    spectrum = _load_as(spectrum, (Spectrum,), "plot_density")
-    fig, ax = _new_axes(ax)
+    spectrum = load_as(spectrum, (Spectrum,), "plot_density")
+    fig, ax = new_axes(ax)
     density = spectrum.density
     if log:
         density = np.clip(density, DENSITY_FLOOR * float(np.max(density, initial=0.0)) or DENSITY_FLOOR, None)
@@ -45,8 +46,8 @@ def plot_density(spectrum, *, ax=None, log: bool = True):
     ax.set_xlabel("eigenvalue λ")
     ax.set_ylabel("density" + (" (log scale)" if log else ""))
     m = spectrum.meta
-    ax.set_title(f"Hessian eigenvalue density (SLQ: {m.get('n_vectors', '?')} vectors × "
-                 f"{m.get('n_lanczos', '?')} steps, σ = {spectrum.sigma:.3g})", fontsize="medium")
+    ax.set_title(_with_provenance(m, f"Hessian eigenvalue density (SLQ: {m.get('n_vectors', '?')} vectors × "
+                                     f"{m.get('n_lanczos', '?')} steps, σ = {spectrum.sigma:.3g})"), fontsize="medium")
     ax.legend(loc="best", fontsize="small")
     return fig
 
@@ -61,16 +62,22 @@ def plot_eigenvalues(eigenpairs, ax=None):
     Returns:
         The ``matplotlib.figure.Figure``.
     """
-    pairs = _load_as(eigenpairs, (Eigenpairs,), "plot_eigenvalues")
+    pairs = load_as(eigenpairs, (Eigenpairs,), "plot_eigenvalues")
     values = np.asarray(pairs.values, dtype=np.float64)
     residuals = np.asarray(pairs.meta.get("residual_norms", np.zeros_like(values)), dtype=np.float64)
-    fig, ax = _new_axes(ax)
+    fig, ax = new_axes(ax)
     index = np.arange(1, len(values) + 1)
     bars = ax.bar(index, values, yerr=residuals, capsize=4, color="C0")
     ax.bar_label(bars, fmt="%.4g", fontsize="small")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(index, [f"λ{i}" for i in index])
     ax.set_ylabel("eigenvalue")
-    ax.set_title(f"{pairs.which} {len(values)} Hessian eigenvalues ({pairs.meta.get('backend', '?')}; "
-                 "error bars: residual ‖Hv − λv‖)", fontsize="medium")
+    ax.set_title(_with_provenance(pairs.meta, f"{pairs.which} {len(values)} Hessian eigenvalues "
+                                  f"({pairs.meta.get('backend', '?')}; error bars: residual ‖Hv − λv‖)"),
+                 fontsize="medium")
     return fig
+
+
+def _with_provenance(meta: dict, what: str) -> str:
+    """``what`` under the title lines of the provenance (model, checkpoint, data, split)."""
+    return "\n".join(p for p in (title_of(meta), what) if p)

@@ -1,12 +1,13 @@
 """Interactive plotly figures of loss surfaces and lines, and one standalone HTML page for several.
 
-``plotly_figure`` draws a 2D ``Surface`` as a rotatable 3D surface (with its contours projected on the
-floor) beside a contour map, and a 1D ``Surface`` or an ``Interpolation`` as a curve with its metrics
-on a second axis. ``write_html`` puts any number of figures in one self-contained page that embeds
-plotly.js once (about 4.8 MB), so the page opens offline.
+``plotly_figure`` draws a plane as a rotatable 3D surface (its contours projected on the floor) beside
+a contour map, and a line (or a plane of one row or column) as a curve with its metrics on a second
+axis. ``write_html`` puts any number of figures in one self-contained page that embeds plotly.js
+once (about 4.8 MB), so the page opens offline; each figure fills the window's height, and the
+page states the provenance of what it shows.
 
-Orientation: plotly's ``z[r][c]`` is the value at ``(x[c], y[r])``, rows along ``y``; losslens's
-``loss[i, j]`` is at ``(x[i], y[j])``, so plotly gets ``loss.T``, shape ``(ny, nx)``.
+Orientation: plotly's ``z[r][c]`` is the value at ``(x[c], y[r])``, rows along ``y``: the ``(ny, nx)``
+``Z[iy, ix]`` of a ``Surface`` as it is.
 
 Static images come from matplotlib (``losslens.plot.surfaces``); plotly's own image export needs
 kaleido, which losslens does not depend on.
@@ -15,44 +16,50 @@ kaleido, which losslens does not depend on.
 from __future__ import annotations
 
 import html
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from losslens.landscape.interpolation import Interpolation
 from losslens.landscape.surface import Surface
-from losslens.plot.surfaces import LOG_FLOOR, _load_as, _path_label, _value_label, _values, axis_label, title_of
+from losslens.plot._base import load_as
+from losslens.plot.surfaces import LOG_FLOOR, _as_line, _finite_values, _is_between, _values, axis_label, title_of, value_label
+
+_MARGIN = {"l": 90, "r": 40, "t": 110, "b": 80}
 
 
 def plotly_figure(result, *, log: bool = False):
-    """An interactive figure of a surface or an interpolation.
+    """An interactive figure of a surface (a plane or a line).
 
     Args:
-        result: a ``Surface`` (1D or 2D), an ``Interpolation``, or the path of a file holding one.
+        result: a ``Surface`` or the path of a file holding one.
         log: draw :math:`\\log_{10} \\max(L, 10^{-12})` (planes) or a logarithmic loss axis (lines).
 
     Returns:
-        A ``plotly.graph_objects.Figure``: for a plane, a 3D surface (contours projected on its
-        floor) and a contour map side by side, the origin marked; for a line, the loss and, on a
-        second axis, the metrics.
+        A ``plotly.graph_objects.Figure``.
+
+    Raises:
+        ValueError: a surface with no finite value.
     """
-    result = _load_as(result, (Surface, Interpolation), "plotly_figure")
-    if isinstance(result, Surface) and result.ndim == 2:
-        return _plane(result, log)
-    return _line(result, log)
+    surface = load_as(result, (Surface,), "plotly_figure")
+    if surface.ndim == 2 and min(surface.shape) >= 2:
+        return _plane(surface, log)
+    return _line(surface, log)
 
 
-def write_html(figures, path: str | os.PathLike, title: str | None = None) -> Path:
+def write_html(figures, path: str | os.PathLike, title: str | None = None, provenance: dict | None = None) -> Path:
     """Write plotly figures into one standalone HTML page, embedding plotly.js once.
 
     The first figure carries the library (``include_plotlyjs=True``), the others only their data,
-    so a page of several figures is barely larger than a page of one.
+    so a page of several figures is barely larger than a page of one. Each figure is as tall as the
+    window (``90vh``) and as wide as the page.
 
     Args:
         figures: a plotly figure or a list of them, drawn one below the other.
         path: the HTML file to write (parent directories are created).
         title: the page's title and heading (default: no heading, title ``losslens``).
+        provenance: shown under the figures as indented JSON (what the results were computed from).
 
     Returns:
         The path written.
@@ -63,13 +70,18 @@ def write_html(figures, path: str | os.PathLike, title: str | None = None) -> Pa
     figures = list(figures) if isinstance(figures, (list, tuple)) else [figures]
     if not figures:
         raise ValueError("write_html needs at least one figure")
-    divs = [fig.to_html(full_html=False, include_plotlyjs=i == 0) for i, fig in enumerate(figures)]
+    divs = [fig.to_html(full_html=False, include_plotlyjs=i == 0, default_height="90vh", default_width="100%",
+                        config={"responsive": True}) for i, fig in enumerate(figures)]
     heading = f"<h1>{html.escape(title)}</h1>\n" if title else ""
+    details = ""
+    if provenance:
+        text = json.dumps(provenance, indent=2, default=str)
+        details = f"<details><summary>Provenance</summary><pre>{html.escape(text)}</pre></details>\n"
     page = (
         "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{html.escape(title or 'losslens')}</title>\n</head>\n<body>\n{heading}"
-        + "\n".join(divs)
-        + "\n</body>\n</html>\n"
+        f"<title>{html.escape(title or 'losslens')}</title>\n"
+        "<style>body{margin:0 1em;font-family:sans-serif} pre{font-size:12px}</style>\n</head>\n<body>\n"
+        f"{heading}" + "\n".join(divs) + f"\n{details}</body>\n</html>\n"
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,12 +89,16 @@ def write_html(figures, path: str | os.PathLike, title: str | None = None) -> Pa
     return path
 
 
+def _title(surface: Surface) -> str:
+    return "<br>".join(html.escape(line) for line in title_of(surface).splitlines())
+
+
 def _plane(surface: Surface, log: bool):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     Z, label = _values(surface, "loss", log)
-    z = np.where(np.isfinite(Z), Z, np.nan).T  # (ny, nx): plotly's rows run along y
+    z = np.where(np.isfinite(Z), Z, np.nan)  # (ny, nx): plotly's rows run along y
     xlabel, ylabel = axis_label(surface, 0), axis_label(surface, 1)
     fig = make_subplots(rows=1, cols=2, specs=[[{"type": "surface"}, {"type": "xy"}]],
                         column_widths=[0.55, 0.45], subplot_titles=("surface", "contours"))
@@ -93,46 +109,50 @@ def _plane(surface: Surface, log: bool):
     )
     fig.add_trace(
         go.Contour(x=surface.x, y=surface.y, z=z, colorscale="Viridis", ncontours=30, name=label,
-                   colorbar={"title": {"text": label}}),
+                   colorbar={"title": {"text": label, "side": "right"}}),
         row=1, col=2,
     )
-    fig.add_trace(
-        go.Scatter(x=[0.0], y=[0.0], mode="markers", name="origin w0",
-                   marker={"symbol": "star", "size": 14, "color": "red", "line": {"color": "white", "width": 1}}),
-        row=1, col=2,
-    )
+    origin = surface.origin_index
+    if origin is not None:
+        marker = {"symbol": "star", "size": 14, "color": "red", "line": {"color": "white", "width": 1}}
+        fig.add_trace(go.Scatter(x=[0.0], y=[0.0], mode="markers", name="origin w0", marker=marker), row=1, col=2)
+        if np.isfinite(z[origin]):
+            fig.add_trace(go.Scatter3d(x=[0.0], y=[0.0], z=[z[origin]], mode="markers", name="origin w0",
+                                       marker={"color": "red", "size": 5}), row=1, col=1)
     fig.update_layout(
-        title={"text": title_of(surface.meta)},
-        scene={"xaxis_title": "direction 1", "yaxis_title": "direction 2", "zaxis_title": label},
-        showlegend=False,
+        title={"text": _title(surface)},
+        scene={"xaxis_title": "d1", "yaxis_title": "d2", "zaxis_title": label},
+        showlegend=False, autosize=True, margin=_MARGIN,
     )
-    fig.update_xaxes(title_text=xlabel, row=1, col=2)
-    fig.update_yaxes(title_text=ylabel, row=1, col=2)
+    fig.update_xaxes(title_text=xlabel, automargin=True, row=1, col=2)
+    fig.update_yaxes(title_text=ylabel, automargin=True, row=1, col=2)
     return fig
 
 
-def _line(result: Surface | Interpolation, log: bool):
+def _line(surface: Surface, log: bool):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    if isinstance(result, Surface):
-        x, xlabel, meta = result.x, axis_label(result, 0), result.meta
-    else:
-        x, xlabel, meta = result.t, _path_label(result), {**result.meta.get("evaluator", {}), **result.meta}
-    loss = np.clip(result.loss, LOG_FLOOR, None) if log else result.loss
-    fig = make_subplots(specs=[[{"secondary_y": bool(result.metrics)}]])
-    fig.add_trace(go.Scatter(x=x, y=loss, mode="lines+markers", name="loss"), secondary_y=False)
-    for name, values in result.metrics.items():
-        fig.add_trace(go.Scatter(x=x, y=values, mode="lines", name=name, line={"dash": "dash"}), secondary_y=True)
-    title = title_of(meta)
-    if isinstance(result, Interpolation):
+    x, xlabel, values = _as_line(surface)
+    loss, note = _finite_values(surface, values["loss"], log)
+    other = {n: v for n, v in values.items() if n != "loss"}
+    fig = make_subplots(specs=[[{"secondary_y": bool(other)}]])
+    fig.add_trace(go.Scatter(x=x, y=np.clip(loss, LOG_FLOOR, None) if log else loss, mode="lines+markers",
+                             name="loss"), secondary_y=False)
+    for name, v in other.items():
+        fig.add_trace(go.Scatter(x=x, y=v, mode="lines", name=name, line={"dash": "dash"}), secondary_y=True)
+    title = _title(surface)
+    if _is_between(surface):
+        from losslens.landscape.interpolation import barrier
+
         for t in (0.0, 1.0):
             fig.add_vline(x=t, line={"dash": "dot", "color": "grey"})
-        if (result.t == 0.0).any() and (result.t == 1.0).any():
-            title = f"{title}, barrier {result.barrier:.4g}".lstrip(", ")
-    fig.update_layout(title={"text": title})
-    fig.update_xaxes(title_text=xlabel)
-    fig.update_yaxes(title_text=_value_label(meta, "loss", False), type="log" if log else "linear", secondary_y=False)
-    if result.metrics:
-        fig.update_yaxes(title_text=", ".join(result.metrics), secondary_y=True)
+        if (surface.x == 0.0).any() and (surface.x == 1.0).any():
+            title += f"<br>barrier {barrier(surface):.4g}"
+    fig.update_layout(title={"text": title}, autosize=True, margin=_MARGIN)
+    fig.update_xaxes(title_text=xlabel, automargin=True)
+    fig.update_yaxes(title_text=value_label(surface.meta, "loss", False) + note, type="log" if log else "linear",
+                     automargin=True, secondary_y=False)
+    if other:
+        fig.update_yaxes(title_text=", ".join(other), automargin=True, secondary_y=True)
     return fig

@@ -1,70 +1,46 @@
 """Matplotlib figures of loss lines and planes: 1D curves, contours, filled contours, 3D surfaces.
 
 The pictures of Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets" (NeurIPS), and of
-Goodfellow et al. 2015, "Qualitatively characterizing neural network optimization problems" (the
-loss along the segment between two points, with the barrier of Frankle et al. 2020).
+Goodfellow et al. 2015 (the loss along the segment between two points, with the barrier of Frankle
+et al. 2020).
 
-Computing never draws and drawing never computes: every function takes a result object
-(``Surface``, ``Interpolation``) or the path of a file its ``save`` wrote, builds a new
+Every function takes a ``Surface`` (or the path of its file), builds a new
 ``matplotlib.figure.Figure`` (no pyplot, no global state, any backend) unless given an ``ax``, and
-returns the figure. Saving it is the caller's choice (``fig.savefig(path)``).
+returns the figure; saving it is the caller's choice. A plane's ``loss`` is ``(ny, nx)`` with
+``Z[iy, ix]`` at ``(x[ix], y[iy])``, which is what ``contour(x, y, Z)`` expects: nothing is transposed.
 
-Orientation: ``surface.loss[i, j]`` is the loss at ``(x[i], y[j])``, so the coordinates are built with
-``np.meshgrid(x, y, indexing="ij")``, which has the loss's own ``(nx, ny)`` shape. (The default
-``indexing="xy"`` gives ``(ny, nx)`` and silently transposes the picture when ``nx == ny``, a mistake
-of older tools.)
+Colour levels (``levels``): ``"auto"`` is log-spaced when every value is positive (a loss basin spans
+decades: linear levels spend them all on the walls) and at quantiles of the values otherwise;
+``"log"``, ``"quantile"``, ``"linear"``, a number of linear levels, explicit values, or the reference
+tool's ``vmin``/``vmax``/``vlevel`` (``np.arange(vmin, vmax, vlevel)``).
 
-Log scale: with ``log=True`` the values drawn are :math:`\\log_{10} \\max(v, 10^{-12})`, or the
-values clipped at :math:`10^{-12}` on a logarithmic axis for 1D curves. Losses of cross-entropy and MSE
-are positive; the clip only keeps an exact zero (or a rounding error below it) drawable.
+Log scale (``log=True``): the values drawn are :math:`\\log_{10} \\max(v, 10^{-12})`; values at or
+below 0 are clipped there, and the axis label says how many.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from losslens._io import open_h5
-from losslens.errors import LosslensError
-from losslens.landscape.interpolation import Interpolation
 from losslens.landscape.surface import Surface
+from losslens.plot._base import load_as, new_axes
 
 LOG_FLOOR = 1e-12  # values are clipped here before taking logs
-
-
-def load_result(path: str | os.PathLike):
-    """The result object a losslens HDF5 file holds, picked by the file's ``losslens_kind`` attribute.
-
-    Kinds: ``surface`` (also the older loss-landscape tool's surface files, which have no header),
-    ``interpolation``, ``spectrum`` and ``eigenpairs``.
-
-    Raises:
-        LosslensError: the file is missing, not HDF5, or holds a kind of result that is not drawn.
-    """
-    from losslens.landscape.hessian import Eigenpairs
-    from losslens.landscape.spectrum import Spectrum
-
-    loaders = {"surface": Surface.load, "interpolation": Interpolation.load, "spectrum": Spectrum.load,
-               "eigenpairs": Eigenpairs.load}
-    path = Path(path)
-    with open_h5(path) as f:
-        kind = f.attrs.get("losslens_kind", "surface")  # no header: maybe an older tool's surface
-    if kind not in loaders:
-        raise LosslensError(f"{path} holds a losslens {kind} result, which is not drawn; "
-                            f"drawable kinds: {', '.join(loaders)}")
-    return loaders[kind](path)
+LEVEL_MODES = ("auto", "log", "quantile", "linear")
+_N_LEVELS = 30
 
 
 def plot_1d(result, *, ax=None, log: bool = False, metrics: bool = True):
     """The loss along a line, with the metrics (accuracy) on a twin right axis.
 
-    For an ``Interpolation`` the endpoints ``t = 0`` and ``t = 1`` are marked and the barrier
-    :math:`\\max_{t \\in [0,1]} L(t) - \\max(L(0), L(1))` is drawn as a vertical segment at its peak.
+    A line between two points (directions of kind ``"between"``) has its endpoints ``t = 0`` and
+    ``t = 1`` marked and the barrier drawn as a vertical segment at its peak. A plane of one row or
+    column (``1 x N``) is drawn as the line it is.
 
     Args:
-        result: a 1D ``Surface``, an ``Interpolation``, or the path of a file holding one.
+        result: a ``Surface`` (1D, or 2D with one row or column), or the path of a file holding one.
         ax: axes to draw on (default: a new figure).
         log: logarithmic loss axis (values clipped at ``LOG_FLOOR``).
         metrics: also draw the metrics, on a twin axis.
@@ -73,71 +49,74 @@ def plot_1d(result, *, ax=None, log: bool = False, metrics: bool = True):
         The ``matplotlib.figure.Figure``.
 
     Raises:
-        ValueError: a 2D surface, or another kind of result.
+        ValueError: a plane of several rows and columns, or a surface with no finite value.
     """
-    result = _load_as(result, (Surface, Interpolation), "plot_1d")
-    if isinstance(result, Surface):
-        if result.ndim != 1:
-            raise ValueError(f"plot_1d draws a line, but this surface is 2D with shape {list(result.loss.shape)}: "
-                             "use plot_contour or plot_3d")
-        x, xlabel, meta = result.x, axis_label(result, 0), result.meta
-    else:
-        x, xlabel, meta = result.t, _path_label(result), {**result.meta.get("evaluator", {}), **result.meta}
-    fig, ax = _new_axes(ax)
-    loss = np.clip(result.loss, LOG_FLOOR, None) if log else result.loss
-    handles = ax.plot(x, loss, color="C0", marker=".", label="loss")
+    surface = _load(result, "plot_1d")
+    x, xlabel, values = _as_line(surface)
+    loss, note = _finite_values(surface, values["loss"], log)
+    fig, ax = new_axes(ax)
+    handles = ax.plot(x, np.clip(loss, LOG_FLOOR, None) if log else loss, color="C0", marker=".", label="loss")
     if log:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(_value_label(meta, "loss", False) + (" (log scale)" if log else ""))
-    if isinstance(result, Interpolation):
-        handles += _mark_endpoints(ax, result, loss)
-    if metrics and result.metrics:
+    ax.set_ylabel(value_label(surface.meta, "loss", log) + note)
+    if _is_between(surface):
+        handles += _mark_endpoints(ax, surface, np.clip(loss, LOG_FLOOR, None) if log else loss)
+    other = {n: v for n, v in values.items() if n != "loss"}
+    if metrics and other:
         twin = ax.twinx()
-        for k, (name, values) in enumerate(result.metrics.items()):
-            handles += twin.plot(x, values, color=f"C{k + 1}", linestyle="--", label=name)
-        twin.set_ylabel(", ".join(result.metrics))
+        for k, (name, v) in enumerate(other.items()):
+            handles += twin.plot(x, v, color=f"C{k + 1}", linestyle="--", label=name)
+        twin.set_ylabel(", ".join(other))
     ax.legend(handles=handles, loc="best", fontsize="small")
-    ax.set_title(title_of(meta))
+    ax.set_title(title_of(surface), fontsize="medium")
     return fig
 
 
-def plot_contour(surface, *, ax=None, filled: bool = False, levels=30, log: bool = False, metric: str = "loss"):
+def plot_contour(surface, *, ax=None, filled: bool = False, levels="auto", log: bool = False, metric: str = "loss",
+                 vmin: float | None = None, vmax: float | None = None, vlevel: float | None = None):
     """Contour lines (or filled contours) of a 2D surface, with a colour bar and the origin marked.
 
     Args:
         surface: a 2D ``Surface`` or the path of a file holding one.
         ax: axes to draw on (default: a new figure).
         filled: filled contours (``contourf``) instead of lines.
-        levels: number of levels, or their values (as matplotlib's ``levels``).
+        levels: ``"auto"``, ``"log"``, ``"quantile"``, ``"linear"``, a number of linear levels, or their
+            values (see the module docstring).
         log: draw :math:`\\log_{10} \\max(v, 10^{-12})`.
         metric: ``"loss"`` or the name of one of the surface's metrics (``"accuracy"``).
+        vmin, vmax, vlevel: the reference tool's levels ``np.arange(vmin, vmax, vlevel)`` (all three).
 
     Returns:
-        The ``matplotlib.figure.Figure``; the first axes' contour set has the loss's ``(nx, ny)``
-        layout, ``x`` along the horizontal axis.
+        The ``matplotlib.figure.Figure``.
 
     Raises:
-        ValueError: a 1D surface, or an unknown metric (the valid ones are listed).
+        ValueError: a 1D surface (or one row), an unknown metric or level mode, or no finite value.
     """
+    from matplotlib.colors import BoundaryNorm
+
     surface = _surface_2d(surface, "plot_contour")
     Z, label = _values(surface, metric, log)
-    X, Y = np.meshgrid(surface.x, surface.y, indexing="ij")  # (nx, ny), like loss[i, j] at (x[i], y[j])
-    fig, ax = _new_axes(ax)
+    bounds = _levels(Z, levels, vmin, vmax, vlevel)
+    fig, ax = new_axes(ax)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"]
+    norm = BoundaryNorm(bounds, cmap.N, extend="both") if len(bounds) > 1 else None
     draw = ax.contourf if filled else ax.contour
-    contours = draw(X, Y, np.ma.masked_invalid(Z), levels=levels, cmap="viridis")
-    fig.colorbar(contours, ax=ax, label=label)
-    ax.plot(0.0, 0.0, marker="*", markersize=12, color="red", markeredgecolor="white", linestyle="none",
-            label="origin $w_0$")
-    ax.legend(loc="upper right", fontsize="small")
+    contours = draw(surface.x, surface.y, np.ma.masked_invalid(Z), levels=bounds, cmap=cmap, norm=norm,
+                    extend="both" if filled else "neither")
+    bar = fig.colorbar(contours, ax=ax, label=label)
+    bar.ax.tick_params(labelsize="small")
+    _mark_origin(ax, surface)
     ax.set_xlabel(axis_label(surface, 0))
     ax.set_ylabel(axis_label(surface, 1))
-    ax.set_title(title_of(surface.meta))
+    ax.set_title(title_of(surface), fontsize="medium")
     return fig
 
 
 def plot_3d(surface, *, ax=None, log: bool = False):
-    """The loss of a 2D surface as a 3D surface (matplotlib ``plot_surface``).
+    """The loss of a 2D surface as a 3D surface (matplotlib ``plot_surface``), the origin marked.
 
     Args:
         surface: a 2D ``Surface`` or the path of a file holding one.
@@ -148,18 +127,29 @@ def plot_3d(surface, *, ax=None, log: bool = False):
         The ``matplotlib.figure.Figure``.
 
     Raises:
-        ValueError: a 1D surface, or ``ax`` that is not 3D.
+        ValueError: a 1D surface, ``ax`` that is not 3D, or no finite value.
     """
+    from matplotlib.ticker import MaxNLocator
+
     surface = _surface_2d(surface, "plot_3d")
     Z, label = _values(surface, "loss", log)
-    X, Y = np.meshgrid(surface.x, surface.y, indexing="ij")
-    fig, ax = _new_axes(ax, projection="3d")
-    surf = ax.plot_surface(X, Y, Z, cmap="viridis", linewidth=0, antialiased=True)
-    fig.colorbar(surf, ax=ax, shrink=0.6, pad=0.1, label=label)
-    ax.set_xlabel(axis_label(surface, 0), fontsize="small")
-    ax.set_ylabel(axis_label(surface, 1), fontsize="small")
-    ax.set_zlabel(label)
-    ax.set_title(title_of(surface.meta))
+    X, Y = np.meshgrid(surface.x, surface.y)  # (ny, nx), like Z
+    fig, ax = new_axes(ax, projection="3d")
+    ax.computed_zorder = False  # draw the origin's marker over the surface, not hidden in it
+    surf = ax.plot_surface(X, Y, np.ma.masked_invalid(Z), cmap="viridis", linewidth=0, antialiased=True)
+    fig.colorbar(surf, ax=ax, shrink=0.6, pad=0.12, label=label)
+    origin = surface.origin_index
+    if origin is not None and np.isfinite(Z[origin]):
+        ax.scatter([0.0], [0.0], [Z[origin]], color="red", marker="*", s=160, edgecolors="white", depthshade=False,
+                   zorder=10, label="origin $w_0$")
+        ax.legend(loc="upper left", fontsize="small")
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.set_major_locator(MaxNLocator(5))
+    ax.tick_params(labelsize="x-small", pad=1)
+    ax.set_xlabel(_short_axis(surface, 0), fontsize="small", labelpad=6)
+    ax.set_ylabel(_short_axis(surface, 1), fontsize="small", labelpad=6)
+    ax.set_zlabel(label, fontsize="small", labelpad=6)
+    ax.set_title(title_of(surface), fontsize="medium")
     return fig
 
 
@@ -183,89 +173,174 @@ def axis_label(surface: Surface, i: int) -> str:
                                         else f"{m.get('normalization')}-normalized"),
         "hessian": lambda: "Hessian eigenvector" + listed("eigenvalues", ", λ = {:.4g}"),
         "pca": lambda: f"PCA component {i + 1}" + listed("explained_variance_ratio", ", {:.1%} of variance"),
-        "between": lambda: " → ".join(Path(e).name for e in m["endpoints"]) if m.get("endpoints") else "between two points",
+        "between": lambda: _endpoints_label(m),
     }
     return f"{head}: {recipes[d.kind]() if d.kind in recipes else d.kind}"
 
 
-def title_of(meta: dict) -> str:
-    """A one-line title from a result's provenance: model, data set, split and samples."""
+def title_of(surface_or_meta) -> str:
+    """Two lines from a result's provenance: what was evaluated (model, checkpoint with its step and
+    epoch), then on what (data, split, samples), along which directions, and how much of the grid."""
+    surface = surface_or_meta if isinstance(surface_or_meta, Surface) else None
+    meta = surface.meta if surface is not None else surface_or_meta
+    model = meta.get("model")
+    model = (model.get("name") or model.get("class", "").rpartition(".")[2]) if isinstance(model, dict) else model
+    ckpt = meta.get("checkpoint")
+    first = [str(model) if model else ""]
+    if isinstance(ckpt, dict):
+        when = ", ".join(f"{k} {ckpt[k]:g}" if isinstance(ckpt[k], float) else f"{k} {ckpt[k]}"
+                         for k in ("step", "epoch") if ckpt.get(k) is not None)
+        first.append(f"at {ckpt.get('label', ckpt.get('path', ''))}" + (f" ({when})" if when else ""))
+    second = []
     data = meta.get("data")
-    data = " ".join(str(data.get(k)) for k in ("name", "split") if data.get(k)) if isinstance(data, dict) else data
-    parts = [str(meta["model"]) if meta.get("model") else "", f"on {data}" if data else ""]
-    if meta.get("n_samples"):
-        parts.append(f"({meta['n_samples']} samples)")
-    return " ".join(p for p in parts if p)
+    if isinstance(data, dict):
+        split = data.get("split")
+        name = data.get("name") or ""
+        second.append(" ".join(p for p in (name, f"{split} split" if split else "") if p))
+        n = data.get("n_samples") or meta.get("n_samples")
+        if n:
+            second[-1] += f" ({n} samples" + (", a seeded subset" if data.get("subset") else "") + ")"
+    kind = meta.get("directions_kind") or (surface.directions.kind if surface is not None and surface.directions else None)
+    if kind:
+        second.append(f"{kind} directions")
+    if meta.get("bn") not in (None, "eval"):
+        second.append(f"BatchNorm {meta['bn']}")
+    if surface is not None and not surface.complete:
+        second.append(f"partial grid: {int(surface.done.sum())} of {surface.done.size} points")
+    lines = [" ".join(p for p in first if p), ", ".join(p for p in second if p)]
+    return "\n".join(line for line in lines if line)
 
 
-def _value_label(meta: dict, metric: str, log: bool) -> str:
+def value_label(meta: dict, metric: str, log: bool) -> str:
     name = f"{meta['loss']} loss" if metric == "loss" and meta.get("loss") else metric
     return f"log10 {name}" if log else name
-
-
-def _path_label(result: Interpolation) -> str:
-    ends = result.meta.get("endpoints")
-    if ends:
-        return f"t  (0: {Path(ends[0]).name}, 1: {Path(ends[1]).name})"
-    return "t  (w = w_a + t d)"
 
 
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _load_as(result, types: tuple[type, ...], caller: str):
-    """``result`` itself, or the object its file holds, checked to be one of ``types``."""
-    if isinstance(result, (str, os.PathLike)):
-        result = load_result(result)
-    if not isinstance(result, types):
-        names = " or ".join(t.__name__ for t in types)
-        raise ValueError(f"{caller} draws a {names} (or the path of its file), not a {type(result).__name__}")
-    return result
+def _load(result, caller: str) -> Surface:
+    return load_as(result, (Surface,), caller)
 
 
 def _surface_2d(surface, caller: str) -> Surface:
-    surface = _load_as(surface, (Surface,), caller)
-    if surface.ndim != 2:
-        raise ValueError(f"{caller} draws a 2D surface, but this one is 1D with {len(surface.x)} points: use plot_1d")
+    surface = _load(surface, caller)
+    if surface.ndim != 2 or min(surface.shape) < 2:
+        raise ValueError(f"{caller} draws a plane of at least 2 x 2 points, but this surface has shape "
+                         f"{list(surface.shape)}: use plot_1d")
     return surface
 
 
+def _as_line(surface: Surface) -> tuple[np.ndarray, str, dict[str, np.ndarray]]:
+    """``(coordinates, axis label, {name: values})`` of a line, or of a plane of one row or column."""
+    values = surface.values[surface.split]
+    if surface.ndim == 1:
+        label = _path_label(surface) if _is_between(surface) else axis_label(surface, 0)
+        return surface.x, label, values
+    ny, nx = surface.shape
+    if ny == 1:
+        return surface.x, axis_label(surface, 0) + f"  (y = {surface.y[0]:.4g})", {n: v[0] for n, v in values.items()}
+    if nx == 1:
+        return surface.y, axis_label(surface, 1) + f"  (x = {surface.x[0]:.4g})", {n: v[:, 0] for n, v in values.items()}
+    raise ValueError(f"plot_1d draws a line, but this surface is a {ny} x {nx} plane: use plot_contour or plot_3d")
+
+
+def _finite_values(surface: Surface, values: np.ndarray, log: bool) -> tuple[np.ndarray, str]:
+    """The values, checked to hold a finite one, and a note on what a log scale clipped."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise ValueError(f"the surface holds no finite value ({int(surface.done.sum())} points computed): "
+                         "nothing to draw")
+    if not log:
+        return values, ""
+    clipped = int((finite & (values <= LOG_FLOOR)).sum())
+    return values, (f" ({clipped} values ≤ 0 clipped at {LOG_FLOOR:g})" if clipped else "")
+
+
 def _values(surface: Surface, metric: str, log: bool) -> tuple[np.ndarray, str]:
-    """The array to draw (``(nx, ny)``) and its colour-bar label."""
+    """The ``(ny, nx)`` array to draw and its colour-bar label."""
     choices = ("loss", *surface.metrics)
     if metric not in choices:
         raise ValueError(f"unknown metric {metric!r} for this surface; valid: {', '.join(choices)}")
     values = surface.loss if metric == "loss" else surface.metrics[metric]
+    values, note = _finite_values(surface, np.asarray(values, dtype=np.float64), log)
     if log:
         values = np.log10(np.clip(values, LOG_FLOOR, None))
-    return np.asarray(values, dtype=np.float64), _value_label(surface.meta, metric, log)
+    return values, value_label(surface.meta, metric, log) + note
 
 
-def _new_axes(ax=None, *, projection: str | None = None):
-    """``(figure, axes)``: those of ``ax``, or a new ``Figure`` with one axes."""
-    if ax is not None:
-        if projection == "3d" and getattr(ax, "name", None) != "3d":
-            raise ValueError("ax must be 3D axes, made with projection='3d'")
-        return ax.figure, ax
-    from matplotlib.figure import Figure
+def _levels(Z: np.ndarray, levels, vmin, vmax, vlevel) -> np.ndarray:
+    """Increasing level values (see the module docstring)."""
+    if (vmin, vmax, vlevel) != (None, None, None):
+        if None in (vmin, vmax, vlevel) or not (vlevel > 0 and vmax > vmin):
+            raise ValueError("vmin, vmax and vlevel go together, with vmax > vmin and vlevel > 0 "
+                             "(levels np.arange(vmin, vmax, vlevel), as the reference tool draws)")
+        return np.arange(vmin, vmax, vlevel)
+    finite = Z[np.isfinite(Z)]
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi <= lo:  # a flat surface: one band around its value
+        pad = max(abs(lo), 1.0) * 1e-6
+        return np.array([lo - pad, lo + pad])
+    if isinstance(levels, (int, np.integer)) and not isinstance(levels, bool):
+        return np.linspace(lo, hi, max(2, int(levels)))
+    if not isinstance(levels, str):
+        return np.asarray(levels, dtype=np.float64)
+    if levels not in LEVEL_MODES:
+        raise ValueError(f"unknown levels {levels!r}; valid: {', '.join(LEVEL_MODES)}, a number or values")
+    if levels == "auto":
+        levels = "log" if lo > 0 else "quantile"
+    if levels == "log":
+        if lo <= 0:
+            raise ValueError("log-spaced levels need positive values; use levels='quantile' or 'linear'")
+        return np.geomspace(lo, hi, _N_LEVELS)
+    if levels == "quantile":
+        return np.unique(np.quantile(finite, np.linspace(0, 1, _N_LEVELS)))
+    return np.linspace(lo, hi, _N_LEVELS)
 
-    fig = Figure(figsize=(7.5, 5.5) if projection == "3d" else (6.4, 4.8), layout="constrained")
-    return fig, fig.add_subplot(projection=projection)
+
+def _mark_origin(ax, surface: Surface) -> None:
+    if surface.origin_index is not None:
+        ax.plot(0.0, 0.0, marker="*", markersize=12, color="red", markeredgecolor="white", linestyle="none",
+                label="origin $w_0$")
+        ax.legend(loc="upper right", fontsize="small")
 
 
-def _mark_endpoints(ax, result: Interpolation, drawn: np.ndarray) -> list:
+def _short_axis(surface: Surface, i: int) -> str:
+    d = surface.directions
+    return f"d{i + 1}" + (f" ({d.kind})" if d is not None else "")
+
+
+def _is_between(surface: Surface) -> bool:
+    return surface.ndim == 1 and surface.directions is not None and surface.directions.kind == "between"
+
+
+def _endpoints_label(meta: dict) -> str:
+    ends = meta.get("endpoints")
+    return " → ".join(Path(e).name for e in ends) if ends else "between two points"
+
+
+def _path_label(surface: Surface) -> str:
+    ends = surface.directions.meta.get("endpoints")
+    if ends:
+        return f"t  (0: {Path(ends[0]).name}, 1: {Path(ends[1]).name})"
+    return "t  (w = w_a + t (w_b - w_a))"
+
+
+def _mark_endpoints(ax, surface: Surface, drawn: np.ndarray) -> list:
     """Dotted lines at ``t = 0`` and ``t = 1``, and the barrier as a segment at its peak."""
+    from losslens.landscape.interpolation import barrier
+
     for t in (0.0, 1.0):
         ax.axvline(t, color="grey", linestyle=":", linewidth=1)
-    t = result.t
+    t = surface.x
     ends = [np.flatnonzero(t == v) for v in (0.0, 1.0)]
     if any(len(e) == 0 for e in ends):  # a hand-made grid without the endpoints has no barrier
         return []
-    barrier = result.barrier
-    inside = np.flatnonzero((t >= 0.0) & (t <= 1.0))
-    if not np.isfinite(barrier):
+    value = barrier(surface)
+    if not np.isfinite(value):
         return []
-    peak = inside[np.argmax(result.loss[inside])]
+    inside = np.flatnonzero((t >= 0.0) & (t <= 1.0))
+    peak = inside[np.argmax(surface.loss[inside])]
     base = max(drawn[ends[0][0]], drawn[ends[1][0]])
     return ax.plot([t[peak], t[peak]], [base, drawn[peak]], color="C3", linewidth=2, marker="_", markersize=12,
-                   label=f"barrier {barrier:.4g}")
+                   label=f"barrier {value:.4g}")

@@ -8,7 +8,7 @@ from torch import nn
 from torch.func import functional_call, hessian
 
 from losslens.core.evaluator import Evaluator
-from losslens.landscape.hessian import HessianOperator
+from losslens.landscape.operator import HessianOperator
 
 
 @pytest.fixture(scope="module")

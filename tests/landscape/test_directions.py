@@ -260,3 +260,8 @@ def test_hessian_directions_are_top_eigenvectors():
     torch.testing.assert_close(Hd, values[:, None] * dirs.vectors, rtol=1e-5, atol=1e-7)
     again = hessian_directions(ev, k=2)
     assert torch.allclose(again.vectors, dirs.vectors, atol=1e-8)
+    for seed in range(1, 6):  # another start vector, the same directions: the sign is fixed
+        other = hessian_directions(ev, k=2, seed=seed)
+        assert torch.allclose(other.vectors, dirs.vectors, atol=1e-6)
+    largest = dirs.vectors.gather(1, dirs.vectors.abs().argmax(dim=1, keepdim=True))
+    assert (largest > 0).all()

@@ -5,12 +5,19 @@ Ground truth: a dense symmetric matrix with a known spectrum, and the dense Hess
 parameter vector, diagonalized by ``torch.linalg.eigh``.
 """
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
 from scipy.sparse.linalg import eigsh
 
-from losslens.landscape.hessian import Eigenpairs, HessianOperator, eigenpairs
+from torch import nn
+
+from losslens.core.evaluator import Evaluator
+from losslens.errors import ConfigError
+from losslens.landscape.hessian import Eigenpairs, eigenpairs
+from losslens.landscape.operator import HessianOperator, NonFiniteHessian
 
 
 def known_matrix(P=120, seed=0):
@@ -90,7 +97,7 @@ def test_eigenpairs_of_known_matrix(which):
     cos = (res.vectors @ U[:, idx]).diagonal().abs()
     assert torch.all(cos > 1 - 1e-6)
     assert max(res.meta["residual_norms"]) < 1e-6
-    assert res.which == which and res.meta["backend"] == "lanczos" and res.n_matvec > 3
+    assert res.which == which and res.meta["backend"] == "losslens" and res.n_matvec > 3
 
 
 def test_eigenpairs_seeded_and_residuals_bound_the_error():
@@ -121,12 +128,13 @@ def test_eigenpairs_rejects_bad_options():
     H, _, _ = known_matrix(P=20)
     with pytest.raises(ValueError, match="largest, smallest"):
         eigenpairs(H, which="top")
-    with pytest.raises(ValueError, match="lanczos, pyhessian"):
+    with pytest.raises(ValueError, match="losslens, pyhessian"):
         eigenpairs(H, backend="arpack")
     with pytest.raises(ValueError, match="k must be"):
         eigenpairs(H, k=20)
-    with pytest.raises(ValueError, match="HessianOperator"):
-        eigenpairs(H, backend="pyhessian")
+    if importlib.util.find_spec("pyhessian") is not None:
+        with pytest.raises(ValueError, match="HessianOperator"):
+            eigenpairs(H, backend="pyhessian")
     with pytest.raises(ValueError, match="symmetric"):
         eigenpairs(H + torch.triu(torch.ones(20, 20, dtype=torch.float64), 1))
     with pytest.raises(ValueError, match="square"):
@@ -149,6 +157,7 @@ def test_lanczos_matches_dense_hessian_of_net(net, which):
 
 
 def test_pyhessian_agrees_within_its_tolerance_and_leaves_state_alone(net):
+    pytest.importorskip("pyhessian")
     model, ev, op, dense = net
     snap = snapshot(model)
     rng, dtype = torch.get_rng_state(), torch.get_default_dtype()
@@ -164,3 +173,41 @@ def test_pyhessian_agrees_within_its_tolerance_and_leaves_state_alone(net):
     assert torch.equal(torch.get_rng_state(), rng) and torch.get_default_dtype() == dtype
     with pytest.raises(ValueError, match="largest"):
         eigenpairs(op, k=2, backend="pyhessian", which="smallest")
+
+
+def test_operator_keeps_a_gradient_graph_only_when_it_fits(net):
+    model, ev, op, dense = net
+    v = torch.randn(ev.space.size, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    kept = HessianOperator(ev)
+    torch.testing.assert_close(kept @ v, dense @ v, rtol=1e-10, atol=1e-12)
+    assert kept._graph is not None  # built once at the point, reused by the next products
+    graph = kept._graph
+    kept @ v
+    assert kept._graph is graph
+    kept.release()
+    assert kept._graph is None
+    x, y = ev.data.x, ev.data.y
+    tight = Evaluator(model, "cross_entropy", (x, y), dtype=torch.float64, memory_budget=64, device="cpu")
+    recomputed = HessianOperator(tight)
+    torch.testing.assert_close(recomputed @ v, dense @ v, rtol=1e-10, atol=1e-12)
+    assert recomputed._graph is None  # forward-over-reverse at every product
+
+
+def test_diverged_point_is_a_clear_error_not_an_arpack_failure():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    x, y = torch.randn(20, 4), torch.randint(0, 3, (20,))
+    with pytest.warns(UserWarning, match="not all finite"):
+        ev = Evaluator(model, "cross_entropy", (x, y), dtype=torch.float64, device="cpu")
+    with pytest.raises(NonFiniteHessian, match=r"not finite \(loss there: nan\)"):
+        eigenpairs(HessianOperator(ev), k=2)
+
+
+def test_pyhessian_backend_missing_is_one_line(net, monkeypatch):
+    _, _, op, _ = net
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyhessian" else real(name, *a))
+    with pytest.raises(ConfigError, match="optional PyHessian package .* pip install pyhessian"):
+        eigenpairs(op, k=2, backend="pyhessian")

@@ -1,4 +1,5 @@
-"""Tests of losslens.landscape.interpolation: exact parabolas, barriers, the grid, round trips."""
+"""Tests of losslens.landscape.interpolation: a line between two points is a 1-D surface; exact
+parabolas, barriers, the grid, round trips."""
 
 import numpy as np
 import pytest
@@ -7,9 +8,9 @@ from torch import nn
 
 from losslens.core.evaluator import Evaluator
 from losslens.errors import LosslensError
-from losslens.landscape.directions import between
-from losslens.landscape.interpolation import Interpolation, interpolate
-from losslens.landscape.surface import surface_1d
+from losslens.landscape.directions import Directions, between
+from losslens.landscape.interpolation import barrier, interpolate
+from losslens.landscape.surface import Surface, surface_1d
 
 
 @pytest.fixture
@@ -34,11 +35,14 @@ def parabola(X, y, w_a, d, t):
 def test_loss_along_a_line_is_the_exact_parabola(quadratic):
     ev, model, X, y, w_a, w_b = quadratic
     before = model.weight.detach().clone()
-    res = interpolate(ev, w_a, w_b, steps=41)
-    np.testing.assert_allclose(res.loss, parabola(X, y, w_a, w_b - w_a, res.t), rtol=1e-5)
-    assert len(res) == 41 and res.t[0] == -0.5 and res.t[-1] == 1.5
-    assert res.meta["path"] == "between" and res.meta["evaluator"] == ev.meta()
-    assert res.meta["distance"] == pytest.approx(float((w_b - w_a).norm()))
+    line = interpolate(ev, w_a, w_b, steps=41, names=("a.pt", "b.pt"))
+    assert isinstance(line, Surface) and line.ndim == 1
+    np.testing.assert_allclose(line.loss, parabola(X, y, w_a, w_b - w_a, line.x), rtol=1e-12)
+    assert len(line.x) == 41 and line.x[0] == -0.5 and line.x[-1] == 1.5
+    assert line.directions.kind == "between" and line.directions.meta["endpoints"] == ["a.pt", "b.pt"]
+    assert line.directions.meta["norm"] == pytest.approx(float((w_b - w_a).norm()))
+    np.testing.assert_array_equal(line.w0, w_a.numpy())
+    assert line.meta["extrapolate"] == 0.5 and line.meta["loss"] == "mse"
     assert torch.equal(model.weight, before)
 
 
@@ -49,43 +53,31 @@ def test_a_1d_surface_along_the_line_equals_the_interpolation():
     ev = Evaluator(model, "cross_entropy", (x, y))
     w_a, w_b = ev.w0, ev.w0 + 0.5 * torch.randn(ev.space.size)
     line = interpolate(ev, w_a, w_b, steps=13)
-    surface = surface_1d(ev, w_a, between(w_a, w_b), line.t, progress=False)
+    surface = surface_1d(ev, w_a, between(w_a, w_b), line.x, progress=False)
     np.testing.assert_allclose(surface.loss, line.loss, rtol=1e-6)
     np.testing.assert_allclose(surface.metrics["accuracy"], line.metrics["accuracy"])
 
 
-def test_direction_path_equals_the_endpoint_path(quadratic):
-    ev, _, X, y, w_a, w_b = quadratic
-    t = np.linspace(-1, 2, 7)
-    ref = interpolate(ev, w_a, w_b, t=t)
-    along = interpolate(ev, w_a, direction=w_b - w_a, t=t)
-    from_dirs = interpolate(ev, w_a, direction=between(w_a, w_b), t=t)
-    assert along.meta["path"] == "direction"
-    np.testing.assert_allclose(along.loss, ref.loss, rtol=1e-12)
-    np.testing.assert_allclose(from_dirs.loss, ref.loss, rtol=1e-12)
-    chunked = interpolate(ev, w_a, w_b, t=t, progress=True)
-    np.testing.assert_allclose(chunked.loss, ref.loss, rtol=1e-12)
-
-
 def test_grid_always_holds_the_endpoints(quadratic):
     ev, _, X, y, w_a, w_b = quadratic
-    res = interpolate(ev, w_a, w_b, steps=4)  # -0.5, 1/6, 5/6, 1.5: misses 0 and 1
-    np.testing.assert_allclose(res.t, [-0.5, 0, 1 / 6, 5 / 6, 1, 1.5])
-    assert np.all(np.diff(res.t) > 0)
-    res = interpolate(ev, w_a, w_b, t=[0.3, -0.2])
-    assert list(res.t) == [-0.2, 0.0, 0.3, 1.0]
-    np.testing.assert_allclose(res.loss[[1, 3]], ev.evaluate(torch.stack([w_a, w_b])).loss.numpy(), rtol=1e-12)
+    line = interpolate(ev, w_a, w_b, steps=4)  # -0.5, 1/6, 5/6, 1.5: misses 0 and 1
+    np.testing.assert_allclose(line.x, [-0.5, 0, 1 / 6, 5 / 6, 1, 1.5])
+    line = interpolate(ev, w_a, w_b, t=[0.3, -0.2])
+    assert list(line.x) == [-0.2, 0.0, 0.3, 1.0]
+    np.testing.assert_allclose(line.loss[[1, 3]], ev.evaluate(torch.stack([w_a, w_b])).loss.numpy(), rtol=1e-12)
     # linspace puts 5.6e-17 instead of 0 in the second grid, 1 + 2.2e-16 instead of 1 in the third
     for steps, extrapolate in [(41, 0.5), (17, 0.3), (13, 0.1)]:
-        t = interpolate(ev, w_a, w_b, steps=steps, extrapolate=extrapolate).t
+        t = interpolate(ev, w_a, w_b, steps=steps, extrapolate=extrapolate).x
         assert len(t) == steps and 0.0 in t and 1.0 in t  # snapped to 0 and 1, not duplicated
 
 
 def test_barrier_of_a_known_bump():
-    res = Interpolation(np.array([-1, 0, 0.5, 1, 2.0]), np.array([10, 1, 3, 2, 10.0]), {}, {})
-    assert res.barrier == 1.0  # extrapolated values are not part of the segment
+    line = Surface.from_arrays(np.array([-1, 0, 0.5, 1, 2.0]), None, np.array([10, 1, 3, 2, 10.0]))
+    assert barrier(line) == 1.0  # extrapolated values are not part of the segment
     with pytest.raises(ValueError, match="t=0 and t=1"):
-        _ = Interpolation(np.array([0.0, 0.5]), np.array([1.0, 2.0])).barrier
+        barrier(Surface.from_arrays(np.array([0.0, 0.5]), None, np.array([1.0, 2.0])))
+    with pytest.raises(ValueError, match="on a line"):
+        barrier(Surface.from_arrays([0.0, 1.0], [0.0, 1.0], np.zeros((2, 2))))
 
 
 def test_barrier_of_a_double_well():
@@ -98,21 +90,17 @@ def test_barrier_of_a_double_well():
 
     ev = Evaluator(model, double_well, data, dtype=torch.float64, metrics=())
     w_a, w_b = torch.tensor([-1.0], dtype=torch.float64), torch.tensor([1.2], dtype=torch.float64)
-    res = interpolate(ev, w_a, w_b, t=np.append(np.linspace(-0.2, 1.2, 15), 1 / 2.2))
-    assert res.loss[res.t == 0][0] == pytest.approx(0.0, abs=1e-15)
-    assert res.barrier == pytest.approx(1 - 0.44**2, rel=1e-12)
+    line = interpolate(ev, w_a, w_b, t=np.append(np.linspace(-0.2, 1.2, 15), 1 / 2.2))
+    assert line.loss[line.x == 0][0] == pytest.approx(0.0, abs=1e-15)
+    assert barrier(line) == pytest.approx(1 - 0.44**2, rel=1e-12)
 
 
 def test_bad_arguments(quadratic):
     ev, _, X, y, w_a, w_b = quadratic
-    with pytest.raises(ValueError, match="exactly one of w_b .* got both"):
-        interpolate(ev, w_a, w_b, direction=w_b)
-    with pytest.raises(ValueError, match="got neither"):
-        interpolate(ev, w_a)
     with pytest.raises(ValueError, match=r"w_b must be .*\(4,\).*\[3\]"):
         interpolate(ev, w_a, w_b[:3])
-    with pytest.raises(ValueError, match=r"direction must be .*\(4,\)"):
-        interpolate(ev, w_a, direction=torch.zeros(2, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="the same point"):
+        interpolate(ev, w_a, w_a.clone())
     with pytest.raises(ValueError, match="steps"):
         interpolate(ev, w_a, w_b, steps=1)
     with pytest.raises(ValueError, match="extrapolate"):
@@ -121,21 +109,21 @@ def test_bad_arguments(quadratic):
         interpolate(ev, w_a, w_b, t=[0.0, float("nan")])
 
 
-def test_save_load_round_trip(tmp_path):
+def test_save_load_resume_round_trip(tmp_path):
     torch.manual_seed(0)
     model = nn.Linear(4, 3)
     x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
     ev = Evaluator(model, "cross_entropy", (x, y))
     w_a = ev.w0
-    res = interpolate(ev, w_a, w_a * 0.5, steps=9, names=("trained", "half"))
-    assert set(res.metrics) == {"accuracy"} and res.metrics["accuracy"].shape == res.t.shape
-    back = Interpolation.load(res.save(tmp_path / "line.h5"))
-    for name in ("t", "loss"):
-        np.testing.assert_array_equal(getattr(back, name), getattr(res, name))
-    np.testing.assert_array_equal(back.metrics["accuracy"], res.metrics["accuracy"])
-    assert back.meta == res.meta and back.meta["endpoints"] == ["trained", "half"]
-    assert back.barrier == res.barrier
-    with pytest.raises(LosslensError, match="expected a losslens directions file, found interpolation"):
-        from losslens.landscape.directions import Directions
-
-        Directions.load(tmp_path / "line.h5")
+    path = tmp_path / "line.h5"
+    line = interpolate(ev, w_a, w_a * 0.5, steps=9, names=("trained", "half"), path=path)
+    assert set(line.metrics) == {"accuracy"} and line.metrics["accuracy"].shape == line.x.shape
+    back = Surface.load(path)
+    np.testing.assert_array_equal(back.x, line.x)
+    np.testing.assert_array_equal(back.loss, line.loss)
+    np.testing.assert_array_equal(back.metrics["accuracy"], line.metrics["accuracy"])
+    assert back.directions.meta["endpoints"] == ["trained", "half"] and barrier(back) == barrier(line)
+    again = interpolate(ev, w_a, w_a * 0.5, steps=9, names=("trained", "half"), path=path)  # read, not recomputed
+    assert again.meta["seconds"] == back.meta["seconds"]
+    with pytest.raises(LosslensError, match="expected a losslens directions file, found surface"):
+        Directions.load(path)

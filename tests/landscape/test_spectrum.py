@@ -167,6 +167,7 @@ def test_density_rejects_bad_options():
 
 
 def test_net_trace_and_density_with_both_backends(net):
+    pytest.importorskip("pyhessian")
     model, _, op, dense = net
     params = [p.detach().clone() for p in model.parameters()]
     lam = torch.linalg.eigvalsh(dense)

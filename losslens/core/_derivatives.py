@@ -1,0 +1,75 @@
+"""Derivatives of the evaluator's mean loss: the gradient and Hessian-vector products.
+
+- ``gradient``: :math:`\\nabla L(w) = \\sum_b \\frac{n_b}{N} \\nabla \\bar\\ell_b(w)`, batch by batch.
+- ``hvp``: forward-over-reverse, :math:`H v = \\partial_t \\nabla L(w + t v)|_{t=0}`
+  (``jvp`` of ``grad``), vmapped over the vectors, recomputed at every call: it keeps no memory.
+- ``GradientGraph``: the gradient at one point with its autograd graph, kept so that each further
+  product is one double-backward pass, :math:`H v = \\nabla_w (\\nabla L(w) \\cdot v)` (Pearlmutter
+  1994), batched over the vectors. Hessian operators hold one while they work at a point (Lanczos
+  asks tens of products there); it is built only when its activations fit the memory budget.
+
+With ``bn="batch"`` the batches are the evaluation batches themselves, since batch statistics (and
+so the function differentiated) depend on them; ``bn="recalibrate"`` is refused (the running
+statistics would have to be differentiated as functions of ``w``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.func import grad, jvp
+
+_GRAPH_FACTOR = 8  # bytes of a gradient graph per byte of forward activations (measured upper bound)
+
+
+def grad_batch_size(ev, n_vectors: int) -> int:
+    """Samples per batch of derivative work (see the module docstring for BatchNorm)."""
+    if ev.bn == "recalibrate":
+        raise ValueError("gradients and Hessians with bn='recalibrate' are not supported (the running statistics "
+                         "would have to be re-estimated as a function of w); use bn='eval' or bn='batch'")
+    if ev.bn == "batch":
+        return ev.plan.batch_size
+    per_sample = _GRAPH_FACTOR * n_vectors * ev.activation_bytes
+    return int(max(1, min(ev.n_samples, ev.budget // per_sample)))
+
+
+def gradient(ev, w: torch.Tensor) -> torch.Tensor:
+    """``(P,)`` gradient of the mean loss at ``w``."""
+    g = torch.zeros_like(w)
+    for x, y in ev.data.batches(grad_batch_size(ev, 1)):
+        g += grad(ev.batch_loss)(w, x, y) * (len(y) / ev.n_samples)
+    return g
+
+
+def hvp(ev, w: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """``(k, P)`` products :math:`H(w) v_i` for the rows of ``V``, forward-over-reverse."""
+    out = torch.zeros_like(V)
+
+    def one(v, x, y):
+        return jvp(lambda w_: grad(ev.batch_loss)(w_, x, y), (w,), (v,))[1]
+
+    for x, y in ev.data.batches(grad_batch_size(ev, len(V))):
+        out += ev.runner.map(one, (V, x, y), (0, None, None), vectorize=True, compilable=False) * (len(y) / ev.n_samples)
+    return out
+
+
+class GradientGraph:
+    """The gradient of the mean loss at ``w`` with its graph, batch by batch, for repeated products."""
+
+    def __init__(self, ev, w: torch.Tensor):
+        self.w = w.clone()
+        self._parts = []
+        with torch.enable_grad():
+            for x, y in ev.data.batches(grad_batch_size(ev, 1)):
+                leaf = w.detach().clone().requires_grad_()
+                loss = ev.batch_loss(leaf, x, y) * (len(y) / ev.n_samples)
+                self._parts.append((leaf, torch.autograd.grad(loss, leaf, create_graph=True)[0]))
+
+    @staticmethod
+    def fits(ev) -> bool:
+        """Whether the graph over the whole evaluation set fits the evaluator's memory budget."""
+        return _GRAPH_FACTOR * ev.activation_bytes * ev.n_samples <= ev.budget
+
+    def hvp(self, V: torch.Tensor) -> torch.Tensor:
+        """``(k, P)`` products for the rows of ``V``, one batched double backward per data batch."""
+        return sum(torch.autograd.grad(g, leaf, V, retain_graph=True, is_grads_batched=True)[0]
+                   for leaf, g in self._parts)

@@ -1,0 +1,177 @@
+"""The evaluator's execution plan: every choice of how points run, decided once and recorded.
+
+``ExecutionPlan`` holds the device, dtype, samples per forward, whether a chunk's points are
+``vmap``-ped, the memory layout, the number of intra-op threads and whether the per-point function
+is compiled. ``Evaluator.meta()["plan"]`` records it; a fallback (vmap or ``torch.compile`` failing
+on the model) replaces it by a new plan that says why.
+
+Decisions, each from the model, the data and the announced work, never from a clock, except the
+thread count (which does not change the numbers):
+
+- ``vectorize``: ``vmap`` on CUDA, where small models are launch-bound point by point; on CPU a
+  forward is already compute-bound and the points run one after another over large sample batches.
+- ``channels_last``: on CPU, for 4-D inputs of a model with 2-D pooling (oneDNN's pooling measured
+  1.25x faster in NHWC; strided convolutions without pooling measured 0.75x).
+- ``threads``: on CPU with several cores, all of them only when a forward over one batch takes at
+  least ``_MIN_PARALLEL_S`` with one thread and runs ``_THREAD_GAIN`` times faster with all (best of
+  3 each); else one. On a machine where another process keeps a core busy, every parallel region
+  waits for the descheduled thread: the default model's forward ran 500x slower with two threads
+  than with one. So the runner also watches the chunks (``Runner.observe``): when several threads run
+  far slower than measured, it measures again and falls back to one thread, recording why.
+- ``compile``: ``True``/``False``, or ``"auto"``: compile once the work announced by
+  ``Evaluator.expect`` (or a call's own points) is expected to take over ``_COMPILE_WORTH_S``
+  seconds at a nominal rate (FLOPs counted by ``torch.utils.flop_counter`` on the model at hand), so
+  two runs of the same command, or the two halves of a resumed grid, decide the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from losslens.errors import ConfigError
+
+_THREAD_GAIN = 1.3
+_MIN_PARALLEL_S = 2e-3
+_COMPILE_WORTH_S = 60.0
+_NOMINAL_FLOPS = {"cpu": 20e9, "cuda": 5e12}  # deliberately constant: the decision must not depend on a clock
+_POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """How the evaluator runs its points (see the module docstring for how each field is decided).
+
+    Attributes:
+        device, dtype: where and in which floating dtype the model runs.
+        batch_size: samples per forward.
+        vectorize: ``vmap`` over a chunk's points, else one point after another.
+        channels_last: 4-D inputs and weights in NHWC memory format.
+        threads: intra-op threads used during the evaluator's calls (restored afterwards).
+        compile: whether the per-point function is compiled with ``torch.compile``.
+        compile_rule: ``"on"``, ``"off"`` or ``"auto"`` (as asked).
+        fallbacks: why the plan changed after it was made (vmap or compile failing), in order.
+    """
+
+    device: str
+    dtype: str
+    batch_size: int
+    vectorize: bool
+    channels_last: bool
+    threads: int
+    compile: bool
+    compile_rule: str
+    fallbacks: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"fallbacks": list(self.fallbacks)}
+
+    def changed(self, reason: str | None = None, **fields) -> "ExecutionPlan":
+        """A new plan with ``fields`` changed and, when given, ``reason`` appended to ``fallbacks``."""
+        fallbacks = self.fallbacks + ((reason,) if reason else ())
+        return dataclasses.replace(self, fallbacks=fallbacks, **fields)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` (CUDA when available, else CPU) or any torch device spec.
+
+    Raises:
+        ConfigError: an invalid spec, or a CUDA device this machine does not have.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"invalid device {device!r}; valid: auto, cpu, cuda, cuda:N, ...") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f"device {str(device)!r} is not available here ({torch.cuda.device_count()} CUDA devices)")
+    return device
+
+
+def check_option(name: str, value, valid: tuple) -> None:
+    """Raise ``ValueError`` listing the valid values when ``value`` is not one of them."""
+    if not any(value is v or (type(value) is type(v) and value == v) for v in valid):
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}, got {value!r}")
+
+
+def wants_channels_last(module: nn.Module, x: torch.Tensor, device: torch.device) -> bool:
+    """NHWC on CPU for 4-D floating inputs of a model with 2-D pooling (see the module docstring)."""
+    return (device.type == "cpu" and x.dim() == 4 and x.is_floating_point()
+            and any(isinstance(m, _POOLING) for m in module.modules()))
+
+
+def choose_threads(requested: int | str, device: torch.device, forward: Callable[[], object]) -> tuple[int, float]:
+    """``(threads, seconds per forward with them)``: ``requested`` when it is a number, else decided
+    by measuring ``forward`` (CPU only; see the module docstring).
+
+    Raises:
+        ValueError: ``requested`` is neither ``"auto"`` nor a positive integer.
+    """
+    if requested != "auto":
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise ValueError(f"threads must be 'auto' or a positive integer, got {requested!r}")
+        return requested, best_time(forward, requested)
+    available = torch.get_num_threads()
+    if device.type != "cpu" or available <= 1:
+        return available, best_time(forward, available)
+    return faster_threads(forward, available)
+
+
+def faster_threads(forward: Callable[[], object], available: int) -> tuple[int, float]:
+    """``(1 or available, its seconds per forward)``: all threads only for a clear gain on real work."""
+    single = best_time(forward, 1)
+    if single < _MIN_PARALLEL_S:
+        return 1, single
+    multi = best_time(forward, available)
+    return (available, multi) if multi * _THREAD_GAIN < single else (1, single)
+
+
+def best_time(forward: Callable[[], object], threads: int, repeats: int = 3) -> float:
+    """Best of ``repeats`` timings of ``forward()`` with ``threads`` intra-op threads (after a warm-up)."""
+    with using_threads(threads):
+        forward()  # warm-up: allocations and kernel selection
+        best = float("inf")
+        for _ in range(repeats):
+            tic = time.perf_counter()
+            forward()
+            best = min(best, time.perf_counter() - tic)
+    return best
+
+
+@contextlib.contextmanager
+def using_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads, then restore the process's setting."""
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != before:
+            torch.set_num_threads(before)
+
+
+def forward_flops(module: nn.Module, call: Callable[[], object]) -> int:
+    """FLOPs (matmuls, convolutions) of ``call()``, counted by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with warnings.catch_warnings(), counter, torch.no_grad():
+        warnings.simplefilter("ignore")
+        call()
+    return int(counter.get_total_flops())
+
+
+def compile_is_worth_it(n_points: int, flops_per_point: float, device: torch.device) -> bool:
+    """Whether ``n_points`` evaluations of ``flops_per_point`` each are expected to take over
+    ``_COMPILE_WORTH_S`` at the device's nominal rate (a cold compile costs 5-15 s)."""
+    rate = _NOMINAL_FLOPS.get(device.type, _NOMINAL_FLOPS["cpu"])
+    return n_points * flops_per_point / rate > _COMPILE_WORTH_S

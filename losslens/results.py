@@ -1,0 +1,57 @@
+"""Every result file says its kind; ``load_result`` reads any of them into its result object.
+
+A result class has a ``KIND`` and ``save``/``load`` methods; ``RESULT_CLASSES`` maps each kind to
+the class that reads it (imported when first needed). Files of the reference loss-landscape tool
+carry no header and are read as surfaces.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from losslens._io import open_h5
+from losslens.errors import LosslensError
+
+RESULT_CLASSES: dict[str, str] = {
+    "surface": "losslens.landscape.surface:Surface",
+    "directions": "losslens.landscape.directions:Directions",
+    "eigenpairs": "losslens.landscape.hessian:Eigenpairs",
+    "trace": "losslens.landscape.spectrum:TraceEstimate",
+    "spectrum": "losslens.landscape.spectrum:Spectrum",
+}
+
+
+def result_class(kind: str) -> type:
+    """The class that reads results of ``kind``.
+
+    Raises:
+        LosslensError: an unknown kind (the known ones are listed).
+    """
+    if kind not in RESULT_CLASSES:
+        raise LosslensError(f"unknown kind of result {kind!r}; known: {', '.join(RESULT_CLASSES)}")
+    module, _, name = RESULT_CLASSES[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def result_kind(path: str | os.PathLike) -> str:
+    """The kind a result file holds (``"surface"`` for a reference tool's file, which has no header)."""
+    with open_h5(Path(path)) as f:
+        return str(f.attrs.get("losslens_kind", "surface"))
+
+
+def load_result(path: str | os.PathLike):
+    """The result object a losslens HDF5 file (or a reference tool's surface file) holds.
+
+    Raises:
+        LosslensError: the file is missing, not HDF5, damaged, or of an unknown kind; the message
+            names the file.
+    """
+    path = Path(path)
+    kind = result_kind(path)
+    try:
+        cls = result_class(kind)
+    except LosslensError as err:
+        raise LosslensError(f"{path}: {err}") from None
+    return cls.load(path)
