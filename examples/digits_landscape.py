@@ -1,7 +1,8 @@
 """Train an MLP on scikit-learn's digits, then look at the loss landscape around it, from Python.
 
-The same objects the CLI writes to disk: a surface along filter-normalized random directions, the
-line from the initialization to the trained weights, and the Hessian's top eigenvalues and trace.
+The same objects the CLI writes to disk: a surface along filter-normalized random directions (on the
+training loss, as Li et al. 2018 show it), the line from the initialization to the trained weights
+with its barrier, and the Hessian's top eigenvalues and trace.
 
     python examples/digits_landscape.py --out digits-example            # 41x41 plane, about 15 s
     python examples/digits_landscape.py --out /tmp/ex --steps 7 --epochs 2   # what the tests run
@@ -13,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from losslens import (
-    Evaluator, HessianOperator, eigenpairs, interpolate, load_checkpoint, load_dataset, load_model,
-    random_directions, surface_2d, trace, train,
+    Evaluator, HessianOperator, barrier, eigenpairs, interpolate, load_checkpoint, random_directions, surface_2d,
+    trace, train,
 )
 from losslens.plot import plot_1d, plot_contour
 
@@ -28,17 +29,15 @@ def main(argv=None):
     out = Path(args.out)
 
     run = train("mlp", "digits", optimizer="adam", lr=3e-3, epochs=args.epochs, out=out / "run", progress=False)
-    test = load_dataset("digits", split="test")
-    model = load_model(run.checkpoints[-1], "mlp", input_shape=test.input_shape, num_classes=test.num_classes)
-
-    ev = Evaluator(model, "cross_entropy", test)
+    # the model, its data and split come from the checkpoint's metadata; the evaluator records them
+    ev = Evaluator.from_checkpoint(run.checkpoints[-1], split="train")
     dirs = random_directions(ev.space, ev.w0, 2, normalization="filter", seed=0)
     axis = np.linspace(-1, 1, args.steps)
     surface = surface_2d(ev, ev.w0, dirs, axis, axis, path=out / "surface.h5", progress=False)
     plot_contour(surface).savefig(out / "surface_contour.png")
 
-    w_init = ev.space.flatten(load_checkpoint(run.checkpoints[0], model))
-    line = interpolate(ev, w_init, ev.w0, steps=args.steps)
+    w_init = ev.space.flatten(load_checkpoint(run.checkpoints[0]))
+    line = interpolate(ev, w_init, ev.w0, steps=args.steps, names=("initialization", "trained"))
     plot_1d(line).savefig(out / "interpolation.png")
 
     H = HessianOperator(ev)
@@ -46,7 +45,7 @@ def main(argv=None):
     tr = trace(H, method="hutch++", n_matvec=30)
     print(f"loss at the trained weights {surface.loss[surface.origin_index]:.4f}, "
           f"highest on the plane {np.nanmax(surface.loss):.4f}")
-    print(f"barrier from initialization to trained weights: {line.barrier:.4f}")
+    print(f"barrier from initialization to trained weights: {barrier(line):.4f}")
     print(f"top Hessian eigenvalues {top.values.tolist()}, trace {tr.value:.3f} ± {tr.stderr:.3f}")
     print(f"wrote {out / 'surface.h5'}, {out / 'surface_contour.png'}, {out / 'interpolation.png'}")
     return surface, line, top, tr

@@ -102,10 +102,11 @@ def plot_contour(surface, *, ax=None, filled: bool = False, levels="auto", log: 
     import matplotlib
 
     cmap = matplotlib.colormaps["viridis"]
-    norm = BoundaryNorm(bounds, cmap.N, extend="both") if len(bounds) > 1 else None
+    finite = Z[np.isfinite(Z)]
+    extend = "both" if filled and (finite.min() < bounds[0] or finite.max() > bounds[-1]) else "neither"
+    norm = BoundaryNorm(bounds, cmap.N, extend=extend)
     draw = ax.contourf if filled else ax.contour
-    contours = draw(surface.x, surface.y, np.ma.masked_invalid(Z), levels=bounds, cmap=cmap, norm=norm,
-                    extend="both" if filled else "neither")
+    contours = draw(surface.x, surface.y, np.ma.masked_invalid(Z), levels=bounds, cmap=cmap, norm=norm, extend=extend)
     bar = fig.colorbar(contours, ax=ax, label=label)
     bar.ax.tick_params(labelsize="small")
     _mark_origin(ax, surface)

@@ -1,7 +1,9 @@
-"""The landscape commands in-process: surface (and its resumption), interpolate, hessian, plot, bad input."""
+"""The landscape commands in-process: surface (its resumption, splits, provenance), interpolate, hessian,
+plot, and every kind of bad input as one line."""
 
 import json
 import math
+import os
 
 import h5py
 import numpy as np
@@ -12,8 +14,10 @@ from losslens.cli.main import main
 from losslens.core.checkpoints import save_checkpoint
 from losslens.core.evaluator import Evaluator
 from losslens.core.models import build_model
-from losslens.landscape.interpolation import Interpolation
-from losslens.landscape.spectrum import Spectrum
+from losslens.core.provenance import CheckpointMeta
+from losslens.landscape.hessian import Eigenpairs
+from losslens.landscape.interpolation import barrier
+from losslens.landscape.spectrum import Spectrum, TraceEstimate
 from losslens.landscape.surface import Surface
 
 FAST = ["--subset", "100", "--device", "cpu", "--no-progress"]
@@ -23,7 +27,7 @@ FAST = ["--subset", "100", "--device", "cpu", "--no-progress"]
 def checkpoints(tmp_path_factory):
     """Three small MLP checkpoints for digits (different seeds), with the metadata losslens train writes."""
     root = tmp_path_factory.mktemp("ckpt")
-    meta = {"model": "mlp", "model_kwargs": json.dumps({"hidden": [16]}), "data": "digits"}
+    meta = CheckpointMeta(model="mlp", model_kwargs={"hidden": [16]}, data="digits", step=3, epoch=1.0).to_metadata()
     return [str(save_checkpoint(build_model("mlp", input_shape=(1, 8, 8), num_classes=10, seed=s, hidden=[16]),
                                 root / f"mlp{s}.safetensors", metadata=meta)) for s in range(3)]
 
@@ -44,25 +48,56 @@ def count_points(monkeypatch):
 
 def test_surface_writes_files_and_resumes(tmp_path, capsys, checkpoints, count_points):
     out = tmp_path / "s"
-    assert main(["surface", checkpoints[0], "--steps", "5", "--ysteps", "4", "--out", str(out)] + FAST) == 0
+    argv = ["surface", checkpoints[0], "--steps", "5", "--ysteps", "4", "--out", str(out)] + FAST
+    assert main(argv) == 0
     stdout = capsys.readouterr().out
     for name in ("surface.h5", "surface_contour.png", "surface_3d.png", "surface.html"):
         assert (out / name).stat().st_size > 0 and f"wrote {out / name}" in stdout
+    assert "on digits train split (100 samples, a seeded subset of 1347" in stdout
     surface = Surface.load(out / "surface.h5")
-    assert surface.loss.shape == (5, 4) and surface.complete and count_points[0] == 20
-    assert surface.meta["model"] == "mlp" and surface.meta["data"]["subset"] == 100
+    assert surface.loss.shape == (4, 5) and surface.complete and count_points[0] == 20
+    assert surface.meta["model"]["name"] == "mlp" and surface.meta["model"]["kwargs"] == {"hidden": [16]}
+    assert surface.meta["data"]["subset"] == {"of": 1347, "seed": 0} and surface.split == "train"
+    assert surface.meta["checkpoint"]["label"].endswith("/mlp0.safetensors") and surface.meta["checkpoint"]["step"] == 3
     assert surface.directions.kind == "random" and surface.directions.meta["normalization"] == "filter"
+    with h5py.File(out / "surface.h5", "r") as f:
+        assert f["train_loss"].shape == (4, 5)  # the reference tool's default key and layout
 
-    assert main(["surface", checkpoints[0], "--steps", "5", "--ysteps", "4", "--out", str(out)] + FAST) == 0
+    assert main(argv) == 0
     assert f"nothing to compute: {out / 'surface.h5'} already holds all 20 points" in capsys.readouterr().out
     assert count_points[0] == 20  # nothing was evaluated again
 
     with h5py.File(out / "surface.h5", "r+") as f:  # as if interrupted during the last row
-        f["done"][4] = False
-    assert main(["surface", checkpoints[0], "--steps", "5", "--ysteps", "4", "--out", str(out)] + FAST) == 0
-    assert "(resumed: 16 of 20 points were already computed)" in capsys.readouterr().out
-    assert count_points[0] == 24
+        f["done"][3] = False
+    assert main(argv) == 0
+    assert "(resumed: 15 of 20 points were already computed)" in capsys.readouterr().out
+    assert count_points[0] == 25
     np.testing.assert_allclose(Surface.load(out / "surface.h5").loss, surface.loss, rtol=1e-6)
+
+
+def test_surface_of_both_splits_and_a_range_without_the_origin(tmp_path, capsys, checkpoints):
+    out = tmp_path / "both"
+    assert main(["surface", checkpoints[0], "--split", "both", "--steps", "3", "--range", "0.5", "1",
+                 "--out", str(out)] + FAST) == 0
+    stdout = capsys.readouterr().out
+    assert "the grid does not hold the origin w0" in stdout and "loss at the origin" not in stdout
+    with h5py.File(out / "surface.h5", "r") as f:
+        assert {"train_loss", "train_acc", "test_loss", "test_acc"} <= set(f)
+    assert "train split" in stdout and "test split" in stdout
+
+
+def test_surface_refuses_a_grid_of_another_model(tmp_path, capsys, checkpoints):
+    out = tmp_path / "arch"
+    meta = CheckpointMeta(model="resnet", data="digits").to_metadata()
+    skip = save_checkpoint(build_model("resnet", input_shape=(1, 8, 8), seed=0), tmp_path / "r.safetensors", metadata=meta)
+    base = ["surface", str(skip), "--steps", "3", "--out", str(out)] + FAST
+    assert main(base) == 0
+    with h5py.File(out / "surface.h5", "r+") as f:
+        f["done"][2] = False  # interrupted
+    capsys.readouterr()
+    assert main(base + ["--model", "resnet-noskip"]) == 2  # identical parameter shapes, another network
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.architecture differs" in err and "model.name differs" in err
 
 
 def test_surface_1d_along_pca_of_a_trajectory(tmp_path, capsys, checkpoints):
@@ -77,6 +112,15 @@ def test_surface_1d_along_pca_of_a_trajectory(tmp_path, capsys, checkpoints):
     np.testing.assert_allclose(surface.x, np.linspace(-0.5, 0.5, 4))
 
 
+def test_negative_ranges_in_e_notation(tmp_path, capsys, checkpoints):
+    out = tmp_path / "e"
+    assert main(["surface", checkpoints[0], "--range", "-1e-3", "1e-3", "--yrange", "-.5", "-1E-2", "--steps", "3",
+                 "--out", str(out)] + FAST) == 0
+    surface = Surface.load(out / "surface.h5")
+    np.testing.assert_allclose(surface.x, [-1e-3, 0.0, 1e-3])
+    np.testing.assert_allclose(surface.y, [-0.5, -0.255, -0.01])
+
+
 def test_default_model_is_trained_once_then_reused(tmp_path, capsys, monkeypatch, count_points):
     monkeypatch.setattr(_common, "DEFAULT_EPOCHS", 1)
     out = tmp_path / "d"
@@ -87,9 +131,9 @@ def test_default_model_is_trained_once_then_reused(tmp_path, capsys, monkeypatch
     assert main(["interpolate", "--steps", "3", "--out", str(out)] + FAST) == 0
     stdout = capsys.readouterr().out
     assert "using the default model" in stdout and "training" not in stdout
-    interp = Interpolation.load(out / "interpolation.h5")
-    assert [p.rsplit("/", 1)[-1] for p in interp.meta["endpoints"]] == ["step_000000.safetensors",
-                                                                         "step_000022.safetensors"]
+    line = Surface.load(out / "interpolation.h5")
+    assert [p.rsplit("/", 1)[-1] for p in line.directions.meta["endpoints"]] == ["step_000000.safetensors",
+                                                                                  "step_000022.safetensors"]
 
 
 def test_interpolate_prints_the_barrier(tmp_path, capsys, checkpoints):
@@ -97,15 +141,15 @@ def test_interpolate_prints_the_barrier(tmp_path, capsys, checkpoints):
     assert main(["interpolate", checkpoints[0], checkpoints[1], "--steps", "5", "--extrapolate", "0.25",
                  "--out", str(out)] + FAST) == 0
     stdout = capsys.readouterr().out
-    interp = Interpolation.load(out / "interpolation.h5")
-    np.testing.assert_allclose(interp.t, [-0.25, 0.0, 0.125, 0.5, 0.875, 1.0, 1.25])
-    assert f"barrier {interp.barrier:.6g} " in stdout
-    assert interp.meta["model"] == "mlp" and interp.meta["endpoints"] == checkpoints[:2]
+    line = Surface.load(out / "interpolation.h5")
+    np.testing.assert_allclose(line.x, [-0.25, 0.0, 0.125, 0.5, 0.875, 1.0, 1.25])
+    assert f"barrier {barrier(line):.6g} " in stdout
+    assert line.meta["model"]["name"] == "mlp" and line.directions.meta["endpoints"] == checkpoints[:2]
     for name in ("interpolation.h5", "interpolation.png", "interpolation.html"):
         assert f"wrote {out / name}" in stdout
 
 
-def test_hessian_writes_eigenvalues_trace_and_density(tmp_path, capsys, checkpoints):
+def test_hessian_writes_result_files_and_summary(tmp_path, capsys, checkpoints):
     out = tmp_path / "h"
     assert main(["hessian", checkpoints[0], "--top-k", "2", "--trace-samples", "12", "--density",
                  "--density-vectors", "2", "--lanczos-steps", "12", "--out", str(out)] + FAST) == 0
@@ -116,9 +160,13 @@ def test_hessian_writes_eigenvalues_trace_and_density(tmp_path, capsys, checkpoi
     assert info["lambda_max"] == values[0] and max(info["residual_norms"]) < 1e-3 * abs(values[0])
     assert math.isfinite(info["trace"]["value"]) and info["trace"]["stderr"] > 0
     assert info["trace"]["n_matvec"] == 12 and info["evaluator"]["n_samples"] == 100
+    assert info["evaluator"]["data"]["split"] == "train"
+    pairs, tr = Eigenpairs.load(out / "eigenpairs.h5"), TraceEstimate.load(out / "trace.h5")
+    assert pairs.values.tolist() == values and tr.value == info["trace"]["value"]
     spectrum = Spectrum.load(out / "spectrum.h5")
     assert spectrum.nodes.shape == (2, 12) and info["density"]["lambda_max"] == spectrum.lambda_max
-    for name in ("hessian.json", "spectrum.h5", "hessian_eigenvalues.png", "hessian_density.png"):
+    for name in ("hessian.json", "eigenpairs.h5", "trace.h5", "spectrum.h5", "hessian_eigenvalues.png",
+                 "hessian_density.png"):
         assert f"wrote {out / name}" in stdout
     assert f"trace {info['trace']['value']:.6g} ± " in stdout
 
@@ -136,6 +184,64 @@ def test_plot_redraws_saved_results(tmp_path, capsys, checkpoints):
     assert f"wrote {src / 'surface_3d.png'}" in capsys.readouterr().out
 
 
+def test_plot_reads_the_reference_tools_files(tmp_path, capsys):
+    path = tmp_path / "ref.h5"
+    x, y = np.linspace(-1, 1, 5), np.linspace(-1, 1, 5)
+    X, Y = np.meshgrid(x, y)
+    with h5py.File(path, "w") as f:
+        f["xcoordinates"], f["ycoordinates"], f["train_loss"] = x, y, 1 + X**2 + 2 * Y**2
+    assert main(["plot", str(path)]) == 0
+    assert f"wrote {tmp_path / 'ref_contour.png'}" in capsys.readouterr().out
+
+
+def test_metadata_never_makes_losslens_import_code(tmp_path, capsys, monkeypatch):
+    (tmp_path / "payload.py").write_text("import pathlib\npathlib.Path('PWNED').write_text('x')\n"
+                                         "def model():\n    raise SystemExit('imported')\n")
+    meta = CheckpointMeta(model="payload:model", data="payload:model").to_metadata()
+    ckpt = save_checkpoint(build_model("mlp", input_shape=(1, 8, 8), seed=0), tmp_path / "gift.safetensors",
+                           metadata=meta)
+    monkeypatch.chdir(tmp_path)
+    assert main(["surface", str(ckpt), "--steps", "3", "--out", str(tmp_path / "o")] + FAST) == 2
+    err = capsys.readouterr().err
+    assert "never imports code named by a file" in err and "--model payload:model" in err
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_sigterm_stops_cleanly_and_the_rerun_resumes(tmp_path, checkpoints, monkeypatch):
+    """A real process, stopped by SIGTERM (what SLURM sends) in the middle of a grid."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv("HDF5_USE_FILE_LOCKING", "FALSE")  # peek at the file while the other process writes it
+    out = tmp_path / "t"
+    argv = [sys.executable, "-m", "losslens", "surface", checkpoints[0], "--steps", "101", "--out", str(out),
+            "--subset", "all", "--device", "cpu", "--threads", "1"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    path = out / "surface.h5"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # wait until some points are on disk
+        try:
+            if Surface.load(path).meta["n_done"] > 0:
+                break
+        except Exception:  # noqa: BLE001 - not there yet
+            pass
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the grid finished before the signal arrived")
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err
+    partial = Surface.load(path)
+    assert 0 < partial.meta["n_done"] < 101 * 101
+    done = subprocess.run(argv + ["--no-progress"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resumed: {partial.meta['n_done']} of 10201 points" in done.stdout
+    assert Surface.load(path).complete
+
+
 @pytest.fixture
 def corrupt(tmp_path):
     path = tmp_path / "corrupt.safetensors"
@@ -149,7 +255,10 @@ def corrupt(tmp_path):
         (["surface", "CKPT", "--dirs", "banana"], "argument --dirs: invalid choice: 'banana'"),
         (["surface", "CKPT", "--steps", "0"], "argument --steps: expected an integer >= 2, got '0'"),
         (["surface", "CKPT", "--norm", "l2"], "argument --norm: invalid choice: 'l2'"),
+        (["surface", "CKPT", "--split", "val"], "argument --split: invalid choice: 'val'"),
+        (["surface", "CKPT", "--subset", "0"], "argument --subset: expected an integer >= 1, got '0'"),
         (["hessian", "CKPT", "--backend", "arpack"], "argument --backend: invalid choice: 'arpack'"),
+        (["hessian", "CKPT", "--split", "both"], "argument --split: invalid choice: 'both'"),
         (["interpolate", "CKPT", "--steps", "1"], "argument --steps: expected an integer >= 2, got '1'"),
     ],
 )
@@ -166,18 +275,35 @@ def test_bad_flags_give_one_error_line(capsys, checkpoints, argv, message):
     [
         (["surface", "MISSING"], "missing.safetensors"),
         (["surface", "CORRUPT"], "corrupt.safetensors"),
+        (["surface", "FIFO"], "not a regular file"),
         (["hessian", "CORRUPT"], "corrupt.safetensors"),
         (["interpolate", "CKPT", "MISSING"], "missing.safetensors"),
         (["interpolate", "CKPT"], "interpolate takes two checkpoints A B"),
+        (["interpolate", "CKPT", "CKPT"], "the same point"),
         (["surface", "CKPT", "--checkpoints", "CKPT"], "--checkpoints applies only to --dirs pca, not to --dirs random"),
         (["surface", "CKPT", "--dirs", "hessian", "--norm", "layer"], "--norm applies only to --dirs random"),
         (["surface", "CKPT", "--1d", "--ysteps", "3"], "a --1d line has none"),
+        (["surface", "CKPT", "--range", "1", "1"], "--range must be two finite numbers A < B, got 1 1"),
+        (["surface", "CKPT", "--range", "1", "-1"], "--range must be two finite numbers A < B"),
+        (["surface", "CKPT", "--range", "-1", "inf"], "--range must be two finite numbers"),
+        (["surface", "CKPT", "--model", "cnn"], "does not fit the model"),
         (["plot", "MISSING"], "missing.safetensors: no such file"),
         (["plot", "CORRUPT"], "not an HDF5 file"),
+        (["plot", "DAMAGED"], "damaged.h5: damaged or not a surface file"),
+        (["plot", "EIGEN", "--log"], "a log scale applies to loss surfaces"),
     ],
 )
 def test_bad_input_gives_one_line(tmp_path, capsys, checkpoints, corrupt, argv, message):
-    names = {"CKPT": checkpoints[0], "MISSING": str(tmp_path / "missing.safetensors"), "CORRUPT": corrupt}
+    os.mkfifo(tmp_path / "fifo.safetensors")
+    damaged = tmp_path / "damaged.h5"
+    with h5py.File(damaged, "w") as f:
+        f.attrs["losslens_kind"], f.attrs["losslens_format"], f.attrs["meta"] = "surface", 2, "{}"
+    import torch
+
+    eigen = Eigenpairs(torch.ones(1), torch.ones(1, 2), "largest", 0.0, 1, {"residual_norms": [0.0]})
+    names = {"CKPT": checkpoints[0], "MISSING": str(tmp_path / "missing.safetensors"), "CORRUPT": corrupt,
+             "FIFO": str(tmp_path / "fifo.safetensors"), "DAMAGED": str(damaged),
+             "EIGEN": str(eigen.save(tmp_path / "eigen.h5"))}
     argv = [names.get(a, a) for a in argv] + ["--out", str(tmp_path / "o")] * (argv[0] != "plot") + \
         (FAST if argv[0] != "plot" else [])
     assert main(argv) == 2

@@ -64,12 +64,14 @@ def test_evaluate_checkpoint_uses_its_metadata_and_writes_json(run_dir, tmp_path
     assert main(["evaluate", str(ckpt), "--split", "train", "--device", "cpu", "--out", str(out)]) == 0
     stdout = capsys.readouterr().out
     assert f"wrote {out}" in stdout and "loss" in stdout and "accuracy" in stdout
-    result = json.loads(out.read_text())
+    result = json.loads(out.read_text())["results"]["train"]
     history = json.loads((run_dir / "run.json").read_text())["history"][-1]
-    assert (result["model"], result["data"], result["split"]) == ("mlp", "synthetic-classification", "train")
+    evaluator = result["evaluator"]
+    assert (evaluator["model"]["name"], evaluator["data"]["name"], evaluator["data"]["split"]) == (
+        "mlp", "synthetic-classification", "train")
     assert result["loss"] == pytest.approx(history["train_loss"], rel=1e-6)
     assert result["accuracy"] == pytest.approx(history["train_accuracy"])
-    assert result["checkpoint_metadata"]["step"] == "6"
+    assert evaluator["checkpoint"]["step"] == 6 and evaluator["checkpoint"]["optimizer"] == "SGD"
 
 
 def test_evaluate_a_plain_state_dict_with_flags(tmp_path, capsys):
@@ -77,7 +79,8 @@ def test_evaluate_a_plain_state_dict_with_flags(tmp_path, capsys):
 
     torch.save({"state_dict": build_model("cnn", seed=0).state_dict()}, tmp_path / "cnn.pt")
     assert main(["evaluate", str(tmp_path / "cnn.pt"), "--model", "cnn", "--subset", "100", "--device", "cpu"]) == 0
-    assert "digits test (100 samples)" in capsys.readouterr().out
+    stdout = capsys.readouterr().out
+    assert "digits train split (100 samples" in stdout and "digits test split (100 samples" in stdout
 
 
 def test_evaluate_missing_checkpoint_is_one_line(tmp_path, capsys):
@@ -96,7 +99,7 @@ def test_evaluate_checkpoint_of_another_model_is_one_line(run_dir, capsys):
 def test_help_lists_every_subcommand_and_exits_zero(capsys):
     assert main(["--help"]) == 0
     stdout = capsys.readouterr().out
-    assert all(name.rpartition(".")[2] in stdout for name in SUBCOMMANDS)
+    assert all(name.rpartition(".")[2].replace("_", "-") in stdout for name in SUBCOMMANDS)
 
 
 def test_keyboard_interrupt_is_one_line_and_130(monkeypatch, capsys):
@@ -107,4 +110,5 @@ def test_keyboard_interrupt_is_one_line_and_130(monkeypatch, capsys):
 
     monkeypatch.setattr(train_cmd, "run", interrupted)
     assert main(["train", "--out", "x"]) == 130
-    assert capsys.readouterr().err == "losslens: interrupted\n"
+    assert capsys.readouterr().err == ("losslens: interrupted; what was computed is saved: rerun the command to "
+                                       "resume\n")

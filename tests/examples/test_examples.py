@@ -18,7 +18,7 @@ def load(name):
 def test_digits_landscape(tmp_path, capsys):
     surface, line, top, tr = load("digits_landscape").main(["--out", str(tmp_path), "--steps", "5", "--epochs", "2"])
     assert surface.loss.shape == (5, 5) and np.isfinite(surface.loss).all()
-    assert line.loss[np.searchsorted(line.t, 1.0)] < line.loss[np.searchsorted(line.t, 0.0)]  # training lowered the loss
+    assert line.loss[np.searchsorted(line.x, 1.0)] < line.loss[np.searchsorted(line.x, 0.0)]  # training lowered the loss
     assert top.values[0] >= top.values[1] > 0 and np.isfinite(tr.value)
     for name in ("surface.h5", "surface_contour.png", "interpolation.png"):
         assert (tmp_path / name).is_file()

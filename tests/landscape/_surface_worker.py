@@ -1,11 +1,14 @@
 """Run by tests/landscape/test_surface_distributed.py under torchrun: one rank of a shared grid.
 
-Usage: python -m torch.distributed.run --nproc_per_node=2 --standalone _surface_worker.py FILE OUT_DIR
+Usage: python -m torch.distributed.run --nproc_per_node=2 --standalone _surface_worker.py FILE OUT_DIR [hang]
+
+With ``hang``, rank 1 stops answering (sleeps) before the grid, and the group's timeout is 5 s.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +17,12 @@ from torch import nn
 
 from losslens.core.evaluator import Evaluator
 from losslens.landscape.directions import random_directions
-from losslens.landscape.surface import init_distributed_from_env, surface_1d, surface_2d
+from losslens.landscape._distributed import init_distributed_from_env
+from losslens.landscape.surface import surface_1d, surface_2d
 
 X_COORDS = np.linspace(-1.0, 1.0, 5)
 Y_COORDS = np.linspace(-0.5, 1.0, 4)
-META = {"model": {"name": "tiny-mlp"}, "data": {"name": "random", "split": "test"}}
+META = {"note": "tiny-mlp on random data"}
 
 
 def setup():
@@ -45,10 +49,19 @@ class Counting:
         return self._ev.evaluate_affine(w0, D, coeffs)
 
 
-def main(path: str, out_dir: str) -> None:
-    assert init_distributed_from_env(), "expected a process group of more than one process"
+def main(path: str, out_dir: str, mode: str = "") -> None:
+    assert init_distributed_from_env(timeout=5 if mode == "hang" else 300), "expected a process group"
     rank = torch.distributed.get_rank()
     ev, dirs = setup()
+    if mode == "hang":
+        if rank == 1:
+            time.sleep(120)  # stopped answering: killed by torchrun when rank 0 gives up
+        try:
+            surface_2d(ev, ev.w0, dirs, X_COORDS, Y_COORDS, path=path, progress=False)
+        except Exception as err:  # noqa: BLE001 - the message is the result
+            (Path(out_dir) / "timeout.txt").write_text(f"{type(err).__name__}: {err}")
+            raise SystemExit(3)
+        return
     counting = Counting(ev)
     s = surface_2d(counting, ev.w0, dirs, X_COORDS, Y_COORDS, path=path, chunk=3, progress=False, meta=META)
     np.save(Path(out_dir) / f"rank{rank}.npy", s.loss)
@@ -63,4 +76,4 @@ def main(path: str, out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

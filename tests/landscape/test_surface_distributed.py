@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from losslens.landscape.surface import Surface, init_distributed_from_env, surface_2d
+from losslens.landscape._distributed import init_distributed_from_env
+from losslens.landscape.surface import Surface, surface_2d
 
 WORKER = Path(__file__).with_name("_surface_worker.py")
 
@@ -49,6 +50,17 @@ def test_two_ranks_write_the_same_surface_as_one_process(tmp_path):
     for rank in (0, 1):  # every rank returns the same full surface
         np.testing.assert_array_equal(np.load(tmp_path / f"rank{rank}.npy"), shared.loss)
         assert "direction vectors" in (tmp_path / f"mismatch{rank}.txt").read_text()
+
+
+def test_a_rank_that_stops_answering_ends_the_run_naming_it(tmp_path):
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+           str(WORKER), str(tmp_path / "hung.h5"), str(tmp_path), "hang"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=100, env=env)
+    assert done.returncode != 0
+    message = (tmp_path / "timeout.txt").read_text()
+    assert message.startswith("DistributedTimeout: a process of the torchrun group stopped responding (timeout 5 s")
+    assert "Ranks 1 failed to pass" in message  # the rank that did not arrive is named
 
 
 def test_without_torchrun_there_is_no_process_group(monkeypatch):

@@ -1,5 +1,5 @@
 """Tests of losslens.plot: every function returns a figure, the picture's orientation is the data's,
-files load by kind, and write_html embeds plotly.js once."""
+titles carry the provenance, levels show the basin, files load by kind, write_html embeds plotly.js once."""
 
 import numpy as np
 import pytest
@@ -8,34 +8,31 @@ from matplotlib.contour import QuadContourSet
 from matplotlib.figure import Figure
 
 from losslens.errors import LosslensError
-from losslens.landscape.directions import Directions
+from losslens.landscape.directions import Directions, between
 from losslens.landscape.hessian import Eigenpairs
-from losslens.landscape.interpolation import Interpolation
+from losslens.landscape.interpolation import barrier
 from losslens.landscape.spectrum import Spectrum
 from losslens.landscape.surface import Surface
 from losslens.plot import (
-    load_result,
-    plot_1d,
-    plot_3d,
-    plot_contour,
-    plot_density,
-    plot_eigenvalues,
-    plotly_figure,
-    write_html,
+    plot_1d, plot_3d, plot_contour, plot_density, plot_eigenvalues, plotly_figure, render, write_html,
 )
+from losslens.results import load_result
 
 X_MIN, Y_MIN = 0.5, -1.0  # where the test paraboloid has its minimum
-META = {"loss": "cross_entropy", "metrics": ["accuracy"], "model": "mlp", "data": {"name": "digits", "split": "test"},
-        "n_samples": 100}
+META = {"loss": "cross_entropy", "metrics": ["accuracy"], "bn": "eval",
+        "model": {"name": "mlp", "class": "torch.nn.Sequential"},
+        "data": {"name": "digits", "split": "train", "n_samples": 100, "subset": None},
+        "checkpoint": {"label": "adam/step_000220.safetensors", "step": 220, "epoch": 10.0},
+        "directions_kind": "random"}
 
 
 def paraboloid(x, y) -> Surface:
-    """A 2D surface ``L = (x - 0.5)^2 + 3 (y + 1)^2 + 0.1``, with ``loss[i, j]`` at ``(x[i], y[j])``."""
-    X, Y = np.meshgrid(x, y, indexing="ij")
+    """``L = (x - 0.5)^2 + 3 (y + 1)^2 + 0.1`` as a ``(ny, nx)`` surface."""
+    X, Y = np.meshgrid(x, y)
     loss = (X - X_MIN) ** 2 + 3 * (Y - Y_MIN) ** 2 + 0.1
     dirs = Directions(torch.randn(2, 8, generator=torch.Generator().manual_seed(0)), "random",
                       {"normalization": "filter", "seed": 0})
-    return Surface(np.asarray(x, float), np.asarray(y, float), loss, {"accuracy": np.exp(-loss)}, dirs, dict(META))
+    return Surface(x, y, {"train": {"loss": loss, "accuracy": np.exp(-loss)}}, dirs, dict(META))
 
 
 @pytest.fixture
@@ -47,15 +44,16 @@ def plane():
 def line():
     x = np.linspace(-1, 1, 9)
     dirs = Directions(torch.ones(1, 8), "random", {"normalization": "layer"})
-    return Surface(x, None, x**2 + 0.2, {"accuracy": 1 - x**2 / 2}, dirs, dict(META))
+    return Surface(x, None, {"train": {"loss": x**2 + 0.2, "accuracy": 1 - x**2 / 2}}, dirs, dict(META))
 
 
 @pytest.fixture
-def interpolation():
+def segment():
+    """A line between two checkpoints with a barrier of 0.5."""
     t = np.linspace(-0.5, 1.5, 21)
-    loss = 1.0 + 0.5 * (t >= 1) + np.where((t > 0) & (t < 1), np.sin(np.pi * t), 0.0)  # barrier 2 - 1.5
-    return Interpolation(t, loss, {"accuracy": np.full(21, 0.5)},
-                         {"endpoints": ["a.safetensors", "b.safetensors"], "evaluator": {"loss": "mse"}})
+    loss = 1.0 + 0.5 * (t >= 1) + np.where((t > 0) & (t < 1), np.sin(np.pi * t), 0.0)
+    dirs = between(torch.zeros(8), torch.ones(8), names=("runs/a.safetensors", "runs/b.safetensors"))
+    return Surface(t, None, {"train": {"loss": loss, "accuracy": np.full(21, 0.5)}}, dirs, dict(META))
 
 
 def contour_set(fig: Figure) -> QuadContourSet:
@@ -75,6 +73,30 @@ def test_contour_minimum_lands_at_its_coordinates(x, y):
     assert labels == ("direction 1: random, filter-normalized", "direction 2: random, filter-normalized")
 
 
+def test_titles_carry_checkpoint_step_split_and_directions(plane, line):
+    title = plot_contour(plane).axes[0].get_title()
+    assert "mlp at adam/step_000220.safetensors (step 220, epoch 10)" in title
+    assert "digits train split (100 samples)" in title and "random directions" in title
+    assert "train split" in plot_1d(line).axes[0].get_title()
+    assert "adam/step_000220" in plotly_figure(plane).layout.title.text
+
+
+def test_default_levels_are_log_spaced_for_positive_losses(plane):
+    levels = contour_set(plot_contour(plane, filled=True)).levels
+    ratios = levels[1:] / levels[:-1]
+    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-9)  # geometric: the basin gets as many levels as the walls
+    assert levels[0] == pytest.approx(plane.loss.min()) and levels[-1] == pytest.approx(plane.loss.max())
+    shifted = Surface.from_arrays(plane.x, plane.y, plane.loss - 1.0)  # negative values: quantiles
+    q = contour_set(plot_contour(shifted, filled=True)).levels
+    np.testing.assert_allclose(q, np.unique(np.quantile(shifted.loss, np.linspace(0, 1, 30))))
+    lin = contour_set(plot_contour(plane, filled=True, levels="linear")).levels
+    np.testing.assert_allclose(np.diff(lin), np.diff(lin)[0])
+    ref = contour_set(plot_contour(plane, vmin=0.1, vmax=10, vlevel=0.5)).levels
+    np.testing.assert_allclose(ref, np.arange(0.1, 10, 0.5))  # the reference tool's vmin/vmax/vlevel
+    with pytest.raises(ValueError, match="unknown levels 'fancy'"):
+        plot_contour(plane, levels="fancy")
+
+
 def test_contour_lines_log_scale_and_metrics(plane):
     fig = plot_contour(plane, levels=5, log=True)
     cs = contour_set(fig)
@@ -85,15 +107,32 @@ def test_contour_lines_log_scale_and_metrics(plane):
         plot_contour(plane, metric="banana")
 
 
-def test_log_scale_clips_a_zero_loss(plane):
-    zero = Surface(plane.x, plane.y, plane.loss - plane.loss.min(), {}, plane.directions, plane.meta)
-    cs = contour_set(plot_contour(zero, filled=True, log=True))
-    assert np.isfinite(cs.levels).all() and cs.levels.min() >= -12 - 1e-9
+def test_log_scale_says_what_it_clipped(plane):
+    zero = Surface.from_arrays(plane.x, plane.y, plane.loss - plane.loss.min(), meta=META)
+    fig = plot_contour(zero, filled=True, log=True)
+    assert np.isfinite(contour_set(fig).levels).all() and contour_set(fig).levels.min() >= -12 - 1e-9
+    assert "1 values ≤ 0 clipped at 1e-12" in fig.axes[1].get_ylabel()
 
 
-def test_3d_surface(plane):
+def test_partial_and_empty_surfaces(plane):
+    done = np.ones(plane.shape, dtype=bool)
+    done[3:] = False
+    loss = np.where(done, plane.loss, np.nan)
+    partial = Surface(plane.x, plane.y, {"train": {"loss": loss}}, plane.directions, dict(META), done)
+    assert "partial grid: 21 of 35 points" in plot_contour(partial).axes[0].get_title()
+    empty = Surface(plane.x, plane.y, {"train": {"loss": np.full(plane.shape, np.nan)}}, None, {}, done)
+    with pytest.raises(ValueError, match="no finite value .* nothing to draw"):
+        plot_contour(empty)
+    with pytest.raises(ValueError, match="no finite value"):
+        plotly_figure(empty)
+
+
+def test_3d_surface_marks_the_origin(plane):
     fig = plot_3d(plane, log=True)
-    assert isinstance(fig, Figure) and fig.axes[0].name == "3d"
+    ax = fig.axes[0]
+    assert isinstance(fig, Figure) and ax.name == "3d"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["origin $w_0$"]
+    assert all(len(axis.get_major_locator()()) <= 7 for axis in (ax.xaxis, ax.yaxis, ax.zaxis))
     with pytest.raises(ValueError, match="3D axes"):
         plot_3d(plane, ax=Figure().add_subplot())
 
@@ -114,73 +153,91 @@ def test_1d_surface_with_accuracy_on_a_twin_axis(line):
     assert plot_1d(line, log=True).axes[0].get_yscale() == "log"
 
 
-def test_interpolation_marks_endpoints_and_barrier(interpolation):
-    fig = plot_1d(interpolation)
+def test_one_row_or_column_planes_draw_as_lines(plane, tmp_path):
+    row = Surface.from_arrays(plane.x, plane.y[2:3], plane.loss[2:3])
+    column = Surface.from_arrays(plane.x[4:5], plane.y, plane.loss[:, 4:5])
+    np.testing.assert_array_equal(plot_1d(row).axes[0].lines[0].get_xdata(), plane.x)
+    np.testing.assert_array_equal(plot_1d(column).axes[0].lines[0].get_ydata(), plane.loss[:, 4])
+    with pytest.raises(ValueError, match="at least 2 x 2"):
+        plot_contour(row)
+    assert [p.suffix for p in render(row, tmp_path, "row")] == [".png", ".html"]
+
+
+def test_segment_marks_endpoints_and_barrier(segment):
+    fig = plot_1d(segment)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert f"barrier {interpolation.barrier:.4g}" in labels and interpolation.barrier == pytest.approx(0.5)
-    barrier = next(l for l in ax.lines if l.get_label().startswith("barrier"))
-    np.testing.assert_allclose(barrier.get_xdata(), [0.5, 0.5])
-    np.testing.assert_allclose(barrier.get_ydata(), [1.5, 2.0])  # from max(L(0), L(1)) up to the peak
-    verticals = [l.get_xdata()[0] for l in ax.lines if l.get_linestyle() == ":"]
+    assert f"barrier {barrier(segment):.4g}" in labels and barrier(segment) == pytest.approx(0.5)
+    peak = next(artist for artist in ax.lines if artist.get_label().startswith("barrier"))
+    np.testing.assert_allclose(peak.get_xdata(), [0.5, 0.5])
+    np.testing.assert_allclose(peak.get_ydata(), [1.5, 2.0])  # from max(L(0), L(1)) up to the peak
+    verticals = [artist.get_xdata()[0] for artist in ax.lines if artist.get_linestyle() == ":"]
     assert verticals == [0.0, 1.0]
     assert "a.safetensors" in ax.get_xlabel()
 
 
 def test_wrong_kinds_of_results_are_refused(plane, line):
-    with pytest.raises(ValueError, match="2D surface, but this one is 1D"):
+    with pytest.raises(ValueError, match="at least 2 x 2 points"):
         plot_contour(line)
-    with pytest.raises(ValueError, match="this surface is 2D"):
+    with pytest.raises(ValueError, match="5 x 7 plane"):
         plot_1d(plane)
     with pytest.raises(ValueError, match="plot_density draws a Spectrum"):
         plot_density(plane)
 
 
-def test_plots_from_saved_files(tmp_path, plane, line, interpolation):
+def test_plots_and_registry_from_saved_files(tmp_path, plane, line, segment):
     plane.save(tmp_path / "plane.h5")
     line.save(tmp_path / "line.h5")
-    interpolation.save(tmp_path / "interp.h5")
+    segment.save(tmp_path / "segment.h5")
     assert isinstance(plot_contour(str(tmp_path / "plane.h5")), Figure)
     assert isinstance(plot_3d(tmp_path / "plane.h5"), Figure)
     assert isinstance(plot_1d(tmp_path / "line.h5"), Figure)
-    assert isinstance(plot_1d(tmp_path / "interp.h5"), Figure)
-    assert isinstance(load_result(tmp_path / "interp.h5"), Interpolation)
-    loaded = load_result(tmp_path / "plane.h5")
-    np.testing.assert_array_equal(loaded.loss, plane.loss)
+    loaded = load_result(tmp_path / "segment.h5")
+    assert isinstance(loaded, Surface) and loaded.directions.kind == "between"
+    np.testing.assert_array_equal(load_result(tmp_path / "plane.h5").loss, plane.loss)
     Directions(torch.ones(1, 3), "random").save(tmp_path / "dirs.h5")
-    with pytest.raises(LosslensError, match="directions result, which is not drawn"):
-        load_result(tmp_path / "dirs.h5")
+    assert isinstance(load_result(tmp_path / "dirs.h5"), Directions)
+    with pytest.raises(ValueError, match="cannot draw a Directions"):
+        render(load_result(tmp_path / "dirs.h5"), tmp_path, "dirs")
     with pytest.raises(LosslensError, match="no such file"):
         plot_contour(tmp_path / "missing.h5")
 
 
-def test_plotly_plane_is_transposed_for_plotly(plane):
+def test_render_writes_each_picture(tmp_path, plane, segment):
+    names = [p.name for p in render(plane, tmp_path, "surface")]
+    assert names == ["surface_contour.png", "surface_3d.png", "surface.html"]
+    assert [p.name for p in render(segment, tmp_path, "interpolation")] == ["interpolation.png", "interpolation.html"]
+    assert all((tmp_path / n).stat().st_size > 1000 for n in names)
+    assert "adam/step_000220.safetensors" in (tmp_path / "surface.html").read_text()  # provenance on the page
+
+
+def test_plotly_plane_keeps_the_surface_layout(plane):
     fig = plotly_figure(plane)
     surface, contour = fig.data[0], fig.data[1]
     assert surface.type == "surface" and contour.type == "contour"
     z = np.asarray(surface.z)
-    assert z.shape == (len(plane.y), len(plane.x))  # plotly's rows run along y
-    np.testing.assert_array_equal(z, plane.loss.T)
-    np.testing.assert_array_equal(np.asarray(contour.z), plane.loss.T)
+    assert z.shape == (len(plane.y), len(plane.x))  # plotly's rows run along y, as the surface's
+    np.testing.assert_array_equal(z, plane.loss)
+    np.testing.assert_array_equal(np.asarray(contour.z), plane.loss)
     assert np.argmin(z) == np.ravel_multi_index((list(plane.y).index(Y_MIN), list(plane.x).index(X_MIN)), z.shape)
+    assert fig.layout.xaxis.automargin and fig.layout.margin.t >= 100  # two-line titles and axis titles fit
 
 
-def test_plotly_lines(line, interpolation):
+def test_plotly_lines(line, segment):
     fig = plotly_figure(line, log=True)
     assert [d.name for d in fig.data] == ["loss", "accuracy"]
     assert fig.layout.yaxis.type == "log"
-    fig = plotly_figure(interpolation)
-    assert "barrier 0.5" in fig.layout.title.text
+    assert "barrier 0.5" in plotly_figure(segment).layout.title.text
 
 
-def test_write_html_embeds_plotly_js_once(tmp_path, plane, interpolation):
+def test_write_html_embeds_plotly_js_once_and_fills_the_window(tmp_path, plane, segment):
     one = write_html(plotly_figure(plane), tmp_path / "one.html")
-    two = write_html([plotly_figure(plane), plotly_figure(interpolation)], tmp_path / "sub" / "two.html",
-                     title="two <figures>")
+    two = write_html([plotly_figure(plane), plotly_figure(segment)], tmp_path / "sub" / "two.html",
+                     title="two <figures>", provenance={"model": "<mlp>"})
     page = two.read_text()
     assert page.count("plotly.js v") == 1 and one.read_text().count("plotly.js v") == 1
-    assert page.count("Plotly.newPlot(") == 2
-    assert "<title>two &lt;figures&gt;</title>" in page
+    assert page.count("Plotly.newPlot(") == 2 and page.count("height:90vh") == 2
+    assert "<title>two &lt;figures&gt;</title>" in page and "&lt;mlp&gt;" in page
     assert two.stat().st_size < 2 * one.stat().st_size
     with pytest.raises(ValueError, match="at least one figure"):
         write_html([], tmp_path / "none.html")
@@ -201,7 +258,13 @@ def test_density_and_eigenvalue_plots(tmp_path):
     assert isinstance(plot_density(tmp_path / "spectrum.h5"), Figure)
 
     pairs = Eigenpairs(torch.tensor([5.0, 2.0]), torch.eye(2, 4, dtype=torch.float64), "largest", 1e-6, 10,
-                       {"backend": "lanczos", "residual_norms": [1e-7, 2e-7]})
+                       {"backend": "losslens", "residual_norms": [0.25, 0.5]} | META)
     fig = plot_eigenvalues(pairs)
-    heights = [p.get_height() for p in fig.axes[0].patches]
-    assert heights == [5.0, 2.0]
+    ax = fig.axes[0]
+    assert [p.get_height() for p in ax.patches] == [5.0, 2.0]
+    from matplotlib.container import ErrorbarContainer
+
+    bars = next(c for c in ax.containers if isinstance(c, ErrorbarContainer))  # the residuals, as error bars
+    segments = bars.lines[2][0].get_segments()
+    np.testing.assert_allclose([s[1, 1] - s[0, 1] for s in segments], [0.5, 1.0])
+    assert "adam/step_000220" in ax.get_title()
