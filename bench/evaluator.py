@@ -1,24 +1,30 @@
-"""Evaluator core vs the point-by-point way, on a 41x41 plane of an MLP and of two small CNNs.
+"""Evaluator core vs the point-by-point way, on a 41x41 plane of an MLP and of two small CNNs, on an
+idle machine and with one core kept busy by a second process.
 
-Both run in this one process, side by side, in interleaved blocks of the plane: the point-by-point
-loop of the older tools (weights copied into the model in place, data in batches of 128) on every
-``stride``-th grid point, and the evaluator core (``Evaluator.evaluate_affine``) on every point. Printed per model: points/second, the ratio,
-the largest relative loss difference on the common points, and the fraction of the float32 matmul
-peak (measured here) that each reaches, counting a plain forward's FLOPs per point ("effective" for
-the core, which skips most of the first layer's work).
+In this one process, side by side, in interleaved blocks of the plane (so all ways see the same
+machine state):
 
-The CNNs: ``cnn`` (conv, pool, conv, pool: point by point at about 16-20% of the matmul peak, like
-the CNN of shared/notes/performance-facts.md) and ``cnn-strided`` (the same layers with strided
-convolutions: point by point already at 45-60% of the peak, so no evaluator can gain much on it on a
-CPU; shown for honesty).
+- ``loop``: the point-by-point way of the older tools (weights copied into the model in place, data
+  in batches of 128, torch's default threads) on every ``stride``-th grid point;
+- ``core``: ``Evaluator.evaluate_affine`` with its default execution plan (threads and compile
+  decided by the evaluator) on every point;
+- ``core-1t``: the same with ``threads=1`` forced, on every point.
 
-Usage: ``python bench/evaluator.py [--quick] [--steps 41] [--device cpu] [--compile auto|on|off]``.
-Last line: ``mlp_speedup=X cnn_speedup=Y cnn_strided_speedup=W max_rel_diff=Z``.
+Each model runs twice: ``idle``, and ``busy``, with a second process spinning on one core from before
+the evaluators are built (so their plans are made under the load) to the end. Printed per model and
+load: points/second of each way, the core's ratio to the loop, the default plan's time over the
+forced single thread's (must stay under 1.25), the largest relative loss difference, the plans, and
+the fraction of the float32 matmul peak (measured here, idle).
+
+Usage: ``python bench/evaluator.py [--quick] [--steps 41] [--device cpu] [--load idle,busy]``.
+Last line: ``mlp_speedup=... cnn_speedup=... worst_default_over_1t=... max_rel_diff=...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,71 +38,103 @@ from bench._common import (  # noqa: E402
 from losslens.core.evaluator import Evaluator  # noqa: E402
 from losslens.landscape.directions import random_directions  # noqa: E402
 
-COMPILE = {"auto": "auto", "on": True, "off": False}
 _BLOCKS = 8
+_SPIN = "import time\nwhile True:\n    sum(range(10000))\n"
 
 
-def bench_model(name, model, x, y, *, steps, stride, device, compile, peak):
-    ev = Evaluator(model, "cross_entropy", (x, y), device=device, metrics=(), compile=compile)
-    dirs = random_directions(ev.space, ev.w0, 2, seed=0)
-    D = dirs.vectors.to(ev.device, ev.dtype)
-    axis = torch.linspace(-1, 1, steps)
-    coeffs = torch.cartesian_prod(axis, axis)  # row-major: point i*steps + j is (axis[i], axis[j])
-    common = torch.arange(0, len(coeffs), stride)
+@contextlib.contextmanager
+def load(kind: str):
+    """``busy``: a second process keeps one core busy for the duration of the block."""
+    proc = subprocess.Popen([sys.executable, "-c", _SPIN]) if kind == "busy" else None
+    try:
+        yield
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
 
-    model_dev, xd, yd = model.to(ev.device), x.to(ev.device), y.to(ev.device)
-    w0, Dd, cd = ev.w0, D, coeffs.to(ev.device)
-    # Interleaved blocks: both ways see the same machine state (this 2-core VM's speed drifts by 20-40%
-    # over minutes). The core's first block includes its compile, if it decides to compile.
-    ev.plan(len(coeffs))
-    losses, refs, t_core, t_ref = [], [], 0.0, 0.0
-    for block in torch.arange(len(coeffs)).tensor_split(_BLOCKS):
-        res, dt = timed(ev.evaluate_affine, w0, Dd, cd[block])
-        losses.append(res.loss)
-        t_core += dt
-        mine = common[(common >= block[0]) & (common <= block[-1])]
-        ref, dt = timed(point_by_point, model_dev, xd, yd, w0, Dd, cd[mine])
-        refs.append(ref)
-        t_ref += dt
-    loss, ref = torch.cat(losses), torch.cat(refs)
 
+def bench_model(name, build, x, y, *, steps, stride, device, peak, kind):
+    model = build()
+    with load(kind):
+        cores = {
+            "core": Evaluator(model, "cross_entropy", (x, y), device=device, metrics=()),
+            "core-1t": Evaluator(model, "cross_entropy", (x, y), device=device, metrics=(), threads=1),
+        }
+        ev = cores["core"]
+        dirs = random_directions(ev.space, ev.w0, 2, seed=0)
+        D = dirs.vectors.to(ev.device, ev.dtype)
+        axis = torch.linspace(-1, 1, steps)
+        coeffs = torch.cartesian_prod(axis, axis).to(ev.device)
+        common = torch.arange(0, len(coeffs), stride)
+        model_dev, xd, yd = model.to(ev.device), x.to(ev.device), y.to(ev.device)
+        for core in cores.values():
+            core.expect(len(coeffs))
+        losses = {k: [] for k in cores}
+        refs, seconds = [], {"loop": 0.0} | {k: 0.0 for k in cores}
+        for block in torch.arange(len(coeffs)).tensor_split(_BLOCKS):
+            for key, core in cores.items():
+                res, dt = timed(core.evaluate_affine, core.w0, D, coeffs[block])
+                losses[key].append(res.loss)
+                seconds[key] += dt
+            mine = common[(common >= block[0]) & (common <= block[-1])]
+            ref, dt = timed(point_by_point, model_dev, xd, yd, ev.w0, D, coeffs[mine])
+            refs.append(ref)
+            seconds["loop"] += dt
+    ref = torch.cat(refs)
+    loss = torch.cat(losses["core"])
+    rel = max(float(((torch.cat(v)[common] - ref).abs() / ref.abs()).max()) for v in losses.values())
     flops = forward_flops(model_dev, x.to(ev.device))
-    rate_ref, rate_core = len(common) / t_ref, len(coeffs) / t_core
-    rel = ((loss[common] - ref).abs() / ref.abs()).max().item()
-    print(f"\n{name}: {ev.space.size:,} parameters, {len(x)} samples, {steps}x{steps} plane, "
+    rates = {"loop": len(common) / seconds["loop"]} | {k: len(coeffs) / seconds[k] for k in cores}
+    print(f"\n{name}, {kind}: {ev.space.size:,} parameters, {len(x)} samples, {steps}x{steps} plane, "
           f"{flops / 1e9:.2f} GFLOP per point (plain forward)")
-    print(f"  {'method':<34}{'points':>8}{'seconds':>10}{'points/s':>10}{'% peak':>9}")
-    print(f"  {'point-by-point (in place, bs 128)':<34}{len(common):>8}{t_ref:>10.2f}{rate_ref:>10.1f}"
-          f"{100 * rate_ref * flops / peak:>8.1f}%")
-    label = f"losslens core ({'compiled' if ev._compiled else 'eager'}{', NHWC' if ev._channels_last else ''})"
-    print(f"  {label:<34}{len(coeffs):>8}{t_core:>10.2f}{rate_core:>10.1f}"
-          f"{100 * rate_core * flops / peak:>8.1f}% effective")
-    print(f"  speedup {rate_core / rate_ref:.2f}x   max relative loss difference {rel:.2e} "
-          f"(on {len(common)} common points)")
-    return rate_core / rate_ref, rel
+    print(f"  {'way':<44}{'points':>7}{'seconds':>9}{'points/s':>10}{'% peak':>8}")
+    for key, n in (("loop", len(common)), ("core", len(coeffs)), ("core-1t", len(coeffs))):
+        plan = "" if key == "loop" else _plan_label(cores[key])
+        label = {"loop": "point-by-point (in place, bs 128)", "core": "core, default plan",
+                 "core-1t": "core, 1 thread forced"}[key] + plan
+        print(f"  {label:<44}{n:>7}{seconds[key]:>9.2f}{rates[key]:>10.1f}{100 * rates[key] * flops / peak:>7.1f}%")
+    speedup = rates["core"] / rates["loop"]
+    default_over_1t = rates["core-1t"] / rates["core"]
+    print(f"  core/loop {speedup:.2f}x   default plan's time / 1 thread's {default_over_1t:.2f}   "
+          f"max relative loss difference {rel:.2e} (on {len(common)} common points)")
+    assert torch.isfinite(loss).all()
+    return speedup, default_over_1t, rel
+
+
+def _plan_label(ev: Evaluator) -> str:
+    p = ev.plan
+    parts = [f"{p.threads}t", "compiled" if p.compile else "eager"] + (["NHWC"] if p.channels_last else [])
+    if p.fallbacks:
+        parts.append(f"{len(p.fallbacks)} fallback(s)")
+    return f" [{', '.join(parts)}]"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a 15x15 plane, done in under a minute")
+    parser.add_argument("--quick", action="store_true", help="a 15x15 plane, a few minutes in all")
     parser.add_argument("--steps", type=int, help="points per axis (default 41, 15 with --quick)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
-    parser.add_argument("--compile", default="auto", choices=COMPILE, help="torch.compile of the core (default auto)")
+    parser.add_argument("--load", default="idle,busy", help="idle, busy or both (default: idle,busy)")
+    parser.add_argument("--models", default="mlp,cnn,cnn-strided", help="which models (default: all three)")
     args = parser.parse_args(argv)
     steps = args.steps or (15 if args.quick else 41)
     stride = max(1, steps * steps // (12 if args.quick else 40))
-
     peak = matmul_peak() if args.device == "cpu" else float("nan")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; "
-          f"measured float32 matmul peak {peak / 1e9:.0f} GFLOP/s")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads by default, device {args.device}; "
+          f"measured float32 matmul peak {peak / 1e9:.0f} GFLOP/s (idle)")
     x, y = images_28(2048)
+    builders = {"mlp": mlp_784, "cnn": cnn_28, "cnn-strided": cnn_strided_28}
     results = {}
-    for name, build in (("mlp", mlp_784), ("cnn", cnn_28), ("cnn-strided", cnn_strided_28)):
-        results[name] = bench_model(name, build(), x, y, steps=steps, stride=stride, device=args.device,
-                                    compile=COMPILE[args.compile], peak=peak)
-    max_rel = max(r[1] for r in results.values())
-    print(f"\nmlp_speedup={results['mlp'][0]:.2f} cnn_speedup={results['cnn'][0]:.2f} "
-          f"cnn_strided_speedup={results['cnn-strided'][0]:.2f} max_rel_diff={max_rel:.2e}")
+    for kind in args.load.split(","):
+        for name in args.models.split(","):
+            results[(name, kind)] = bench_model(name, builders[name], x, y, steps=steps, stride=stride,
+                                                device=args.device, peak=peak, kind=kind)
+    speed = {f"{n}_{k}_speedup": r[0] for (n, k), r in results.items()}
+    worst = max(r[1] for r in results.values())
+    max_rel = max(r[2] for r in results.values())
+    print("\n" + " ".join(f"{k}={v:.2f}" for k, v in speed.items())
+          + f" worst_default_over_1t={worst:.2f} max_rel_diff={max_rel:.2e}")
 
 
 if __name__ == "__main__":

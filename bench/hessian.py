@@ -5,7 +5,7 @@ evaluator's gradient), then at the trained point:
 
 - the dense Hessian of the test loss is built in float64 as ``H @ I`` (column blocks of Hessian-vector
   products), and ``torch.linalg.eigh`` of it is the truth;
-- ``eigenpairs(H, 2)`` with ``backend="lanczos"`` (tol 1e-6) and ``backend="pyhessian"`` (its default
+- ``eigenpairs(H, 2)`` with ``backend="losslens"`` (Lanczos, tol 1e-6) and ``backend="pyhessian"`` (its default
   tol 1e-3, power iteration with deflation) are timed in the bench dtype (float32 by default).
 
 For each: wall time (best of ``repeats``), Hessian-vector products, relative error of both eigenvalues,
@@ -25,9 +25,10 @@ import torch
 from losslens.core.data import load_dataset
 from losslens.core.evaluator import Evaluator
 from losslens.core.models import build_model
-from losslens.landscape.hessian import HessianOperator, eigenpairs
+from losslens.landscape.hessian import eigenpairs
+from losslens.landscape.operator import HessianOperator
 
-METHODS = (("lanczos", 1e-6), ("pyhessian", 1e-3))
+METHODS = (("losslens", 1e-6), ("pyhessian", 1e-3))
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -114,12 +115,12 @@ def report(r: dict) -> str:
             f"{name:<10} {m['tol']:>6.0e} {m['time_s']:>8.3f} {m['n_matvec']:>5d} {m['rel_err'][0]:>10.2e} "
             f"{m['rel_err'][1]:>10.2e} {m['abs_cos'][0]:>9.6f} {m['abs_cos'][1]:>9.6f} {m['max_residual']:>10.2e}"
         )
-    lz, ph = r["methods"]["lanczos"], r["methods"]["pyhessian"]
+    lz, ph = r["methods"]["losslens"], r["methods"]["pyhessian"]
     lines.append("")
     lines.append(
-        f"summary: lanczos {lz['time_s']:.3f} s, max rel err {max(lz['rel_err']):.1e}, min |cos| "
+        f"summary: losslens (Lanczos) {lz['time_s']:.3f} s, max rel err {max(lz['rel_err']):.1e}, min |cos| "
         f"{min(lz['abs_cos']):.6f} | pyhessian {ph['time_s']:.3f} s, max rel err {max(ph['rel_err']):.1e}, "
-        f"min |cos| {min(ph['abs_cos']):.6f} | time ratio pyhessian/lanczos {ph['time_s'] / lz['time_s']:.2f}"
+        f"min |cos| {min(ph['abs_cos']):.6f} | time ratio pyhessian/losslens {ph['time_s'] / lz['time_s']:.2f}"
     )
     return "\n".join(lines)
 

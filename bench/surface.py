@@ -50,7 +50,7 @@ def run(quick: bool = False) -> dict:
     dirs = random_directions(ev.space, ev.w0, 2, normalization="filter", seed=0)
     surface, t_ll = timed(surface_2d, ev, ev.w0, dirs, axis, axis, progress=False)
 
-    coeffs = torch.cartesian_prod(axis, axis).float()  # row-major, like surface.loss.reshape(-1)
+    coeffs = torch.cartesian_prod(axis, axis).flip(1).float()  # (x, y) with x fastest, like surface.loss.reshape(-1)
     common = torch.arange(0, len(coeffs), stride)
     ref, t_ref = timed(point_by_point, copy.deepcopy(model), x, y, ev.w0, dirs.vectors.float(), coeffs[common])
     ours = torch.from_numpy(surface.loss.reshape(-1))[common]

@@ -16,7 +16,8 @@ import torch
 
 from losslens.core._plan import ExecutionPlan, faster_threads, using_threads
 
-_SLOWDOWN = 4.0  # a chunk this many times slower than its forwards were measured: look again
+_SLOWDOWN = 3.0  # a chunk this many times slower per point than the fastest so far: look at the threads again
+_RECHECK_S = 5.0  # and at least this often (seconds of evaluation) while several threads run
 
 
 class Runner:
@@ -25,28 +26,39 @@ class Runner:
     Args:
         plan: the execution plan.
         layout: applied to a point's tensors on the sequential path (channels_last weights).
-        probe: a forward over one batch, to measure threads again; ``forward_seconds``: its time with
-            the plan's threads.
+        probe: a forward over one batch, to measure the threads again (``None``: threads were given).
     """
 
-    def __init__(self, plan: ExecutionPlan, layout: Callable, probe: Callable | None = None,
-                 forward_seconds: float = 0.0):
+    def __init__(self, plan: ExecutionPlan, layout: Callable, probe: Callable | None = None):
         self.plan = plan
         self._layout = layout
-        self._probe, self._forward_seconds = probe, forward_seconds
+        self._probe = probe
+        self._fastest: dict[str, float] = {}  # seconds per point, per kind of call
+        self._since_check = 0.0
         self._compiled: dict = {}
         self.compiled_calls = 0  # calls that ran a compiled function (the compiled path really ran)
 
-    def observe(self, seconds: float, n_forwards: int) -> None:
-        """After a chunk of ``n_forwards`` forwards took ``seconds``: when several threads ran far
-        slower than measured (another process took a core), measure again and keep the faster."""
-        if self.plan.threads == 1 or self._probe is None or seconds <= _SLOWDOWN * n_forwards * self._forward_seconds:
+    def observe(self, seconds: float, n_points: int, kind: str) -> None:
+        """After a chunk of ``n_points`` of a ``kind`` of call took ``seconds``: while several threads
+        run, measure them against one again when the chunk ran ``_SLOWDOWN`` times slower per point
+        than the fastest so far, and every ``_RECHECK_S`` seconds (another process may have taken a
+        core since the plan was made); keep one thread from then on if it is as fast."""
+        per_point = seconds / max(1, n_points)
+        fastest = self._fastest.setdefault(kind, per_point)
+        self._fastest[kind] = min(fastest, per_point)
+        self._since_check += seconds
+        if self.plan.threads == 1 or self._probe is None:
             return
-        threads, self._forward_seconds = faster_threads(self._probe, self.plan.threads)
+        if per_point <= _SLOWDOWN * fastest and self._since_check < _RECHECK_S:
+            return
+        self._since_check = 0.0
+        threads, _ = faster_threads(self._probe, self.plan.threads)
         if threads == 1:
             self.plan = self.plan.changed(
-                f"{self.plan.threads} threads ran {seconds / (n_forwards * self._forward_seconds):.0f}x slower than "
-                "one now (another process is using the cores): 1 thread from here", threads=1)
+                f"{self.plan.threads} threads ran {per_point / fastest:.0f}x slower than before and no faster than one "
+                "(another process is using the cores): 1 thread from here", threads=1)
+        else:
+            self._fastest[kind] = per_point  # still faster with all threads: this is the new normal
 
     def threads(self):
         """Context manager: the plan's intra-op threads during one of the evaluator's calls."""

@@ -201,7 +201,7 @@ class Evaluator:
         batch = self._batch_size(batch_size, device)
         first_batch = self.data.x[:batch].to(device)
         probe_forward = lambda: self._forward_no_grad(first_batch)  # noqa: E731
-        n_threads, forward_seconds = choose_threads(threads, device, probe_forward)
+        n_threads, _ = choose_threads(threads, device, probe_forward)
         self.runner = Runner(
             ExecutionPlan(
                 device=str(device), dtype=str(dtype).removeprefix("torch."), batch_size=batch,
@@ -211,7 +211,6 @@ class Evaluator:
             ),
             self._layout,
             probe_forward if threads == "auto" else None,
-            forward_seconds,
         )
         self.device = device
         self._expected = 0
@@ -407,8 +406,8 @@ class Evaluator:
                     chunk //= 2
                     torch.cuda.empty_cache()
                     continue
-                n_batches = -(-self.n_samples // self.plan.batch_size)
-                self.runner.observe(time.perf_counter() - tic, (sl.stop - sl.start) * n_batches)
+                self.runner.observe(time.perf_counter() - tic, sl.stop - sl.start,
+                                    "first-layer" if coeffs1 is not None else "direct")
                 start = sl.stop
         means = torch.cat(sums) / self.n_samples
         metrics = {n: means[:, 1 + i] for i, n in enumerate(self.metric_names)}

@@ -64,13 +64,19 @@ def test_small_work_never_gets_several_threads():
 
 def test_runner_falls_back_to_one_thread_when_chunks_run_far_slower(monkeypatch):
     plan = ExecutionPlan("cpu", "float32", 8, False, False, 2, False, "off")
-    runner = Runner(plan, lambda t: t, probe=lambda: None, forward_seconds=1e-3)
-    runner.observe(3e-3, 1)  # 3x the measured time: within the tolerance, nothing changes
-    assert runner.plan.threads == 2
+    runner = Runner(plan, lambda t: t, probe=lambda: None)
+    probes = []
+    monkeypatch.setattr("losslens.core._runner.faster_threads", lambda probe, n: probes.append(n) or (2, 1e-3))
+    runner.observe(0.10, 10, "direct")  # 10 ms per point: the first chunk sets the pace
+    runner.observe(0.25, 10, "direct")  # 2.5x: within the tolerance, nothing measured
+    runner.observe(0.05, 1, "first-layer")  # another kind of call has its own pace
+    assert probes == [] and runner.plan.threads == 2
+    runner.observe(2.0, 10, "direct")  # 20x: measured again; all threads still faster, so kept
+    assert probes == [2] and runner.plan.threads == 2 and not runner.plan.fallbacks
     monkeypatch.setattr("losslens.core._runner.faster_threads", lambda probe, n: (1, 1e-3))
-    runner.observe(0.5, 1)  # 500x: another process took a core
+    runner.observe(100.0, 10, "direct")  # another process took a core: one thread from here
     assert runner.plan.threads == 1 and "1 thread from here" in runner.plan.fallbacks[-1]
-    runner.observe(10.0, 1)  # one thread is never second-guessed
+    runner.observe(1000.0, 1, "direct")  # one thread is never second-guessed
     assert len(runner.plan.fallbacks) == 1
 
 
