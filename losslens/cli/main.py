@@ -22,6 +22,9 @@ SUBCOMMANDS: tuple[str, ...] = (
     "losslens.cli.interpolate",
     "losslens.cli.hessian",
     "losslens.cli.plot",
+    "losslens.cli.multiscale",
+    "losslens.cli.topology",
+    "losslens.cli.compare_surfaces",
 )
 
 
