@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     m = result.meta
     print(f"{m['wavelet']} wavelet, mode {m['mode']}, {result.level} levels (level 1 the finest), detrend "
           f"{m['detrend']}, decomposed shape {m['decomposed_shape']}: roughness {result.roughness:.4g}")
+    if m["extension"]:
+        print(f"  {m['extension']}")
     for row in result.levels:
         print(f"  level {row['level']}: detail energy {row['energy']:.4g} ({row['roughness']:.1%} of the total)")
     print(f"  approximation: energy {result.energy_approx:.4g}; total {result.energy_total:.4g}")

@@ -50,7 +50,8 @@ def nonfinite_counts(Z: np.ndarray) -> dict[str, int]:
 
 def describe_nonfinite(counts: dict[str, int], size: int) -> str:
     """``"3 non-finite values (2 NaN, 1 inf) of 400"``."""
-    return f"{counts['nan'] + counts['inf']} non-finite values ({counts['nan']} NaN, {counts['inf']} inf) of {size}"
+    n = counts["nan"] + counts["inf"]
+    return f"{n} non-finite value{'' if n == 1 else 's'} ({counts['nan']} NaN, {counts['inf']} inf) of {size}"
 
 
 def fill_nonfinite(Z: np.ndarray) -> np.ndarray:

@@ -85,7 +85,8 @@ class Multiscale:
         trend: the quadratic removed (zeros without detrending), of the surface's shape.
         energy_total: :math:`\\lVert R \\rVert^2` of the array decomposed (detrended and extended).
         meta: ``wavelet``, ``mode``, ``level``, ``detrend``, ``preset``, ``trend_coefficients``,
-            ``surface_shape``, ``decomposed_shape``, ``padding`` (``[before, after]`` per axis),
+            ``surface_shape``, ``decomposed_shape``, ``padding`` (``[before, after]`` per axis), ``extension``
+            (how the surface was extended, ``None`` when it was not),
             ``energy_coefficients``, ``level_numbering``, ``nonfinite`` counts, ``warnings``, ``source``
             (the surface's meta) and ``versions``.
     """
@@ -146,7 +147,7 @@ class Multiscale:
                 "energy_approx": self.energy_approx, "energy_total": self.energy_total,
                 "energy_coefficients": m["energy_coefficients"], "roughness": self.roughness,
                 **{k: m[k] for k in ("wavelet", "mode", "level", "detrend", "preset", "trend_coefficients",
-                                     "surface_shape", "decomposed_shape", "padding", "nonfinite")},
+                                     "surface_shape", "decomposed_shape", "padding", "extension", "nonfinite")},
                 "warnings": m["warnings"], "source": m["source"], "versions": m["versions"]}
 
     def save(self, path: str | Path) -> Path:
@@ -228,15 +229,13 @@ def multiscale(
     if L > pywt.dwt_max_level(min(Z.shape), wave.dec_len):
         warnings.append(f"level {L} is deeper than pywt.dwt_max_level for {wave.name} on {min(Z.shape)} samples "
                         f"({pywt.dwt_max_level(min(Z.shape), wave.dec_len)}): its coarse coefficients all feel the edges")
-    if not wave.orthogonal:
-        warnings.append(f"wavelet {wave.name} is not orthogonal: the energies do not add up to the total")
     padding = [[p // 2, p - p // 2] for p in ((-n) % 2**L for n in Z.shape)] if opts["mode"] == "periodization" \
         else [[0, 0] for _ in Z.shape]
-    if any(sum(p) for p in padding):
-        warnings.append(f"shape {list(Z.shape)} is not a multiple of 2**{L}: extended by symmetric reflection to "
-                        f"{[n + sum(p) for n, p in zip(Z.shape, padding)]} (padding {padding}); energies are of the "
-                        "extended array")
     A = np.pad(residual, padding, mode="symmetric")
+    extension = None if A.shape == Z.shape else (
+        f"shape {list(Z.shape)} is not a multiple of 2**{L}: extended by symmetric reflection (half-sample, the edge "
+        f"value repeated) to {list(A.shape)}, padding {padding} [before, after] per axis; energies are of the "
+        "extended array")
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore", UserWarning)  # pywt's level warning: recorded above
         coefficients = pywt.wavedecn(A, wave, mode=opts["mode"], level=L)
@@ -253,7 +252,8 @@ def multiscale(
     meta = {
         "wavelet": wave.name, "mode": opts["mode"], "level": L, "detrend": opts["detrend"], "preset": preset,
         "trend_coefficients": trend_coefficients, "surface_shape": list(Z.shape),
-        "decomposed_shape": list(A.shape), "padding": padding, "energy_coefficients": energy_coefficients,
+        "decomposed_shape": list(A.shape), "padding": padding, "extension": extension,
+        "energy_coefficients": energy_coefficients,
         "level_numbering": LEVEL_NUMBERING, "nonfinite": counts, "warnings": warnings,
         "source": source_meta(surface), "versions": {"pywavelets": importlib.metadata.version("PyWavelets")},
     }

@@ -76,6 +76,7 @@ class Basin:
 
     @property
     def is_global(self) -> bool:
+        """Whether this is the basin of the global minimum (it never merges)."""
         return self.saddle is None
 
     def to_json(self) -> dict:
@@ -227,8 +228,6 @@ def topology(
     regular, essential = (complex_.vertices_of_persistence_pairs() if construction == "vertices"
                           else complex_.cofaces_of_persistence_pairs())
     diagrams = [_classes(Z, regular, essential, dim) for dim in (0, 1)]
-    if len(diagrams[1][0]) and np.isinf(diagrams[1][0][:, 1]).any():  # cannot happen on a filled grid
-        warnings.append("the surface has a loop that never dies")
     meta = {"construction": construction, "normalize": normalize, "normalization": {"min": low, "range": span},
             "units": "normalized loss (L - min) / (max - min)" if normalize else "loss",
             "threshold_rule": rule, "nonfinite": counts, "warnings": warnings, "source": source_meta(surface),
@@ -327,7 +326,9 @@ def topology_stability(
         results = [replace(r, threshold=threshold, meta={**r.meta, "threshold_rule": rule}) for r in results]
     summaries = [r.summary() for r in results]
     figures = {k: np.array([float(s[k]) for s in summaries]) for k in HEADLINE}
-    distances = np.array([[bottleneck(a, b) for b in results] for a in results])
+    distances = np.zeros((len(results), len(results)))
+    for i, j in zip(*np.triu_indices(len(results), k=1)):
+        distances[i, j] = distances[j, i] = bottleneck(results[i], results[j])
     meta = {"threshold": threshold, "threshold_rule": rule, "construction": construction, "normalize": normalize,
             "warnings": [f"{n}: {w}" for n, r in zip(names, results) for w in r.meta["warnings"]],
             "sources": [r.meta["source"] for r in results]}
