@@ -215,7 +215,7 @@ def multiscale(
                              "crop it to its finite part, or fill them (nonfinite='fill', --fill-nonfinite)")
         Z = fill_nonfinite(Z)
         warnings.append(f"{message} replaced by the largest of their finite 4-neighbours")
-    trend, trend_coefficients = _quadratic_trend(x, y, Z) if opts["detrend"] == "quadratic" else (np.zeros_like(Z), None)
+    trend, trend_coefficients = (np.zeros_like(Z), None) if opts["detrend"] == "none" else _quadratic_trend(x, y, Z)
     residual = Z - trend
     if trend_coefficients is not None and _rms(residual) <= ZERO_RESIDUAL * _rms(Z):
         residual = np.zeros_like(Z)
@@ -226,9 +226,10 @@ def multiscale(
     if L > _max_level(Z.shape):
         raise ValueError(f"level {L} is too deep for a surface of shape {list(Z.shape)}: valid levels are "
                          f"1..{_max_level(Z.shape)} (the coarsest approximation keeps at least one sample)")
-    if L > pywt.dwt_max_level(min(Z.shape), wave.dec_len):
+    pywt_max = pywt.dwt_max_level(min(Z.shape), wave.dec_len)
+    if L > pywt_max:
         warnings.append(f"level {L} is deeper than pywt.dwt_max_level for {wave.name} on {min(Z.shape)} samples "
-                        f"({pywt.dwt_max_level(min(Z.shape), wave.dec_len)}): its coarse coefficients all feel the edges")
+                        f"({pywt_max}): its coarse coefficients all feel the edges")
     padding = [[p // 2, p - p // 2] for p in ((-n) % 2**L for n in Z.shape)] if opts["mode"] == "periodization" \
         else [[0, 0] for _ in Z.shape]
     A = np.pad(residual, padding, mode="symmetric")

@@ -89,7 +89,8 @@ def test_topology_writes_basins_in_the_surface_coordinates(tmp_path, capsys):
     doc = json.loads((tmp_path / "topology.json").read_text())
     assert doc["n_basins"] == 2 and doc["threshold"] == pytest.approx(0.03)
     (first, second) = doc["basins"]
-    assert (first["x"], first["y"], first["value"], first["persistence"], first["saddle"]) == (1.0, 0.5, 2.0, None, None)
+    assert (first["x"], first["y"], first["value"]) == (1.0, 0.5, 2.0)
+    assert first["persistence"] is None and first["saddle"] is None
     assert (second["x"], second["y"]) == pytest.approx((3.0, 1.5)) and second["persistence"] == pytest.approx(1.0)
     assert second["saddle"]["value"] == pytest.approx(5.0)
     assert doc["diagram_h0"][0] == [2.0, None] and doc["diagram_h1"] == []
@@ -130,7 +131,8 @@ def test_compare_surfaces_prints_and_writes_tables(tmp_path, capsys):
     assert rows[0]["shape"] == "21x41" and rows[0]["n_basins"] == "2" and rows[0]["sharpness"] == ""
     with open(tmp_path / "distances.csv") as f:
         (pair,) = list(csv.DictReader(f))
-    assert float(pair["bottleneck_h0"]) == pytest.approx(0.5) and float(pair["max_abs_difference"]) == pytest.approx(0.5)
+    assert float(pair["bottleneck_h0"]) == pytest.approx(0.5)
+    assert float(pair["max_abs_difference"]) == pytest.approx(0.5)
     doc = json.loads((tmp_path / "compare_surfaces.json").read_text())
     assert doc["summary"]["farthest_pair"] == ["resnet/surface", "noskip/surface"]
     out = tmp_path / "cmp"

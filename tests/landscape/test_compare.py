@@ -19,7 +19,8 @@ Y = np.linspace(-0.5, 1.5, 24)  # ny = 24
 def landscape(seed=0, shift=0.0):
     XX, YY = np.meshgrid(X, Y)
     rng = np.random.default_rng(seed)
-    return XX**2 + 2 * (YY - 0.5) ** 2 + 0.3 * np.sin(5 * XX) * np.cos(4 * YY) + 0.01 * rng.normal(size=XX.shape) + shift
+    bumps = 0.3 * np.sin(5 * XX) * np.cos(4 * YY) + 0.01 * rng.normal(size=XX.shape)
+    return XX**2 + 2 * (YY - 0.5) ** 2 + bumps + shift
 
 
 def surface(Z, x=X, y=Y, meta=None):
@@ -41,7 +42,8 @@ def test_rows_agree_with_each_analysis_and_distances_with_the_shift():
     assert pair["bottleneck_h0"] == pytest.approx(0.3, rel=1e-9)  # the essential class moves by the shift
     assert pair["max_abs_difference"] == pytest.approx(0.3) and pair["rms_difference"] == pytest.approx(0.3)
     assert pair["bottleneck_h1"] == pytest.approx(bottleneck(topology(surface(a)), topology(surface(b)), 1))
-    assert result.summary() == {"n_surfaces": 2, "farthest_pair": ["A", "B"], "max_bottleneck_h0": pair["bottleneck_h0"]}
+    assert result.summary() == {"n_surfaces": 2, "farthest_pair": ["A", "B"],
+                                "max_bottleneck_h0": pair["bottleneck_h0"]}
 
 
 def test_diagram_distances_need_no_common_grid_but_value_distances_do():
