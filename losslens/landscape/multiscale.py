@@ -16,9 +16,9 @@ wavelet in ``periodization`` mode the transform is orthogonal, so energies add u
 
 and the roughness of level :math:`j` is its detail energy over the total. pywt pads a side that is not a
 multiple of :math:`2^L` on its own, which breaks that sum (the coefficients of 61x81 white noise hold
-1.07x its energy at level 3; the excess depends on the values at the edges): here such a side is extended first by symmetric reflection, split between its
-two ends, to the next multiple of :math:`2^L`, and the energies are those of this extended array
-(its shape is in the result). In the other modes pywt's own extension applies and the parts do not add
+1.07x its energy at level 3; the excess depends on the values at the edges): here such a side is
+extended first by symmetric reflection, split between its two ends, to the next multiple of
+:math:`2^L`, and the energies are those of this extended array (its shape is in the result). In the other modes pywt's own extension applies and the parts do not add
 up; the result says by how much.
 
 Defaults, and why:
