@@ -30,6 +30,9 @@ SUBCOMMANDS: tuple[str, ...] = (
     "losslens.cli.interpolate",
     "losslens.cli.hessian",
     "losslens.cli.plot",
+    "losslens.cli.multiscale",
+    "losslens.cli.topology",
+    "losslens.cli.compare_surfaces",
 )
 _NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")  # -1, -0.5, -.5, -1e-3: values, not flags
 

@@ -1,0 +1,207 @@
+"""Comparing loss surfaces: a table of each one's figures, and the distances between every pair.
+
+Per surface: its shape, minimum, maximum and loss range, the number of basins and loops
+(``topology``, each with its own default threshold, so a row agrees with ``losslens topology``), the
+roughness (``multiscale`` with its defaults), and the sharpness :math:`\\lambda_{max}` of the Hessian at
+the centre when the surface's metadata carries one (``sharpness_of``).
+
+Per pair: the bottleneck and 1-Wasserstein distances of the :math:`H_0` and :math:`H_1` diagrams, which
+need no common grid, and for surfaces on the same grid the distances of their values,
+:math:`\\lVert f - g \\rVert_\\infty` (which bounds the bottleneck distance, Cohen-Steiner et al. 2007) and
+the root mean square difference.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from losslens._io import read_h5, write_h5
+from losslens.landscape._grid_values import grid_values, source_meta
+from losslens.landscape.multiscale import multiscale
+from losslens.landscape.topology import bottleneck, topology, wasserstein
+
+TABLE_COLUMNS: tuple[str, ...] = ("name", "shape", "min", "max", "range", "n_basins", "threshold", "n_loops",
+                                  "roughness", "sharpness")
+DISTANCE_COLUMNS: tuple[str, ...] = ("a", "b", "bottleneck_h0", "bottleneck_h1", "wasserstein_h0",
+                                     "wasserstein_h1", "max_abs_difference", "rms_difference")
+
+
+def sharpness_of(meta: dict) -> float | None:
+    """The sharpness of a surface from its metadata: ``meta["hessian"]["lambda_max"]``, else ``None``.
+
+    The hook: the one place that knows where a surface keeps Hessian figures; change it when they move.
+    """
+    hessian = meta.get("hessian")
+    value = hessian.get("lambda_max") if isinstance(hessian, dict) else None
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Figures of several surfaces and distances between them.
+
+    Attributes:
+        rows: one dict per surface with ``TABLE_COLUMNS`` (``None`` where a figure does not apply).
+        distances: one dict per pair ``(a, b)``, ``a`` before ``b`` in input order, with
+            ``DISTANCE_COLUMNS``; the value distances are ``None`` unless both share their grid.
+        meta: ``warnings`` (each prefixed by the surface's name), ``sources`` (each surface's meta).
+    """
+
+    KIND: ClassVar[str] = "comparison"
+
+    rows: tuple[dict, ...]
+    distances: tuple[dict, ...]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(r["name"] for r in self.rows)
+
+    def summary(self) -> dict:
+        """``n_surfaces``, and the pair farthest apart by :math:`H_0` bottleneck distance."""
+        far = max(self.distances, key=lambda d: d["bottleneck_h0"])
+        return {"n_surfaces": len(self.rows), "farthest_pair": [far["a"], far["b"]],
+                "max_bottleneck_h0": far["bottleneck_h0"]}
+
+    def to_json(self) -> dict:
+        return {"format": "losslens-comparison", "surfaces": list(self.rows), "distances": list(self.distances),
+                "summary": self.summary(), "warnings": self.meta["warnings"], "sources": self.meta["sources"]}
+
+    def format_table(self) -> str:
+        """The table of figures and the table of distances as aligned text."""
+        return _text_table(self.rows, TABLE_COLUMNS) + "\n\n" + _text_table(self.distances, DISTANCE_COLUMNS)
+
+    def save(self, path: str | Path) -> Path:
+        """Write to an HDF5 file (kind ``comparison``), everything in its metadata."""
+        return write_h5(path, self.KIND, {}, {"rows": list(self.rows), "distances": list(self.distances),
+                                              "meta": self.meta})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Comparison":
+        """Read a file written by ``save``."""
+        _, m = read_h5(path, cls.KIND)
+        return cls(tuple(m["rows"]), tuple(m["distances"]), m["meta"])
+
+
+def compare_surfaces(surfaces, names=None) -> Comparison:
+    """The figures of each surface and the distances between every pair.
+
+    Args:
+        surfaces: two or more surfaces (``x``, ``y``, ``loss`` ``(ny, nx)`` or ``(nx,)``, ``meta``) or
+            paths of surface files.
+        names: one per surface; default the file names for paths, ``"0"``, ``"1"``, ... otherwise.
+
+    Raises:
+        ValueError: fewer than two surfaces, names that do not match them, or a bad surface.
+    """
+    surfaces = list(surfaces)
+    if len(surfaces) < 2:
+        raise ValueError(f"compare_surfaces needs at least 2 surfaces, found {len(surfaces)}")
+    if names is None:
+        names = [Path(s).stem if isinstance(s, (str, os.PathLike)) else str(i) for i, s in enumerate(surfaces)]
+    names = [str(n) for n in names]
+    if len(names) != len(surfaces):
+        raise ValueError(f"{len(names)} names for {len(surfaces)} surfaces")
+    surfaces = [_load_surface(s) if isinstance(s, (str, os.PathLike)) else s for s in surfaces]
+    warnings: list[str] = []
+    rows, topologies = [], []
+    for name, surface in zip(names, surfaces):
+        topo = topology(surface)
+        topologies.append(topo)
+        roughness = None
+        try:
+            roughness = multiscale(surface).roughness
+        except ValueError as err:  # non-finite values: no roughness rather than a made-up one
+            warnings.append(f"{name}: no roughness: {err}")
+        warnings += [f"{name}: {w}" for w in topo.meta["warnings"]]
+        _, _, Z = grid_values(surface, "compare_surfaces")
+        finite = Z[np.isfinite(Z)]
+        rows.append({"name": name, "shape": list(Z.shape), "min": float(finite.min()), "max": float(finite.max()),
+                     "range": float(np.ptp(finite)), "n_basins": len(topo.basins), "threshold": topo.threshold,
+                     "n_loops": topo.n_loops, "roughness": roughness, "sharpness": sharpness_of(source_meta(surface))})
+    distances = []
+    for i in range(len(surfaces)):
+        for j in range(i + 1, len(surfaces)):
+            a, b = topologies[i], topologies[j]
+            distances.append({"a": names[i], "b": names[j],
+                              **{f"{f.__name__}_h{d}": f(a, b, d) for f in (bottleneck, wasserstein) for d in (0, 1)},
+                              **_value_distances(surfaces[i], surfaces[j])})
+    return Comparison(tuple(rows), tuple(distances), {"warnings": warnings,
+                                                      "sources": [source_meta(s) for s in surfaces]})
+
+
+def _value_distances(a, b) -> dict:
+    """``max_abs_difference`` and ``rms_difference`` over the points finite in both, when the grids agree."""
+    xa, ya, Za = grid_values(a, "compare_surfaces")
+    xb, yb, Zb = grid_values(b, "compare_surfaces")
+    same = Za.shape == Zb.shape and np.allclose(xa, xb) and (ya is None) == (yb is None) \
+        and (ya is None or np.allclose(ya, yb))
+    both = np.isfinite(Za) & np.isfinite(Zb) if same else np.zeros((), dtype=bool)
+    if not both.any():
+        return {"max_abs_difference": None, "rms_difference": None}
+    diff = Za[both] - Zb[both]
+    return {"max_abs_difference": float(np.abs(diff).max()), "rms_difference": float(np.sqrt(np.mean(diff**2)))}
+
+
+def _text_table(rows, columns: tuple[str, ...]) -> str:
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[k]) for row in cells)) for k, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.4g}"
+    if isinstance(value, list):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def _load_surface(path: str | os.PathLike):
+    """A surface from a file: ``x``, ``y`` (``None`` for a line), ``loss`` ``(ny, nx)``, ``meta``.
+
+    The one place where the analysis commands read surface files, until ``Surface.load`` returns
+    ``loss[iy, ix]`` itself. A file of the older loss-landscape tool (no losslens header:
+    ``xcoordinates`` ``(nx,)``, ``ycoordinates`` ``(ny,)``, ``train_loss`` or ``test_loss``) holds its values
+    in the flat order of ``np.meshgrid(x, y)``, so ``loss = values.reshape(ny, nx)``; its -1 marks a point
+    not computed (NaN here). A losslens file is read by ``Surface.load``.
+
+    Raises:
+        LosslensError: the file is missing, not HDF5, not a surface, or its sizes do not match.
+    """
+    from types import SimpleNamespace
+
+    from losslens._io import open_h5
+    from losslens.errors import LosslensError
+
+    path = Path(path)
+    with open_h5(path) as f:
+        if "losslens_kind" in f.attrs:
+            from losslens.landscape.surface import Surface
+
+            return Surface.load(path)
+        split = next((s for s in ("train", "test") if f"{s}_loss" in f), None)
+        if "xcoordinates" not in f or split is None:
+            raise LosslensError(f"{path}: not a surface file (neither a losslens header nor the older tool's "
+                                "xcoordinates and train_loss/test_loss datasets)")
+        x = np.asarray(f["xcoordinates"][()], dtype=np.float64)
+        y = np.asarray(f["ycoordinates"][()], dtype=np.float64) if "ycoordinates" in f else None
+        values = np.asarray(f[f"{split}_loss"][()], dtype=np.float64)
+    shape = (len(x),) if y is None else (len(y), len(x))
+    if values.size != math.prod(shape):
+        raise LosslensError(f"{path}: {split}_loss has {values.size} values ({list(values.shape)}), expected "
+                            f"{math.prod(shape)} from the coordinates ({list(shape)})")
+    loss = values.reshape(shape)
+    loss[loss == -1.0] = np.nan
+    return SimpleNamespace(x=x, y=y, loss=loss, meta={"legacy": "loss-landscape", "data": {"split": split},
+                                                      "file": str(path)})
