@@ -257,3 +257,12 @@ def write_json(path: str | Path, obj: dict) -> Path:
 def say_written(paths) -> None:
     for path in paths:
         print(f"wrote {path}")
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save a matplotlib figure as a PNG (150 dpi) and say so on stdout."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    print(f"wrote {path}")
+    return path

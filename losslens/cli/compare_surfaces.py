@@ -35,7 +35,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from losslens.landscape.compare import DISTANCE_COLUMNS, TABLE_COLUMNS, _load_surface, compare_surfaces
+    from losslens.landscape.compare import DISTANCE_COLUMNS, TABLE_COLUMNS, compare_surfaces
+    from losslens.landscape.surface import Surface
 
     paths = [Path(p) for p in args.surfaces]
     if len(paths) < 2:
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--names gives {len(args.names)} names for {len(paths)} files")
     common = Path(os.path.commonpath([p.resolve().parent for p in paths]))
     names = args.names or [str(p.resolve().relative_to(common).with_suffix("")) for p in paths]
-    result = compare_surfaces([_load_surface(p) for p in paths], names=names)
+    result = compare_surfaces([Surface.load(p) for p in paths], names=names)
     for warning in result.meta["warnings"]:
         print(f"losslens: warning: {warning}", file=sys.stderr)
     print(result.format_table())

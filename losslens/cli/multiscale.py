@@ -42,12 +42,12 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from losslens.landscape.compare import _load_surface
+    from losslens.landscape.surface import Surface
     from losslens.landscape.multiscale import multiscale
     from losslens.plot.multiscale import plot_coefficients, plot_energy
 
     path = Path(args.surface)
-    result = multiscale(_load_surface(path), wavelet=args.wavelet, level=args.level, mode=args.mode,
+    result = multiscale(Surface.load(path), wavelet=args.wavelet, level=args.level, mode=args.mode,
                         detrend=args.detrend, preset=args.preset,
                         nonfinite="fill" if args.fill_nonfinite else "raise")
     for warning in result.meta["warnings"]:

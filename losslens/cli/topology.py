@@ -40,12 +40,12 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from losslens.landscape.compare import _load_surface
+    from losslens.landscape.surface import Surface
     from losslens.landscape.topology import topology
     from losslens.plot.topology import plot_barcode, plot_basins, plot_diagrams
 
     path = Path(args.surface)
-    result = topology(_load_surface(path), construction=args.construction, threshold=args.threshold,
+    result = topology(Surface.load(path), construction=args.construction, threshold=args.threshold,
                       normalize=args.normalize)
     for warning in result.meta["warnings"]:
         print(f"losslens: warning: {warning}", file=sys.stderr)

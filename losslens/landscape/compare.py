@@ -24,6 +24,7 @@ import numpy as np
 from losslens._io import read_h5, write_h5
 from losslens.landscape._grid_values import grid_values, source_meta
 from losslens.landscape.multiscale import multiscale
+from losslens.landscape.surface import Surface
 from losslens.landscape.topology import bottleneck, topology, wasserstein
 
 TABLE_COLUMNS: tuple[str, ...] = ("name", "shape", "min", "max", "range", "n_basins", "threshold", "n_loops",
@@ -108,7 +109,7 @@ def compare_surfaces(surfaces, names=None) -> Comparison:
     names = [str(n) for n in names]
     if len(names) != len(surfaces):
         raise ValueError(f"{len(names)} names for {len(surfaces)} surfaces")
-    surfaces = [_load_surface(s) if isinstance(s, (str, os.PathLike)) else s for s in surfaces]
+    surfaces = [Surface.load(s) if isinstance(s, (str, os.PathLike)) else s for s in surfaces]
     warnings: list[str] = []
     rows, topologies = [], []
     for name, surface in zip(names, surfaces):
@@ -165,43 +166,3 @@ def _cell(value) -> str:
     if isinstance(value, list):
         return "x".join(str(v) for v in value)
     return str(value)
-
-
-def _load_surface(path: str | os.PathLike):
-    """A surface from a file: ``x``, ``y`` (``None`` for a line), ``loss`` ``(ny, nx)``, ``meta``.
-
-    The one place where the analysis commands read surface files, until ``Surface.load`` returns
-    ``loss[iy, ix]`` itself. A file of the older loss-landscape tool (no losslens header:
-    ``xcoordinates`` ``(nx,)``, ``ycoordinates`` ``(ny,)``, ``train_loss`` or ``test_loss``) holds its values
-    in the flat order of ``np.meshgrid(x, y)``, so ``loss = values.reshape(ny, nx)``; its -1 marks a point
-    not computed (NaN here). A losslens file is read by ``Surface.load``.
-
-    Raises:
-        LosslensError: the file is missing, not HDF5, not a surface, or its sizes do not match.
-    """
-    from types import SimpleNamespace
-
-    from losslens._io import open_h5
-    from losslens.errors import LosslensError
-
-    path = Path(path)
-    with open_h5(path) as f:
-        if "losslens_kind" in f.attrs:
-            from losslens.landscape.surface import Surface
-
-            return Surface.load(path)
-        split = next((s for s in ("train", "test") if f"{s}_loss" in f), None)
-        if "xcoordinates" not in f or split is None:
-            raise LosslensError(f"{path}: not a surface file (neither a losslens header nor the older tool's "
-                                "xcoordinates and train_loss/test_loss datasets)")
-        x = np.asarray(f["xcoordinates"][()], dtype=np.float64)
-        y = np.asarray(f["ycoordinates"][()], dtype=np.float64) if "ycoordinates" in f else None
-        values = np.asarray(f[f"{split}_loss"][()], dtype=np.float64)
-    shape = (len(x),) if y is None else (len(y), len(x))
-    if values.size != math.prod(shape):
-        raise LosslensError(f"{path}: {split}_loss has {values.size} values ({list(values.shape)}), expected "
-                            f"{math.prod(shape)} from the coordinates ({list(shape)})")
-    loss = values.reshape(shape)
-    loss[loss == -1.0] = np.nan
-    return SimpleNamespace(x=x, y=y, loss=loss, meta={"legacy": "loss-landscape", "data": {"split": split},
-                                                      "file": str(path)})

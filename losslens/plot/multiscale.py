@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from losslens.landscape.multiscale import Multiscale
-from losslens.plot.surfaces import _new_axes
+from losslens.plot._base import new_axes
 
 ORIENTATION_NAMES: dict[str, str] = {"h": "H (along y)", "v": "V (along x)", "d": "D (diagonal)"}
 COLORS: dict[str, str] = {"h": "C0", "v": "C1", "d": "C2"}
@@ -65,7 +65,7 @@ def plot_energy(result, *, ax=None, log: bool = False):
         The ``matplotlib.figure.Figure``.
     """
     ms = _as_multiscale(result)
-    fig, ax = _new_axes(ax)
+    fig, ax = new_axes(ax)
     total = ms.energy_total if ms.energy_total > 0 else 1.0
     rows = ms.levels
     positions = np.arange(len(rows))

@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from losslens.landscape.topology import Topology
-from losslens.plot.surfaces import _new_axes
+from losslens.plot._base import new_axes
 
 CLASS_NAMES: dict[int, str] = {0: "H0 (basins)", 1: "H1 (loops)"}
 
@@ -107,7 +107,7 @@ def plot_basins(result, *, ax=None, levels=30):
         The ``matplotlib.figure.Figure``.
     """
     topo = _as_topology(result)
-    fig, ax = _new_axes(ax)
+    fig, ax = new_axes(ax)
     basins = topo.basins
     if topo.y is None:
         ax.plot(topo.x, topo.values, color="black", linewidth=1)

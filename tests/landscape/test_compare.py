@@ -3,12 +3,15 @@
 import json
 from types import SimpleNamespace
 
+import warnings
+
 import h5py
 import numpy as np
 import pytest
 
 from losslens.errors import LosslensError
-from losslens.landscape.compare import Comparison, _load_surface, compare_surfaces, sharpness_of
+from losslens.landscape.compare import Comparison, compare_surfaces, sharpness_of
+from losslens.landscape.surface import Surface
 from losslens.landscape.multiscale import multiscale
 from losslens.landscape.topology import bottleneck, topology
 
@@ -107,17 +110,19 @@ def write_reference_file(path, x, y, Z, *, stored_shape=None, split="train"):
 def test_reference_files_are_read_as_loss_iy_ix(tmp_path, stored_shape):
     Z = np.add.outer(100 * np.arange(24.0), np.arange(33.0))  # Z[iy, ix] = 100 iy + ix
     Z[5, 7] = -1.0  # the tool's mark for a point not computed
-    s = _load_surface(write_reference_file(tmp_path / "s.h5", X, Y, Z, stored_shape=stored_shape))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the (nx, ny) allocation is read with a warning
+        s = Surface.load(write_reference_file(tmp_path / "s.h5", X, Y, Z, stored_shape=stored_shape))
     assert s.loss.shape == (24, 33) and s.loss[2, 3] == 203.0 and np.isnan(s.loss[5, 7])
     np.testing.assert_array_equal(s.x, X)
     np.testing.assert_array_equal(s.y, Y)
-    assert s.meta["legacy"] == "loss-landscape" and s.meta["data"] == {"split": "train"}
+    assert s.meta["legacy"] == "loss-landscape" and s.split == "train"
 
 
 def test_reference_line_files_and_paths_as_input(tmp_path):
     values = (X - 0.2) ** 2
-    line = _load_surface(write_reference_file(tmp_path / "l.h5", X, None, values, split="test"))
-    assert line.y is None and line.meta["data"]["split"] == "test"
+    line = Surface.load(write_reference_file(tmp_path / "l.h5", X, None, values, split="test"))
+    assert line.y is None and line.split == "test"
     np.testing.assert_array_equal(line.loss, values)
     a = write_reference_file(tmp_path / "a.h5", X, Y, landscape())
     b = write_reference_file(tmp_path / "b.h5", X, Y, landscape(seed=3))
@@ -127,11 +132,11 @@ def test_reference_line_files_and_paths_as_input(tmp_path):
 
 def test_bad_files_are_named(tmp_path):
     with pytest.raises(LosslensError, match="no such file"):
-        _load_surface(tmp_path / "missing.h5")
+        Surface.load(tmp_path / "missing.h5")
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["something"] = np.zeros(3)
     with pytest.raises(LosslensError, match="not a surface file"):
-        _load_surface(tmp_path / "other.h5")
+        Surface.load(tmp_path / "other.h5")
     write_reference_file(tmp_path / "short.h5", X, Y, np.zeros(10))
-    with pytest.raises(LosslensError, match=r"train_loss has 10 values \(\[10\]\), expected 792"):
-        _load_surface(tmp_path / "short.h5")
+    with pytest.raises(LosslensError, match=r"train_loss holds 10 values, but the coordinates make a 33 x 24 grid"):
+        Surface.load(tmp_path / "short.h5")
