@@ -119,7 +119,8 @@ def _check_combinations(args: argparse.Namespace) -> None:
 
 
 def _directions(args: argparse.Namespace, ev, model, n: int, trajectory: list[str] | None):
-    from losslens.landscape.directions import checkpoint_vectors, hessian_directions, pca_directions, random_directions
+    from losslens.landscape.directions import hessian_directions, random_directions
+    from losslens.trajectories import CheckpointSeries, pca_directions
 
     if args.dirs == "random":
         return random_directions(ev.space, ev.w0, n, normalization=args.norm or "filter",
@@ -129,5 +130,7 @@ def _directions(args: argparse.Namespace, ev, model, n: int, trajectory: list[st
     if args.dirs == "pca":
         if not trajectory:
             raise ConfigError("--dirs pca needs the training trajectory: --checkpoints FILE FILE ...")
-        return pca_directions(checkpoint_vectors(trajectory, model, ev.space, unsafe_pickle=args.unsafe_pickle), n)
+        series = CheckpointSeries.from_paths(trajectory, model, order="given", space=ev.space,
+                                             unsafe_pickle=args.unsafe_pickle)
+        return pca_directions(series, n)
     raise ConfigError(f"unknown --dirs {args.dirs!r}; valid: {', '.join(DIRECTION_KINDS)}")

@@ -6,7 +6,8 @@ A direction is a flat vector in the order of a ``ParameterSpace``; a set of ``m`
 - ``random_directions``: Gaussian directions, normalized so that their scale matches the weights'
   (Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets", filter normalization);
 - ``hessian_directions``: the top eigenvectors of the Hessian at a point;
-- ``pca_directions``: the principal components of a training trajectory (Li et al. 2018, Sec. 7);
+- ``pca_directions``: the principal components of a training trajectory (Li et al. 2018, Sec. 7),
+  computed in ``losslens.trajectories.pca`` and re-exported here;
 - ``between``: the single direction from one point to another (Goodfellow et al. 2015).
 
 Directions are never orthogonalized: orthogonalizing after normalizing destroys the normalization,
@@ -20,7 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -224,54 +225,11 @@ def hessian_directions(
     return Directions(vectors.to(_out_dtype(evaluator.dtype)), "hessian", meta)
 
 
-def pca_directions(points: torch.Tensor, n: int = 2, *, origin: Literal["last"] | int = "last") -> Directions:
-    """Principal directions of a set of points, such as the checkpoints of a training run.
+def pca_directions(points, n: int = 2, *, origin: Literal["last"] | int = "last") -> Directions:
+    """Principal directions of a trajectory: ``losslens.trajectories.pca.pca_directions`` (it lives there now)."""
+    from losslens.trajectories.pca import pca_directions as pca
 
-    Following Li et al. 2018 (Sec. 7), the rows are the differences :math:`x_i = p_i - p_o` to an
-    origin point (the final weights by default); their centred matrix
-    :math:`X_c = X - \\bar x` is decomposed as :math:`X_c = U S V^\\top` (in float64), and the
-    directions are the first ``n`` right singular vectors, orthonormal, with the sign that makes
-    each one's largest-magnitude entry positive. The explained variance ratio of component ``i``
-    is :math:`s_i^2 / \\sum_j s_j^2`, as in ``sklearn.decomposition.PCA``. The centring makes the
-    directions independent of the origin; the origin is where ``project`` measures coordinates from.
-
-    Args:
-        points: ``(T, P)`` points, one per row (``checkpoint_vectors`` reads them from files).
-        n: number of directions.
-        origin: ``"last"`` or the index of the origin row (negative indices count from the end).
-
-    Returns:
-        ``Directions`` of kind ``"pca"`` in the points' dtype (float32 for a lower precision), with
-        ``meta["explained_variance_ratio"]``, ``meta["singular_values"]`` and ``meta["origin"]``
-        (the non-negative index).
-
-    Raises:
-        ValueError: ``points`` is not ``(T, P)`` with ``T >= 2``, ``n`` exceeds what the points
-            span (``min(T, P)``), or ``origin`` is not ``"last"`` or a valid index.
-    """
-    points = _points(points)
-    T, P = points.shape
-    _check_count("n", n)
-    if n > min(T, P):
-        raise ValueError(
-            f"pca_directions: n={n} directions need at least {n} points and parameters, found points of shape {[T, P]}"
-        )
-    index = _origin_index(origin, T)
-    x = points.detach().to(device="cpu", dtype=torch.float64)
-    x = x - x[index]
-    _, s, vh = torch.linalg.svd(x - x.mean(dim=0), full_matrices=False)
-    vectors = vh[:n] * _sign_of_largest(vh[:n])[:, None]
-    total = float((s**2).sum())
-    ratio = [float(v) / total if total > 0 else float("nan") for v in s[:n] ** 2]
-    meta = {
-        "explained_variance_ratio": ratio,
-        "singular_values": [float(v) for v in s[:n]],
-        "origin": index,
-        "n_points": T,
-        "n_params": P,
-        "cosine": _cosine(vectors).tolist(),
-    }
-    return Directions(vectors.to(_out_dtype(points.dtype)), "pca", meta)
+    return pca(points, n, origin=origin)
 
 
 def project(
@@ -337,38 +295,11 @@ def between(w_a: torch.Tensor, w_b: torch.Tensor, *, names: tuple[str, str] | No
     return Directions(d[None].to(dtype), "between", meta)
 
 
-def checkpoint_vectors(
-    paths: Iterable[str | os.PathLike] | str | os.PathLike,
-    model: nn.Module,
-    space: ParameterSpace,
-    *,
-    unsafe_pickle: bool = False,
-) -> torch.Tensor:
-    """Flat weight vectors of saved checkpoints, one per row, for ``pca_directions``.
+def checkpoint_vectors(paths, model: nn.Module, space: ParameterSpace, *, unsafe_pickle: bool = False) -> torch.Tensor:
+    """Flat weight vectors of checkpoints: ``losslens.trajectories.series.checkpoint_vectors`` (it lives there now)."""
+    from losslens.trajectories.series import checkpoint_vectors as vectors
 
-    Each file is read by ``losslens.core.checkpoints.load_checkpoint(path, model)`` (checked against
-    ``model``, which is only read) and flattened by ``space.flatten``.
-
-    Args:
-        paths: checkpoint files, in trajectory order (a single path gives one row).
-        model: a model of the architecture the checkpoints fit.
-        space: the parameter space of the vectors (``evaluator.space``).
-        unsafe_pickle: as in ``load_checkpoint`` (only for files you trust).
-
-    Returns:
-        ``(T, P)`` CPU tensor in the space's dtypes.
-
-    Raises:
-        ValueError: no paths. CheckpointError: a file is missing, unreadable or does not fit.
-    """
-    from losslens.core.checkpoints import load_checkpoint
-
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    paths = list(paths)
-    if not paths:
-        raise ValueError("checkpoint_vectors: no checkpoint paths given")
-    return torch.stack([space.flatten(load_checkpoint(p, model, unsafe_pickle=unsafe_pickle)).cpu() for p in paths])
+    return vectors(paths, model, space, unsafe_pickle=unsafe_pickle)
 
 
 # -- helpers ------------------------------------------------------------------------------------
