@@ -22,6 +22,7 @@ number: ``order="given"`` keeps the files in the order passed instead.
 
 from __future__ import annotations
 
+import copy
 import glob as globlib
 import math
 import os
@@ -285,6 +286,27 @@ def checkpoint_vectors(
     if not paths:
         raise ValueError("checkpoint_vectors: no checkpoint paths given")
     return torch.stack([space.flatten(load_checkpoint(p, model, unsafe_pickle=unsafe_pickle)).cpu() for p in paths])
+
+
+def run_evaluator(series: CheckpointSeries, split: str = "train", *, device: str | torch.device = "auto"):
+    """An ``Evaluator`` of a run's model (at its last checkpoint) on its data set's ``split``, with the
+    run's loss and, for classification, accuracy.
+
+    Raises:
+        ConfigError: a series without a run's metadata, or whose data set cannot be loaded by name
+            (one given as tensors): build the evaluator yourself then.
+    """
+    from losslens.core.data import load_dataset
+    from losslens.core.evaluator import Evaluator
+
+    info = series.metadata
+    if not info.get("data") or not info.get("loss"):
+        raise ConfigError(f"run {series.run!r}: no run.json data set and loss to build an evaluator from; pass one")
+    data = load_dataset(info["data"], split)
+    metrics = ("accuracy",) if data.task == "classification" else ()
+    model = copy.deepcopy(series.model)
+    model.load_state_dict(load_checkpoint(series[-1].path, model, unsafe_pickle=series.unsafe_pickle))
+    return Evaluator(model, info["loss"], data, metrics=metrics, device=device)
 
 
 def sort_order(paths: Sequence[Path], steps: Sequence[int | None], epochs: Sequence[float | None]) -> list[int]:
