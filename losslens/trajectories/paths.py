@@ -61,6 +61,8 @@ class TrajectoryPaths:
         distance: ``(T,)`` :math:`\\lVert x_t - o \\rVert`, its distance from the origin.
         step_distance: ``(T,)`` :math:`\\lVert x_t - x_{t-1} \\rVert` to the previous checkpoint of the
             same run (0 for a run's first), in the full weight space.
+        distance_from_init: ``(T,)`` distance to the first checkpoint of the same run (its
+            initialization, for a run of ``losslens train``), in the full weight space.
         true_loss: ``(T,)`` :math:`L(x_t)`. plane_loss: ``(T,)`` :math:`L(p_t)`.
         true_metrics, plane_metrics: ``{name: (T,)}`` the evaluator's metrics at the same points.
         meta: ``threshold``; ``pca`` (explained variance ratio and singular values of the two
@@ -75,6 +77,7 @@ class TrajectoryPaths:
     residual: np.ndarray
     distance: np.ndarray
     step_distance: np.ndarray
+    distance_from_init: np.ndarray
     true_loss: np.ndarray
     plane_loss: np.ndarray
     true_metrics: dict[str, np.ndarray] = field(default_factory=dict)
@@ -165,12 +168,7 @@ class TrajectoryPaths:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to an HDF5 file (kind ``trajectory``); returns the path."""
-        arrays = {k: getattr(self, k) for k in
-                  ("coords", "residual", "distance", "step_distance", "true_loss", "plane_loss")}
-        arrays |= {f"true_metrics/{k}": v for k, v in self.true_metrics.items()}
-        arrays |= {f"plane_metrics/{k}": v for k, v in self.plane_metrics.items()}
-        meta = {"meta": self.meta, "checkpoints": [checkpoint_record(c) for c in self.checkpoints]}
-        return _io.write_h5(path, self.KIND, arrays, meta)
+        return _io.write_h5(path, self.KIND, *self.pack())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TrajectoryPaths":
@@ -179,7 +177,19 @@ class TrajectoryPaths:
         Raises:
             LosslensError: the file is missing or holds something else.
         """
-        arrays, meta = _io.read_h5(path, cls.KIND)
+        return cls.unpack(*_io.read_h5(path, cls.KIND))
+
+    def pack(self) -> tuple[dict[str, np.ndarray], dict]:
+        """``(arrays, meta)`` as ``_io.write_h5`` stores them (for results that hold paths)."""
+        arrays = {k: getattr(self, k) for k in
+                  ("coords", "residual", "distance", "step_distance", "distance_from_init", "true_loss", "plane_loss")}
+        arrays |= {f"true_metrics/{k}": v for k, v in self.true_metrics.items()}
+        arrays |= {f"plane_metrics/{k}": v for k, v in self.plane_metrics.items()}
+        return arrays, {"meta": self.meta, "checkpoints": [checkpoint_record(c) for c in self.checkpoints]}
+
+    @classmethod
+    def unpack(cls, arrays: dict[str, np.ndarray], meta: dict) -> "TrajectoryPaths":
+        """The paths ``pack`` gave ``(arrays, meta)`` of."""
         groups = {g: {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(g + "/")}
                   for g in ("true_metrics", "plane_metrics")}
         plain = {k: v for k, v in arrays.items() if "/" not in k}
@@ -232,13 +242,14 @@ def trajectory_paths(
 
     rows, pending, true_parts = [], [], []
     for s in series:
-        previous = None
+        previous = first = None
         for i in range(len(s)):
             x = s.vector(i, torch.float64)
+            first = x if first is None else first
             y = x - o
             c = D @ y
             rows.append((c, float((y - c @ D).norm()), float(y.norm()),
-                         0.0 if previous is None else float((x - previous).norm())))
+                         0.0 if previous is None else float((x - previous).norm()), float((x - first).norm())))
             previous = x
             pending.append(x)
             if len(pending) == chunk:
@@ -272,6 +283,7 @@ def trajectory_paths(
         residual=np.array([r[1] for r in rows]),
         distance=np.array([r[2] for r in rows]),
         step_distance=np.array([r[3] for r in rows]),
+        distance_from_init=np.array([r[4] for r in rows]),
         true_loss=numpy(true.loss),
         plane_loss=numpy(plane.loss),
         true_metrics={k: numpy(v) for k, v in true.metrics.items()},
