@@ -22,6 +22,9 @@ SUBCOMMANDS: tuple[str, ...] = (
     "losslens.cli.interpolate",
     "losslens.cli.hessian",
     "losslens.cli.plot",
+    "losslens.cli.trajectory",
+    "losslens.cli.compare",
+    "losslens.cli.dynamics",
 )
 
 

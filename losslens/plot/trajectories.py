@@ -107,8 +107,8 @@ def plot_paths(paths, surface=None, *, ax=None, levels=30, log: bool = False):
     untrusted = ~paths.trusted
     ax.plot([], [], marker="o", markerfacecolor="none", markeredgecolor="black", linestyle="none", label="start")
     ax.plot([], [], marker="s", markerfacecolor="none", markeredgecolor="black", linestyle="none", label="end")
-    ax.plot(paths.coords[untrusted, 0], paths.coords[untrusted, 1], marker="x", color="red", markersize=9,
-            linestyle="none", zorder=5, label=f"untrusted: rel. residual > {paths.threshold:g} ({int(untrusted.sum())})")
+    ax.plot(paths.coords[untrusted, 0], paths.coords[untrusted, 1], marker="x", color="red", markersize=6,
+            markeredgewidth=1.2, linestyle="none", zorder=5, label=f"untrusted: rel. residual > {paths.threshold:g} ({int(untrusted.sum())})")
     fig.colorbar(dots, ax=ax, label="relative residual (off the plane)")
     ax.legend(loc="best", fontsize="small")
     ax.set_xlabel(_pc_label(paths, 0))
@@ -118,8 +118,8 @@ def plot_paths(paths, surface=None, *, ax=None, levels=30, log: bool = False):
 
 
 def plot_path_losses(paths, *, ax=None, log: bool = False):
-    """True loss at each checkpoint (solid) and plane loss at its projection (dashed), per run, along
-    training; untrusted checkpoints crossed in red. Where the two curves part, the contour plot
+    """True loss at each checkpoint (solid) and plane loss at its projection (dashed), a colour per run,
+    along training; untrusted checkpoints crossed in red. Where the two curves part, the contour plot
     misreports the path's loss.
 
     Returns:
@@ -130,10 +130,12 @@ def plot_path_losses(paths, *, ax=None, log: bool = False):
     for r, run in enumerate(paths.runs):
         index = paths.of_run(run)
         colour = f"C{(r + 1) % 10}"
-        ax.plot(x_all[index], paths.true_loss[index], color=colour, marker=".", label=f"{run}: true loss")
-        ax.plot(x_all[index], paths.plane_loss[index], color=colour, linestyle="--", label=f"{run}: plane loss")
+        ax.plot(x_all[index], paths.true_loss[index], color=colour, marker=".", label=run)
+        ax.plot(x_all[index], paths.plane_loss[index], color=colour, linestyle="--")
     bad = ~paths.trusted
-    ax.plot(x_all[bad], paths.true_loss[bad], marker="x", color="red", linestyle="none",
+    ax.plot([], [], color="black", label="true loss (at the checkpoint)")
+    ax.plot([], [], color="black", linestyle="--", label="plane loss (at its projection)")
+    ax.plot(x_all[bad], paths.true_loss[bad], marker="x", color="red", markersize=6, linestyle="none",
             label=f"untrusted (rel. residual > {paths.threshold:g})")
     if log:
         ax.set_yscale("log")

@@ -18,6 +18,8 @@ table with, per run:
 
 The default learning rates (``DEFAULT_LRS``) were chosen on the built-in MLP and digits (batch 64,
 10 epochs) as the best of a 3-point grid per optimizer (about 3x apart); other models need their own.
+``adamw`` gets its decoupled weight decay of 0.01 (``DEFAULT_OPTIONS``; the trainer passes 0 unless
+asked, which would make it Adam).
 
 Under ``torchrun`` with ``W`` processes, rank ``r`` trains optimizers ``r, r + W, ...``; after a
 barrier every rank computes the comparison (the surface's grid is shared among them, see
@@ -47,6 +49,7 @@ DEFAULT_LRS: dict[str, float] = {
     "sgd": 0.1, "momentum": 0.03, "nesterov": 0.03, "book-momentum": 0.1, "adam": 3e-3, "adamw": 3e-3,
     "rmsprop": 1e-3, "adagrad": 0.03, "lion": 1e-3,
 }
+DEFAULT_OPTIONS: dict[str, dict] = {"adamw": {"weight_decay": 1e-2}}  # AdamW's own default; else it is Adam
 COMPARISON_COLUMNS: tuple[str, ...] = (
     "optimizer", "final_train_loss", "final_test_loss", "final_train_acc", "final_test_acc", "path_length",
     "distance_from_init", "max_rel_residual", "n_untrusted", "n_checkpoints", "epochs", "lr", "run",
@@ -156,6 +159,7 @@ def train_optimizers(
     *,
     out: str | os.PathLike,
     lrs: dict[str, float] | None = None,
+    options: dict[str, dict] | None = None,
     model: str = "mlp",
     data: str = "digits",
     epochs: int = 10,
@@ -176,6 +180,7 @@ def train_optimizers(
             ``pytorch-optimizer``), which are skipped with a warning.
         out: the output directory.
         lrs: learning rates by name, over ``DEFAULT_LRS``.
+        options: optimizer options by name (``{"momentum": {"dampening": 0.9}}``), over ``DEFAULT_OPTIONS``.
         model, data, epochs, batch_size, seed, model_kwargs, device, progress: as in ``train``.
 
     Returns:
@@ -198,11 +203,12 @@ def train_optimizers(
     optimizers = list(optimizers)
     if len(set(optimizers)) != len(optimizers) or not optimizers:
         raise ConfigError(f"give each optimizer once (and at least one), got {optimizers}")
-    lrs = dict(lrs or {})
-    unused = sorted(set(lrs) - set(optimizers))
-    if unused:
-        raise ConfigError(f"learning rates given for {', '.join(unused)}, which are not compared "
-                          f"(optimizers: {', '.join(optimizers)})")
+    lrs, options = dict(lrs or {}), dict(options or {})
+    for what, given in (("learning rates", lrs), ("options", options)):
+        unused = sorted(set(given) - set(optimizers))
+        if unused:
+            raise ConfigError(f"{what} given for {', '.join(unused)}, which are not compared "
+                              f"(optimizers: {', '.join(optimizers)})")
     recipes = {}
     for name in optimizers:
         resolve_optimizer(name)  # an unknown name fails here, listing the valid ones
@@ -210,8 +216,9 @@ def train_optimizers(
         if lr is None:
             raise ConfigError(f"no default learning rate for optimizer {name!r}; give one (lrs={{{name!r}: ...}}, "
                               f"--lr {name}=VALUE); defaults exist for {', '.join(DEFAULT_LRS)}")
-        opt, kwargs = make_optimizer(name, [torch.zeros(1, requires_grad=True)], lr)  # the options train records
-        recipes[name] = {"optimizer": type(opt).__name__, "optimizer_kwargs": _jsonable(kwargs), "lr": lr}
+        extra = options.get(name, DEFAULT_OPTIONS.get(name.lower(), {}))
+        opt, kwargs = make_optimizer(name, [torch.zeros(1, requires_grad=True)], lr, extra)  # as train records them
+        recipes[name] = (lr, extra, {"optimizer": type(opt).__name__, "optimizer_kwargs": _jsonable(kwargs), "lr": lr})
 
     from losslens.core.train import train
     from losslens.landscape._distributed import Group
@@ -223,11 +230,12 @@ def train_optimizers(
     for i, name in enumerate(optimizers):
         if i % group.size != group.rank:
             continue
-        run_dir = root / name
-        if _finished(run_dir, {**common, **recipes[name]}):
+        run_dir, (lr, extra, recorded) = root / name, recipes[name]
+        if _finished(run_dir, {**common, **recorded}):
             continue
-        train(model, data, optimizer=name, lr=recipes[name]["lr"], epochs=epochs, batch_size=batch_size, seed=seed,
-              out=run_dir, model_kwargs=model_kwargs, device=device, overwrite=True, progress=progress)
+        train(model, data, optimizer=name, lr=lr, optimizer_kwargs=extra, epochs=epochs,
+              batch_size=batch_size, seed=seed, out=run_dir, model_kwargs=model_kwargs, device=device, overwrite=True,
+              progress=progress)
     if group.active:
         torch.distributed.barrier()
     return [root / name for name in optimizers], notes
@@ -238,6 +246,7 @@ def compare_optimizers(
     *,
     out: str | os.PathLike,
     lrs: dict[str, float] | None = None,
+    options: dict[str, dict] | None = None,
     model: str = "mlp",
     data: str = "digits",
     epochs: int = 10,
@@ -262,7 +271,7 @@ def compare_optimizers(
         ``(comparison, surface)`` as ``compare_runs``; ``comparison.meta["notes"]`` lists skipped
         optimizers.
     """
-    runs, notes = train_optimizers(optimizers, out=out, lrs=lrs, model=model, data=data, epochs=epochs,
+    runs, notes = train_optimizers(optimizers, out=out, lrs=lrs, options=options, model=model, data=data, epochs=epochs,
                                    batch_size=batch_size, seed=seed, model_kwargs=model_kwargs, device=device,
                                    progress=progress)
     comparison, surface = compare_runs(runs, evaluator, labels=[r.name for r in runs], split=split, origin=0,

@@ -261,6 +261,7 @@ def dynamics_of_run(
     split: str = "train",
     sharpness: bool = False,
     seed: int = 0,
+    meta: dict | None = None,
 ) -> Dynamics:
     """Per-checkpoint dynamics of a saved run, through the evaluator core.
 
@@ -277,6 +278,7 @@ def dynamics_of_run(
         split: the split of the default evaluator, ``"train"`` or ``"test"``.
         sharpness: also compute the top Hessian eigenvalue at every checkpoint.
         seed: seed of the Lanczos start vector.
+        meta: the caller's provenance (model, data), kept under ``meta["source"]``.
 
     Raises:
         ConfigError: not a run directory, or a run whose model or data cannot be rebuilt by name
@@ -313,7 +315,7 @@ def dynamics_of_run(
         previous = w
     values = {k: np.array([np.nan if r[k] is None else r[k] for r in rows], dtype=np.float64) for k in _NUMERIC}
     meta = {"run": str(run_dir), "optimizer": info.get("optimizer"), "evaluator": evaluator.meta(),
-            "sharpness": sharpness, "seed": seed}
+            "sharpness": sharpness, "seed": seed, "source": dict(meta or {})}
     return Dynamics(("checkpoint",) * len(rows), values, meta)
 
 

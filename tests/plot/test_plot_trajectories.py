@@ -60,7 +60,7 @@ def test_paths_over_the_contour_keep_the_surface_orientation(paths, surface):
 def test_path_losses_and_plotly_paths(paths, surface):
     fig = plot_path_losses(paths)
     labels = fig.axes[0].get_legend_handles_labels()[1]
-    assert "sgd: true loss" in labels and "adam: plane loss" in labels
+    assert labels[:2] == ["sgd", "adam"] and "plane loss (at its projection)" in labels
     figure = plotly_paths(paths, surface)
     assert figure.data[0].type == "contour" and np.asarray(figure.data[0].z).shape == (4, 7)
     assert [t.name for t in figure.data[1:3]] == ["sgd", "adam"]

@@ -75,6 +75,15 @@ def test_runs_are_reused_and_bad_requests_refused(tmp_path, monkeypatch):
         compare_runs([runs[0]])
 
 
+def test_defaults_skip_lion_without_pytorch_optimizer(tmp_path, monkeypatch):
+    optimizers = importlib.import_module("losslens.core.optimizers")
+    monkeypatch.setattr(optimizers, "COMPARISON_DEFAULTS", ("sgd", "lion"))
+    monkeypatch.setattr(optimizers, "is_available", lambda name: name != "lion")
+    with pytest.warns(UserWarning, match="lion skipped"):
+        runs, notes = train_optimizers(out=tmp_path, epochs=1, model_kwargs={"hidden": [4]}, progress=False)
+    assert [r.name for r in runs] == ["sgd"] and notes[0].startswith("lion skipped")
+
+
 @pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
                     reason="torch.distributed with the gloo backend is not available in this torch build")
 def test_two_processes_give_the_comparison_of_one(tmp_path):

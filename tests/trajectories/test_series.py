@@ -9,7 +9,7 @@ from losslens.core.params import ParameterSpace
 from losslens.errors import ConfigError
 from losslens.trajectories.series import CheckpointSeries, checkpoint_vectors, natural_key
 
-from _trajectory_helpers import tiny_model, write_checkpoints
+from _trajectory_helpers import write_checkpoints
 
 
 def _vectors(T, P, seed=0):
