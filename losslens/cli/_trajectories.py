@@ -34,11 +34,12 @@ def runs_evaluator(args: argparse.Namespace, run_dirs: list[Path]):
 
 def plane(compute, path: Path):
     """``compute()`` of a plane whose surface is written to ``path``; a file holding the plane of other
-    checkpoints (an earlier command on other runs) is replaced, a matching one resumed."""
+    checkpoints (an earlier command on other runs) is replaced, a matching one resumed. Only an error
+    that names the file (the grid file's refusal to resume) leads to the replacement."""
     try:
         return compute()
     except ValueError as err:
-        if not path.exists():
+        if not path.exists() or str(path) not in str(err):
             raise
         if is_main_process():
             print(f"replacing {path}: {err}")

@@ -208,6 +208,10 @@ def trajectory_paths(
 ) -> TrajectoryPaths:
     """Coordinates, residuals, true and plane losses of every checkpoint on the PCA plane.
 
+    For models with BatchNorm, evaluate with ``include_buffers=True`` (each checkpoint's running
+    statistics travel with its vector) or ``bn="recalibrate"``; with the default, every point uses the
+    statistics of the evaluator's own model.
+
     Args:
         evaluator: the ``Evaluator`` giving every loss; the series' vectors must be in its parameter
             space (build them with ``space=evaluator.space``).

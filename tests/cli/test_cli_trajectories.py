@@ -80,3 +80,13 @@ def test_dynamics_of_a_run(tmp_path, capsys):
                       "change_since_previous", "change_since_init", "lr", "sharpness", "stability_threshold"]
     assert [r["step"] for r in rows] == ["0", "2", "4"] and all(r["sharpness"] for r in rows)
     assert rows[0]["loss_improvement"] == "" and float(rows[0]["stability_threshold"]) == pytest.approx(200.0)
+
+
+def test_a_stale_plane_file_is_replaced_not_resumed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(_common, "DEFAULT_EPOCHS", 2)
+    out = tmp_path / "t"
+    assert main(["trajectory", "--out", str(out), "--max-iter", "250"] + FAST) == 0
+    assert main(["trajectory", "--out", str(out), "--max-iter", "250", "--margin", "0.5"] + FAST) == 0
+    assert f"replacing {out / 'trajectory_surface.h5'}" in capsys.readouterr().out
+    assert main(["trajectory", "--out", str(out), "--margin", "-1"] + FAST) == 2  # a bad option keeps the file
+    assert "margin must be >= 0" in capsys.readouterr().err and (out / "trajectory_surface.h5").is_file()
