@@ -20,6 +20,15 @@ RESULT_CLASSES: dict[str, str] = {
     "eigenpairs": "losslens.landscape.hessian:Eigenpairs",
     "trace": "losslens.landscape.spectrum:TraceEstimate",
     "spectrum": "losslens.landscape.spectrum:Spectrum",
+    "multiscale": "losslens.landscape.multiscale:Multiscale",
+    "topology": "losslens.landscape.topology:Topology",
+    "topology_stability": "losslens.landscape.topology:TopologyStability",
+    "surface_comparison": "losslens.landscape.compare:SurfaceComparison",
+    "trajectory_pca": "losslens.trajectories.pca:TrajectoryPCA",
+    "trajectory": "losslens.trajectories.paths:TrajectoryPaths",
+    "embedding": "losslens.trajectories.embeddings:Embedding",
+    "optimizer_comparison": "losslens.trajectories.comparison:OptimizerComparison",
+    "dynamics": "losslens.trajectories.dynamics:Dynamics",
 }
 
 

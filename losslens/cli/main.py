@@ -33,6 +33,9 @@ SUBCOMMANDS: tuple[str, ...] = (
     "losslens.cli.multiscale",
     "losslens.cli.topology",
     "losslens.cli.compare_surfaces",
+    "losslens.cli.trajectory",
+    "losslens.cli.compare",
+    "losslens.cli.dynamics",
 )
 _NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")  # -1, -0.5, -.5, -1e-3: values, not flags
 

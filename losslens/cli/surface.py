@@ -143,8 +143,8 @@ def _check_combinations(args: argparse.Namespace) -> None:
 
 
 def _directions(args: argparse.Namespace, ev, n: int, trajectory: list[str] | None):
-    from losslens.core.checkpoints import load_checkpoint
-    from losslens.landscape.directions import hessian_directions, pca_directions, random_directions
+    from losslens.landscape.directions import hessian_directions, random_directions
+    from losslens.trajectories import CheckpointSeries, pca_directions
 
     if args.dirs == "random":
         return random_directions(ev.space, ev.w0, n, normalization=args.norm or "filter",
@@ -153,9 +153,6 @@ def _directions(args: argparse.Namespace, ev, n: int, trajectory: list[str] | No
         return hessian_directions(ev, k=n, seed=args.seed)
     if not trajectory:
         raise ConfigError("--dirs pca needs the training trajectory: --checkpoints FILE FILE ...")
-    import torch
-
-    model = ev.module_at(ev.w0)
-    points = torch.stack([ev.space.flatten(load_checkpoint(p, model, unsafe_pickle=args.unsafe_pickle)).cpu()
-                          for p in trajectory])
-    return pca_directions(points, n)
+    series = CheckpointSeries.from_paths(trajectory, ev.module_at(ev.w0), order="given", space=ev.space,
+                                         unsafe_pickle=args.unsafe_pickle)
+    return pca_directions(series, n)

@@ -44,7 +44,7 @@ def sharpness_of(meta: dict) -> float | None:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class SurfaceComparison:
     """Figures of several surfaces and distances between them.
 
     Attributes:
@@ -54,7 +54,7 @@ class Comparison:
         meta: ``warnings`` (each prefixed by the surface's name), ``sources`` (each surface's meta).
     """
 
-    KIND: ClassVar[str] = "comparison"
+    KIND: ClassVar[str] = "surface_comparison"
 
     rows: tuple[dict, ...]
     distances: tuple[dict, ...]
@@ -84,13 +84,13 @@ class Comparison:
                                               "meta": self.meta})
 
     @classmethod
-    def load(cls, path: str | Path) -> "Comparison":
+    def load(cls, path: str | Path) -> "SurfaceComparison":
         """Read a file written by ``save``."""
         _, m = read_h5(path, cls.KIND)
         return cls(tuple(m["rows"]), tuple(m["distances"]), m["meta"])
 
 
-def compare_surfaces(surfaces, names=None) -> Comparison:
+def compare_surfaces(surfaces, names=None) -> SurfaceComparison:
     """The figures of each surface and the distances between every pair.
 
     Args:
@@ -133,7 +133,7 @@ def compare_surfaces(surfaces, names=None) -> Comparison:
             distances.append({"a": names[i], "b": names[j],
                               **{f"{f.__name__}_h{d}": f(a, b, d) for f in (bottleneck, wasserstein) for d in (0, 1)},
                               **_value_distances(surfaces[i], surfaces[j])})
-    return Comparison(tuple(rows), tuple(distances), {"warnings": warnings,
+    return SurfaceComparison(tuple(rows), tuple(distances), {"warnings": warnings,
                                                       "sources": [source_meta(s) for s in surfaces]})
 
 

@@ -6,13 +6,15 @@ A direction is a flat vector in the order of a ``ParameterSpace``; a set of ``m`
 - ``random_directions``: Gaussian directions, normalized so that their scale matches the weights'
   (Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets", filter normalization);
 - ``hessian_directions``: the top eigenvectors of the Hessian at a point;
-- ``pca_directions``: the principal components of a training trajectory (Li et al. 2018, Sec. 7);
+- ``losslens.trajectories.pca_directions``: the principal components of a training trajectory
+  (Li et al. 2018, Sec. 7);
 - ``between``: the single direction from one point to another (Goodfellow et al. 2015).
 
 Directions are never orthogonalized: orthogonalizing after normalizing destroys the normalization,
 and normalizing after orthogonalizing destroys the orthogonality (a mistake of older tools). Random
 Gaussian directions in high dimension are nearly orthogonal anyway; their cosines are recorded in
-``meta["cosine"]``, and ``project`` solves a least-squares problem, so it needs no orthogonality.
+``meta["cosine"]``; projections onto a plane (``losslens.trajectories``) solve a least-squares problem,
+so they need no orthogonality.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Iterable, Literal
+from typing import ClassVar, Literal
 
 import torch
-from torch import nn
 
 from losslens import _io
 from losslens.core.params import ParameterSpace
@@ -225,93 +226,6 @@ def hessian_directions(
     return Directions(vectors.to(_out_dtype(evaluator.dtype)), "hessian", meta)
 
 
-def pca_directions(points: torch.Tensor, n: int = 2, *, origin: Literal["last"] | int = "last") -> Directions:
-    """Principal directions of a set of points, such as the checkpoints of a training run.
-
-    Following Li et al. 2018 (Sec. 7), the rows are the differences :math:`x_i = p_i - p_o` to an
-    origin point (the final weights by default); their centred matrix
-    :math:`X_c = X - \\bar x` is decomposed as :math:`X_c = U S V^\\top` (in float64), and the
-    directions are the first ``n`` right singular vectors, orthonormal, with the sign that makes
-    each one's largest-magnitude entry positive. The explained variance ratio of component ``i``
-    is :math:`s_i^2 / \\sum_j s_j^2`, as in ``sklearn.decomposition.PCA``. The centring makes the
-    directions independent of the origin; the origin is where ``project`` measures coordinates from.
-
-    Args:
-        points: ``(T, P)`` points, one per row (``checkpoint_vectors`` reads them from files).
-        n: number of directions.
-        origin: ``"last"`` or the index of the origin row (negative indices count from the end).
-
-    Returns:
-        ``Directions`` of kind ``"pca"`` in the points' dtype (float32 for a lower precision), with
-        ``meta["explained_variance_ratio"]``, ``meta["singular_values"]`` and ``meta["origin"]``
-        (the non-negative index).
-
-    Raises:
-        ValueError: ``points`` is not ``(T, P)`` with ``T >= 2``, ``n`` exceeds what the points
-            span (``min(T, P)``), or ``origin`` is not ``"last"`` or a valid index.
-    """
-    points = _points(points)
-    T, P = points.shape
-    _check_count("n", n)
-    if n > min(T, P):
-        raise ValueError(
-            f"pca_directions: n={n} directions need at least {n} points and parameters, found points of shape {[T, P]}"
-        )
-    index = _origin_index(origin, T)
-    x = points.detach().to(device="cpu", dtype=torch.float64)
-    x = x - x[index]
-    _, s, vh = torch.linalg.svd(x - x.mean(dim=0), full_matrices=False)
-    vectors = vh[:n] * _sign_of_largest(vh[:n])[:, None]
-    total = float((s**2).sum())
-    ratio = [float(v) / total if total > 0 else float("nan") for v in s[:n] ** 2]
-    meta = {
-        "explained_variance_ratio": ratio,
-        "singular_values": [float(v) for v in s[:n]],
-        "origin": index,
-        "n_points": T,
-        "n_params": P,
-        "cosine": _cosine(vectors).tolist(),
-    }
-    return Directions(vectors.to(_out_dtype(points.dtype)), "pca", meta)
-
-
-def project(
-    points: torch.Tensor, directions: Directions | torch.Tensor, origin: torch.Tensor | int | str = "last"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Coordinates of points in the plane (or line) of ``directions`` through ``origin``.
-
-    For each point :math:`p_i`, the least-squares coordinates
-    :math:`c_i = \\arg\\min_c \\|p_i - o - D^\\top c\\|` (the directions need not be orthogonal)
-    and the residual norm :math:`r_i = \\|p_i - o - D^\\top c_i\\|`, the distance of the point from
-    the plane, computed in float64.
-
-    Args:
-        points: ``(T, P)`` points.
-        directions: ``Directions`` or an ``(m, P)`` tensor.
-        origin: ``(P,)`` origin point, or the index of a row of ``points`` (``"last"`` for the last,
-            the origin ``pca_directions`` uses by default).
-
-    Returns:
-        ``(coords, residual)``: ``(T, m)`` and ``(T,)`` float64 CPU tensors.
-
-    Raises:
-        ValueError: shapes that do not match, or an invalid origin.
-    """
-    points = _points(points, at_least=1).detach().to(device="cpu", dtype=torch.float64)
-    D = directions.vectors if isinstance(directions, Directions) else torch.as_tensor(directions)
-    if D.dim() != 2 or D.shape[1] != points.shape[1]:
-        raise ValueError(f"project: directions must have shape (m, {points.shape[1]}), found {list(D.shape)}")
-    D = D.detach().to(device="cpu", dtype=torch.float64)
-    if isinstance(origin, torch.Tensor):
-        o = _flat(origin, "origin", points.shape[1]).detach().to(device="cpu", dtype=torch.float64)
-    else:
-        o = points[_origin_index(origin, len(points))]
-    x = points - o
-    coords = torch.linalg.lstsq(D.T, x.T).solution.T
-    residual = (x - coords @ D).norm(dim=1)
-    return coords, residual
-
-
 def between(w_a: torch.Tensor, w_b: torch.Tensor, *, names: tuple[str, str] | None = None) -> Directions:
     """The single direction :math:`d = w_b - w_a` from one point to another.
 
@@ -338,40 +252,6 @@ def between(w_a: torch.Tensor, w_b: torch.Tensor, *, names: tuple[str, str] | No
     return Directions(d[None].to(dtype), "between", meta)
 
 
-def checkpoint_vectors(
-    paths: Iterable[str | os.PathLike] | str | os.PathLike,
-    model: nn.Module,
-    space: ParameterSpace,
-    *,
-    unsafe_pickle: bool = False,
-) -> torch.Tensor:
-    """Flat weight vectors of saved checkpoints, one per row, for ``pca_directions``.
-
-    Each file is read by ``losslens.core.checkpoints.load_checkpoint(path, model)`` (checked against
-    ``model``, which is only read) and flattened by ``space.flatten``.
-
-    Args:
-        paths: checkpoint files, in trajectory order (a single path gives one row).
-        model: a model of the architecture the checkpoints fit.
-        space: the parameter space of the vectors (``evaluator.space``).
-        unsafe_pickle: as in ``load_checkpoint`` (only for files you trust).
-
-    Returns:
-        ``(T, P)`` CPU tensor in the space's dtypes.
-
-    Raises:
-        ValueError: no paths. CheckpointError: a file is missing, unreadable or does not fit.
-    """
-    from losslens.core.checkpoints import load_checkpoint
-
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    paths = list(paths)
-    if not paths:
-        raise ValueError("checkpoint_vectors: no checkpoint paths given")
-    return torch.stack([space.flatten(load_checkpoint(p, model, unsafe_pickle=unsafe_pickle)).cpu() for p in paths])
-
-
 # -- helpers ------------------------------------------------------------------------------------
 
 
@@ -393,24 +273,6 @@ def _flat(w, what: str, size: int | None) -> torch.Tensor:
             f"{what} must be a floating vector of shape {expected}, found {w.dtype} of shape {list(w.shape)}"
         )
     return w
-
-
-def _points(points, at_least: int = 2) -> torch.Tensor:
-    points = torch.as_tensor(points)
-    if points.dim() != 2 or len(points) < at_least or not points.is_floating_point():
-        raise ValueError(
-            f"points must be a floating (T, P) tensor with T >= {at_least}, "
-            f"found {points.dtype} of shape {list(points.shape)}"
-        )
-    return points
-
-
-def _origin_index(origin, T: int) -> int:
-    if origin == "last":
-        return T - 1
-    if isinstance(origin, bool) or not isinstance(origin, int) or not -T <= origin < T:
-        raise ValueError(f"origin must be 'last' or an index of the {T} points, got {origin!r}")
-    return origin % T
 
 
 def _ratio(target: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:

@@ -6,20 +6,25 @@ computes a loss. ``render`` and ``write_html`` write files, and only where they 
 
 from losslens.plot.hessian import plot_density, plot_eigenvalues
 from losslens.plot.interactive import plotly_figure, write_html
+from losslens.plot.multiscale import plot_coefficients, plot_energy
 from losslens.plot.render import render
 from losslens.plot.surfaces import plot_1d, plot_3d, plot_contour
+from losslens.plot.topology import plot_barcode, plot_basins, plot_diagrams
+from losslens.plot.trajectories import (
+    plot_dynamics, plot_embedding, plot_embeddings, plot_path_losses, plot_paths, plotly_embedding, plotly_paths,
+)
 
 __all__ = [
     # loss lines and surfaces (matplotlib)
-    "plot_1d",
-    "plot_contour",
-    "plot_3d",
+    "plot_1d", "plot_contour", "plot_3d",
     # Hessian spectra (matplotlib)
-    "plot_density",
-    "plot_eigenvalues",
+    "plot_density", "plot_eigenvalues",
+    # multiscale and topology of a surface
+    "plot_coefficients", "plot_energy", "plot_diagrams", "plot_barcode", "plot_basins",
+    # trajectories
+    "plot_embedding", "plot_embeddings", "plot_paths", "plot_path_losses", "plot_dynamics",
     # interactive (plotly)
-    "plotly_figure",
-    "write_html",
+    "plotly_figure", "plotly_paths", "plotly_embedding", "write_html",
     # every picture of a result, written to files
     "render",
 ]

@@ -1,4 +1,26 @@
-"""Trajectories of training runs (checkpoint series, embeddings, comparisons): later issues build here.
+"""Trajectories of training runs: checkpoint series, their exact PCA, honest paths on the PCA plane,
+embeddings scored by trustworthiness, optimizer comparisons and training dynamics.
 
-Runs written by ``losslens.core.train`` are the series these tools read.
+Runs written by ``losslens.core.train`` (``losslens train``) are the series these tools read.
 """
+
+from losslens.trajectories.comparison import OptimizerComparison, compare_optimizers, compare_runs, train_optimizers
+from losslens.trajectories.dynamics import Dynamics, DynamicsRecorder, dynamics_of_run
+from losslens.trajectories.embeddings import Embedding, embed
+from losslens.trajectories.paths import TrajectoryPaths, plane_grid, plane_surface, trajectory_paths
+from losslens.trajectories.pca import TrajectoryPCA, pca_directions, trajectory_pca
+from losslens.trajectories.series import Checkpoint, CheckpointSeries, checkpoint_vectors, run_evaluator
+
+__all__ = [
+    # series
+    "Checkpoint", "CheckpointSeries", "checkpoint_vectors", "run_evaluator",
+    # PCA and paths on its plane
+    "TrajectoryPCA", "trajectory_pca", "pca_directions", "TrajectoryPaths", "trajectory_paths", "plane_grid",
+    "plane_surface",
+    # embeddings
+    "Embedding", "embed",
+    # optimizers
+    "OptimizerComparison", "compare_runs", "compare_optimizers", "train_optimizers",
+    # dynamics
+    "Dynamics", "DynamicsRecorder", "dynamics_of_run",
+]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from losslens.errors import LosslensError
-from losslens.landscape.compare import Comparison, compare_surfaces, sharpness_of
+from losslens.landscape.compare import SurfaceComparison, compare_surfaces, sharpness_of
 from losslens.landscape.surface import Surface
 from losslens.landscape.multiscale import multiscale
 from losslens.landscape.topology import bottleneck, topology
@@ -77,7 +77,7 @@ def test_table_text_json_and_save(tmp_path):
     assert "resnet" in text and "noskip" in text and "24x33" in text and "bottleneck_h0" in text
     doc = json.loads(json.dumps(result.to_json(), allow_nan=False))
     assert [r["name"] for r in doc["surfaces"]] == ["resnet", "noskip"] and len(doc["distances"]) == 1
-    back = Comparison.load(result.save(tmp_path / "c.h5"))
+    back = SurfaceComparison.load(result.save(tmp_path / "c.h5"))
     assert back.rows == result.rows and back.distances == result.distances and back.names == ("resnet", "noskip")
 
 

@@ -1,0 +1,82 @@
+"""What the trajectory commands (trajectory, compare, dynamics) share: their flags, the evaluator of a
+set of runs, the plane's surface file, and the path files and pictures."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from losslens.cli._common import describe, evaluators, int_at_least, is_main_process, save_figure
+
+
+def add_plane_args(parser: argparse.ArgumentParser) -> None:
+    """``--threshold``, ``--steps``, ``--margin`` and ``--log``."""
+    parser.add_argument("--threshold", type=float, default=0.1,
+                        help="largest relative residual (the share of a checkpoint's displacement from the origin "
+                        "that lies off the plane) of a point drawn as trusted (default: 0.1)")
+    parser.add_argument("--steps", type=int_at_least(2), default=41, help="grid points per axis of the plane (default: 41)")
+    parser.add_argument("--margin", type=float, default=0.1,
+                        help="the plane's grid extends this fraction of the paths' span beyond them (default: 0.1)")
+    parser.add_argument("--log", action="store_true", help="draw the loss on a logarithmic scale")
+
+
+def runs_evaluator(args: argparse.Namespace, run_dirs: list[Path]):
+    """The evaluator of the first run's last checkpoint on the data and split of the flags (it records
+    the model, the data and the checkpoint), and a copy of its model for reading the other checkpoints.
+
+    Returns:
+        ``(evaluator, model)``.
+    """
+    from losslens.core.train import TrainRun
+
+    args.checkpoint = str(TrainRun.load(run_dirs[0]).checkpoints[-1])
+    (ev,) = evaluators(args)
+    if is_main_process():
+        print(describe(ev))
+    return ev, ev.module_at(ev.w0)
+
+
+def plane(compute, path: Path):
+    """``compute()`` of a plane whose surface is written to ``path``; a file holding the plane of other
+    checkpoints (an earlier command on other runs) is replaced, a matching one resumed. Only an error
+    that names the file (the grid file's refusal to resume) leads to the replacement."""
+    try:
+        return compute()
+    except ValueError as err:
+        if not path.exists() or str(path) not in str(err):
+            raise
+        if is_main_process():
+            print(f"replacing {path}: {err}")
+            path.unlink()
+        return compute()
+
+
+def write_paths(paths, surface, out: Path, stem: str, *, log: bool, extra_figures=()) -> None:
+    """``paths.csv``, ``STEM.png`` (paths over the contour, true vs plane loss) and ``STEM.html``."""
+    from matplotlib.figure import Figure
+
+    from losslens.plot.interactive import write_html
+    from losslens.plot.trajectories import plot_path_losses, plot_paths, plotly_paths
+
+    print(f"wrote {paths.to_csv(out / 'paths.csv')}")
+    fig = Figure(figsize=(14, 5.5), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[1.25, 1])
+    plot_paths(paths, surface, ax=left, log=log)
+    plot_path_losses(paths, ax=right, log=log)
+    save_figure(fig, out / f"{stem}.png")
+    html = write_html([plotly_paths(paths, surface, log=log), *extra_figures], out / f"{stem}.html",
+                      title=f"losslens {stem}")
+    print(f"wrote {html}")
+
+
+def summary(paths) -> str:
+    """One line per run: its checkpoints, the largest relative residual and the untrusted points."""
+    lines = []
+    for run in paths.runs:
+        index = paths.of_run(run)
+        rel = paths.rel_residual[index]
+        lines.append(f"  {run}: {len(index)} checkpoints, largest relative residual {rel.max():.3f}, "
+                     f"{int((rel > paths.threshold).sum())} above the threshold {paths.threshold:g}")
+    ratio = paths.meta["pca"]["explained_variance_ratio"]
+    head = f"PCA plane: {ratio[0]:.1%} + {ratio[1]:.1%} of the variance"
+    return "\n".join([head, *lines])

@@ -1,0 +1,105 @@
+"""``losslens compare``: optimizers trained from one seeded initialization, on one joint PCA plane.
+
+Trains each optimizer (default: sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, and lion when
+pytorch-optimizer is installed) into ``OUT/runs/NAME`` (finished runs of the same recipe are reused),
+or takes the given run directories, then writes to ``--out``: ``comparison.csv`` (one row per optimizer:
+``optimizer, final_train_loss, final_test_loss, final_train_acc, final_test_acc, path_length,
+distance_from_init, max_rel_residual, n_untrusted, n_checkpoints, epochs, lr, run``), ``paths.csv``
+(one row per checkpoint, the initializations included), ``comparison.h5``, ``comparison_surface.h5``
+(the loss over the plane), ``comparison.png`` and ``comparison.html``.
+
+Under torchrun, each process trains every W-th optimizer and the plane's grid is shared::
+
+    torchrun --nproc_per_node=4 --no-python losslens compare
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from losslens.cli._common import (
+    DEFAULT_DATA, DEFAULT_MODEL, add_landscape_args, int_at_least, is_main_process, parse_key_values,
+)
+from losslens.cli._trajectories import add_plane_args, plane, runs_evaluator, summary, write_paths
+from losslens.errors import ConfigError
+from losslens.trajectories.comparison import COMPARISON_COLUMNS, DEFAULT_LRS
+
+DEFAULT_EPOCHS = 10
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare optimizers on one joint PCA plane (trains them, or takes run directories)",
+        usage="losslens compare [RUN_DIR ...] [--optimizers NAME ...] [--lr NAME=VALUE ...] [--epochs N] [options]",
+        description="Train each optimizer from the same seeded initialization on the same data (or take finished "
+        "runs), draw all paths on their joint PCA plane over one contour, and write a table per optimizer. "
+        "Under torchrun each process trains every W-th optimizer.",
+    )
+    parser.add_argument("runs", metavar="RUN_DIR", nargs="*", help="finished run directories to compare instead")
+    add_landscape_args(parser, both=False)
+    add_plane_args(parser)
+    parser.add_argument("--optimizers", nargs="+", metavar="NAME",
+                        help="optimizers to train: presets (sgd, momentum, nesterov, book-momentum), any torch.optim "
+                        "class, pytorch-optimizer names (default: sgd momentum nesterov adam adamw rmsprop adagrad, "
+                        "and lion when pytorch-optimizer is installed)")
+    parser.add_argument("--lr", nargs="+", action="extend", default=[], metavar="NAME=VALUE",
+                        help="learning rates by optimizer (defaults for digits: "
+                        + ", ".join(f"{k}={v:g}" for k, v in DEFAULT_LRS.items()) + ")")
+    parser.add_argument("--epochs", type=int_at_least(1), help=f"epochs of each run (default: {DEFAULT_EPOCHS})")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=64, help="samples per step (default: 64)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from losslens.landscape._distributed import init_distributed_from_env
+    from losslens.trajectories.comparison import compare_runs, train_optimizers
+
+    init_distributed_from_env()
+    main = is_main_process()
+    out = Path(args.out)
+    if args.runs:
+        given = [flag for flag, value in (("--optimizers", args.optimizers), ("--lr", args.lr),
+                                          ("--epochs", args.epochs)) if value]
+        if given:
+            raise ConfigError(f"{', '.join(given)} describe runs to train; with RUN_DIRs the runs are given")
+        run_dirs, notes = [Path(r) for r in args.runs], []
+    else:
+        lrs = {k: _float(k, v) for k, v in parse_key_values(args.lr, "--lr").items()}
+        run_dirs, notes = train_optimizers(
+            args.optimizers, out=out, lrs=lrs, model=args.model or DEFAULT_MODEL, data=args.data or DEFAULT_DATA,
+            epochs=args.epochs or DEFAULT_EPOCHS, batch_size=args.batch_size, seed=args.seed,
+            model_kwargs=parse_key_values(args.model_arg, "--model-arg"), device=args.device,
+            progress=not args.no_progress)
+    ev, _ = runs_evaluator(args, run_dirs)
+    provenance = {"runs": [str(d) for d in run_dirs]}
+    surface_path = out / "comparison_surface.h5"
+    comparison, surface = plane(
+        lambda: compare_runs(run_dirs, ev, origin=0, threshold=args.threshold, steps=args.steps, margin=args.margin,
+                             surface_path=surface_path, progress=not args.no_progress, meta=provenance),
+        surface_path)
+    if not main:
+        return 0
+    for note in notes:
+        print(f"note: {note}")
+    print(summary(comparison.paths))
+    _print_table(comparison.table)
+    print(f"wrote {comparison.to_csv(out / 'comparison.csv')}")
+    print(f"wrote {comparison.save(out / 'comparison.h5')}")
+    print(f"wrote {surface_path}")
+    write_paths(comparison.paths, surface, out, "comparison", log=args.log)
+    return 0
+
+
+def _float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"--lr {name}={value!r}: the learning rate must be a number")
+    return float(value)
+
+
+def _print_table(table) -> None:
+    shown = [c for c in COMPARISON_COLUMNS if c not in ("run", "n_checkpoints")]
+    print("  ".join(f"{c:>12.12}" for c in shown))
+    for row in table:
+        print("  ".join(f"{row[c]:>12.4g}" if isinstance(row[c], float) else f"{row[c]!s:>12.12}" for c in shown))

@@ -1,0 +1,396 @@
+"""Checkpoint series: the checkpoints of a training run, in training order, read one at a time.
+
+A ``CheckpointSeries`` is built from a run directory written by ``losslens train`` (its ``run.json``
+lists the checkpoints with their steps and epochs), a glob pattern, or a list of files. Each item is
+a ``Checkpoint`` (run name, position, step, epoch, path); its weights are read only when asked for,
+by ``load_checkpoint(path, model)`` (checked against the model) and ``ParameterSpace.flatten``, so a
+long trajectory of a large model is never held in memory at once.
+
+Order (``order="auto"``), for files not listed by a ``run.json``:
+
+1. the ``step`` of every file's safetensors metadata, if every file has one; else
+2. the ``epoch`` of every file's metadata, if every file has one; else
+3. the numbers in the file names, compared as numbers, never as text (``epoch_2`` before
+   ``epoch_10``). A name is split into text and integer pieces (``"seed1_epoch10.pt"`` ->
+   ``("seed", 1, "_epoch", 10, ".pt")``) and names are compared piece by piece: with several numbers,
+   the first one that differs decides, so ``seed1_epoch10`` comes after ``seed1_epoch9`` and before
+   ``seed2_epoch1``. Every name must hold a number.
+
+Two files with the same key are refused (a glob that caught two runs), as is a name without any
+number: ``order="given"`` keeps the files in the order passed instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import glob as globlib
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Literal, Sequence
+
+import torch
+from torch import nn
+
+from losslens.core.checkpoints import load_checkpoint, load_metadata
+from losslens.core.params import ParameterSpace
+from losslens.errors import CheckpointError, ConfigError
+
+ORDERS: tuple[str, ...] = ("auto", "given")
+CHECKPOINT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pt", ".pth", ".ckpt", ".bin")
+_PIECES = re.compile(r"(\d+)")
+_NAMED = {"step": re.compile(r"step[_-]?(\d+)", re.I), "epoch": re.compile(r"epoch[_-]?(\d+)", re.I)}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint of a series.
+
+    Attributes:
+        run: the name of its run (the run directory's name, or the name given).
+        index: its position in the series, from 0.
+        step: optimizer steps taken, or ``None`` when unknown.
+        epoch: epochs taken (fractional between epochs), or ``None`` when unknown.
+        path: the file.
+    """
+
+    run: str
+    index: int
+    step: int | None
+    epoch: float | None
+    path: Path
+
+
+class CheckpointSeries:
+    """The checkpoints of one run in training order, loaded lazily as flat vectors.
+
+    Build it with ``from_run``, ``from_glob``, ``from_paths`` or ``open`` (any of them).
+
+    Args:
+        checkpoints: the checkpoints, in order.
+        model: a model of the architecture the checkpoints fit (only read).
+        space: the parameter space of the vectors (default ``ParameterSpace(model)``; pass
+            ``evaluator.space`` to evaluate them).
+        metadata: what is known of the run (``run.json`` without the checkpoints), or ``{}``.
+        unsafe_pickle: as in ``load_checkpoint`` (only for files you trust).
+    """
+
+    def __init__(
+        self,
+        checkpoints: Sequence[Checkpoint],
+        model: nn.Module,
+        *,
+        space: ParameterSpace | None = None,
+        metadata: dict | None = None,
+        unsafe_pickle: bool = False,
+    ):
+        if not checkpoints:
+            raise ConfigError("a checkpoint series needs at least one checkpoint")
+        self.checkpoints: tuple[Checkpoint, ...] = tuple(checkpoints)
+        self.model = model
+        self.space = space if space is not None else ParameterSpace(model)
+        self.metadata = dict(metadata or {})
+        self.unsafe_pickle = unsafe_pickle
+
+    # -- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_run(
+        cls, run_dir: str | os.PathLike, model: nn.Module | None = None, *, space: ParameterSpace | None = None,
+        name: str | None = None,
+    ) -> "CheckpointSeries":
+        """The checkpoints ``run.json`` lists, with their steps and epochs.
+
+        Args:
+            run_dir: a directory written by ``losslens train``.
+            model: the architecture; by default built from ``run.json`` (model name and options,
+                input shape, outputs).
+            space: as in the constructor.
+            name: the run's name (default: the directory's name).
+
+        Raises:
+            ConfigError: no ``run.json``, or a model that ``run.json`` cannot rebuild.
+        """
+        from losslens.core.train import TrainRun
+
+        run = TrainRun.load(run_dir)
+        name = name or Path(run_dir).resolve().name
+        items = [
+            Checkpoint(name, i, int(c["step"]), float(c["epoch"]), run.out / c["file"])
+            for i, c in enumerate(run.metadata["checkpoints"])
+        ]
+        if model is None:
+            model = model_of_run(run.metadata, run_dir)
+        metadata = {**run.metadata, "history": list(run.history)}
+        return cls(items, model, space=space, metadata=metadata)
+
+    @classmethod
+    def from_paths(
+        cls,
+        paths: Iterable[str | os.PathLike],
+        model: nn.Module,
+        *,
+        run: str | None = None,
+        order: Literal["auto", "given"] = "auto",
+        space: ParameterSpace | None = None,
+        unsafe_pickle: bool = False,
+    ) -> "CheckpointSeries":
+        """Checkpoint files, ordered as the module docstring says (or as given).
+
+        Args:
+            paths: the files.
+            model: the architecture the files fit.
+            run: the run's name (default: the name of the files' common directory).
+            order: ``"auto"`` (metadata steps, else epochs, else numbers in the names) or ``"given"``.
+            space, unsafe_pickle: as in the constructor.
+
+        Raises:
+            ConfigError: no files, an unknown order, names without numbers or with equal keys.
+        """
+        if order not in ORDERS:
+            raise ConfigError(f"unknown order {order!r}; valid: {', '.join(ORDERS)}")
+        paths = [Path(p) for p in paths]
+        if not paths:
+            raise ConfigError("no checkpoint files given")
+        metas = [_safetensors_metadata(p) for p in paths]
+        meta_steps = [_number(m.get("step"), int) for m in metas]
+        meta_epochs = [_number(m.get("epoch"), float) for m in metas]
+        positions = sort_order(paths, meta_steps, meta_epochs) if order == "auto" else list(range(len(paths)))
+        steps = [s if s is not None else _named(p, "step") for s, p in zip(meta_steps, paths)]
+        epochs = [e if e is not None else _named(p, "epoch") for e, p in zip(meta_epochs, paths)]
+        if run is None:
+            run = Path(os.path.commonpath([str(p.resolve().parent) for p in paths])).name or "run"
+        items = [Checkpoint(run, i, steps[j], epochs[j], paths[j]) for i, j in enumerate(positions)]
+        return cls(items, model, space=space, unsafe_pickle=unsafe_pickle)
+
+    @classmethod
+    def from_glob(cls, pattern: str, model: nn.Module, **kwargs) -> "CheckpointSeries":
+        """The files matching a glob pattern (``runs/adam/epoch_*.pt``), ordered as ``from_paths``.
+
+        Raises:
+            ConfigError: nothing matches.
+        """
+        paths = sorted(globlib.glob(pattern, recursive=True))
+        if not paths:
+            raise ConfigError(f"no checkpoint files match {pattern!r}")
+        return cls.from_paths(paths, model, **kwargs)
+
+    @classmethod
+    def open(
+        cls,
+        source,
+        model: nn.Module | None = None,
+        *,
+        run: str | None = None,
+        order: Literal["auto", "given"] = "auto",
+        space: ParameterSpace | None = None,
+        unsafe_pickle: bool = False,
+    ) -> "CheckpointSeries":
+        """A series from whatever ``source`` is: a ``CheckpointSeries`` (returned as it is), a run
+        directory (with ``run.json``), another directory (its checkpoint files), a glob pattern, or
+        a list of files. The options are those of ``from_run`` and ``from_paths``.
+
+        Raises:
+            ConfigError: a source that is none of these, or no model for files without ``run.json``.
+        """
+        if isinstance(source, CheckpointSeries):
+            return source
+        options = {"run": run, "order": order, "space": space, "unsafe_pickle": unsafe_pickle}
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if (path / "run.json").is_file():
+                return cls.from_run(path, model, space=space, name=run)
+            _need_model(model, source)
+            if path.is_dir():
+                files = [p for p in sorted(path.iterdir()) if p.suffix in CHECKPOINT_SUFFIXES]
+                if not files:
+                    raise ConfigError(f"{path}: no run.json and no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
+                return cls.from_paths(files, model, **options)
+            if globlib.has_magic(str(source)):
+                return cls.from_glob(str(source), model, **options)
+            return cls.from_paths([path], model, **options)
+        if isinstance(source, Iterable):
+            _need_model(model, "a list of files")
+            return cls.from_paths(source, model, **options)
+        raise ConfigError(f"cannot read a checkpoint series from a {type(source).__name__}; give a run directory, "
+                          "a glob pattern or a list of files")
+
+    # -- access ----------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.checkpoints)
+
+    def __getitem__(self, i: int) -> Checkpoint:
+        return self.checkpoints[i]
+
+    def __iter__(self) -> Iterator[Checkpoint]:
+        return iter(self.checkpoints)
+
+    def __repr__(self) -> str:
+        return f"CheckpointSeries(run={self.run!r}, T={len(self)}, P={self.space.size})"
+
+    @property
+    def run(self) -> str:
+        """The run's name."""
+        return self.checkpoints[0].run
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return tuple(c.path for c in self.checkpoints)
+
+    def vector(self, i: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``(P,)`` CPU weights of checkpoint ``i``, read from its file now.
+
+        Raises:
+            CheckpointError: the file is missing, unreadable or does not fit the model.
+        """
+        path = self.checkpoints[i].path
+        state = load_checkpoint(path, self.model, unsafe_pickle=self.unsafe_pickle)
+        return self.space.flatten(state, dtype=dtype).cpu()
+
+    def vectors(self, dtype: torch.dtype | None = None) -> Iterator[torch.Tensor]:
+        """The checkpoints' weights one after another, each read when reached."""
+        for i in range(len(self)):
+            yield self.vector(i, dtype)
+
+
+def checkpoint_vectors(
+    paths: Iterable[str | os.PathLike] | str | os.PathLike,
+    model: nn.Module,
+    space: ParameterSpace,
+    *,
+    unsafe_pickle: bool = False,
+) -> torch.Tensor:
+    """Flat weight vectors of saved checkpoints, one per row, in the order given.
+
+    Holds all of them: ``(T, P)``. For long trajectories of large models use a ``CheckpointSeries``,
+    which reads one checkpoint at a time.
+
+    Args:
+        paths: checkpoint files (a single path gives one row).
+        model: a model of the architecture the checkpoints fit (only read).
+        space: the parameter space of the vectors (``evaluator.space``).
+        unsafe_pickle: as in ``load_checkpoint`` (only for files you trust).
+
+    Returns:
+        ``(T, P)`` CPU tensor in the space's dtypes.
+
+    Raises:
+        ValueError: no paths. CheckpointError: a file is missing, unreadable or does not fit.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    if not paths:
+        raise ValueError("checkpoint_vectors: no checkpoint paths given")
+    return torch.stack([space.flatten(load_checkpoint(p, model, unsafe_pickle=unsafe_pickle)).cpu() for p in paths])
+
+
+def run_evaluator(series: CheckpointSeries, split: str = "train", *, device: str | torch.device = "auto"):
+    """An ``Evaluator`` of a run's model (at its last checkpoint) on its data set's ``split``, with the
+    run's loss and, for classification, accuracy.
+
+    Raises:
+        ConfigError: a series without a run's metadata, or whose data set cannot be loaded by name
+            (one given as tensors): build the evaluator yourself then.
+    """
+    from losslens.core.data import load_dataset
+    from losslens.core.evaluator import Evaluator
+
+    info = series.metadata
+    if not info.get("data") or not info.get("loss"):
+        raise ConfigError(f"run {series.run!r}: no run.json data set and loss to build an evaluator from; pass one")
+    data = load_dataset(info["data"], split)
+    metrics = ("accuracy",) if data.task == "classification" else ()
+    model = copy.deepcopy(series.model)
+    model.load_state_dict(load_checkpoint(series[-1].path, model, unsafe_pickle=series.unsafe_pickle))
+    return Evaluator(model, info["loss"], data, metrics=metrics, device=device)
+
+
+def sort_order(paths: Sequence[Path], steps: Sequence[int | None], epochs: Sequence[float | None]) -> list[int]:
+    """Positions of ``paths`` in training order: by ``steps`` if all are known, else by ``epochs`` if all
+    are known, else by the numbers in the file names (see the module docstring).
+
+    Raises:
+        ConfigError: a name without a number (when names decide), or two files with the same key.
+    """
+    if all(s is not None for s in steps):
+        keys, what = list(steps), "step (from the files' metadata)"
+    elif all(e is not None for e in epochs):
+        keys, what = list(epochs), "epoch (from the files' metadata)"
+    else:
+        bare = [p.name for p in paths if not _PIECES.search(p.name)]
+        if bare:
+            raise ConfigError(
+                f"cannot order checkpoints by the numbers in their names: {', '.join(bare[:5])} hold no number "
+                "(and the files have no step/epoch metadata); pass the files in training order with order='given'"
+            )
+        keys, what = [natural_key(p.name) for p in paths], "the numbers in the file names"
+    order = sorted(range(len(paths)), key=lambda i: keys[i])
+    for a, b in zip(order, order[1:]):
+        if keys[a] == keys[b]:
+            raise ConfigError(
+                f"cannot order checkpoints: {paths[a]} and {paths[b]} have the same {what}; "
+                "give the files of one run only, or pass them in training order with order='given'"
+            )
+    return order
+
+
+def natural_key(name: str) -> tuple:
+    """``name`` split into text and integer pieces, integers compared by value: ``"epoch_10.pt"`` ->
+    ``("epoch_", 10, ".pt")``. Text pieces sit at even positions and integers at odd ones, so any two
+    keys compare without mixing types."""
+    parts = _PIECES.split(name)
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def model_of_run(info: dict, where) -> nn.Module:
+    """The model a ``run.json`` describes, built again (its weights are the checkpoints' business).
+
+    Raises:
+        ConfigError: the run was trained on a module given as an object, which cannot be rebuilt.
+    """
+    from losslens.core.models import build_model
+
+    name = info.get("model")
+    if not name:
+        raise ConfigError(
+            f"{where}: the run was trained on a model given as a module ({info.get('model_class')}), which cannot "
+            "be rebuilt from run.json; pass the model"
+        )
+    return build_model(name, input_shape=tuple(info["input_shape"]), num_classes=int(info["num_outputs"]),
+                       **(info.get("model_kwargs") or {}))
+
+
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    try:
+        return load_metadata(path)
+    except CheckpointError:  # not a safetensors file: no metadata
+        return {}
+
+
+def _number(text: str | None, kind):
+    if text is None:
+        return None
+    try:
+        value = kind(float(text))
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _named(path: Path, what: str):
+    """The number after ``step``/``epoch`` in a file name (``step_000220``), or ``None``."""
+    m = _NAMED[what].search(path.stem)
+    if m is None:
+        return None
+    return int(m.group(1)) if what == "step" else float(m.group(1))
+
+
+def _need_model(model, source) -> None:
+    if model is None:
+        raise ConfigError(f"{source}: checkpoint files without a run.json need the model they fit (model=...)")

@@ -1,0 +1,93 @@
+"""The trajectory commands in-process: trajectory, compare, dynamics; their files and exact column names."""
+
+import csv
+
+import pytest
+
+from losslens.cli import _common
+from losslens.cli.main import main
+from losslens.trajectories.comparison import OptimizerComparison
+from losslens.trajectories.embeddings import Embedding
+from losslens.trajectories.paths import TrajectoryPaths
+
+FAST = ["--subset", "100", "--device", "cpu", "--no-progress", "--steps", "4"]
+PATHS_HEADER = ["run", "step", "epoch", "pc1", "pc2", "residual", "rel_residual", "true_loss", "plane_loss", "checkpoint"]
+
+
+def _csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f)), open(path).readline().strip().split(",")
+
+
+def test_trajectory_without_arguments_trains_the_default_run_then_reuses_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(_common, "DEFAULT_EPOCHS", 3)
+    out = tmp_path / "t"
+    assert main(["trajectory", "--out", str(out), "--max-iter", "250"] + FAST) == 0
+    stdout = capsys.readouterr().out
+    assert "training the default model" in stdout and "trustworthiness: pca 1.000, tsne" in stdout
+    names = ["paths.csv", "trajectory.h5", "trajectory_pca.h5", "trajectory_surface.h5", "embedding_pca.h5",
+             "embedding_tsne.h5", "embeddings.csv", "projection_default-model.h5", "trajectory.png",
+             "trajectory_embeddings.png", "trajectory.html"]
+    for name in names:
+        assert f"wrote {out / name}" in stdout and (out / name).stat().st_size > 0
+    rows, header = _csv(out / "paths.csv")
+    assert header == PATHS_HEADER and len(rows) == 4 and rows[0]["step"] == "0" and rows[-1]["rel_residual"] == "0.0"
+    paths = TrajectoryPaths.load(out / "trajectory.h5")
+    assert paths.meta["evaluator"]["data"]["n_samples"] == 100 and paths.meta["evaluator"]["data"]["split"] == "train"
+    assert Embedding.load(out / "embedding_tsne.h5").method == "tsne"
+    assert main(["trajectory", "--out", str(out), "--max-iter", "250"] + FAST) == 0
+    assert "using the default model" in capsys.readouterr().out
+    assert main(["trajectory", "--max-iter", "10"]) == 2  # argparse: below 250
+    assert "--max-iter: expected an integer >= 250" in capsys.readouterr().err
+
+
+def test_compare_trains_optimizers_and_writes_the_table_paths_and_plane(tmp_path, capsys):
+    out = tmp_path / "c"
+    args = ["compare", "--optimizers", "sgd", "adam", "--lr", "sgd=0.05", "--epochs", "2", "--model-arg",
+            "hidden=[8]", "--out", str(out)] + FAST
+    assert main(args) == 0
+    stdout = capsys.readouterr().out
+    for name in ("comparison.csv", "paths.csv", "comparison.h5", "comparison_surface.h5", "comparison.png",
+                 "comparison.html"):
+        assert f"wrote {out / name}" in stdout and (out / name).stat().st_size > 0
+    rows, header = _csv(out / "comparison.csv")
+    assert header[:8] == ["optimizer", "final_train_loss", "final_test_loss", "final_train_acc", "final_test_acc",
+                          "path_length", "distance_from_init", "max_rel_residual"]
+    assert [r["optimizer"] for r in rows] == ["sgd", "adam"] and rows[0]["lr"] == "0.05" and rows[1]["lr"] == "0.003"
+    rows, header = _csv(out / "paths.csv")
+    assert header == PATHS_HEADER and len(rows) == 6  # 3 checkpoints per run, the initializations included
+    assert [r["step"] for r in rows if r["run"] == "adam"] == ["0", "22", "44"]
+    assert rows[0]["rel_residual"] == "0.0"  # the plane's origin: the common initialization
+    assert OptimizerComparison.load(out / "comparison.h5").paths.runs == ["sgd", "adam"]
+    assert main(args) == 0 and "training" not in capsys.readouterr().out  # finished runs are reused
+    assert main(["compare", str(out / "runs" / "sgd"), "--epochs", "3", "--out", str(out)]) == 2
+    assert "--epochs describe runs to train" in capsys.readouterr().err
+
+
+def test_dynamics_of_a_run(tmp_path, capsys):
+    from losslens.core.data import load_dataset, subset
+    from losslens.core.train import train
+
+    data = (subset(load_dataset("digits", "train"), 128), subset(load_dataset("digits", "test"), 64))
+    train("mlp", data, epochs=2, lr=1e-2, out=tmp_path / "run", model_kwargs={"hidden": [8]}, progress=False)
+    out = tmp_path / "d"
+    assert main(["dynamics", str(tmp_path / "run"), "--sharpness", "--out", str(out), "--subset", "100",
+                 "--device", "cpu"]) == 0
+    stdout = capsys.readouterr().out
+    for name in ("dynamics.csv", "dynamics.h5", "dynamics.png"):
+        assert f"wrote {out / name}" in stdout
+    rows, header = _csv(out / "dynamics.csv")
+    assert header == ["kind", "step", "epoch", "loss", "loss_improvement", "grad_norm", "weight_norm",
+                      "change_since_previous", "change_since_init", "lr", "sharpness", "stability_threshold"]
+    assert [r["step"] for r in rows] == ["0", "2", "4"] and all(r["sharpness"] for r in rows)
+    assert rows[0]["loss_improvement"] == "" and float(rows[0]["stability_threshold"]) == pytest.approx(200.0)
+
+
+def test_a_stale_plane_file_is_replaced_not_resumed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(_common, "DEFAULT_EPOCHS", 2)
+    out = tmp_path / "t"
+    assert main(["trajectory", "--out", str(out), "--max-iter", "250"] + FAST) == 0
+    assert main(["trajectory", "--out", str(out), "--max-iter", "250", "--margin", "0.5"] + FAST) == 0
+    assert f"replacing {out / 'trajectory_surface.h5'}" in capsys.readouterr().out
+    assert main(["trajectory", "--out", str(out), "--margin", "-1"] + FAST) == 2  # a bad option keeps the file
+    assert "margin must be >= 0" in capsys.readouterr().err and (out / "trajectory_surface.h5").is_file()

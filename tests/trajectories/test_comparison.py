@@ -1,0 +1,116 @@
+"""Tests of losslens/trajectories/comparison.py: the table by hand, reuse of runs, errors, torchrun."""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from losslens.core.data import load_dataset, subset
+from losslens.core.train import train
+from losslens.errors import ConfigError
+from losslens.trajectories.comparison import COMPARISON_COLUMNS, OptimizerComparison, compare_runs, train_optimizers
+from losslens.trajectories.series import CheckpointSeries
+
+WORKER = Path(__file__).with_name("_compare_worker.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    data = (subset(load_dataset("digits", "train"), 256), subset(load_dataset("digits", "test"), 64))
+    return [train("mlp", data, optimizer=opt, lr=lr, epochs=3, seed=0, out=out / opt, model_kwargs={"hidden": [8]},
+                  progress=False) for opt, lr in (("sgd", 0.1), ("adam", 3e-3))]
+
+
+def test_table_by_hand_and_one_plane_for_all_runs(tmp_path, two_runs):
+    comparison, surface = compare_runs([r.out for r in two_runs], steps=(6, 5), progress=False,
+                                       surface_path=tmp_path / "plane.h5")
+    assert [row["optimizer"] for row in comparison.table] == ["sgd", "adam"]
+    assert comparison.paths.runs == ["sgd", "adam"] and len(comparison.paths) == 8
+    assert surface.loss.shape == (5, 6) and (tmp_path / "plane.h5").is_file()
+    for run, row in zip(two_runs, comparison.table):
+        series = CheckpointSeries.from_run(run.out)
+        W = torch.stack(list(series.vectors(torch.float64)))
+        assert row["path_length"] == pytest.approx(float((W[1:] - W[:-1]).norm(dim=1).sum()), rel=1e-12)
+        assert row["distance_from_init"] == pytest.approx(float((W[-1] - W[0]).norm()), rel=1e-12)
+        last = run.history[-1]
+        assert (row["final_train_loss"], row["final_test_loss"], row["final_test_acc"]) == (
+            last["train_loss"], last["test_loss"], last["test_accuracy"])
+        rel = comparison.paths.rel_residual[comparison.paths.of_run(row["optimizer"])]
+        assert row["max_rel_residual"] == rel.max() and row["n_untrusted"] == int((rel > 0.1).sum())
+        assert (row["epochs"], row["n_checkpoints"]) == (3, 4)
+    lines = comparison.to_csv(tmp_path / "comparison.csv").read_text().splitlines()
+    assert lines[0].split(",") == list(COMPARISON_COLUMNS) and len(lines) == 3
+    back = OptimizerComparison.load(comparison.save(tmp_path / "comparison.h5"))
+    assert back.table == comparison.table and back.meta == comparison.meta
+    np.testing.assert_array_equal(back.paths.coords, comparison.paths.coords)
+
+
+def test_runs_are_reused_and_bad_requests_refused(tmp_path, monkeypatch):
+    core_train = importlib.import_module("losslens.core.train")  # the module, not the function losslens.core exports
+    calls = []
+    original = core_train.train
+    monkeypatch.setattr(core_train, "train", lambda *a, **k: calls.append(k["optimizer"]) or original(*a, **k))
+    options = {"out": tmp_path, "epochs": 1, "model_kwargs": {"hidden": [4]}, "progress": False, "device": "cpu"}
+    runs, notes = train_optimizers(["sgd", "adagrad"], lrs={"adagrad": 0.05}, **options)
+    assert [r.name for r in runs] == ["sgd", "adagrad"] and calls == ["sgd", "adagrad"] and notes == []
+    train_optimizers(["sgd", "adagrad"], lrs={"adagrad": 0.05}, **options)
+    assert calls == ["sgd", "adagrad"]  # finished runs of the same recipe: nothing trained again
+    train_optimizers(["sgd", "adagrad"], lrs={"adagrad": 0.01}, **options)
+    assert calls == ["sgd", "adagrad", "adagrad"]  # another learning rate: trained again
+    with pytest.raises(ConfigError, match="unknown optimizer 'adamm'"):
+        train_optimizers(["adamm"], **options)
+    with pytest.raises(ConfigError, match="learning rates given for adam, which are not compared"):
+        train_optimizers(["sgd"], lrs={"adam": 1e-3}, **options)
+    with pytest.raises(ConfigError, match="no default learning rate for optimizer 'adadelta'.*--lr adadelta=VALUE"):
+        train_optimizers(["adadelta"], **options)
+    with pytest.raises(ConfigError, match="at least two runs"):
+        compare_runs([runs[0]])
+
+
+def test_defaults_skip_lion_without_pytorch_optimizer(tmp_path, monkeypatch):
+    optimizers = importlib.import_module("losslens.core.optimizers")
+    monkeypatch.setattr(optimizers, "COMPARISON_DEFAULTS", ("sgd", "lion"))
+    monkeypatch.setattr(optimizers, "is_available", lambda name: name != "lion")
+    with pytest.warns(UserWarning, match="lion skipped"):
+        runs, notes = train_optimizers(out=tmp_path, epochs=1, model_kwargs={"hidden": [4]}, progress=False)
+    assert [r.name for r in runs] == ["sgd"] and notes[0].startswith("lion skipped")
+
+
+@pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+                    reason="torch.distributed with the gloo backend is not available in this torch build")
+def test_two_processes_give_the_comparison_of_one(tmp_path):
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}  # this checkout's losslens in the workers
+    env.pop("WORLD_SIZE", None)
+    single, shared = tmp_path / "single", tmp_path / "shared"
+    for cmd in ([sys.executable, str(WORKER), str(single)],
+                [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(WORKER),
+                 str(shared)]):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # rank r trained optimizers r, r + 2, ...
+    assert json.loads((shared / "trained0.json").read_text()) == ["sgd", "momentum"]
+    assert json.loads((shared / "trained1.json").read_text()) == ["adam"]
+    assert json.loads((single / "trained0.json").read_text()) == ["sgd", "adam", "momentum"]
+    for name in ("sgd", "adam", "momentum"):
+        for a, b in zip(sorted((single / "runs" / name).glob("*.safetensors")),
+                        sorted((shared / "runs" / name).glob("*.safetensors"))):
+            assert a.name == b.name and a.read_bytes() == b.read_bytes()
+    one, two = OptimizerComparison.load(single / "comparison.h5"), OptimizerComparison.load(shared / "comparison.h5")
+    for a, b in zip(one.table, two.table):
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], float):
+                assert a[key] == pytest.approx(b[key], rel=1e-12, abs=1e-12), key
+            elif key != "run":
+                assert a[key] == b[key], key
+    np.testing.assert_allclose(two.paths.coords, one.paths.coords, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(two.paths.plane_loss, one.paths.plane_loss, rtol=1e-9)
+    np.testing.assert_allclose(np.load(shared / "surface.npy"), np.load(single / "surface.npy"), rtol=1e-6)

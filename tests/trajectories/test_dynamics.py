@@ -1,0 +1,139 @@
+"""Tests of losslens/trajectories/dynamics.py: values by hand on a linear model, bit-identical training,
+per-checkpoint dynamics of a saved run."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from losslens.trajectories.dynamics import DYNAMICS_COLUMNS, Dynamics, DynamicsRecorder, dynamics_of_run
+
+
+def test_recorded_values_equal_the_closed_forms_of_least_squares():
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(8, 3, generator=g, dtype=torch.float64), torch.randn(8, 1, generator=g, dtype=torch.float64)
+    model = nn.Linear(3, 1, bias=False).double()
+    w0 = model.weight.detach().clone().reshape(-1)
+    lr = 0.05
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    recorder = DynamicsRecorder(model, optimizer=opt, sharpness_data=(X, y), loss_fn="mse")
+
+    def loss_of(w):  # L(w) = |Xw - y|^2 / N, gradient 2/N X^T (Xw - y), Hessian 2/N X^T X
+        return float(((X @ w - y[:, 0]) ** 2).mean())
+
+    def grad_of(w):
+        return 2 / len(X) * X.T @ (X @ w - y[:, 0])
+
+    ws = [w0]
+    for _ in range(3):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(X), y)
+        loss.backward()
+        opt.step()
+        recorder.step(model, loss)
+        ws.append(ws[-1] - lr * grad_of(ws[-1]))
+    recorder.epoch(model, loss=0.5)
+    d = recorder.result()
+    assert d.kind == ("step", "step", "step", "epoch") and list(d["step"]) == [1, 2, 3, 3]
+    steps = d.of_kind("step")
+    losses = [loss_of(w) for w in ws[:3]]
+    np.testing.assert_allclose(steps["loss"], losses, rtol=1e-12)
+    np.testing.assert_allclose(steps["loss_improvement"][1:], np.diff(losses) * -1, rtol=1e-10)
+    assert math.isnan(steps["loss_improvement"][0])
+    np.testing.assert_allclose(steps["grad_norm"], [float(grad_of(w).norm()) for w in ws[:3]], rtol=1e-12)
+    np.testing.assert_allclose(steps["weight_norm"], [float(w.norm()) for w in ws[1:]], rtol=1e-12)
+    np.testing.assert_allclose(steps["change_since_previous"], [lr * float(grad_of(w).norm()) for w in ws[:3]],
+                               rtol=1e-10)
+    np.testing.assert_allclose(steps["change_since_init"], [float((w - w0).norm()) for w in ws[1:]], rtol=1e-10)
+    top = float(torch.linalg.eigvalsh(2 / len(X) * X.T @ X)[-1])
+    np.testing.assert_allclose(d["sharpness"], top, rtol=1e-8)  # Lanczos on a 3x3 operator: converged
+    np.testing.assert_allclose(d["stability_threshold"], 2 / lr)
+    np.testing.assert_allclose(d["lr"], lr)
+    epoch = d.of_kind("epoch")  # an epoch record compares with the start, not with the step records
+    assert epoch["loss"][0] == 0.5 and math.isnan(epoch["loss_improvement"][0])
+    assert epoch["change_since_previous"][0] == pytest.approx(float((ws[3] - w0).norm()), rel=1e-10)
+
+
+def _train(record: bool):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
+    g = torch.Generator().manual_seed(1)
+    X, y = torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    recorder = DynamicsRecorder(model, optimizer=opt, sharpness_data=(X[:32], y[:32]), loss_fn="cross_entropy",
+                                sharpness_every=2) if record else None
+    torch.manual_seed(1)  # dropout draws from the global RNG: a recorder that touched it would change training
+    for _ in range(2):
+        for i in range(0, 64, 16):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(X[i:i + 16]), y[i:i + 16])
+            loss.backward()
+            opt.step()
+            if recorder is not None:
+                recorder.step(model, loss)
+        if recorder is not None:
+            recorder.epoch(model)
+    return model, recorder, torch.random.get_rng_state()
+
+
+def test_the_recorder_leaves_training_bit_identical():
+    plain, _, rng_plain = _train(record=False)
+    recorded, recorder, rng_recorded = _train(record=True)
+    for (name, a), b in zip(plain.named_parameters(), recorded.parameters()):
+        assert torch.equal(a, b), name
+        assert torch.equal(a.grad, b.grad), name
+    assert recorded.training and torch.equal(rng_plain, rng_recorded)  # no draw from the global RNG
+    d = recorder.result()
+    assert len(d) == 10 and np.isfinite(d["sharpness"]).sum() == 5  # every second record
+    assert np.isnan(d.of_kind("epoch")["loss"]).all()
+
+
+def test_dynamics_of_a_saved_run(tmp_path):
+    from losslens.core.checkpoints import load_checkpoint
+    from losslens.core.data import load_dataset
+    from losslens.core.models import build_model
+    from losslens.core.params import ParameterSpace
+    from losslens.core.train import train
+
+    run = train("mlp", "digits", epochs=2, lr=1e-2, seed=0, out=tmp_path / "run", model_kwargs={"hidden": [8]},
+                progress=False)
+    d = dynamics_of_run(tmp_path / "run", sharpness=True)
+    assert d.kind == ("checkpoint",) * 3 and list(d["step"]) == [0, 22, 44] and list(d["epoch"]) == [0, 1, 2]
+    np.testing.assert_allclose(d["loss"], [h["train_loss"] for h in run.history], rtol=1e-5)
+    data = load_dataset("digits", "train")
+    model = build_model("mlp", hidden=[8]).double()
+    space = ParameterSpace(model)
+    ws = []
+    for path in run.checkpoints:
+        model.load_state_dict(load_checkpoint(path, model))
+        model.zero_grad()
+        nn.functional.cross_entropy(model(data.x.double()), data.y).backward()
+        assert d["grad_norm"][len(ws)] == pytest.approx(
+            math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.parameters())), rel=1e-4)  # float32 evaluator
+        ws.append(space.flatten(model))
+    np.testing.assert_allclose(d["weight_norm"], [float(w.norm()) for w in ws], rtol=1e-6)
+    np.testing.assert_allclose(d["change_since_init"], [float((w - ws[0]).norm()) for w in ws], rtol=1e-6)
+    np.testing.assert_allclose(d["change_since_previous"][1:], [float((b - a).norm()) for a, b in zip(ws, ws[1:])],
+                               rtol=1e-6)
+    assert np.isfinite(d["sharpness"]).all() and d["stability_threshold"][0] == pytest.approx(2 / 1e-2)
+
+
+def test_save_load_and_csv_columns(tmp_path):
+    model = nn.Linear(2, 1)
+    recorder = DynamicsRecorder(model, lr=0.1, every=2)
+    for _ in range(4):
+        assert (recorder.step(model, 1.0) is None) == (recorder.n_steps % 2 == 1)
+    d = recorder.result(meta={"note": "x"})
+    back = Dynamics.load(d.save(tmp_path / "d.h5"))
+    assert back.kind == d.kind and back.meta == d.meta
+    for c in DYNAMICS_COLUMNS[1:]:
+        np.testing.assert_array_equal(back[c], d[c])
+    with open(d.to_csv(tmp_path / "d.csv")) as f:
+        rows = list(csv.reader(f))
+    assert tuple(rows[0]) == DYNAMICS_COLUMNS and rows[1][:3] == ["step", "2", "0"] and len(rows) == 3
+    assert math.isnan(d["grad_norm"][0])  # no .grad yet
+    with pytest.raises(ValueError, match="every must be a positive integer"):
+        DynamicsRecorder(model, every=0)
