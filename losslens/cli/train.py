@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from losslens.cli._common import DEFAULT_DATA, DEFAULT_MODEL, add_model_data_args, parse_key_values
-from losslens.core.train import LOSS_NAMES, RUN_FILE, train
+from losslens.cli._common import DEFAULT_DATA, DEFAULT_MODEL, add_model_data_args, int_at_least, parse_key_values
+from losslens.core.train import DYNAMICS_FILE, LOSS_NAMES, RUN_FILE, train
 
 
 def register(subparsers) -> None:
@@ -31,6 +31,11 @@ def register(subparsers) -> None:
     parser.add_argument("--loss", help=f"{' or '.join(LOSS_NAMES)} (default: by the data's task)")
     parser.add_argument("--out", required=True, help="run directory to write")
     parser.add_argument("--save-every-steps", type=int, metavar="N", help="also save a checkpoint every N steps")
+    parser.add_argument("--dynamics-every", type=int_at_least(1), metavar="N",
+                        help="record the training dynamics every N steps (default: the last step of each epoch); "
+                        "written to dynamics.csv and dynamics.h5")
+    parser.add_argument("--sharpness-samples", type=int_at_least(1), metavar="N",
+                        help="also record the top Hessian eigenvalue on N training samples against 2/lr")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -54,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        dynamics_every_steps=args.dynamics_every,
+        sharpness_samples=args.sharpness_samples,
     )
     last = result.history[-1]
     scores = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k not in ("epoch", "step"))
@@ -61,4 +68,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {len(result.checkpoints)} checkpoints to {result.out}: "
           f"{result.checkpoints[0].name} ... {result.checkpoints[-1].name}")
     print(f"wrote {result.out / RUN_FILE}")
+    print(f"wrote {result.out / 'dynamics.csv'} and {result.out / DYNAMICS_FILE}")
     return 0

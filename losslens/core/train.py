@@ -34,6 +34,7 @@ from losslens.errors import ConfigError
 
 LOSS_NAMES: tuple[str, ...] = ("cross_entropy", "mse")
 RUN_FILE = "run.json"
+DYNAMICS_FILE = "dynamics.h5"
 _LOSS_TASK = {"cross_entropy": "classification", "mse": "regression"}
 
 
@@ -94,6 +95,8 @@ def train(
     device: str | torch.device = "auto",
     overwrite: bool = False,
     progress: bool = True,
+    dynamics_every_steps: int | None = None,
+    sharpness_samples: int | None = None,
 ) -> TrainRun:
     """Train a model with any ``torch.optim`` optimizer, saving its trajectory to ``out``.
 
@@ -125,18 +128,25 @@ def train(
         device: ``"auto"`` (CUDA when available) or a torch device.
         overwrite: replace the checkpoints and ``run.json`` of an earlier run in ``out``.
         progress: show a progress bar over the epochs with the latest losses.
+        dynamics_every_steps: record the training dynamics (``losslens.trajectories.DynamicsRecorder``:
+            mini-batch loss, gradient norm, weight norm, movement, learning rate) every this many
+            steps; by default at the last step of each epoch. Every epoch is recorded too.
+        sharpness_samples: also record the top Hessian eigenvalue (against the edge of stability
+            2/lr) on a seeded subset of this many training samples, at every record.
 
     Returns:
         The ``TrainRun``; ``run.json`` is rewritten after every epoch, so an interrupted run is
-        described up to its last epoch.
+        described up to its last epoch; ``dynamics.csv`` and ``dynamics.h5`` hold the dynamics.
 
     Raises:
         ConfigError: an unknown optimizer, loss, model or data set, options that do not fit, or an
             ``out`` that already holds a run (without ``overwrite``).
     """
     _check_positive(epochs=epochs, batch_size=batch_size, lr=lr)
-    if save_every_steps is not None:
-        _check_positive(save_every_steps=save_every_steps)
+    for name, value in (("save_every_steps", save_every_steps), ("dynamics_every_steps", dynamics_every_steps),
+                        ("sharpness_samples", sharpness_samples)):
+        if value is not None:
+            _check_positive(**{name: value})
     train_set, test_set, data_name = _datasets(data)
     loss = resolve_loss(loss, train_set)
     device = resolve_device(device)
@@ -225,6 +235,7 @@ def train(
         torch.manual_seed(seed)
         save(0)
         record(0, 0)
+        recorder = _recorder(net, opt, dynamics_every_steps or steps_per_epoch, train_set, loss, sharpness_samples, seed)
         step = 0
         with tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=not progress) as bar:
             for epoch in bar:
@@ -240,14 +251,29 @@ def train(
                         value.backward()
                         return value
 
-                    opt.step(closure)  # every torch.optim optimizer takes a closure; LBFGS needs one
+                    value = opt.step(closure)  # every torch.optim optimizer takes a closure; LBFGS needs one
                     step += 1
+                    recorder.step(net, value)
                     if save_every_steps and step % save_every_steps == 0 and step % steps_per_epoch:
                         save(step)
                 save(step)
                 entry = record(epoch, step)
+                recorder.epoch(net, entry["train_loss"])
+                dynamics = recorder.result(meta={"run": str(out)})
+                dynamics.save(out / DYNAMICS_FILE)
+                dynamics.to_csv(out / "dynamics.csv")
                 bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k.endswith("_loss")})
     return TrainRun.load(out)
+
+
+def _recorder(net, opt, every: int, train_set: TensorData, loss: str, sharpness_samples: int | None, seed: int):
+    """The dynamics recorder of a run (the sharpness on a seeded subset of the training set)."""
+    from losslens.core.data import subset
+    from losslens.trajectories.dynamics import DynamicsRecorder
+
+    sharp = None if sharpness_samples is None else subset(train_set, sharpness_samples, seed=seed)
+    return DynamicsRecorder(net, every=every, optimizer=opt, sharpness_data=sharp,
+                            loss_fn=loss if sharp is not None else None, seed=seed)
 
 
 def _check_positive(**values) -> None:
@@ -285,7 +311,8 @@ def resolve_loss(loss: str | None, data: TensorData) -> str:
 
 
 def _prepare_out(out: Path, overwrite: bool) -> Path:
-    old = sorted(out.glob("step_*.safetensors")) + ([out / RUN_FILE] if (out / RUN_FILE).exists() else [])
+    old = sorted(out.glob("step_*.safetensors")) + [out / n for n in (RUN_FILE, DYNAMICS_FILE, "dynamics.csv")
+                                                     if (out / n).exists()]
     if old and not overwrite:
         raise ConfigError(
             f"{out} already holds a training run ({len(old)} files); choose another out directory "
