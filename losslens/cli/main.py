@@ -22,6 +22,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "losslens.cli.interpolate",
     "losslens.cli.hessian",
     "losslens.cli.plot",
+    "losslens.cli.fit",
+    "losslens.cli.replay",
 )
 
 
