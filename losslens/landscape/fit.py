@@ -20,7 +20,7 @@ A single Gaussian is not convex: its Hessian is positive definite only within ab
 centre, so curvature read off a Gaussian fit holds at its minimum only.
 
 The nonlinear models are fitted by ``scipy.optimize.least_squares`` (trust region reflective, with
-bounds) with exact Jacobians from torch forward-mode autodiff, from initial guesses read off the data:
+bounds) with exact Jacobians in closed form, from initial guesses read off the data:
 the offset at the largest value, the depth ``A`` down to the smallest, the centre at the smallest,
 the widths (and the angle) from the second moments of the depth :math:`\\max(c - z, 0)` about it.
 Bounds: ``A >= 0`` (a well), widths in :math:`[h/2, 10 L]` (``h`` the finest grid spacing, ``L`` the
@@ -92,20 +92,39 @@ def _evaluate(model: str, theta: torch.Tensor, pts: torch.Tensor) -> torch.Tenso
 
 
 def _jacobian(model: str, theta: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
-    """``(N, p)`` derivatives of ``_evaluate`` by the parameters: in closed form for the Gaussian wells
-    (:math:`\partial z/\partial A_k = -e_k`, :math:`\partial z/\partial c_{kj} = -A_k e_k r_{kj}/s_{kj}`,
-    :math:`\partial z/\partial s_{kj} = -A_k e_k r_{kj}^2/s_{kj}` with :math:`r = (p - c)/s`,
-    :math:`e = e^{-|r|^2/2}`), else by forward-mode autodiff."""
-    if model not in ("gaussian", "mixture"):
-        return torch.func.jacfwd(lambda t: _evaluate(model, t, pts))(theta)
-    d = pts.shape[1]
+    """``(N, p)`` derivatives of ``_evaluate`` by the parameters, in closed form.
+
+    Wells (:math:`r = (p - c)/s`, :math:`e = e^{-|r|^2/2}`): :math:`\\partial z/\\partial A_k = -e_k`,
+    :math:`\\partial z/\\partial c_{kj} = -A_k e_k r_{kj}/s_{kj}`, :math:`\\partial z/\\partial s_{kj} = -A_k e_k
+    r_{kj}^2/s_{kj}`. Rotated (:math:`\\partial u/\\partial\\theta = v`, :math:`\\partial v/\\partial\\theta = -u`):
+    :math:`\\partial z/\\partial\\theta = A e\\, uv (1/s_1^2 - 1/s_2^2)`. Quadratic: the design matrix
+    :math:`(1, x, y, x^2/2, xy, y^2/2)`.
+    """
+    n, d = pts.shape
+    one = torch.ones(n, 1, dtype=pts.dtype)
+    if model == "quadratic":
+        x = pts[:, :1]
+        if d == 1:
+            return torch.cat([one, x, x * x / 2], dim=1)
+        y = pts[:, 1:]
+        return torch.cat([one, x, y, x * x / 2, x * y, y * y / 2], dim=1)
+    if model == "rotated":
+        _, A, x0, y0, s1, s2, th = theta
+        c, s = torch.cos(th), torch.sin(th)
+        dx, dy = pts[:, 0] - x0, pts[:, 1] - y0
+        u, v = c * dx + s * dy, -s * dx + c * dy
+        e = torch.exp(-(u**2 / (2 * s1**2) + v**2 / (2 * s2**2)))
+        Ae = A * e
+        cols = [-e, -Ae * (u * c / s1**2 - v * s / s2**2), -Ae * (u * s / s1**2 + v * c / s2**2),
+                -Ae * u**2 / s1**3, -Ae * v**2 / s2**3, Ae * u * v * (1 / s1**2 - 1 / s2**2)]
+        return torch.cat([one, torch.stack(cols, dim=1)], dim=1)
     comps = theta[1:].reshape(-1, 1 + 2 * d)
     A, centre, width = comps[:, 0], comps[:, 1:1 + d], comps[:, 1 + d:]
     r = (pts[:, None, :] - centre[None]) / width[None]  # (N, k, d)
     e = torch.exp(-(r**2).sum(dim=2) / 2)  # (N, k)
     Ae = (A * e)[:, :, None]
     per = torch.cat([-e[:, :, None], -Ae * r / width[None], -Ae * r**2 / width[None]], dim=2)  # (N, k, 1 + 2d)
-    return torch.cat([torch.ones(len(pts), 1, dtype=theta.dtype), per.reshape(len(pts), -1)], dim=1)
+    return torch.cat([one, per.reshape(n, -1)], dim=1)
 
 
 class FittedFunction(torch.nn.Module):

