@@ -84,23 +84,19 @@ def plot_convergence(replay: Replay, *, ax=None, log: bool | None = None):
     finite = losses[np.isfinite(losses)]
     if log is None:
         log = bool(len(finite)) and bool((finite > 0).all())
+    limits = _calm_limits(replay, log)  # a diverged curve leaves through the top, the others stay readable
     for k, (label, text) in enumerate(zip(replay.labels, legend_entries(replay))):
         p = replay.path(label)
         loss = np.where(np.isfinite(p["loss"]), p["loss"], np.nan)
-        ax.plot(p["step"], np.clip(loss, LOG_FLOOR, None) if log else loss, color=f"C{k % 10}", label=text)
+        if log:
+            loss = np.clip(loss, LOG_FLOOR, None)
+        if limits is not None:  # far above the axes: drawn as leaving it, without overflowing the scale
+            loss = np.minimum(loss, limits[1] + 10 * (limits[1] - limits[0]))
+        ax.plot(p["step"], loss, color=f"C{k % 10}", label=text)
     if log:
         ax.set_yscale("log")
-    if "diverged" in replay.status:  # keep the others readable: a diverged curve leaves through the top
-        calm = [p[:, 3] for p, s in zip(replay.paths, replay.status) if s != "diverged"] + [p[:1, 3] for p in replay.paths]
-        calm = np.concatenate(calm)
-        calm = calm[np.isfinite(calm) & ((calm > 0) if log else True)]
-        if len(calm):
-            lo, hi = float(calm.min()), float(calm.max())
-            if log:
-                ax.set_ylim(lo / (hi / lo) ** 0.05, hi * 10)
-            else:
-                pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 1.0
-                ax.set_ylim(lo - pad, hi + 2 * pad)
+    if limits is not None:
+        ax.set_ylim(*limits)
     ax.set_xlabel("step")
     ax.set_ylabel("loss" + (" (log scale)" if log else ""))
     ax.set_title(_title(replay), fontsize="medium")
@@ -109,8 +105,8 @@ def plot_convergence(replay: Replay, *, ax=None, log: bool | None = None):
 
 
 def animate_paths(replay: Replay, *, max_frames: int = MAX_FRAMES):
-    """An animated plotly figure: the paths growing step by step over the contours, with a play button
-    and a step slider.
+    """An animated plotly figure: each optimizer's point moving along its path (drawn faint) over the
+    contours, one frame per step, with a play button and a step slider.
 
     Args:
         replay: a ``Replay``.
@@ -133,25 +129,22 @@ def animate_paths(replay: Replay, *, max_frames: int = MAX_FRAMES):
     traces.append(go.Scatter(x=[start[0]], y=[start[1]], mode="markers", name="start",
                              marker={"color": "black", "size": 10}))
     colors = _colors(len(replay.labels))
-    entries = legend_entries(replay)
-    fixed = len(traces)
+    paths = [replay.path(label) for label in replay.labels]
+    for p, color, text in zip(paths, colors, legend_entries(replay)):
+        traces.append(go.Scatter(x=p["x"], y=p["y"], mode="lines", name=text, opacity=0.45,
+                                 line={"color": color, "width": 1.5}, hoverinfo="skip"))
 
-    def moving(t: int) -> list:
-        out = []
-        for label, color, text in zip(replay.labels, colors, entries):
-            p = replay.path(label)
-            upto = p["step"] <= t
-            px, py = p["x"][upto], p["y"][upto]
-            out.append(go.Scatter(x=px, y=py, mode="lines", line={"color": color}, name=text, legendgroup=label))
-            out.append(go.Scatter(x=px[-1:], y=py[-1:], mode="markers", marker={"color": color, "size": 10},
-                                  showlegend=False, legendgroup=label, name=label,
-                                  hovertext=[f"{label}: step {int(p['step'][upto][-1])}, loss {p['loss'][upto][-1]:.4g}"],
-                                  hoverinfo="text"))
-        return out
+    def points(t: int):
+        """Each optimizer's point at step t (its last one once it has stopped), one marker trace for all."""
+        at = [min(int(np.searchsorted(p["step"], t, side="right")) - 1, len(p["step"]) - 1) for p in paths]
+        return go.Scatter(
+            x=[p["x"][i] for p, i in zip(paths, at)], y=[p["y"][i] for p, i in zip(paths, at)], mode="markers",
+            marker={"color": colors, "size": 11, "line": {"color": "white", "width": 1}}, showlegend=False,
+            hovertext=[f"{label}: step {int(p['step'][i])}, loss {p['loss'][i]:.4g}"
+                       for label, p, i in zip(replay.labels, paths, at)], hoverinfo="text")
 
-    moving_ids = list(range(fixed, fixed + 2 * len(replay.labels)))
-    frames = [go.Frame(data=moving(int(t)), traces=moving_ids, name=str(int(t))) for t in shown]
-    fig = go.Figure(data=traces + moving(int(shown[0])), frames=frames)
+    frames = [go.Frame(data=[points(int(t))], traces=[len(traces)], name=str(int(t))) for t in shown]
+    fig = go.Figure(data=traces + [points(int(shown[0]))], frames=frames)
     play = {"frame": {"duration": 60, "redraw": False}, "fromcurrent": True, "transition": {"duration": 0}}
     fig.update_layout(
         title={"text": _title(replay).replace("\n", "<br>")},
@@ -169,6 +162,22 @@ def animate_paths(replay: Replay, *, max_frames: int = MAX_FRAMES):
         fig.update_xaxes(range=[float(x[0]), float(x[-1])])
         fig.update_yaxes(range=[float(y[0]), float(y[-1])])
     return fig
+
+
+def _calm_limits(replay: Replay, log: bool) -> tuple[float, float] | None:
+    """Loss-axis limits that hold the paths that did not diverge and every start, when some path diverged."""
+    if "diverged" not in replay.status:
+        return None
+    calm = np.concatenate([p[:, 3] for p, s in zip(replay.paths, replay.status) if s != "diverged"]
+                          + [p[:1, 3] for p in replay.paths])
+    calm = calm[np.isfinite(calm) & ((calm > 0) if log else True)]
+    if not len(calm):
+        return None
+    lo, hi = float(calm.min()), float(calm.max())
+    if log:
+        return lo / (hi / lo) ** 0.05, hi * 10
+    pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 1.0
+    return lo - pad, hi + 2 * pad
 
 
 def legend_entries(replay: Replay) -> list[str]:

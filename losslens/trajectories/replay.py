@@ -135,7 +135,7 @@ class Replay:
                 "optimizer": label, "name": opt["name"], "lr": lr, "status": status, "steps": int(p[-1, 0]),
                 "final_x": float(p[-1, 1]), "final_y": float(p[-1, 2]), "final_loss": float(loss[-1]),
                 "steps_to_tol": int(p[reached[0], 0]) if len(reached) else None,
-                "path_length": float(np.linalg.norm(moves, axis=1).sum()),
+                "path_length": _length(moves),
                 "oscillation": int(((moves[1:] * moves[:-1]).sum(axis=1) < 0).sum()),
                 "lambda_max_start": lam.get("start"), "lr_above_2_over_lambda_start": _above(lr, lam.get("start")),
                 "lambda_max_minimum": lam.get("minimum"),
@@ -367,6 +367,12 @@ def _top_curvature(obj: Objective, point) -> float | None:
     _, _, H = obj.value_grad_hessian(torch.tensor([point], dtype=torch.float64))
     value = float(torch.linalg.eigvalsh(H[0]).max())
     return value if math.isfinite(value) else None
+
+
+def _length(moves: np.ndarray) -> float:
+    """:math:`\\sum_t \\lVert p_{t+1} - p_t \\rVert` (``inf`` for a path that ran off to overflow)."""
+    with np.errstate(over="ignore"):
+        return float(np.hypot(moves[:, 0], moves[:, 1]).sum())
 
 
 def _above(lr: float, lam: float | None) -> bool | None:

@@ -191,6 +191,14 @@ def test_a_path_never_leaves_the_grid():
         replay(slope, ["sgd"], lr=0.25, start=(1.5, 0.5))
 
 
+def test_replay_on_the_grid_records_the_surface_value_at_a_grid_point():
+    x, y = np.linspace(0.0, 1.0, 6), np.linspace(-1.0, 0.5, 4)
+    loss = np.random.default_rng(0).uniform(1, 2, (4, 6))
+    r = replay(SimpleNamespace(x=x, y=y, loss=loss, meta={}), ["sgd", "adam"], lr=1e-3, start=(x[4], y[1]), steps=2)
+    assert r.path("sgd")["loss"][0] == pytest.approx(loss[1, 4], abs=1e-12)  # loss[iy, ix] at (x[ix], y[iy])
+    assert r.meta["objective"]["kind"] == "grid"
+
+
 class Counting(Objective):
     """Counts calls and the points of each call."""
 
