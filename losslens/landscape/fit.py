@@ -350,24 +350,10 @@ def fit_surface(
     pts, z = _points(x, y, data)
     fixed = _offset_value(offset, z)
 
-    info: dict = {}
-    if model == "quadratic":
-        design = _jacobian(model, torch.zeros(len(_names(model, ndim)), dtype=torch.float64), pts)
-        theta = np.linalg.lstsq(design.numpy(), z, rcond=None)[0]
-        theta, free, ls = theta, np.ones(len(theta), bool), {"method": "linear least squares"}
-    elif model == "mixture":
-        runs = _grow_mixture(pts, z, fixed, components or max_components, x, y)
-        if components is None:
-            scores = {k: _criteria(r[3], len(z), int(r[1].sum()))[criterion] for k, r in enumerate(runs, 1)}
-            k_best = min(scores, key=scores.get)
-            info["criterion"] = {"name": criterion, "values": scores, "chosen": k_best}
-        else:
-            k_best = components
-        theta, free, ls, _ = runs[k_best - 1]
-    else:
-        theta0, lo, hi = _initial(model, pts, z, fixed, x, y)
-        theta, free, ls, _ = _solve(model, pts, z, theta0, lo, hi, fixed is not None)
+    from threadpoolctl import threadpool_limits
 
+    with threadpool_limits(limits=1, user_api="blas"):  # small dense problems: threads only oversubscribe
+        theta, free, ls, info = _fit(model, pts, z, fixed, x, y, components, criterion, max_components)
     t = torch.as_tensor(theta)
     fitted = _on_grid(model, t, x, y)
     residual = _evaluate(model, t, pts).numpy() - z
@@ -389,6 +375,25 @@ def fit_surface(
     }
     return SurfaceFit(model, _names(model, ndim, k), np.asarray(theta, float), stderr, x, y, data, fitted,
                       np.asarray(minimum, float), float(min_value), hess, _plane_eigenvalues(surface, ndim), meta)
+
+
+def _fit(model, pts, z, fixed, x, y, components, criterion, max_components):
+    """``(theta, free mask, least-squares info, extra meta)`` of the chosen model."""
+    if model == "quadratic":
+        design = _jacobian(model, torch.zeros(len(_names(model, pts.shape[1])), dtype=torch.float64), pts)
+        theta = np.linalg.lstsq(design.numpy(), z, rcond=None)[0]
+        return theta, np.ones(len(theta), bool), {"method": "linear least squares"}, {}
+    if model != "mixture":
+        theta0, lo, hi = _initial(model, pts, z, fixed, x, y)
+        theta, free, ls, _ = _solve(model, pts, z, theta0, lo, hi, fixed is not None)
+        return theta, free, ls, {}
+    runs = _grow_mixture(pts, z, fixed, components or max_components, x, y)
+    if components is not None:
+        return (*runs[components - 1][:3], {})
+    scores = {name: {str(k): _criteria(r[3], len(z), int(r[1].sum()))[name] for k, r in enumerate(runs, 1)}
+              for name in CRITERIA}
+    best = int(min(scores[criterion], key=scores[criterion].get))
+    return (*runs[best - 1][:3], {"criterion": {"name": criterion, "chosen": best, **scores}})
 
 
 def _check_model(model: str, ndim: int) -> None:

@@ -130,8 +130,12 @@ def test_mixture_finds_two_separated_wells_and_the_criterion_chooses_two():
     np.testing.assert_allclose(fit.minimum, [-1.0, 1.0], atol=0.01)  # the deeper well
     assert fit.r2 > 0.99 > fit_surface(s, "gaussian").r2
     assert fit_surface(s, "mixture", components=2).names[1] == "A_1"
-    aic = fit_surface(s, "mixture", criterion="aic", max_components=3)
-    assert aic.meta["criterion"]["name"] == "aic" and aic.meta["criterion"]["chosen"] >= 2
+    crit = fit.meta["criterion"]
+    assert crit["name"] == "bic" and min(crit["bic"], key=crit["bic"].get) == "2"
+    assert int(min(crit["aic"], key=crit["aic"].get)) >= 2  # AIC penalizes less: it may take a third
+    n, rss2 = fit.n_points, fit.rss  # BIC of K = 2 by hand: n ln(RSS/n) + p ln n, p = 1 + 2 * 5
+    assert crit["bic"]["2"] == pytest.approx(n * math.log(rss2 / n) + 11 * math.log(n), rel=1e-9)
+    assert crit["aic"]["2"] == pytest.approx(n * math.log(rss2 / n) + 22, rel=1e-9)
 
 
 def test_quadratic_is_exact_on_a_quadratic():
