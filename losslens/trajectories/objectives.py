@@ -22,7 +22,6 @@ the start point; otherwise those are refused or must be given).
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
@@ -239,7 +238,3 @@ class _SplineGrad(torch.autograd.Function):
         g = ctx.grid
         hxx, hxy, hyy = g.ev(points, 2, 0), g.ev(points, 1, 1), g.ev(points, 0, 2)
         return torch.stack([out[:, 0] * hxx + out[:, 1] * hxy, out[:, 0] * hxy + out[:, 1] * hyy], dim=1), None
-
-
-def _finite(value) -> bool:
-    return value is not None and math.isfinite(value)

@@ -288,9 +288,9 @@ def replay(
                 break
             points = torch.stack([params[k].detach() for k in active])
             if any(needs_h[k] for k in active):
-                loss, grad, hess = obj.value_grad_hessian(points)
+                loss, grad, hess = _checked(obj, obj.value_grad_hessian(points), len(active))
             else:
-                (loss, grad), hess = obj.value_and_grad(points), None
+                loss, grad, hess = _checked(obj, (*obj.value_and_grad(points), None), len(active))
             running = []
             for i, k in enumerate(active):
                 rows[k].append([t, *points[i].tolist(), float(loss[i]), float(grad[i].norm()),
@@ -304,8 +304,12 @@ def replay(
                 break
             xi = torch.randn(2, generator=noise_gen, dtype=torch.float64) if noise > 0 else None
             for i, k in running:
-                _update(params[k], opts[k], schedulers[k], grad[i], None if hess is None else hess[i],
-                        needs_h[k], xi, noise, clip)
+                try:
+                    _update(params[k], opts[k], schedulers[k], grad[i], None if hess is None else hess[i],
+                            needs_h[k], xi, noise, clip)
+                except (RuntimeError, ValueError, TypeError) as err:  # the optimizer refuses this problem
+                    raise ConfigError(f"optimizer {specs[k].label!r} ({type(opts[k]).__name__}) failed at step {t}: "
+                                      f"{err}") from err
             moved = torch.stack([params[k].detach() for k in active]) if active else None
             if moved is not None:
                 finite, inside = torch.isfinite(moved).all(dim=1), obj.inside(moved)
@@ -327,6 +331,26 @@ def replay(
 
 
 # -- steps ---------------------------------------------------------------------------------------
+
+
+def _checked(obj: Objective, out, K: int):
+    """The objective's ``(loss (K,), grad (K, 2), hessian (K, 2, 2) or None)``, float64 on the CPU, detached.
+
+    Raises:
+        ValueError: shapes that are not those (the objective is named).
+    """
+    expected = ((K,), (K, 2), (K, 2, 2))
+    result = []
+    for name, value, shape in zip(("loss", "gradient", "Hessian"), out, expected):
+        if value is None:
+            result.append(None)
+            continue
+        value = torch.as_tensor(value).detach().to(device="cpu", dtype=torch.float64)
+        if tuple(value.shape) != shape:
+            raise ValueError(f"objective {obj.name!r} returned a {name} of shape {list(value.shape)} for {K} points, "
+                             f"expected {list(shape)}")
+        result.append(value)
+    return tuple(result)
 
 
 def _update(p, opt, scheduler, grad, hess, needs_hessian: bool, xi, noise: float, clip: float | None) -> None:

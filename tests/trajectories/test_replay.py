@@ -275,6 +275,8 @@ def test_options_are_validated_up_front():
         replay(Objective(lambda p: p.sum(dim=1)), ["sgd"])
     with pytest.raises(ConfigError, match="does not take the options"):
         replay("quadratic", ["sgd"], options={"sgd": {"betas": [0.9, 0.99]}})
+    with pytest.raises(ConfigError, match="'sparseadam' \\(SparseAdam\\) failed at step 0: .*dense gradients"):
+        replay("quadratic", ["sparseadam"])
 
 
 def test_per_optimizer_rates_options_and_labels():
@@ -312,3 +314,20 @@ def test_background_covers_the_domain_and_the_paths_and_has_the_plane_layout():
     assert x[0] == -2.0 and x[-1] == pytest.approx(2.0) and y[0] == -2.0  # the path stays within the box
     f = model_function("gaussian", {"offset": BOOK["A"], **BOOK})
     assert z[7, 90] == pytest.approx(float(f(torch.tensor([[x[90], y[7]]], dtype=torch.float64))))
+
+
+def test_an_external_objective_in_float32_is_read_as_float64_and_shapes_are_checked():
+    class Float32(Objective):  # as an evaluator working in float32 would answer
+        def value_and_grad(self, points):
+            p = points.float()
+            return (p**2).sum(dim=1) / 2, p
+
+    r = replay(Float32(name="f32", start=(1.0, -1.0)), ["sgd"], lr=0.5, steps=3)
+    assert r.path("sgd")["x"].tolist() == [1.0, 0.5, 0.25, 0.125]
+
+    class Wrong(Objective):
+        def value_and_grad(self, points):
+            return points.sum(dim=1), points.sum(dim=1)
+
+    with pytest.raises(ValueError, match=r"'wrong' returned a gradient of shape \[1\] for 1 points, expected \[1, 2\]"):
+        replay(Wrong(name="wrong", start=(1.0, 1.0)), ["sgd"], lr=0.1, steps=2)
