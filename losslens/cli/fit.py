@@ -6,7 +6,7 @@ the surface's Hessian eigenvalues along its directions when known, the stability
 ``OUT/fit_3d.png`` (``fit_1d.png`` for a line) and ``OUT/fit_residuals.png``.
 
 Without a SURFACE file: the default model's Hessian-eigenvector plane (the book chapter's picture),
-``DEFAULT_STEPS`` x ``DEFAULT_STEPS`` points on ``[-1, 1]^2``, computed into ``OUT/surface.h5`` (the
+``DEFAULT_STEPS`` x ``DEFAULT_STEPS`` points on ``[-1, 1]^2``, computed into ``OUT/hessian_plane.h5`` (the
 default model trained into ``OUT/default-model`` first, as the other commands do).
 """
 
@@ -30,7 +30,7 @@ def register(subparsers) -> None:
         description="Least-squares fit of a closed form to a loss surface (a line or a plane), with R^2, RMSE, the "
         "residual map, and the fitted curvature at the fitted minimum next to the surface's Hessian eigenvalues "
         "along its directions. Without SURFACE.h5, the default model's Hessian-eigenvector plane is computed first "
-        "(into OUT/surface.h5).",
+        "(into OUT/hessian_plane.h5).",
     )
     parser.add_argument("surface", metavar="SURFACE.h5", nargs="?",
                         help="surface file (losslens, or xcoordinates/ycoordinates/train_loss); default: the default "
@@ -39,7 +39,8 @@ def register(subparsers) -> None:
                         help="the closed form (default: gaussian)")
     parser.add_argument("--components", type=int_at_least(1), metavar="K",
                         help="components of a mixture (default: chosen by --criterion up to --max-components)")
-    parser.add_argument("--criterion", default="bic", choices=CRITERIA, help="how a mixture's K is chosen (default: bic)")
+    parser.add_argument("--criterion", default="bic", choices=CRITERIA,
+                        help="how a mixture's K is chosen (default: bic)")
     parser.add_argument("--max-components", type=int_at_least(1), default=4, metavar="N",
                         help="the largest K tried (default: 4)")
     parser.add_argument("--offset", default="free", metavar="free|max|VALUE",
@@ -85,7 +86,7 @@ def _offset(text: str, model: str):
 
 
 def _default_surface(args: argparse.Namespace):
-    """The default model's Hessian-eigenvector plane on [-1, 1]^2, computed (or resumed) into OUT/surface.h5."""
+    """The default model's Hessian-eigenvector plane on [-1, 1]^2, computed (or resumed) into OUT/hessian_plane.h5."""
     import numpy as np
 
     from losslens.cli._common import default_run, landscape_evaluator
@@ -99,7 +100,7 @@ def _default_surface(args: argparse.Namespace):
     ev, _, provenance = landscape_evaluator(net)
     directions = hessian_directions(ev, k=2, seed=0)
     x = np.linspace(-1.0, 1.0, DEFAULT_STEPS)
-    path = Path(args.out) / "surface.h5"
+    path = Path(args.out) / "hessian_plane.h5"
     print(f"no surface given: the default model's Hessian plane, {DEFAULT_STEPS} x {DEFAULT_STEPS} points, into {path}")
     surface = surface_2d(ev, ev.w0, directions, x, x, path=path, progress=not args.no_progress,
                          meta=provenance | {"directions_kind": "hessian", "seed": 0})

@@ -229,8 +229,8 @@ def replay(
     Args:
         objective: an ``Objective``, a test function's name, a ``SurfaceFit``, a surface (its grid
             interpolant) or a callable ``(K, 2) -> (K,)`` (see ``objectives.as_objective``).
-        optimizers: names or ``OptimizerSpec``; names must be unique (use specs with labels to run one
-            optimizer twice).
+        optimizers: names or ``OptimizerSpec``; one name given twice gets its rate in its label
+            (``sgd lr=0.1``), or give specs their own labels.
         lr: the learning rate of every optimizer, or ``{name: lr}`` for each one listed by name (a spec's
             own ``lr`` comes first).
         start: ``(x, y)``; default the objective's ``start``.

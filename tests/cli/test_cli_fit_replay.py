@@ -167,4 +167,4 @@ def test_fit_with_no_argument_fits_the_default_models_hessian_plane(tmp_path, ca
     info = json.loads((out / "fit.json").read_text())
     eig = info["surface_eigenvalues"]
     assert len(eig) == 2 and eig[0] >= eig[1] > 0 and info["meta"]["source"]["directions_kind"] == "hessian"
-    assert info["n_points"] == 49 and (out / "surface.h5").is_file() and (out / "fit_3d.png").is_file()
+    assert info["n_points"] == 49 and (out / "hessian_plane.h5").is_file() and (out / "fit_3d.png").is_file()
