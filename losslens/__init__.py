@@ -13,14 +13,15 @@ from losslens.core import (  # noqa: E402
     save_checkpoint, subset, train,
 )
 from losslens.landscape import (  # noqa: E402
-    Directions, Eigenpairs, HessianOperator, Multiscale, Spectrum, Surface, SurfaceComparison, Topology,
-    TraceEstimate, barrier, between, compare_surfaces, density, eigenpairs, hessian_directions, interpolate,
-    multiscale, random_directions, surface_1d, surface_2d, topology, trace,
+    Directions, Eigenpairs, HessianOperator, Multiscale, Spectrum, Surface, SurfaceComparison, SurfaceFit, Topology,
+    TraceEstimate, barrier, between, compare_surfaces, density, eigenpairs, fit_surface, hessian_directions,
+    interpolate, multiscale, random_directions, surface_1d, surface_2d, topology, trace,
 )
 from losslens.results import load_result  # noqa: E402
 from losslens.trajectories import (  # noqa: E402
-    CheckpointSeries, Dynamics, DynamicsRecorder, Embedding, OptimizerComparison, TrajectoryPaths, TrajectoryPCA,
-    compare_optimizers, compare_runs, dynamics_of_run, embed, pca_directions, trajectory_paths, trajectory_pca,
+    CheckpointSeries, Dynamics, DynamicsRecorder, Embedding, OptimizerComparison, Replay, TrajectoryPaths,
+    TrajectoryPCA, compare_optimizers, compare_runs, dynamics_of_run, embed, pca_directions, replay, trajectory_paths,
+    trajectory_pca,
 )
 
 __all__ = [
@@ -34,10 +35,12 @@ __all__ = [
     # Hessian
     "HessianOperator", "Eigenpairs", "eigenpairs", "TraceEstimate", "trace", "Spectrum", "density",
     # analyses of surfaces
-    "Multiscale", "multiscale", "Topology", "topology", "SurfaceComparison", "compare_surfaces",
+    "Multiscale", "multiscale", "Topology", "topology", "SurfaceComparison", "compare_surfaces", "SurfaceFit",
+    "fit_surface",
     # trajectories
     "CheckpointSeries", "TrajectoryPCA", "trajectory_pca", "TrajectoryPaths", "trajectory_paths", "Embedding", "embed",
     "OptimizerComparison", "compare_runs", "compare_optimizers", "Dynamics", "DynamicsRecorder", "dynamics_of_run",
+    "Replay", "replay",
     # result files
     "load_result",
 ]

@@ -29,6 +29,8 @@ RESULT_CLASSES: dict[str, str] = {
     "embedding": "losslens.trajectories.embeddings:Embedding",
     "optimizer_comparison": "losslens.trajectories.comparison:OptimizerComparison",
     "dynamics": "losslens.trajectories.dynamics:Dynamics",
+    "fit": "losslens.landscape.fit:SurfaceFit",
+    "replay": "losslens.trajectories.replay:Replay",
 }
 
 

@@ -266,3 +266,19 @@ def save_figure(fig, path: str | Path) -> Path:
     fig.savefig(path, dpi=150)
     print(f"wrote {path}")
     return path
+
+
+def load_surface(path: str | Path):
+    """The ``Surface`` a file holds (losslens's or the reference tool's).
+
+    Raises:
+        LosslensError: the file is missing or damaged, or holds another kind of result.
+    """
+    from losslens.errors import LosslensError
+    from losslens.landscape.surface import Surface
+    from losslens.results import result_kind
+
+    kind = result_kind(path)
+    if kind != "surface":
+        raise LosslensError(f"{path} holds a losslens {kind} result, not a surface")
+    return Surface.load(path)

@@ -36,6 +36,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "losslens.cli.trajectory",
     "losslens.cli.compare",
     "losslens.cli.dynamics",
+    "losslens.cli.fit",
+    "losslens.cli.replay",
 )
 _NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")  # -1, -0.5, -.5, -1e-3: values, not flags
 

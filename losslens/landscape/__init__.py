@@ -1,9 +1,11 @@
-"""Landscapes: directions, 1D/2D surfaces, lines between checkpoints, the Hessian, and the analyses
-of surfaces (multiscale, topology, comparisons)."""
+"""Landscapes: directions, 1D/2D surfaces, lines between checkpoints, the Hessian, analytic test
+functions, and the analyses of surfaces (fits, multiscale, topology, comparisons)."""
 
 from losslens.landscape._distributed import init_distributed_from_env
 from losslens.landscape.compare import SurfaceComparison, compare_surfaces
 from losslens.landscape.directions import Directions, between, hessian_directions, random_directions
+from losslens.landscape.fit import SurfaceFit, fit_surface, model_function
+from losslens.landscape.functions import FUNCTIONS, AnalyticFunction, get_function
 from losslens.landscape.hessian import Eigenpairs, eigenpairs
 from losslens.landscape.interpolation import barrier, interpolate
 from losslens.landscape.multiscale import Multiscale, multiscale
@@ -23,5 +25,7 @@ __all__ = [
     "HessianOperator", "Eigenpairs", "eigenpairs", "TraceEstimate", "trace", "Spectrum", "density",
     # analyses of surfaces
     "Multiscale", "multiscale", "Topology", "Basin", "topology", "bottleneck", "wasserstein", "TopologyStability",
-    "topology_stability", "SurfaceComparison", "compare_surfaces",
+    "topology_stability", "SurfaceComparison", "compare_surfaces", "SurfaceFit", "fit_surface", "model_function",
+    # analytic test functions
+    "AnalyticFunction", "FUNCTIONS", "get_function",
 ]

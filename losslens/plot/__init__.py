@@ -4,10 +4,13 @@ Every function takes a result object (or the path of its file) and returns a fig
 computes a loss. ``render`` and ``write_html`` write files, and only where they are told.
 """
 
+from losslens.plot.fit import plot_fit, plot_residuals
 from losslens.plot.hessian import plot_density, plot_eigenvalues
 from losslens.plot.interactive import plotly_figure, write_html
 from losslens.plot.multiscale import plot_coefficients, plot_energy
 from losslens.plot.render import render
+from losslens.plot.replay import animate_paths, plot_convergence
+from losslens.plot.replay import plot_paths as plot_replay
 from losslens.plot.surfaces import plot_1d, plot_3d, plot_contour
 from losslens.plot.topology import plot_barcode, plot_basins, plot_diagrams
 from losslens.plot.trajectories import (
@@ -21,6 +24,8 @@ __all__ = [
     "plot_density", "plot_eigenvalues",
     # multiscale and topology of a surface
     "plot_coefficients", "plot_energy", "plot_diagrams", "plot_barcode", "plot_basins",
+    # fits and replays
+    "plot_fit", "plot_residuals", "plot_replay", "plot_convergence", "animate_paths",
     # trajectories
     "plot_embedding", "plot_embeddings", "plot_paths", "plot_path_losses", "plot_dynamics",
     # interactive (plotly)

@@ -1,5 +1,6 @@
 """Trajectories of training runs: checkpoint series, their exact PCA, honest paths on the PCA plane,
-embeddings scored by trustworthiness, optimizer comparisons and training dynamics.
+embeddings scored by trustworthiness, optimizer comparisons and training dynamics; and optimizers
+replayed on two-parameter objectives (analytic functions, fits, measured grids, the true loss in a plane).
 
 Runs written by ``losslens.core.train`` (``losslens train``) are the series these tools read.
 """
@@ -7,8 +8,10 @@ Runs written by ``losslens.core.train`` (``losslens train``) are the series thes
 from losslens.trajectories.comparison import OptimizerComparison, compare_optimizers, compare_runs, train_optimizers
 from losslens.trajectories.dynamics import Dynamics, DynamicsRecorder, dynamics_of_run
 from losslens.trajectories.embeddings import Embedding, embed
+from losslens.trajectories.objectives import Objective, as_objective, fit_objective, function_objective, grid_objective
 from losslens.trajectories.paths import TrajectoryPaths, plane_grid, plane_surface, trajectory_paths
 from losslens.trajectories.pca import TrajectoryPCA, pca_directions, trajectory_pca
+from losslens.trajectories.replay import OptimizerSpec, Replay, replay
 from losslens.trajectories.series import Checkpoint, CheckpointSeries, checkpoint_vectors, run_evaluator
 
 __all__ = [
@@ -23,4 +26,7 @@ __all__ = [
     "OptimizerComparison", "compare_runs", "compare_optimizers", "train_optimizers",
     # dynamics
     "Dynamics", "DynamicsRecorder", "dynamics_of_run",
+    # optimizer replays
+    "Objective", "as_objective", "function_objective", "fit_objective", "grid_objective", "OptimizerSpec", "Replay",
+    "replay",
 ]

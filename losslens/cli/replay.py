@@ -1,0 +1,203 @@
+"""``losslens replay``: optimizers side by side on a test function, a fitted surface or a measured grid.
+
+Writes ``OUT/paths.csv`` (columns ``optimizer, step, x, y, loss, grad_norm, lr``; step 0 is the start,
+step t the point after t updates), ``OUT/summary.csv`` (one row per optimizer: final loss, steps to the
+tolerance, path length, oscillation, the learning rate against 2/lambda_max), ``OUT/replay.h5`` (the
+``Replay``), ``OUT/replay_paths.png``, ``OUT/replay_convergence.png`` and ``OUT/replay.html`` (the
+paths animated).
+
+What is descended: ``--function NAME`` (a test function); a FILE that is a fit (``losslens fit``'s
+``fit.h5``: the fitted function); a FILE that is a surface (its bicubic grid interpolant, which a path
+may not leave; or, with ``--fit MODEL``, a fit of it); with neither, the ``quadratic`` of condition
+number ``--condition`` (default 10).
+
+Learning rates: ``--lr 0.1`` sets every optimizer's; ``--lr sgd=0.1,adam=0.01`` sets them by name, and a
+bare number among them (``--lr 0.05,adam=0.01``) those not named; unset ones get ``DEFAULT_LR``.
+Options: ``--option adam.betas=[0.9,0.99]`` (NAME.KEY=VALUE, VALUE in JSON; repeatable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from losslens.cli._common import DEFAULT_OUT, int_at_least, save_figure
+from losslens.errors import ConfigError
+from losslens.landscape.fit import MODELS
+from losslens.landscape.functions import FUNCTIONS
+from losslens.trajectories.replay import SCHEDULES
+
+DEFAULT_OPTIMIZERS = ("sgd", "momentum", "adam", "lion")  # lion only where pytorch-optimizer is installed
+DEFAULT_LR = 0.05
+DEFAULT_FUNCTION = "quadratic"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "replay",
+        help="replay optimizers on a test function, a fitted surface or a measured grid",
+        usage="losslens replay [FILE.h5 | --function NAME] [--optimizers sgd,momentum,adam,lion] [--steps N] "
+        "[--lr SPEC] [--start X Y] [options]",
+        description="Run several optimizers side by side from one start point, one batched evaluation per step, and "
+        "record their paths (x, y, loss, gradient norm, learning rate). FILE.h5 is a fit (losslens fit) or a surface "
+        "(its bicubic interpolant, or a fit of it with --fit). Without FILE or --function: the quadratic "
+        "(x^2 + kappa y^2)/2 with kappa = --condition.",
+    )
+    parser.add_argument("file", metavar="FILE.h5", nargs="?", help="a fit file or a surface file")
+    parser.add_argument("--function", choices=tuple(FUNCTIONS), metavar="NAME",
+                        help=f"a test function: {', '.join(FUNCTIONS)}")
+    parser.add_argument("--condition", type=float, metavar="KAPPA",
+                        help="the quadratic's condition number (default: 10)")
+    parser.add_argument("--fit", choices=MODELS, metavar="MODEL",
+                        help=f"replay on a fit of the surface FILE instead of its grid: {', '.join(MODELS)}")
+    parser.add_argument("--optimizers", metavar="LIST",
+                        help="comma-separated names: presets (sgd, momentum, nesterov, book-momentum), torch.optim "
+                        "classes (adam, rmsprop, ...), pytorch-optimizer's (lion, sophiah, soap, ...) "
+                        f"(default: {','.join(DEFAULT_OPTIMIZERS)})")
+    parser.add_argument("--lr", default=str(DEFAULT_LR), metavar="SPEC",
+                        help=f"learning rate of all (0.1), or by name (sgd=0.1,adam=0.01), a bare number setting the "
+                        f"unnamed ones (default: {DEFAULT_LR})")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME.KEY=VALUE",
+                        help="an optimizer option, VALUE in JSON (--option momentum.momentum=0.8); repeatable")
+    parser.add_argument("--steps", type=int_at_least(1), default=200, help="updates per optimizer (default: 200)")
+    parser.add_argument("--start", nargs=2, type=float, metavar=("X", "Y"),
+                        help="start point (default: the function's, or halfway to the grid's upper-left corner)")
+    parser.add_argument("--schedule", default="constant", choices=SCHEDULES, help="learning-rate schedule")
+    parser.add_argument("--warmup", type=int_at_least(0), default=0, metavar="N", help="steps of linear warmup")
+    parser.add_argument("--step-size", type=int_at_least(1), metavar="N", help="period of --schedule step")
+    parser.add_argument("--gamma", type=float, default=0.1, help="factor of --schedule step (default: 0.1)")
+    parser.add_argument("--clip", type=float, metavar="C", help="clip each gradient's norm at C")
+    parser.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
+                        help="scale of Gaussian gradient noise (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise and of random optimizers (default: 0)")
+    parser.add_argument("--tol", type=float, default=1e-3, help="loss tolerance of steps-to-tolerance (default: 1e-3)")
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default: {DEFAULT_OUT})")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from losslens.plot.interactive import write_html
+    from losslens.plot.replay import animate_paths, plot_convergence, plot_paths
+    from losslens.trajectories.replay import replay
+
+    objective = _objective(args)
+    names = _optimizers(args.optimizers)
+    result = replay(objective, names, lr=parse_lr(args.lr, names), start=args.start, steps=args.steps,
+                    options=parse_options(args.option, names), schedule=args.schedule, warmup=args.warmup,
+                    step_size=args.step_size, gamma=args.gamma, clip=args.clip, noise=args.noise, seed=args.seed,
+                    tol=args.tol)
+    print(result.summary())
+    out = Path(args.out)
+    for table, name in (("paths", "paths.csv"), ("summary", "summary.csv")):
+        print(f"wrote {result.to_csv(out / name, table)}")
+    print(f"wrote {result.save(out / 'replay.h5')}")
+    save_figure(plot_paths(result), out / "replay_paths.png")
+    save_figure(plot_convergence(result), out / "replay_convergence.png")
+    print(f"wrote {write_html(animate_paths(result), out / 'replay.html', title='losslens replay')}")
+    return 0
+
+
+def _objective(args: argparse.Namespace):
+    from losslens.trajectories.objectives import fit_objective, function_objective, grid_objective
+
+    if args.file and args.function:
+        raise ConfigError("give a FILE or --function, not both")
+    if args.fit and not args.file:
+        raise ConfigError("--fit fits the surface FILE; there is no FILE")
+    name = args.function or (None if args.file else DEFAULT_FUNCTION)
+    if args.condition is not None and name != "quadratic":
+        raise ConfigError(f"--condition is the quadratic's condition number; it does not apply to "
+                          f"{name or 'a file'}")
+    if name:
+        return function_objective(name, **({"kappa": args.condition} if args.condition is not None else {}))
+    from losslens._io import open_h5
+
+    with open_h5(Path(args.file)) as f:
+        kind = f.attrs.get("losslens_kind")
+    if kind == "fit":
+        from losslens.landscape.fit import SurfaceFit
+
+        if args.fit:
+            raise ConfigError(f"{args.file} is already a fit; --fit applies to a surface file")
+        return fit_objective(SurfaceFit.load(args.file))
+    from losslens.cli._common import load_surface
+
+    surface = load_surface(args.file)
+    if args.fit:
+        from losslens.landscape.fit import fit_surface
+
+        fit = fit_surface(surface, args.fit)
+        print(fit.summary())
+        return fit_objective(fit)
+    return grid_objective(surface)
+
+
+def _optimizers(text: str | None) -> list[str]:
+    from losslens.core.optimizers import is_available
+
+    if text is None:
+        return [n for n in DEFAULT_OPTIMIZERS if is_available(n)]
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"--optimizers lists no optimizer: {text!r}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"--optimizers lists {', '.join(repeated)} twice")
+    return names
+
+
+def parse_lr(text: str, names: list[str]) -> dict[str, float]:
+    """``{name: lr}`` from ``"0.1"``, ``"sgd=0.1,adam=0.01"`` or ``"0.05,adam=0.01"`` (see the module doc).
+
+    Raises:
+        ConfigError: a value that is not a positive number, a name not among ``names``, or two bare numbers.
+    """
+    default, named = DEFAULT_LR, {}
+    bare = 0
+    for item in (i.strip() for i in text.split(",")):
+        key, sep, value = item.rpartition("=")
+        number = _positive(value, f"--lr {item!r}")
+        if not sep:
+            bare += 1
+            default = number
+        elif key not in names:
+            raise ConfigError(f"--lr names {key!r}, which is not among the optimizers ({', '.join(names)})")
+        else:
+            named[key] = number
+    if bare > 1:
+        raise ConfigError(f"--lr has more than one rate for all optimizers: {text!r}")
+    return {n: named.get(n, default) for n in names}
+
+
+def parse_options(items: list[str], names: list[str]) -> dict[str, dict]:
+    """``{name: {key: value}}`` from ``["adam.betas=[0.9,0.99]", ...]`` (values in JSON, else strings).
+
+    Raises:
+        ConfigError: an item without ``NAME.KEY=VALUE``, or a name not among ``names``.
+    """
+    out: dict[str, dict] = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        name, dot, key = target.partition(".")
+        if not (sep and dot and name and key):
+            raise ConfigError(f"--option expects NAME.KEY=VALUE, got {item!r}")
+        if name not in names:
+            raise ConfigError(f"--option names {name!r}, which is not among the optimizers ({', '.join(names)})")
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        out.setdefault(name, {})[key] = parsed
+    return out
+
+
+def _positive(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{what}: expected a positive number, got {text!r}")
+    return value
