@@ -1,6 +1,8 @@
 """Derivatives of the evaluator's mean loss: the gradient and Hessian-vector products.
 
-- ``gradient``: :math:`\\nabla L(w) = \\sum_b \\frac{n_b}{N} \\nabla \\bar\\ell_b(w)`, batch by batch.
+- ``gradient``: :math:`\\nabla L(w) = \\sum_b \\frac{n_b}{N} \\nabla \\bar\\ell_b(w)`, batch by batch;
+  ``values_and_gradients`` gives :math:`L` and :math:`\\nabla L` at ``K`` points in one pass over the
+  data (vmapped over the points when the plan vmaps).
 - ``hvp``: forward-over-reverse, :math:`H v = \\partial_t \\nabla L(w + t v)|_{t=0}`
   (``jvp`` of ``grad``), vmapped over the vectors, recomputed at every call: it keeps no memory.
 - ``GradientGraph``: the gradient at one point with its autograd graph, kept so that each further
@@ -16,7 +18,7 @@ statistics would have to be differentiated as functions of ``w``).
 from __future__ import annotations
 
 import torch
-from torch.func import grad, jvp
+from torch.func import grad, grad_and_value, jvp
 
 _GRAPH_FACTOR = 8  # bytes of a gradient graph per byte of forward activations (measured upper bound)
 
@@ -38,6 +40,22 @@ def gradient(ev, w: torch.Tensor) -> torch.Tensor:
     for x, y in ev.data.batches(grad_batch_size(ev, 1)):
         g += grad(ev.batch_loss)(w, x, y) * (len(y) / ev.n_samples)
     return g
+
+
+def values_and_gradients(ev, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(L (K,), grad (K, P))`` of the mean loss at the rows of ``W``, one pass over the data."""
+    losses = torch.zeros(len(W), dtype=W.dtype, device=W.device)
+    grads = torch.zeros_like(W)
+
+    def one(w, x, y):
+        g, value = grad_and_value(ev.batch_loss)(w, x, y)
+        return torch.cat([value[None], g])
+
+    for x, y in ev.data.batches(grad_batch_size(ev, len(W))):
+        both = ev.runner.map(one, (W, x, y), (0, None, None), compilable=False) * (len(y) / ev.n_samples)
+        losses += both[:, 0]
+        grads += both[:, 1:]
+    return losses, grads
 
 
 def hvp(ev, w: torch.Tensor, V: torch.Tensor) -> torch.Tensor:

@@ -331,6 +331,14 @@ class Evaluator:
         with self.runner.threads():
             return _derivatives.gradient(self, self._points(w, "w")[0])
 
+    def values_and_gradients(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean loss ``(K,)`` and its gradient ``(K, P)`` at each row of ``W``, in one pass over the
+        data (the points vmapped when the plan vmaps, else one after another); float64 losses."""
+        W = self._points(W)
+        with self.runner.threads():
+            losses, grads = _derivatives.values_and_gradients(self, W)
+        return losses.double(), grads
+
     def hvp(self, w: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         """Hessian-vector products ``H(w) v`` of the mean loss, for ``V`` of shape ``(P,)`` or ``(k, P)``,
         recomputed forward-over-reverse at every call (``HessianOperator`` keeps a gradient graph

@@ -293,3 +293,18 @@ def test_compiled_equals_uncompiled(data):
     torch.testing.assert_close(compiled.evaluate_affine(plain.w0, D, coeffs).loss, plain.evaluate(W).loss, rtol=1e-5, atol=1e-6)
     assert compiled.plan.compile and compiled.runner.compiled_calls > 0  # the compiled path ran
     assert plain.runner.compiled_calls == 0
+
+
+@pytest.mark.parametrize("vectorize", [False, True])
+def test_values_and_gradients_at_several_points(vectorize):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    x, y = torch.randn(50, 3, dtype=torch.float64), torch.randint(0, 3, (50,))
+    ev = Evaluator(model, "cross_entropy", (x, y), dtype=torch.float64, batch_size=16, device="cpu",
+                   vectorize=vectorize)
+    f = flat_loss(model, x, y)
+    W = ev.w0 + 0.1 * torch.randn(3, ev.space.size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    losses, grads = ev.values_and_gradients(W)
+    for k in range(3):
+        assert float(losses[k]) == pytest.approx(float(f(W[k])), rel=1e-12)
+        torch.testing.assert_close(grads[k], torch.func.grad(f)(W[k]))
