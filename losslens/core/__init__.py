@@ -1,7 +1,7 @@
 """The core: parameter space, the batched evaluator, checkpoints, models, data and the trainer."""
 
 from losslens.core.checkpoints import load_checkpoint, load_metadata, load_model, save_checkpoint
-from losslens.core.data import DATASET_NAMES, TensorData, as_tensors, load_dataset, subset
+from losslens.core.data import DATASET_NAMES, BatchData, TensorData, as_tensors, load_dataset, subset
 from losslens.core.evaluator import EvalResult, Evaluator
 from losslens.core.models import MODEL_NAMES, build_model
 from losslens.core.params import ParameterSpace
@@ -13,7 +13,7 @@ __all__ = [
     # checkpoints
     "load_checkpoint", "load_model", "save_checkpoint", "load_metadata",
     # models and data
-    "build_model", "MODEL_NAMES", "load_dataset", "subset", "as_tensors", "TensorData", "DATASET_NAMES",
+    "build_model", "MODEL_NAMES", "load_dataset", "subset", "as_tensors", "TensorData", "BatchData", "DATASET_NAMES",
     # training
     "train", "TrainRun",
 ]

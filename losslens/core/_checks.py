@@ -1,18 +1,20 @@
 """Checks of the model, the inputs and the targets, made before the first evaluation.
 
 Each failure is one line naming what is wrong: a model that is not an ``nn.Module``, inputs the
-model cannot take (their shape and dtype are named), class labels outside the model's outputs,
-float targets given to ``cross_entropy`` (which would read them as probabilities and return a
-meaningless loss), targets whose shape does not fit the outputs.
+model cannot take (their shapes and dtypes are named), an output the loss cannot read (its type and
+keys are named), class labels outside the model's outputs, float targets given to a classification
+loss that would read them as probabilities, targets whose shape does not fit the outputs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Callable
 
 import torch
 from torch import nn
 
+from losslens.core._objectives import IGNORE_INDEX, Objective, model_loss, read_output
 from losslens.errors import ConfigError
 
 
@@ -27,79 +29,87 @@ def check_batch_size(batch_size) -> None:
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
 
 
-def probe_output(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """The model's output on the first two samples ``x``, or a one-line error naming the inputs."""
+def probe_output(forward: Callable[[object], object], inputs) -> object:
+    """The model's output on the first samples ``inputs``, or a one-line error naming the inputs."""
     try:
         with torch.no_grad():
-            out = forward(x)
+            return forward(inputs)
+    except ConfigError:
+        raise
     except Exception as err:  # noqa: BLE001 - any failure here is the inputs not fitting the model
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ConfigError(
-            f"the model cannot take the data's inputs (samples of shape {list(x.shape[1:])}, dtype "
-            f"{str(x.dtype).removeprefix('torch.')}): {type(err).__name__}: {message}"
-        ) from None
-    if not isinstance(out, torch.Tensor):
-        raise ConfigError(f"the model returns a {type(out).__name__}, not a tensor")
-    return out
+        raise ConfigError(f"the model cannot take the data's inputs ({describe_inputs(inputs)}): "
+                          f"{type(err).__name__}: {message}") from None
 
 
-def check_targets(loss_name: str, metric_names: tuple[str, ...], out: torch.Tensor, y: torch.Tensor) -> None:
-    """Targets ``y`` (the whole set) against the model's output ``out`` on two samples.
+def describe_inputs(inputs) -> str:
+    """``samples of shape [1, 8, 8], dtype float32`` or ``input_ids [12] int64, attention_mask [12] int64``."""
+    if isinstance(inputs, torch.Tensor):
+        return f"samples of shape {list(inputs.shape[1:])}, dtype {_dtype(inputs)}"
+    items = inputs.items() if isinstance(inputs, Mapping) else enumerate(inputs)
+    return ", ".join(f"{k} {list(t.shape[1:])} {_dtype(t)}" for k, t in items)
 
-    - ``cross_entropy``: integer class labels of shape ``(N, *out.shape[2:])`` in
-      ``[0, out.shape[1])``, or float class probabilities of the output's shape (non-negative,
-      summing to 1 over dim 1);
-    - ``mse``: float targets of the output's per-sample shape;
-    - ``accuracy``: integer class labels of the shape of ``out.shape[:-1]``.
-    Custom (callable) losses are the user's to check.
+
+def check_targets(objective: Objective, metric_names: tuple[str, ...], out, target: torch.Tensor) -> int | None:
+    """The targets of the first samples against the model's output on them (see the module docstring).
+
+    Returns:
+        The number of classes when the targets are class labels (``check_label_range`` checks every
+        batch against it), else ``None``.
     """
-    if loss_name == "cross_entropy":
-        _check_cross_entropy(out, y)
-    elif loss_name == "mse":
-        if not y.is_floating_point() or tuple(y.shape[1:]) != tuple(out.shape[1:]):
-            raise ConfigError(
-                f"mse needs float targets of the model's output shape {list(out.shape[1:])} per sample; found "
-                f"{_dtype(y)} targets of shape {list(y.shape[1:])} per sample"
-            )
+    n_classes = None
+    if objective.uses_model_loss:
+        model_loss(out)
+        if "accuracy" not in metric_names:
+            return None
+    logits = read_output(out, objective.output_key)
+    if objective.name == "mse":
+        if not target.is_floating_point() or tuple(target.shape[1:]) != tuple(logits.shape[1:]):
+            raise ConfigError(f"mse needs float targets of the model's output shape {list(logits.shape[1:])} per sample; "
+                              f"found {_dtype(target)} targets of shape {list(target.shape[1:])} per sample")
+    elif objective.units == "samples" and objective.name == "cross_entropy":
+        if tuple(target.shape) != tuple(logits.shape):
+            raise ConfigError(f"cross_entropy got float targets of shape {list(target.shape[1:])} per sample: give "
+                              f"integer class labels, or class probabilities of the output's shape {list(logits.shape[1:])}")
+        sums = target.double().sum(dim=1)
+        if (target < 0).any() or not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+            raise ConfigError("cross_entropy got float targets that are not class probabilities (non-negative, summing "
+                              "to 1 over the classes): give integer class labels instead")
+    elif objective.units != "samples" and not objective.uses_model_loss:
+        n_classes = _classes(objective.name, logits, target)
     if "accuracy" in metric_names:
-        if y.is_floating_point() or tuple(y.shape[1:]) != tuple(out.shape[1:-1]):
-            raise ConfigError(
-                f"accuracy needs integer class labels of shape {list(out.shape[1:-1])} per sample; found "
-                f"{_dtype(y)} targets of shape {list(y.shape[1:])}: pass metrics=() for regression"
-            )
-        _check_label_range(y, out.shape[-1])
+        if target.is_floating_point() or torch.is_complex(target):
+            raise ConfigError(f"accuracy needs integer class labels; found {_dtype(target)} targets: pass metrics=() for "
+                              "regression")
+        n_classes = _classes("accuracy", logits, target)
+    return n_classes
 
 
-def _check_cross_entropy(out: torch.Tensor, y: torch.Tensor) -> None:
-    if out.dim() < 2:
-        raise ConfigError(f"cross_entropy needs outputs of shape (N, C, ...), the model gives {list(out.shape)}")
-    n_classes = out.shape[1]
-    if y.is_floating_point():
-        if tuple(y.shape[1:]) != tuple(out.shape[1:]):
-            raise ConfigError(
-                f"cross_entropy got float targets of shape {list(y.shape[1:])} per sample: give integer class "
-                f"labels, or class probabilities of the output's shape {list(out.shape[1:])}"
-            )
-        sums = y.double().sum(dim=1)
-        if (y < 0).any() or not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
-            raise ConfigError("cross_entropy got float targets that are not class probabilities (non-negative, "
-                              "summing to 1 over the classes): give integer class labels instead")
-        return
-    if torch.is_complex(y) or y.dtype == torch.bool:
-        raise ConfigError(f"cross_entropy needs integer class labels, found {_dtype(y)} targets")
-    if tuple(y.shape[1:]) != tuple(out.shape[2:]):
-        raise ConfigError(
-            f"cross_entropy needs class labels of shape {list(out.shape[2:])} per sample for outputs of shape "
-            f"{list(out.shape[1:])}; found labels of shape {list(y.shape[1:])}"
-        )
-    _check_label_range(y, n_classes)
+def _classes(what: str, logits: torch.Tensor, target: torch.Tensor) -> int:
+    """The number of classes, for integer labels of shape ``logits.shape[:-1]`` (classes last) or
+    ``(N, d...)`` for ``(N, C, d...)``."""
+    if target.is_floating_point() or torch.is_complex(target) or target.dtype == torch.bool:
+        raise ConfigError(f"{what} needs integer class labels, found {_dtype(target)} targets")
+    if logits.dim() < 2:
+        raise ConfigError(f"{what} needs outputs of shape (N, C, ...), the model gives {list(logits.shape)}")
+    if tuple(target.shape) == tuple(logits.shape[:-1]):
+        n_classes = logits.shape[-1]
+    elif tuple(target.shape[1:]) == tuple(logits.shape[2:]):
+        n_classes = logits.shape[1]
+    else:
+        raise ConfigError(f"{what} needs labels of shape {list(logits.shape[1:-1])} per sample for outputs of shape "
+                          f"{list(logits.shape[1:])}; found labels of shape {list(target.shape[1:])}")
+    return n_classes
 
 
-def _check_label_range(y: torch.Tensor, n_classes: int) -> None:
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= n_classes:
-        raise ConfigError(f"class labels range over [{lo}, {hi}] but the model has {n_classes} outputs "
-                          f"(labels must lie in [0, {n_classes - 1}])")
+def check_label_range(target: torch.Tensor, n_classes: int) -> None:
+    """Class labels in ``[0, n_classes)``, or ``IGNORE_INDEX`` (ignored)."""
+    kept = target[target != IGNORE_INDEX]
+    if kept.numel():
+        lo, hi = int(kept.min()), int(kept.max())
+        if lo < 0 or hi >= n_classes:
+            raise ConfigError(f"class labels range over [{lo}, {hi}] but the model has {n_classes} outputs "
+                              f"(labels must lie in [0, {n_classes - 1}], or be {IGNORE_INDEX} to be ignored)")
 
 
 def _dtype(t: torch.Tensor) -> str:
@@ -115,3 +125,4 @@ def nonfinite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
             if bad:
                 found.append(f"{name} ({bad} of {t.numel()})")
     return found
+

@@ -10,12 +10,17 @@
   1994), batched over the vectors. Hessian operators hold one while they work at a point (Lanczos
   asks tens of products there); it is built only when its activations fit the memory budget.
 
-With ``bn="batch"`` the batches are the evaluation batches themselves, since batch statistics (and
-so the function differentiated) depend on them; ``bn="recalibrate"`` is refused (the running
-statistics would have to be differentiated as functions of ``w``).
+Each batch weighs its share of the set's units (``Evaluator.batch_weight``). With ``bn="batch"`` the
+batches are the evaluation batches themselves, since batch statistics (and so the function
+differentiated) depend on them; ``bn="recalibrate"`` is refused (the running statistics would have to
+be differentiated as functions of ``w``). The differentiated passes run ``scaled_dot_product_attention``
+on its math backend (``torch.nn.attention.sdpa_kernel``): the fused CPU and GPU kernels have no
+double backward, and the math backend computes the same attention.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch.func import grad, grad_and_value, jvp
@@ -34,11 +39,21 @@ def grad_batch_size(ev, n_vectors: int) -> int:
     return int(max(1, min(ev.n_samples, ev.budget // per_sample)))
 
 
+def math_attention():
+    """Attention on its math backend, which has a double backward (a no-op where torch lacks it)."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch older than 2.3
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPBackend.MATH])
+
+
 def gradient(ev, w: torch.Tensor) -> torch.Tensor:
     """``(P,)`` gradient of the mean loss at ``w``."""
     g = torch.zeros_like(w)
-    for x, y in ev.data.batches(grad_batch_size(ev, 1)):
-        g += grad(ev.batch_loss)(w, x, y) * (len(y) / ev.n_samples)
+    with math_attention():
+        for inputs, target in ev.data.batches(grad_batch_size(ev, 1)):
+            g += grad(ev.batch_loss)(w, inputs, target) * ev.batch_weight(inputs, target)
     return g
 
 
@@ -47,14 +62,16 @@ def values_and_gradients(ev, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     losses = torch.zeros(len(W), dtype=W.dtype, device=W.device)
     grads = torch.zeros_like(W)
 
-    def one(w, x, y):
-        g, value = grad_and_value(ev.batch_loss)(w, x, y)
+    def one(w, inputs, target):
+        g, value = grad_and_value(ev.batch_loss)(w, inputs, target)
         return torch.cat([value[None], g])
 
-    for x, y in ev.data.batches(grad_batch_size(ev, len(W))):
-        both = ev.runner.map(one, (W, x, y), (0, None, None), compilable=False) * (len(y) / ev.n_samples)
-        losses += both[:, 0]
-        grads += both[:, 1:]
+    with math_attention():
+        for inputs, target in ev.data.batches(grad_batch_size(ev, len(W))):
+            both = ev.runner.map(one, (W, inputs, target), (0, None, None), compilable=False)
+            both = both * ev.batch_weight(inputs, target)
+            losses += both[:, 0]
+            grads += both[:, 1:]
     return losses, grads
 
 
@@ -62,11 +79,13 @@ def hvp(ev, w: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
     """``(k, P)`` products :math:`H(w) v_i` for the rows of ``V``, forward-over-reverse."""
     out = torch.zeros_like(V)
 
-    def one(v, x, y):
-        return jvp(lambda w_: grad(ev.batch_loss)(w_, x, y), (w,), (v,))[1]
+    def one(v, inputs, target):
+        return jvp(lambda w_: grad(ev.batch_loss)(w_, inputs, target), (w,), (v,))[1]
 
-    for x, y in ev.data.batches(grad_batch_size(ev, len(V))):
-        out += ev.runner.map(one, (V, x, y), (0, None, None), vectorize=True, compilable=False) * (len(y) / ev.n_samples)
+    with math_attention():
+        for inputs, target in ev.data.batches(grad_batch_size(ev, len(V))):
+            products = ev.runner.map(one, (V, inputs, target), (0, None, None), vectorize=True, compilable=False)
+            out += products * ev.batch_weight(inputs, target)
     return out
 
 
@@ -76,10 +95,10 @@ class GradientGraph:
     def __init__(self, ev, w: torch.Tensor):
         self.w = w.clone()
         self._parts = []
-        with torch.enable_grad():
-            for x, y in ev.data.batches(grad_batch_size(ev, 1)):
+        with torch.enable_grad(), math_attention():
+            for inputs, target in ev.data.batches(grad_batch_size(ev, 1)):
                 leaf = w.detach().clone().requires_grad_()
-                loss = ev.batch_loss(leaf, x, y) * (len(y) / ev.n_samples)
+                loss = ev.batch_loss(leaf, inputs, target) * ev.batch_weight(inputs, target)
                 self._parts.append((leaf, torch.autograd.grad(loss, leaf, create_graph=True)[0]))
 
     @staticmethod
@@ -89,5 +108,6 @@ class GradientGraph:
 
     def hvp(self, V: torch.Tensor) -> torch.Tensor:
         """``(k, P)`` products for the rows of ``V``, one batched double backward per data batch."""
-        return sum(torch.autograd.grad(g, leaf, V, retain_graph=True, is_grads_batched=True)[0]
-                   for leaf, g in self._parts)
+        with math_attention():
+            return sum(torch.autograd.grad(g, leaf, V, retain_graph=True, is_grads_batched=True)[0]
+                       for leaf, g in self._parts)

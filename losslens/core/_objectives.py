@@ -1,7 +1,33 @@
-"""Losses and metrics by name. Each returns the *mean* over the samples of one batch."""
+"""Losses and metrics: how a model's output is read, what is averaged, and over which units.
+
+A loss gives the mean over the *units* of one batch; the evaluator weights each batch's mean by its
+count of units, so the result is the mean over the whole evaluation set:
+
+- ``samples``: every sample counts once (``mse``, class-probability targets, custom losses);
+- ``targets``: every integer target that is not ignored counts once: a class label, or a token label
+  of a sequence. Labels of ``IGNORE_INDEX`` (-100, Hugging Face's convention) are ignored, and, for
+  token labels, so are positions whose ``attention_mask`` is 0 (padding);
+- ``shifted_targets``: the same after the shift of a causal language model (the logits at position
+  ``t`` predict the label at ``t + 1``: ``logits[:, :-1]`` against ``labels[:, 1:]``).
+
+Built-in losses: ``cross_entropy`` (class labels ``(N,)`` with logits ``(N, C)``, token labels
+``(N, T)`` with logits ``(N, T, C)`` or ``(N, C, T)``, or class probabilities of the logits' shape),
+``causal_lm`` (shifted next-token cross-entropy), ``masked_lm`` and ``token_classification`` (token
+cross-entropy over the labels that are not -100), ``mse``, and ``model``: the loss the model itself
+returns (``output.loss`` / ``output["loss"]``, as Hugging Face models do when given ``labels``),
+counted over the targets the model's own loss averages over: labels that are not -100, shifted for
+a causal LM (class names ending in ``ForCausalLM`` or ``LMHeadModel``, which shift internally),
+unshifted otherwise; the ``units`` option overrides the rule. ``accuracy`` is computed over the same
+units as the loss.
+
+Outputs of any structure: a tensor; a tuple or list (its first element); a dict or ``ModelOutput``
+(``logits``, or the key given as ``output_key``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -9,14 +35,131 @@ import torch.nn.functional as F
 
 from losslens.errors import ConfigError
 
-Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Function = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+IGNORE_INDEX = -100
+UNITS: tuple[str, ...] = ("auto", "samples", "targets", "shifted_targets")
+TOKEN_LOSSES: tuple[str, ...] = ("causal_lm", "masked_lm", "token_classification")
+LOSS_NAMES: tuple[str, ...] = ("cross_entropy", "mse", *TOKEN_LOSSES, "model")
+_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
-def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Fraction of samples whose arg-max class equals the integer target; NaN when an output is not
-    finite (the arg-max of NaN logits is meaningless: a diverged point has no accuracy)."""
-    value = (output.argmax(dim=-1) == target).to(output.dtype).mean()
-    return torch.where(torch.isfinite(output).all(), value, torch.full_like(value, float("nan")))
+def read_output(out, key: str | None = None) -> torch.Tensor:
+    """The logits of a model's output: the tensor itself, the first element of a tuple or list, or
+    ``out[key]`` (``"logits"`` by default) of a dict or ``ModelOutput``.
+
+    Raises:
+        ConfigError: an output with no such entry (the type and keys are named).
+    """
+    if isinstance(out, torch.Tensor) and key is None:
+        return out
+    if isinstance(out, Mapping):
+        name = key or "logits"
+        if name not in out or not isinstance(out[name], torch.Tensor):
+            raise ConfigError(f"the model returns a {type(out).__name__} with keys {list(out)}; no tensor under "
+                              f"{name!r}: name the output to use with output_key (--output-key)")
+        return out[name]
+    if isinstance(out, (tuple, list)) and key is None and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise ConfigError(f"cannot read the model's output of type {type(out).__name__}"
+                      + (f" with output_key={key!r}" if key else "") + ": expected a tensor, a tuple/list whose first "
+                      "element is a tensor, or a dict/ModelOutput")
+
+
+def model_loss(out) -> torch.Tensor:
+    """The scalar loss a model returned (``out.loss`` or ``out["loss"]``)."""
+    loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        raise ConfigError(f"loss_fn='model' needs the model to return its loss (out.loss, a scalar), but it returns "
+                          f"a {type(out).__name__}{' without a loss' if loss is None else ''}: pass the labels to the "
+                          "model (dict batches with a 'labels' key) or choose another loss")
+    return loss
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A loss over stated units, and the accuracy over the same units.
+
+    Attributes:
+        name: the loss's name (or the custom function's).
+        units: ``"samples"``, ``"targets"`` or ``"shifted_targets"`` (see the module docstring).
+        function: for a named loss on logits or a custom loss: ``f(logits, target) -> mean``;
+            ``None`` for ``"model"``.
+        output_key: the entry of a structured output holding the logits.
+    """
+
+    name: str
+    units: str
+    function: Function | None
+    output_key: str | None = None
+
+    @property
+    def uses_model_loss(self) -> bool:
+        return self.function is None
+
+    def mask(self, target: torch.Tensor, inputs) -> torch.Tensor | None:
+        """Bool mask of the counted targets (``None`` for sample units), shifted for a causal LM."""
+        if self.units == "samples":
+            return None
+        keep = target != IGNORE_INDEX
+        padding = inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
+        if isinstance(padding, torch.Tensor) and padding.shape == target.shape:
+            keep = keep & (padding != 0)
+        return keep[:, 1:] if self.units == "shifted_targets" else keep
+
+    def count(self, target: torch.Tensor, inputs) -> torch.Tensor:
+        """The number of units of a batch (a 0-d tensor)."""
+        mask = self.mask(target, inputs)
+        return torch.tensor(len(target)) if mask is None else mask.sum()
+
+    def loss(self, out, target: torch.Tensor, inputs) -> torch.Tensor:
+        """The batch's mean over its units."""
+        if self.uses_model_loss:
+            return model_loss(out)
+        logits = read_output(out, self.output_key)
+        if self.units == "samples":
+            return self.function(logits, target)
+        logits, target = _aligned(logits, target, self.units)
+        return _masked_mean(_token_cross_entropy(logits, target), self.mask(target_of(target, self.units), inputs))
+
+    def accuracy(self, out, target: torch.Tensor, inputs) -> torch.Tensor:
+        """The share of units whose arg-max class is the target; NaN where an output is not finite."""
+        logits = read_output(out, self.output_key)
+        if self.units == "samples":
+            value = (logits.argmax(dim=-1) == target).to(logits.dtype).mean()
+        else:
+            aligned, labels = _aligned(logits, target, self.units)
+            hits = (aligned.argmax(dim=-1) == labels).to(logits.dtype)
+            value = _masked_mean(hits, self.mask(target_of(target, self.units), inputs))
+        return torch.where(torch.isfinite(logits).all(), value, torch.full_like(value, float("nan")))
+
+
+def target_of(target: torch.Tensor, units: str) -> torch.Tensor:
+    """The unshifted target (``mask`` shifts itself)."""
+    return target
+
+
+def _aligned(logits: torch.Tensor, target: torch.Tensor, units: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits with classes last, and the labels they predict (shifted for a causal LM)."""
+    if target.dim() >= 1 and logits.dim() == target.dim() + 1 and logits.shape[1:-1] != target.shape[1:] \
+            and logits.shape[2:] == target.shape[1:]:
+        logits = logits.movedim(1, -1)  # torch's (N, C, d...) layout
+    if units == "shifted_targets":
+        return logits[:, :-1], target[:, 1:]
+    return logits, target
+
+
+def _token_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """:math:`\\log\\sum_c e^{o_c} - o_y` per target (classes last); ignored labels give any value."""
+    picked = logits.gather(-1, target.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return logits.logsumexp(-1) - picked
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` holds (0 for an empty mask: it weighs nothing)."""
+    if mask is None:
+        return values.mean()
+    n = mask.sum()
+    return torch.where(mask, values, torch.zeros_like(values)).sum() / n.clamp_min(1)
 
 
 def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -27,26 +170,59 @@ def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(output, target)
 
 
-def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``F.cross_entropy``; for ``(N, C)`` logits and class indices computed as
-    :math:`\\mathrm{mean}_i(\\log\\sum_c e^{o_{ic}} - o_{i y_i})`, which on CPU runs about twice as fast
-    as ``log_softmax`` over a small class dimension (same value to float rounding)."""
-    if output.dim() == 2 and not target.is_floating_point():
-        return (output.logsumexp(1) - output.gather(1, target[:, None])[:, 0]).mean()
+def probabilities_cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against class probabilities of the output's shape (classes on dim 1)."""
     return F.cross_entropy(output, target)
 
 
-LOSSES: dict[str, Objective] = {
-    "cross_entropy": cross_entropy,
-    "mse": mse,
-}
-METRICS: dict[str, Objective] = {"accuracy": accuracy}
+def make_objective(loss_fn: str | Function, target: torch.Tensor | None, *, units: str = "auto",
+                   output_key: str | None = None, model=None) -> Objective:
+    """The objective of a loss name (see ``LOSS_NAMES``) or a custom ``f(logits, target) -> mean``.
+
+    Args:
+        loss_fn: the loss.
+        target: a batch's targets, to tell class labels from probabilities (``cross_entropy``).
+        units: ``"auto"`` (the loss's own units, and for ``"model"`` the rule of the module
+            docstring) or one of ``UNITS`` to override it.
+        output_key: the entry of a structured output holding the logits.
+        model: the model (its class name tells a causal LM for ``loss_fn="model"``).
+
+    Raises:
+        ConfigError: an unknown loss or units (the valid ones are listed).
+    """
+    if units not in UNITS:
+        raise ConfigError(f"unknown units {units!r}; valid: {', '.join(UNITS)}")
+    if callable(loss_fn):
+        name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
+        return Objective(name, "samples" if units == "auto" else units, loss_fn, output_key)
+    if loss_fn not in LOSS_NAMES:
+        raise ConfigError(f"unknown loss {loss_fn!r}; valid: {', '.join(LOSS_NAMES)} or a callable")
+    if loss_fn == "model":
+        causal = type(model).__name__.endswith(_CAUSAL_SUFFIXES)
+        auto = "samples" if target is None or target.is_floating_point() else \
+            "shifted_targets" if causal else "targets"
+        return Objective("model", auto if units == "auto" else units, None, output_key)
+    if loss_fn == "mse":
+        return Objective("mse", "samples" if units == "auto" else units, mse, output_key)
+    if loss_fn == "cross_entropy" and target is not None and target.is_floating_point():
+        return Objective("cross_entropy", "samples" if units == "auto" else units, probabilities_cross_entropy,
+                         output_key)
+    auto = "shifted_targets" if loss_fn == "causal_lm" else "targets"
+    return Objective(loss_fn, auto if units == "auto" else units, None if loss_fn == "model" else _token_cross_entropy,
+                     output_key)
 
 
-def resolve(value: str | Objective, table: dict[str, Objective], kind: str) -> tuple[str, Objective]:
-    """``(name, function)`` for a name from ``table`` or a callable ``f(output, target) -> mean``."""
+def loss_function(name: str) -> Function:
+    """``f(output, target) -> mean`` of a named loss on plain tensors (what the trainer minimizes)."""
+    objective = make_objective(name, None)
+    return lambda out, target: objective.loss(out, target, None)
+
+
+def resolve_metric(value: str | Function) -> tuple[str, Function | None]:
+    """``(name, function)`` of a metric: ``"accuracy"`` (``None``: the objective's accuracy) or a
+    custom ``f(logits, target) -> mean`` (weighted by the loss's units)."""
     if callable(value):
         return getattr(value, "__name__", type(value).__name__), value
-    if value not in table:
-        raise ConfigError(f"unknown {kind} {value!r}; valid: {', '.join(sorted(table))} or a callable")
-    return value, table[value]
+    if value != "accuracy":
+        raise ConfigError(f"unknown metric {value!r}; valid: accuracy or a callable")
+    return "accuracy", None

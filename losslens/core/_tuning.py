@@ -1,13 +1,12 @@
-"""How the evaluator fits the machine: memory budget, activation sizes, the allocator, the memory layout."""
+"""How the evaluator fits the machine: memory budget, activation sizes, the allocator."""
 
 from __future__ import annotations
 
-import copy
 import ctypes
 import functools
 import os
 import sys
-import time
+from typing import Callable
 
 import torch
 from torch import nn
@@ -55,29 +54,8 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(m_mmap_threshold, _GiB // 2) and libc.mallopt(m_trim_threshold, 2 * _GiB))
 
 
-def channels_last_is_faster(module: nn.Module, x: torch.Tensor, repeats: int = 5) -> bool:
-    """Whether a forward over ``x`` runs clearly (10%) faster in channels_last (NHWC) layout, best of
-    ``repeats`` each way.
-
-    On CPU, oneDNN pooling is much faster in NHWC (measured 1.25x on a max-pooling CNN), while strided
-    convolutions can be slower (0.75x): timing one batch both ways settles it for the model at hand.
-    """
-
-    def best(inp: torch.Tensor, net: nn.Module) -> float:
-        times = []
-        with torch.no_grad():
-            for _ in range(repeats):
-                tic = time.perf_counter()
-                net(inp)
-                times.append(time.perf_counter() - tic)
-        return min(times)
-
-    nhwc = copy.deepcopy(module).to(memory_format=torch.channels_last)
-    return best(x.contiguous(memory_format=torch.channels_last), nhwc) < 0.9 * best(x.contiguous(), module)
-
-
-def activation_bytes_per_sample(module: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of all leaf-module outputs for one sample (measured on two samples)."""
+def activation_bytes_per_sample(module: nn.Module, forward: Callable[[], object], n: int) -> int:
+    """Bytes of all leaf-module outputs for one sample, measured on ``forward()`` over ``n`` samples."""
     total = [0]
 
     def count(_, __, out):
@@ -87,8 +65,8 @@ def activation_bytes_per_sample(module: nn.Module, x: torch.Tensor) -> int:
     hooks = [m.register_forward_hook(count) for m in module.modules() if not any(True for _ in m.children())]
     try:
         with torch.no_grad():
-            module(x)
+            forward()
     finally:
         for h in hooks:
             h.remove()
-    return max(1, total[0] // max(1, len(x)))
+    return max(1, total[0] // max(1, n))

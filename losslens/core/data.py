@@ -79,6 +79,34 @@ class TensorData:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class BatchData:
+    """An evaluation set given as batches of any structure: a ``DataLoader`` (its ``collate_fn`` kept,
+    so sequences padded per batch work) or a ``Dataset`` of ``(inputs, target)`` items or of dicts
+    holding the target (see ``losslens.core._batches``). The evaluator reads it; the trainer does not.
+
+    Attributes:
+        source: the DataLoader or Dataset.
+        name, split: what it is (an import string, ``"train"``/``"test"``).
+        subset_seed, full_size: as in ``TensorData``, for a seeded subset.
+    """
+
+    source: object
+    name: str | None = None
+    split: str | None = None
+    subset_seed: int | None = None
+    full_size: int | None = None
+
+    def __len__(self) -> int:
+        dataset = self.source.dataset if isinstance(self.source, DataLoader) else self.source
+        return len(dataset)
+
+    def describe(self) -> dict:
+        """As ``TensorData.describe``."""
+        subset = None if self.subset_seed is None else {"of": self.full_size, "seed": self.subset_seed}
+        return {"name": self.name, "split": self.split, "n_samples": len(self), "subset": subset, "seed": None}
+
+
 def as_tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
     """Materialize ``data`` as one ``(inputs, targets)`` pair of tensors with samples on dim 0.
 
@@ -111,7 +139,7 @@ def as_tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def load_dataset(name: str, split: Split = "test", *, seed: int = 0) -> TensorData:
+def load_dataset(name: str, split: Split = "test", *, seed: int = 0) -> TensorData | BatchData:
     """Load a built-in data set by name, or a user data set by import string.
 
     Built-in (``DATASET_NAMES``), each split 75/25 into train/test by a fixed split
@@ -126,9 +154,11 @@ def load_dataset(name: str, split: Split = "test", *, seed: int = 0) -> TensorDa
 
     A user data set is an import string ``package.module:function``. The function is called with
     ``split=split`` if it has a ``split`` parameter, otherwise with no arguments, and returns a
-    ``Dataset``, a ``DataLoader`` or an ``(inputs, targets)`` pair of tensors. Integer targets make
-    a classification set (``num_classes = max + 1``), floating-point ones a regression set
-    (1-D float targets become ``(N, 1)``, the shape of a one-output model).
+    ``Dataset``, a ``DataLoader`` or an ``(inputs, targets)`` pair of tensors. Plain pairs of tensors
+    give a ``TensorData``: integer targets make a classification set (``num_classes = max + 1``),
+    floating-point ones a regression set (1-D float targets become ``(N, 1)``, the shape of a
+    one-output model). Batches of another structure (dicts in the Hugging Face style, several inputs,
+    sequences padded by a ``collate_fn``) give a ``BatchData``, which the evaluator reads as batches.
 
     Args:
         name: a built-in name or an import string.
@@ -153,14 +183,16 @@ def load_dataset(name: str, split: Split = "test", *, seed: int = 0) -> TensorDa
     )
 
 
-def subset(data: TensorData, n: int | None, *, seed: int = 0) -> TensorData:
+def subset(data: TensorData | BatchData, n: int | None, *, seed: int = 0) -> TensorData | BatchData:
     """A fixed random subset of ``n`` samples of ``data``, kept in their original order.
 
     The samples are the first ``n`` of a permutation drawn from ``torch.Generator`` seeded with
-    ``seed``; ``n=None`` or ``n >= len(data)`` gives all of ``data``.
+    ``seed``; ``n=None`` or ``n >= len(data)`` gives all of ``data``. The subset of a ``DataLoader``
+    is a new loader over ``torch.utils.data.Subset`` of its dataset, with its batch size and
+    ``collate_fn``, not shuffled.
 
     Raises:
-        ConfigError: ``n`` is not positive.
+        ConfigError: ``n`` is not positive, or the data is an iterable loader (no indices to draw).
     """
     if n is None or n >= len(data):
         return data
@@ -168,7 +200,17 @@ def subset(data: TensorData, n: int | None, *, seed: int = 0) -> TensorData:
         raise ConfigError(f"a subset needs at least one sample; got n={n}")
     generator = torch.Generator().manual_seed(seed)
     index = torch.randperm(len(data), generator=generator)[:n].sort().values
-    return dataclasses.replace(data, x=data.x[index], y=data.y[index], subset_seed=seed, full_size=len(data))
+    if isinstance(data, TensorData):
+        return dataclasses.replace(data, x=data.x[index], y=data.y[index], subset_seed=seed, full_size=len(data))
+    source = data.source
+    dataset = source.dataset if isinstance(source, DataLoader) else source
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        raise ConfigError("cannot take a seeded subset of an iterable data set (no indices): use all of it "
+                          "(--subset all) or make it map-style")
+    part = torch.utils.data.Subset(dataset, index.tolist())
+    if isinstance(source, DataLoader):
+        part = DataLoader(part, batch_size=source.batch_size, collate_fn=source.collate_fn)
+    return dataclasses.replace(data, source=part, subset_seed=seed, full_size=len(data))
 
 
 def _tensor_data(x: torch.Tensor, y: torch.Tensor, name: str, split: str) -> TensorData:
@@ -184,7 +226,7 @@ def _tensor_data(x: torch.Tensor, y: torch.Tensor, name: str, split: str) -> Ten
     return TensorData(x, y, name, split, task, num_classes, tuple(x.shape[1:]))
 
 
-def _user_dataset(spec: str, split: str) -> TensorData:
+def _user_dataset(spec: str, split: str) -> TensorData | BatchData:
     function = resolve_import_string(spec, what="data set function")
     if not callable(function):
         raise ConfigError(f"data set function {spec!r} is not callable (type {type(function).__name__})")
@@ -193,11 +235,25 @@ def _user_dataset(spec: str, split: str) -> TensorData:
     except (TypeError, ValueError):  # builtins and some C functions have no signature
         takes_split = False
     result = function(split=split) if takes_split else function()
+    if isinstance(result, (DataLoader, Dataset)) and not _plain_pairs(result):
+        return BatchData(result, spec, split)
     try:
         x, y = as_tensors(result)
     except ConfigError as e:
         raise ConfigError(f"data set function {spec!r} returned unusable data: {e}") from e
     return _tensor_data(x, y, spec, split)
+
+
+def _plain_pairs(source) -> bool:
+    """Whether a loader or data set yields plain ``(tensor, tensor)`` pairs of one shape (joinable)."""
+    if isinstance(source, DataLoader):
+        with torch.random.fork_rng(devices=[]):
+            first = next(iter(source), None)
+        plain = isinstance(first, (tuple, list)) and len(first) == 2 and all(isinstance(t, torch.Tensor) for t in first)
+        return plain and source.collate_fn is torch.utils.data.default_collate
+    first = source[0] if len(source) else None
+    return isinstance(first, (tuple, list)) and len(first) == 2 and all(
+        isinstance(t, (torch.Tensor, int, float, np.ndarray)) for t in first)
 
 
 def _split_arrays(x: np.ndarray, y: np.ndarray, *, stratify: bool):

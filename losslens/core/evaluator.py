@@ -6,8 +6,10 @@ each, the mean over the whole evaluation set
 
 .. math::  L(w) = \\frac{1}{N} \\sum_{b} n_b \\, \\bar\\ell_b(w)
 
-where ``\\bar\\ell_b`` is the loss function's mean over batch ``b`` of ``n_b`` samples (a sample-weighted
-mean, not a mean of batch means). The model runs as ``functional_call(model, params, x)`` on a
+where ``\\bar\\ell_b`` is the loss function's mean over the ``n_b`` units of batch ``b`` (samples, or
+target tokens that are not ignored: see ``_objectives.py``) and ``N`` the units of the whole set (a
+weighted mean, not a mean of batch means). Batches may have any structure (``_batches.py``): a tensor,
+several inputs, dicts in the Hugging Face style; outputs too (a tensor, a tuple, a ``ModelOutput``). The model runs as ``functional_call(model, params, x)`` on a
 private copy, so the caller's model (parameters, mode, ``.grad``) is never touched.
 
 The jobs are split over private modules: ``_plan`` (the execution plan: device, batch size, vmap,
@@ -23,6 +25,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -31,11 +34,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from losslens.core import _batches as bt
 from losslens.core import _batchnorm as bnm
 from losslens.core import _checks, _derivatives
 from losslens.core import _first_layer as fl
 from losslens.core._data import EvalData
-from losslens.core._objectives import LOSSES, METRICS, Objective, resolve
+from losslens.core._objectives import Function, make_objective, read_output, resolve_metric
 from losslens.core._plan import (
     ExecutionPlan, check_option, choose_threads, compile_is_worth_it, forward_flops, resolve_device,
     wants_channels_last,
@@ -96,10 +100,15 @@ class Evaluator:
     """Evaluates a model's loss and metrics at batches of flat parameter vectors.
 
     Args:
-        model: the network. Only read: the evaluator works on its own copy.
-        loss_fn: ``"cross_entropy"``, ``"mse"`` or ``f(output, target) -> mean over the batch``.
-        data: the evaluation set: ``TensorData`` (which knows its name and split), a pair of
-            tensors, a ``Dataset`` or a ``DataLoader``.
+        model: the network (any ``nn.Module``, Hugging Face models included). Only read: the
+            evaluator works on its own copy.
+        loss_fn: ``"cross_entropy"``, ``"mse"``, ``"causal_lm"``, ``"masked_lm"``,
+            ``"token_classification"``, ``"model"`` (the loss the model returns), or
+            ``f(logits, target) -> mean over the batch`` (see ``_objectives.py``).
+        data: the evaluation set: ``TensorData`` or ``BatchData`` (which know their name and split),
+            a pair ``(inputs, targets)``, a ``Dataset`` or a ``DataLoader`` yielding ``(inputs, target)``
+            (inputs a tensor, a tuple/list or a dict of tensors) or dicts holding the target under
+            ``target_key``.
         device: ``"auto"`` (CUDA when available), or any torch device.
         dtype: floating dtype of parameters and inputs (float32 by default; float64 for reference work).
         bn: BatchNorm mode, ``"eval"``, ``"batch"`` or ``"recalibrate"`` (see ``_batchnorm.py``).
@@ -120,6 +129,10 @@ class Evaluator:
         checkpoint: the file the model's weights came from, recorded with its hash and metadata.
         model_name, model_kwargs: how the model was built (a built-in name or import string and its
             options), recorded beside the architecture hash the evaluator computes itself.
+        target_key: the key of the target in dict batches (``"labels"``).
+        output_key: the entry of a dict or ``ModelOutput`` holding the logits (default ``"logits"``).
+        units: what a batch's mean averages over: ``"auto"`` (the loss's own rule), ``"samples"``,
+            ``"targets"`` or ``"shifted_targets"`` (see ``_objectives.py``).
 
     Raises:
         ConfigError/ValueError: an invalid option, a model that is not an ``nn.Module``, inputs the
@@ -148,6 +161,9 @@ class Evaluator:
         checkpoint: str | Path | None = None,
         model_name: str | None = None,
         model_kwargs: dict | None = None,
+        target_key: str = "labels",
+        output_key: str | None = None,
+        units: str = "auto",
     ):
         _checks.check_model(model)
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
@@ -160,7 +176,6 @@ class Evaluator:
             raise ValueError("calibration_data and calibration_size apply only to bn='recalibrate'")
         if self.bn == "recalibrate" and include_buffers:
             raise ValueError("bn='recalibrate' re-estimates the buffers, so include_buffers must be False")
-        self.loss_name, self._loss = resolve(loss_fn, LOSSES, "loss")
         device = resolve_device(device)
         self.dtype = dtype
         self.space = ParameterSpace(model, include_buffers=include_buffers)
@@ -178,29 +193,36 @@ class Evaluator:
         if bad:
             warnings.warn(f"losslens: the model's weights are not all finite: {', '.join(bad)}", stacklevel=2)
 
-        self.data = EvalData(data, device=device, dtype=dtype, split=split)
-        x, y = self.data.x, self.data.y
+        self.data = EvalData(data, device=device, dtype=dtype, split=split, target_key=target_key)
+        probe_inputs, probe_target = self.data.probe()
+        self._objective = make_objective(loss_fn, probe_target, units=units, output_key=output_key, model=model)
+        if self._objective.uses_model_loss and not isinstance(probe_inputs, Mapping):
+            raise ValueError(f"loss_fn='model' needs dict batches: the target is passed to the model as the keyword "
+                             f"{target_key!r}, as Hugging Face models take their labels")
+        self._target_key = target_key
+        self.loss_name = self._objective.name
         if metrics is None:
-            metrics = () if y.is_floating_point() else ("accuracy",)
-        named = [resolve(m, METRICS, "metric") for m in metrics]
+            metrics = () if probe_target.is_floating_point() else ("accuracy",)
+        named = [resolve_metric(m) for m in metrics]
         self.metric_names = tuple(n for n, _ in named)
         self._metrics = tuple(f for _, f in named)
-        probe = x[:2].to(device)
-        out = _checks.probe_output(self._module, probe)
-        _checks.check_targets(self.loss_name, self.metric_names, out, y)
+        out = _checks.probe_output(lambda inputs: self._forward_no_grad(inputs, probe_target), probe_inputs)
+        n_classes = _checks.check_targets(self._objective, self.metric_names, out, probe_target)
+        self.n_units = self._count_units(n_classes)
 
         self.n_samples = self.data.n
         self.budget = resolve_budget(memory_budget, device)
         if device.type == "cpu":
             keep_freed_memory()
-        self.activation_bytes = activation_bytes_per_sample(self._module, probe)
-        channels_last = wants_channels_last(self._module, x, device)
+        self.activation_bytes = activation_bytes_per_sample(
+            self._module, lambda: self._forward_no_grad(probe_inputs, probe_target), bt.length(probe_inputs))
+        channels_last = isinstance(self.data.x, torch.Tensor) and wants_channels_last(self._module, self.data.x, device)
         if channels_last:
             self._module.to(memory_format=torch.channels_last)
             self.data.to_layout(True)
         batch = self._batch_size(batch_size, device)
-        first_batch = self.data.x[:batch].to(device)
-        probe_forward = lambda: self._forward_no_grad(first_batch)  # noqa: E731
+        first_batch = next(self.data.batches(batch))
+        probe_forward = lambda: self._forward_no_grad(*first_batch)  # noqa: E731
         n_threads, _ = choose_threads(threads, device, probe_forward)
         self.runner = Runner(
             ExecutionPlan(
@@ -218,11 +240,14 @@ class Evaluator:
 
         self.calibration_size = None
         if self.bn == "recalibrate":
-            cx = EvalData(calibration_data, device=device, dtype=dtype).x if calibration_data is not None else x
-            self._calib_x = self._layout(cx[: calibration_size or _CALIBRATION_SIZE])
-            self.calibration_size = len(self._calib_x)
-        first = (fl.find_first_layer(self._module, self.space, self._fixed, probe)
-                 if self.bn != "recalibrate" and probe.is_floating_point() else None)
+            source = self.data if calibration_data is None else \
+                EvalData(calibration_data, device=device, dtype=dtype, target_key=target_key)
+            self._calibration = [self._layout(inputs) for inputs in
+                                 source.first_inputs(calibration_size or _CALIBRATION_SIZE, batch)]
+            self.calibration_size = sum(bt.length(inputs) for inputs in self._calibration)
+        plain = isinstance(probe_inputs, torch.Tensor) and probe_inputs.is_floating_point() and self.data.as_tensors
+        first = (fl.find_first_layer(self._module, self.space, self._fixed, probe_inputs)
+                 if self.bn != "recalibrate" and plain and not self._objective.uses_model_loss else None)
         self._shortcut = None if first is None else fl.Shortcut(
             self._module, first, self.space, self._fixed, device, keep_bytes=self.budget // 4, n_samples=self.n_samples)
 
@@ -367,6 +392,10 @@ class Evaluator:
         return {
             "loss": self.loss_name,
             "metrics": list(self.metric_names),
+            "units": self._objective.units,
+            "n_units": self.n_units,
+            "output_key": self._objective.output_key,
+            "target_key": self._target_key,
             "bn": self.bn,
             "n_samples": self.n_samples,
             "n_params": self.space.size,
@@ -381,8 +410,9 @@ class Evaluator:
     def identity(self) -> dict:
         """The settings the values depend on: equal identities give equal numbers at equal points
         (to float rounding). A resumed grid must match the identity it was started with."""
-        out = {k: v for k, v in self.meta().items() if k in ("loss", "metrics", "bn", "n_params", "include_buffers",
-                                                                "calibration_size", "model", "data")}
+        out = {k: v for k, v in self.meta().items() if k in ("loss", "metrics", "units", "output_key", "target_key", "bn",
+                                                                "n_params", "include_buffers", "calibration_size",
+                                                                "model", "data")}
         out["dtype"] = self.plan.dtype
         if self.bn in ("batch", "recalibrate"):  # batch statistics depend on the batches
             out["batch_size"] = self.plan.batch_size
@@ -390,10 +420,14 @@ class Evaluator:
 
     # -- the loss loop ----------------------------------------------------------------------------
 
-    def batch_loss(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The loss function's mean over the batch ``(x, y)`` at the point ``w`` (differentiable)."""
-        out = self._call(self._module, (self.space.unflatten(w), self._fixed), x)
-        return self._loss(out, y)
+    def batch_loss(self, w: torch.Tensor, inputs, target: torch.Tensor) -> torch.Tensor:
+        """The loss's mean over the units of the batch ``(inputs, target)`` at the point ``w`` (differentiable)."""
+        out = self._call(self._module, (self.space.unflatten(w), self._fixed), inputs, target)
+        return self._objective.loss(out, target, inputs)
+
+    def batch_weight(self, inputs, target: torch.Tensor) -> float:
+        """The batch's share of the whole set's units: its weight in the mean over the set."""
+        return float(self._objective.count(target, inputs)) / self.n_units
 
     def _run(self, K: int, params_of: Callable[[slice], dict], coeffs1: torch.Tensor | None) -> EvalResult:
         """Loss and metric means at ``K`` points, chunk by chunk; ``coeffs1`` (``(K, 1 + m)``, a
@@ -417,62 +451,86 @@ class Evaluator:
                 self.runner.observe(time.perf_counter() - tic, sl.stop - sl.start,
                                     "first-layer" if coeffs1 is not None else "direct")
                 start = sl.stop
-        means = torch.cat(sums) / self.n_samples
+        means = torch.cat(sums) / self.n_units
         metrics = {n: means[:, 1 + i] for i, n in enumerate(self.metric_names)}
         return EvalResult(means[:, 0], metrics, self.n_samples, self.bn, "first-layer" if coeffs1 is not None else "direct")
 
     def _chunk_sums(self, params: dict, sl: slice, coeffs1: torch.Tensor | None) -> torch.Tensor:
-        """``(k, 1 + M)``: per point, sums over batches of ``n_b`` times the loss and metric means."""
+        """``(k, 1 + M)``: per point, sums over batches of the batch's units times its loss and metric means."""
         k = sl.stop - sl.start
         buffers = self._recalibrated(params, k) if self.bn == "recalibrate" else {}
         sums = torch.zeros(k, 1 + len(self._metrics), dtype=self.dtype, device=self.device)
-        batch = self.plan.batch_size
-        if coeffs1 is None:
-            for x, y in self.data.batches(batch):
-                sums += self.runner.map(self._point_sums, (params, buffers, x, y), (0, 0, None, None))
-            return sums
-        for i, (x, y) in enumerate(self.data.batches(batch)):
-            basis = self._shortcut.basis(i, x)
-            sums += self.runner.map(self._affine_point_sums, (params, coeffs1[sl], basis, x, y), (0, 0, None, None, None))
+        for i, (inputs, target) in enumerate(self.data.batches(self.plan.batch_size)):
+            units = self._objective.count(target, inputs).to(self.dtype)
+            if coeffs1 is None:
+                means = self.runner.map(self._point_means, (params, buffers, inputs, target), (0, 0, None, None))
+            else:
+                basis = self._shortcut.basis(i, inputs)
+                means = self.runner.map(self._affine_point_means, (params, coeffs1[sl], basis, inputs, target),
+                                        (0, 0, None, None, None))
+            sums += means * units
         return sums
 
-    def _point_sums(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``n_b`` times the loss and metric means of one point on one batch."""
+    def _point_means(self, params: dict, buffers: dict, inputs, target: torch.Tensor) -> torch.Tensor:
+        """The loss and metric means of one point on one batch."""
         fixed = {n: t for n, t in self._fixed.items() if n not in buffers}
-        return self._sums(self._call(self._module, (params, buffers, fixed), x), y)
+        return self._means(self._call(self._module, (params, buffers, fixed), inputs, target), target, inputs)
 
-    def _affine_point_sums(self, params: dict, c: torch.Tensor, basis: torch.Tensor, x, y) -> torch.Tensor:
-        """As ``_point_sums``, the first layer's output being ``c @ basis = basis_0 + sum_i c_i basis_i``."""
+    def _affine_point_means(self, params: dict, c: torch.Tensor, basis: torch.Tensor, x, y) -> torch.Tensor:
+        """As ``_point_means``, the first layer's output being ``c @ basis = basis_0 + sum_i c_i basis_i``."""
         # Elementwise multiply-adds: on CPU twice as fast as the equivalent GEMV (c @ basis), and
         # compiled, fused with the activation that follows.
         z = basis[0]
         for i in range(1, len(basis)):
             z = torch.addcmul(z, basis[i], c[i])  # out of place: vmap has no batching rule for addcmul_
-        out = self._call(self._shortcut.tail, (params, {fl.join(self._shortcut.name, "value"): z}, self._fixed), x)
-        return self._sums(out, y)
+        out = self._call(self._shortcut.tail, (params, {fl.join(self._shortcut.name, "value"): z}, self._fixed), x, y)
+        return self._means(out, y, x)
 
-    def _call(self, module: nn.Module, tensors: tuple[dict, ...], x: torch.Tensor) -> torch.Tensor:
-        """``functional_call``; tying shared weights (a costly step per call) only for models that have them."""
-        return functional_call(module, tensors, (x,), tie_weights=self._tied)
+    def _call(self, module: nn.Module, tensors: tuple[dict, ...], inputs, target: torch.Tensor | None):
+        """``functional_call`` on the batch's inputs (the target as a keyword when the model computes the
+        loss); tying shared weights (a costly step per call) only for models that have them."""
+        args, kwargs = bt.call_args(inputs)
+        if self._objective.uses_model_loss and target is not None:
+            kwargs[self._target_key] = target
+        return functional_call(module, tensors, args, kwargs, tie_weights=self._tied)
 
-    def _forward_no_grad(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward_no_grad(self, inputs, target: torch.Tensor | None = None):
+        args, kwargs = bt.call_args(inputs)
+        if self._objective.uses_model_loss and target is not None:
+            kwargs[self._target_key] = target
         with torch.no_grad():
-            return self._module(x)
+            return self._module(*args, **kwargs)
 
-    def _sums(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        values = [self._loss(out, y)] + [m(out, y) for m in self._metrics]
-        return torch.stack([v.to(self.dtype) for v in values]) * len(y)
+    def _means(self, out, target: torch.Tensor, inputs) -> torch.Tensor:
+        values = [self._objective.loss(out, target, inputs)]
+        for metric in self._metrics:
+            if metric is None:
+                values.append(self._objective.accuracy(out, target, inputs))
+            else:
+                values.append(metric(read_output(out, self._objective.output_key), target))
+        return torch.stack([v.to(self.dtype) for v in values])
+
+    def _count_units(self, n_classes: int | None) -> float:
+        """The units of the whole set (one pass over the targets, each checked against the classes)."""
+        total = 0.0
+        for inputs, target in self.data.batches(self.data.n):
+            if n_classes is not None:
+                _checks.check_label_range(target, n_classes)
+            total += float(self._objective.count(target, inputs))
+        if total == 0:
+            raise ValueError(f"the evaluation set has no unit to average over ({self._objective.units}: every label "
+                             "is ignored)")
+        return total
 
     def _recalibrated(self, params: dict, k: int) -> dict[str, torch.Tensor]:
         stats_names = set(bnm.running_stat_names(self._module))
         fixed = {n: t for n, t in self._fixed.items() if n not in stats_names}
 
-        def forward(p, s, x):
-            self._call(self._module, (p, s, fixed), x)
-            return x.new_zeros(())
+        def forward(p, s, inputs):
+            self._call(self._module, (p, s, fixed), inputs, None)
+            return bt.leaves(inputs)[0].new_zeros((), dtype=self.dtype)
 
-        batches = [self._calib_x[i : i + self.plan.batch_size].to(self.device)
-                   for i in range(0, len(self._calib_x), self.plan.batch_size)]
+        batches = [bt.tree_map(lambda t: t.to(self.device), inputs) for inputs in self._calibration]
         return bnm.recalibrated_stats(self._module, params, k, batches, forward, self.runner)
 
     # -- sizes and decisions ----------------------------------------------------------------------
@@ -482,13 +540,14 @@ class Evaluator:
         if self.plan.compile_rule != "auto" or self.plan.compile:
             return
         if self._flops is None:
-            x2 = self.data.x[:2].to(self.device)
-            whole = forward_flops(self._module, lambda: self._module(x2)) / len(x2)
+            inputs, target = self.data.probe()
+            n = bt.length(inputs)
+            whole = forward_flops(self._module, lambda: self._forward_no_grad(inputs, target)) / n
             first = 0.0
             if self._shortcut is not None:
                 layer = self._shortcut.name
-                u = fl.layer_input(self._module, layer, self.space, self._fixed, self.w0, x2)
-                first = forward_flops(self._module, lambda: self._module.get_submodule(layer)(u)) / len(x2)
+                u = fl.layer_input(self._module, layer, self.space, self._fixed, self.w0, inputs)
+                first = forward_flops(self._module, lambda: self._module.get_submodule(layer)(u)) / n
             self._flops = (whole, first)
         per_sample = self._flops[0] - (self._flops[1] if affine else 0.0)
         if compile_is_worth_it(max(K, self._expected), per_sample * self.n_samples, self.device):
@@ -511,6 +570,11 @@ class Evaluator:
         bench MLP fastest over all 2048); on CUDA what a quarter of the budget holds. If a batch up to
         twice the target splits the set exactly, it is taken (one shape: one compiled graph).
         """
+        if not self.data.as_tensors:  # the loader's own batches
+            if asked is not None:
+                raise ValueError("batch_size applies to data held as tensors; batches from a DataLoader are used as "
+                                 "they come (set the loader's batch_size)")
+            return self.data.loader_batch_size or 1
         if asked is not None:
             return int(min(self.n_samples, asked))
         if self.bn == "batch":
@@ -524,11 +588,9 @@ class Evaluator:
 
     def _layout(self, tree):
         """4-D tensors (images, convolution weights) in channels_last memory format when the plan says so."""
-        if isinstance(tree, dict):
-            return {n: self._layout(t) for n, t in tree.items()}
-        if self.runner.plan.channels_last and tree.dim() == 4:
-            return tree.contiguous(memory_format=torch.channels_last)
-        return tree
+        if not self.runner.plan.channels_last:
+            return tree
+        return bt.tree_map(lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t, tree)
 
     def _points(self, W, what: str = "W") -> torch.Tensor:
         W = torch.as_tensor(W)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from losslens.core._objectives import LOSSES
+from losslens.core._objectives import loss_function
 from losslens.core.checkpoints import save_checkpoint
 from losslens.core.data import TensorData, load_dataset
 from losslens.core._plan import resolve_device
@@ -222,7 +222,7 @@ def train(
         _write_json(out / RUN_FILE, info)
         return entry
 
-    loss_fn = LOSSES[loss]
+    loss_fn = loss_function(loss)
     x_train, y_train = train_set.x.to(device), train_set.y.to(device)
     generator = torch.Generator().manual_seed(seed)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
