@@ -20,10 +20,10 @@ double backward, and the math backend computes the same attention.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch.func import grad, grad_and_value, jvp
+
+from losslens.core._plan import math_attention
 
 _GRAPH_FACTOR = 8  # bytes of a gradient graph per byte of forward activations (measured upper bound)
 
@@ -37,15 +37,6 @@ def grad_batch_size(ev, n_vectors: int) -> int:
         return ev.plan.batch_size
     per_sample = _GRAPH_FACTOR * n_vectors * ev.activation_bytes
     return int(max(1, min(ev.n_samples, ev.budget // per_sample)))
-
-
-def math_attention():
-    """Attention on its math backend, which has a double backward (a no-op where torch lacks it)."""
-    try:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-    except ImportError:  # torch older than 2.3
-        return contextlib.nullcontext()
-    return sdpa_kernel([SDPBackend.MATH])
 
 
 def gradient(ev, w: torch.Tensor) -> torch.Tensor:

@@ -118,8 +118,8 @@ class Objective:
         logits = read_output(out, self.output_key)
         if self.units == "samples":
             return self.function(logits, target)
-        logits, target = _aligned(logits, target, self.units)
-        return _masked_mean(_token_cross_entropy(logits, target), self.mask(target_of(target, self.units), inputs))
+        aligned, labels = _aligned(logits, target, self.units)
+        return _masked_mean(_token_cross_entropy(aligned, labels), self.mask(target, inputs))
 
     def accuracy(self, out, target: torch.Tensor, inputs) -> torch.Tensor:
         """The share of units whose arg-max class is the target; NaN where an output is not finite."""
@@ -129,13 +129,8 @@ class Objective:
         else:
             aligned, labels = _aligned(logits, target, self.units)
             hits = (aligned.argmax(dim=-1) == labels).to(logits.dtype)
-            value = _masked_mean(hits, self.mask(target_of(target, self.units), inputs))
+            value = _masked_mean(hits, self.mask(target, inputs))
         return torch.where(torch.isfinite(logits).all(), value, torch.full_like(value, float("nan")))
-
-
-def target_of(target: torch.Tensor, units: str) -> torch.Tensor:
-    """The unshifted target (``mask`` shifts itself)."""
-    return target
 
 
 def _aligned(logits: torch.Tensor, target: torch.Tensor, units: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -175,3 +175,13 @@ def compile_is_worth_it(n_points: int, flops_per_point: float, device: torch.dev
     ``_COMPILE_WORTH_S`` at the device's nominal rate (a cold compile costs 5-15 s)."""
     rate = _NOMINAL_FLOPS.get(device.type, _NOMINAL_FLOPS["cpu"])
     return n_points * flops_per_point / rate > _COMPILE_WORTH_S
+
+
+def math_attention():
+    """Attention on its math backend, which has a double backward and vmap batching rules (a no-op where
+    torch lacks the switch)."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch older than 2.3
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPBackend.MATH])

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from losslens.core._plan import ExecutionPlan, faster_threads, using_threads
+from losslens.core._plan import ExecutionPlan, faster_threads, math_attention, using_threads
 
 _SLOWDOWN = 3.0  # a chunk this many times slower per point than the fastest so far: look at the threads again
 _RECHECK_S = 5.0  # and at least this often (seconds of evaluation) while several threads run
@@ -76,7 +76,7 @@ class Runner:
         follows_plan = vectorize is None
         if self.plan.vectorize if follows_plan else vectorize:
             try:
-                with torch.no_grad():
+                with torch.no_grad(), math_attention():  # fused attention kernels have no batching rule
                     return self._transformed(f, in_dims, True, compilable)(*args)
             except torch.cuda.OutOfMemoryError:
                 raise
