@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 
 from losslens.core._batchnorm import BN_MODES
+from losslens.core._objectives import LOSS_NAMES, UNITS
 from losslens.core.checkpoints import load_model
-from losslens.core.data import DATASET_NAMES, TensorData, load_dataset, subset
+from losslens.core.data import DATASET_NAMES, BatchData, TensorData, load_dataset, subset
 from losslens.core.evaluator import Evaluator
 from losslens.core.models import MODEL_NAMES
 from losslens.core.provenance import CheckpointMeta, trusted_name
@@ -61,6 +62,21 @@ def add_split_args(parser: argparse.ArgumentParser, *, default: str = "train", b
                         f"{DEFAULT_SUBSET}; all: every sample)")
 
 
+def add_loss_args(parser: argparse.ArgumentParser) -> None:
+    """``--loss``, ``--units``, ``--target-key`` and ``--output-key``: what is evaluated, for any model."""
+    parser.add_argument("--loss", choices=LOSS_NAMES,
+                        help="the loss: cross_entropy, mse, causal_lm (shifted next-token), masked_lm, "
+                        "token_classification, or model (the loss the model returns given the labels) (default: by the "
+                        "data's task; model for batches of dicts)")
+    parser.add_argument("--units", default="auto", choices=UNITS,
+                        help="what the loss averages over: samples, targets (labels not -100 nor padding) or "
+                        "shifted_targets (a causal LM's) (default: auto, the loss's own rule)")
+    parser.add_argument("--target-key", default="labels", metavar="KEY",
+                        help="the key of the target in dict batches (default: labels)")
+    parser.add_argument("--output-key", metavar="KEY", help="the entry of a dict output holding the logits "
+                        "(default: logits)")
+
+
 def add_unsafe_pickle_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unsafe-pickle", action="store_true",
                         help="load pickles holding arbitrary Python objects; this can run code from the file: "
@@ -77,6 +93,7 @@ def add_landscape_args(parser: argparse.ArgumentParser, *, bn: bool = True, both
     """Model, data, split, device and thread flags, ``--unsafe-pickle``, ``--bn``, ``--out``, ``--no-progress``."""
     add_model_data_args(parser)
     add_split_args(parser, both=both)
+    add_loss_args(parser)
     add_unsafe_pickle_arg(parser)
     if bn:
         parser.add_argument("--bn", default="eval", choices=BN_MODES,
@@ -167,12 +184,12 @@ def splits_of(args: argparse.Namespace) -> list[str]:
     return ["train", "test"] if args.split == "both" else [args.split]
 
 
-def load_data(args: argparse.Namespace, split: str, stored: CheckpointMeta | None = None) -> TensorData:
+def load_data(args: argparse.Namespace, split: str, stored: CheckpointMeta | None = None) -> TensorData | BatchData:
     """The ``split`` of the data set, cut to ``--subset`` samples (seeded by ``--seed``)."""
     return subset(load_dataset(data_name(args, stored), split), args.subset, seed=args.seed)
 
 
-def evaluators(args: argparse.Namespace, *, loss: str | None = None) -> list[Evaluator]:
+def evaluators(args: argparse.Namespace) -> list[Evaluator]:
     """One evaluator of ``args.checkpoint`` per split of ``--split``, recording model, data and checkpoint."""
     stored = CheckpointMeta.read(args.checkpoint)
     name, kwargs = model_spec(args, stored)
@@ -180,11 +197,28 @@ def evaluators(args: argparse.Namespace, *, loss: str | None = None) -> list[Eva
     for split in splits_of(args):
         data = load_data(args, split, stored)
         if not out:
-            model = load_model(args.checkpoint, name, input_shape=data.input_shape, num_classes=data.num_outputs,
+            if isinstance(data, BatchData) and name in MODEL_NAMES:
+                raise ConfigError(f"the built-in model {name!r} needs data held as tensors; {data.name!r} yields "
+                                  "batches of another structure: give your model with --model package.module:factory")
+            shape = (data.input_shape, data.num_outputs) if isinstance(data, TensorData) else ((), 0)
+            model = load_model(args.checkpoint, name, input_shape=shape[0], num_classes=shape[1],
                                unsafe_pickle=args.unsafe_pickle, **kwargs)
-        out.append(Evaluator(model, resolve_loss(loss, data), data, device=args.device, bn=getattr(args, "bn", "eval"),
-                             threads=args.threads, checkpoint=args.checkpoint, model_name=name, model_kwargs=kwargs))
+        out.append(Evaluator(model, evaluation_loss(getattr(args, "loss", None), data), data, device=args.device,
+                             bn=getattr(args, "bn", "eval"), threads=args.threads, checkpoint=args.checkpoint,
+                             model_name=name, model_kwargs=kwargs, units=getattr(args, "units", "auto"),
+                             target_key=getattr(args, "target_key", "labels"),
+                             output_key=getattr(args, "output_key", None)))
     return out
+
+
+def evaluation_loss(loss: str | None, data: TensorData | BatchData) -> str:
+    """The loss evaluated: ``loss``, checked against a tensor data set's task; by default the task's
+    loss, or the model's own loss for batches of another structure (Hugging Face style)."""
+    if isinstance(data, BatchData):
+        return loss or "model"
+    if loss in (None, "cross_entropy", "mse"):
+        return resolve_loss(loss, data)
+    return loss
 
 
 def describe(ev: Evaluator) -> str:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 from losslens.cli._common import (
-    add_model_data_args, add_split_args, add_unsafe_pickle_arg, describe, evaluators, write_json,
+    add_loss_args, add_model_data_args, add_split_args, add_unsafe_pickle_arg, describe, evaluators, write_json,
 )
-from losslens.core.train import LOSS_NAMES
 
 
 def register(subparsers) -> None:
@@ -21,14 +20,14 @@ def register(subparsers) -> None:
     add_unsafe_pickle_arg(parser)
     add_model_data_args(parser)
     add_split_args(parser, default="both")
-    parser.add_argument("--loss", help=f"{' or '.join(LOSS_NAMES)} (default: by the data's task)")
+    add_loss_args(parser)
     parser.add_argument("--out", metavar="FILE.json", help="also write the results, with their provenance, here")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     results = {}
-    for ev in evaluators(args, loss=args.loss):
+    for ev in evaluators(args):
         print(describe(ev))
         res = ev.evaluate(ev.w0)
         values = {"loss": float(res.loss[0])} | {m: float(v[0]) for m, v in res.metrics.items()}

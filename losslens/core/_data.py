@@ -157,9 +157,16 @@ class EvalData:
         return None, None
 
     def _stream(self) -> Iterator[tuple[object, torch.Tensor]]:
-        with torch.random.fork_rng(devices=[]):  # a shuffling sampler draws from the global RNG
-            for batch in self._loader:
-                yield bt.split_batch(batch, self.target_key)
+        """The loader's batches, each drawn under a forked RNG (a shuffling sampler draws from the global
+        one), so that the caller's random numbers are the same whether or not the loader is read."""
+        with torch.random.fork_rng(devices=[]):
+            batches = iter(self._loader)
+        while True:
+            with torch.random.fork_rng(devices=[]):
+                batch = next(batches, None)
+            if batch is None:
+                return
+            yield bt.split_batch(batch, self.target_key)
 
     def _fingerprint_stream(self) -> str:
         return fingerprint([t for inputs, target in self._stream() for t in (*bt.leaves(inputs), target)])

@@ -196,11 +196,10 @@ def title_of(surface_or_meta) -> str:
     data = meta.get("data")
     if isinstance(data, dict):
         split = data.get("split")
-        name = data.get("name") or ""
-        second.append(" ".join(p for p in (name, f"{split} split" if split else "") if p))
+        what = " ".join(p for p in (data.get("name") or "", f"{split} split" if split else "") if p)
         n = data.get("n_samples") or meta.get("n_samples")
-        if n:
-            second[-1] += f" ({n} samples" + (", a seeded subset" if data.get("subset") else "") + ")"
+        count = f"{n} samples" + (", a seeded subset" if data.get("subset") else "") if n else ""
+        second.append(f"{what} ({count})" if what and count else what or count)
     kind = meta.get("directions_kind") or (surface.directions.kind if surface is not None and surface.directions else None)
     if kind:
         second.append(f"{kind} directions")
@@ -213,7 +212,8 @@ def title_of(surface_or_meta) -> str:
 
 
 def value_label(meta: dict, metric: str, log: bool) -> str:
-    name = f"{meta['loss']} loss" if metric == "loss" and meta.get("loss") else metric
+    loss = meta.get("loss")
+    name = ("the model's own loss" if loss == "model" else f"{loss} loss") if metric == "loss" and loss else metric
     return f"log10 {name}" if log else name
 
 

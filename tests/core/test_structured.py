@@ -251,3 +251,31 @@ def test_structures_that_cannot_work_are_one_line_errors():
         Evaluator(VectorLoss(), "cross_entropy", data)
     with pytest.raises(ValueError, match="loss_fn='model' needs dict batches"):
         Evaluator(TwoInputs(), "model", ((torch.randn(4, 5), torch.randn(4, 3)), torch.zeros(4, dtype=torch.long)))
+
+
+def test_large_sets_are_streamed_from_the_loader_at_every_pass(monkeypatch):
+    from losslens.core import _data
+
+    monkeypatch.setattr(_data, "_KEEP_BYTES", 1)  # as if the batches did not fit in memory
+    model = gpt2()
+    rng = torch.get_rng_state()
+    shuffled = DataLoader(padded_sequences(), batch_size=4, collate_fn=pad, shuffle=True)
+    ev = Evaluator(model, "causal_lm", shuffled, device="cpu", threads=1)
+    assert ev.data._kept is None and ev.data.x is None  # nothing held: read again at each pass
+    res = ev.evaluate(points(ev))
+    assert torch.equal(torch.get_rng_state(), rng)  # the shuffling sampler drew from a forked RNG
+    for k, w in enumerate(points(ev)):  # the order of the batches does not change the mean
+        assert float(res.loss[k]) == pytest.approx(lm_reference(at(model, ev.space, w), lm_loader()), rel=2e-6)
+
+
+def test_seeded_subsets_of_batches_keep_the_collate_fn():
+    from losslens.core.data import BatchData, subset
+
+    data = BatchData(DataLoader(padded_sequences(), batch_size=4, collate_fn=pad), "tokens", "test")
+    part = subset(data, 5, seed=3)
+    again = subset(data, 5, seed=3)
+    assert len(part) == 5 and part.describe()["subset"] == {"of": 11, "seed": 3}
+    first = next(iter(part.source))
+    assert torch.equal(first["input_ids"], next(iter(again.source))["input_ids"]) and "attention_mask" in first
+    ev = Evaluator(gpt2(), "model", part, device="cpu")
+    assert ev.meta()["data"]["split"] == "test" and ev.n_samples == 5

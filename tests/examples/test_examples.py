@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -23,3 +24,15 @@ def test_digits_landscape(tmp_path, capsys):
     for name in ("surface.h5", "surface_contour.png", "interpolation.png"):
         assert (tmp_path / name).is_file()
     assert "wrote" in capsys.readouterr().out
+
+
+def test_transformer_landscape(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    results = load("transformer_landscape").main(["--out", str(tmp_path), "--steps", "3", "--epochs", "1"])
+    for name, units in (("gpt2", "shifted_targets"), ("bert", "targets")):
+        ev, surface, top = results[name]
+        assert ev.meta()["units"] == units and surface.loss.shape == (3, 3) and np.isfinite(surface.loss).all()
+        assert surface.loss[1, 1] == min(surface.loss.ravel()) or surface.loss[1, 1] < surface.loss.mean()
+        assert top.values[0] >= top.values[1] and max(top.meta["residual_norms"]) < 1e-3 * abs(float(top.values[0]))
+        assert (tmp_path / f"{name}_contour.png").is_file()
+    assert "GPT-2 (causal LM)" in capsys.readouterr().out
