@@ -284,7 +284,7 @@ class Evaluator:
             options: the other arguments of ``Evaluator``.
         """
         from losslens.core.checkpoints import load_checkpoint, load_model
-        from losslens.core.data import load_dataset
+        from losslens.core.data import TensorData, load_dataset
         from losslens.core.data import subset as take_subset
         from losslens.core.models import MODEL_NAMES
         from losslens.core.provenance import CheckpointMeta, trusted_name
@@ -301,10 +301,11 @@ class Evaluator:
             stored = CheckpointMeta.read(path)
             name = model or trusted_name(stored.model, MODEL_NAMES, what="model", flag="model=") or "mlp"
             kwargs = model_kwargs if model_kwargs is not None else (stored.model_kwargs if name == stored.model else {})
-            net = load_model(path, name, input_shape=data.input_shape, num_classes=data.num_outputs,
-                             unsafe_pickle=unsafe_pickle, **kwargs)
+            shape = (data.input_shape, data.num_outputs) if isinstance(data, TensorData) else ((), 0)
+            net = load_model(path, name, input_shape=shape[0], num_classes=shape[1], unsafe_pickle=unsafe_pickle,
+                             **kwargs)
         if loss_fn is None:
-            loss_fn = resolve_loss(None, data)
+            loss_fn = resolve_loss(None, data) if isinstance(data, TensorData) else "model"
         return cls(net, loss_fn, data, checkpoint=path, model_name=name, model_kwargs=kwargs, **options)
 
     # -- public calls ---------------------------------------------------------------------------

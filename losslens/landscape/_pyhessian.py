@@ -87,6 +87,10 @@ def _session(op: HessianOperator, seed: int) -> Iterator[tuple[object, nn.Module
         raise ValueError(
             f"backend='pyhessian' supports the losses {', '.join(_CRITERIA)}; the evaluator uses {ev.loss_name!r}"
         )
+    if not (ev.data.as_tensors and isinstance(ev.data.x, torch.Tensor)) or (
+            ev.loss_name == "cross_entropy" and ev.data.y.dim() != 1):
+        raise ValueError("backend='pyhessian' takes one input tensor and class labels of shape (N,) (or mse targets); "
+                         "use backend='losslens' for other data")
     if ev.space.include_buffers:
         raise ValueError("backend='pyhessian' differentiates parameters only; the evaluator has include_buffers=True")
     module = ev.module_at(op.w)
