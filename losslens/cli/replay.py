@@ -1,4 +1,5 @@
-"""``losslens replay``: optimizers side by side on a test function, a fitted surface or a measured grid.
+"""``losslens replay``: optimizers side by side on a test function, a fitted surface, a measured grid or
+the true loss in a plane of weight space.
 
 Writes ``OUT/paths.csv`` (columns ``optimizer, step, x, y, loss, grad_norm, lr``; step 0 is the start,
 step t the point after t updates), ``OUT/summary.csv`` (one row per optimizer: final loss, steps to the
@@ -8,8 +9,13 @@ paths animated).
 
 What is descended: ``--function NAME`` (a test function); a FILE that is a fit (``losslens fit``'s
 ``fit.h5``: the fitted function); a FILE that is a surface (its bicubic grid interpolant, which a path
-may not leave; or, with ``--fit MODEL``, a fit of it); with neither, the ``quadratic`` of condition
-number ``--condition`` (default 10).
+may not leave; or, with ``--fit MODEL``, a fit of it); ``--true-loss [CHECKPOINT]`` (the model's own loss
+:math:`L(w_0 + x d_1 + y d_2)` on the plane through the checkpoint, default the default model's, along
+``--dirs``: unit Hessian eigenvectors, so coordinates are distances in weight space, or filter-normalized
+random directions; every step evaluates all the optimizers' points in one batched call of the evaluator;
+the plane's loss on a ``--grid`` x ``--grid`` grid over ``--range`` is computed first into
+``OUT/true_plane.h5``, resumably, and drawn behind the paths, which may leave it); with none of these,
+the ``quadratic`` of condition number ``--condition`` (default 10).
 
 Learning rates: ``--lr 0.1`` sets every optimizer's; ``--lr sgd=0.1,adam=0.01`` sets them by name, and a
 bare number among them (``--lr 0.05,adam=0.01``) those not named; unset ones get ``DEFAULT_LR``.
@@ -23,7 +29,9 @@ import json
 import math
 from pathlib import Path
 
-from losslens.cli._common import DEFAULT_OUT, int_at_least, save_figure
+from losslens.cli._common import (
+    DEFAULT_SUBSET, add_landscape_args, checked_range, int_at_least, save_figure,
+)
 from losslens.errors import ConfigError
 from losslens.landscape.fit import MODELS
 from losslens.landscape.functions import FUNCTIONS
@@ -32,17 +40,23 @@ from losslens.trajectories.replay import SCHEDULES
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "adam", "lion")  # lion only where pytorch-optimizer is installed
 DEFAULT_LR = 0.05
 DEFAULT_FUNCTION = "quadratic"
+TRUE_LOSS_DIRS: tuple[str, ...] = ("hessian", "random")
+DEFAULT_RANGES = {"hessian": (-2.0, 2.0), "random": (-1.0, 1.0)}  # the book's plane; Li et al.'s
+DEFAULT_GRID = 41
+DEFAULT_CHECKPOINT = ""  # --true-loss without a file: the default model
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "replay",
-        help="replay optimizers on a test function, a fitted surface or a measured grid",
-        usage="losslens replay [FILE.h5 | --function NAME] [--optimizers sgd,momentum,adam,lion] [--steps N] "
-        "[--lr SPEC] [--start X Y] [options]",
+        help="replay optimizers on a test function, a fitted surface, a measured grid or the true loss in a plane",
+        usage="losslens replay [FILE.h5 | --function NAME | --true-loss [CHECKPOINT]] "
+        "[--optimizers sgd,momentum,adam,lion] [--steps N] [--lr SPEC] [--start X Y] [options]",
         description="Run several optimizers side by side from one start point, one batched evaluation per step, and "
         "record their paths (x, y, loss, gradient norm, learning rate). FILE.h5 is a fit (losslens fit) or a surface "
-        "(its bicubic interpolant, or a fit of it with --fit). Without FILE or --function: the quadratic "
+        "(its bicubic interpolant, or a fit of it with --fit). --true-loss descends the model's own loss on the plane "
+        "of --dirs through CHECKPOINT (default: the default model), computing that plane's grid first into "
+        "OUT/true_plane.h5 for the picture. Without FILE, --function or --true-loss: the quadratic "
         "(x^2 + kappa y^2)/2 with kappa = --condition.",
     )
     parser.add_argument("file", metavar="FILE.h5", nargs="?", help="a fit file or a surface file")
@@ -52,6 +66,17 @@ def register(subparsers) -> None:
                         help="the quadratic's condition number (default: 10)")
     parser.add_argument("--fit", choices=MODELS, metavar="MODEL",
                         help=f"replay on a fit of the surface FILE instead of its grid: {', '.join(MODELS)}")
+    parser.add_argument("--true-loss", nargs="?", const=DEFAULT_CHECKPOINT, metavar="CHECKPOINT",
+                        help="replay on the model's own loss in a plane through CHECKPOINT (.safetensors, .pt, ...; "
+                        "without it, the default model, trained into OUT/default-model first)")
+    parser.add_argument("--dirs", choices=TRUE_LOSS_DIRS,
+                        help="--true-loss: the plane's directions, hessian (the top two eigenvectors, unit norm: "
+                        "coordinates are distances in weight space) or random (filter-normalized) (default: hessian)")
+    parser.add_argument("--range", nargs=2, type=float, metavar=("A", "B"),
+                        help="--true-loss: the grid drawn behind the paths covers [A, B]^2 (default: -2 2 for "
+                        "hessian directions, -1 1 for random ones); the paths may leave it")
+    parser.add_argument("--grid", type=int_at_least(4), metavar="N",
+                        help=f"--true-loss: points per axis of that grid (default: {DEFAULT_GRID})")
     parser.add_argument("--optimizers", metavar="LIST",
                         help="comma-separated names: presets (sgd, momentum, nesterov, book-momentum), torch.optim "
                         "classes (adam, rmsprop, ...), pytorch-optimizer's (lion, sophiah, soap, ...) "
@@ -71,9 +96,8 @@ def register(subparsers) -> None:
     parser.add_argument("--clip", type=float, metavar="C", help="clip each gradient's norm at C")
     parser.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
                         help="scale of Gaussian gradient noise (default: 0)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the noise and of random optimizers (default: 0)")
     parser.add_argument("--tol", type=float, default=1e-3, help="loss tolerance of steps-to-tolerance (default: 1e-3)")
-    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default: {DEFAULT_OUT})")
+    add_landscape_args(parser, both=False)  # --seed also seeds the noise and random optimizers
     parser.set_defaults(func=run)
 
 
@@ -102,10 +126,15 @@ def run(args: argparse.Namespace) -> int:
 def _objective(args: argparse.Namespace):
     from losslens.trajectories.objectives import fit_objective, function_objective, grid_objective
 
-    if args.file and args.function:
-        raise ConfigError("give a FILE or --function, not both")
+    given = [what for what, value in (("a FILE", args.file), ("--function", args.function),
+                                      ("--true-loss", args.true_loss is not None)) if value]
+    if len(given) > 1:
+        raise ConfigError(f"give one of a FILE, --function or --true-loss, not {' and '.join(given)}")
     if args.fit and not args.file:
         raise ConfigError("--fit fits the surface FILE; there is no FILE")
+    if args.true_loss is not None:
+        return _true_loss(args)
+    _refuse_true_loss_flags(args)
     name = args.function or (None if args.file else DEFAULT_FUNCTION)
     if args.condition is not None and name != "quadratic":
         raise ConfigError(f"--condition is the quadratic's condition number; it does not apply to "
@@ -132,6 +161,75 @@ def _objective(args: argparse.Namespace):
         print(fit.summary())
         return fit_objective(fit)
     return grid_objective(surface)
+
+
+def _true_loss(args: argparse.Namespace):
+    """The true loss in the plane of ``--dirs`` through the checkpoint, with its grid computed (or resumed)
+    into ``OUT/true_plane.h5``."""
+    import numpy as np
+
+    from losslens.cli._common import default_run, describe, evaluators
+    from losslens.landscape.surface import surface_2d
+    from losslens.trajectories.objectives import PlaneLoss
+
+    if args.condition is not None:
+        raise ConfigError("--condition is the quadratic's condition number; it does not apply to --true-loss")
+    if args.bn == "recalibrate":
+        raise ConfigError("--bn recalibrate re-estimates the statistics at every point, which has no gradient; "
+                          "the true loss needs --bn eval or --bn batch")
+    kind = args.dirs or "hessian"
+    lo, hi = checked_range(args.range or DEFAULT_RANGES[kind], "--range")
+    n = args.grid or DEFAULT_GRID
+    args.checkpoint = args.true_loss or str(default_run(args).checkpoints[-1])
+    (ev,) = evaluators(args)
+    print(describe(ev))
+    path = Path(args.out) / "true_plane.h5"
+    stored = _stored(path, kind, args.seed)
+    directions = stored.directions if stored is not None else _plane_directions(ev, kind, args.seed)
+    print(f"the true loss in the plane of {kind} directions; the picture's grid, {n} x {n} points on "
+          f"[{lo:g}, {hi:g}]^2, into {path}")
+    x = np.linspace(lo, hi, n)
+    surface = surface_2d(ev, ev.w0, directions, x, x, path=path, progress=not args.no_progress)
+    before = stored.meta["n_done"] if stored is not None else 0
+    print(f"nothing to compute: {path} already holds all {n * n} points" if before == n * n else
+          f"wrote {path}" + (f" (resumed: {before} of {n * n} points were already computed)" if before else ""))
+    return PlaneLoss(ev, surface=surface)
+
+
+def _plane_directions(ev, kind: str, seed: int):
+    from losslens.landscape.directions import hessian_directions, random_directions
+
+    if kind == "hessian":
+        return hessian_directions(ev, k=2, seed=seed)
+    return random_directions(ev.space, ev.w0, 2, normalization="filter", seed=seed)
+
+
+def _stored(path: Path, kind: str, seed: int):
+    """The surface an earlier run left at ``path`` when its directions are of this kind and seed (a rerun
+    then resumes it with those directions, not recomputed); ``None`` otherwise. ``surface_2d`` checks the rest
+    (checkpoint, data, grid) and refuses a file of another grid."""
+    from losslens.errors import LosslensError
+    from losslens.landscape.surface import Surface
+
+    if not path.exists():
+        return None
+    try:
+        surface = Surface.load(path)
+    except LosslensError:
+        return None
+    d = surface.directions
+    return surface if d is not None and d.kind == kind and d.meta.get("seed") == seed else None
+
+
+def _refuse_true_loss_flags(args: argparse.Namespace) -> None:
+    """Flags of the true loss (its plane, model and data) would be ignored without --true-loss."""
+    given = {"--dirs": args.dirs, "--range": args.range, "--grid": args.grid, "--model": args.model,
+             "--model-arg": args.model_arg, "--data": args.data, "--unsafe-pickle": args.unsafe_pickle,
+             "--split": args.split != "train", "--subset": args.subset != DEFAULT_SUBSET, "--bn": args.bn != "eval",
+             "--device": args.device != "auto", "--threads": args.threads != "auto"}
+    flags = [flag for flag, value in given.items() if value]
+    if flags:
+        raise ConfigError(f"{', '.join(flags)} appl{'ies' if len(flags) == 1 else 'y'} to --true-loss only")
 
 
 def _optimizers(text: str | None) -> list[str]:

@@ -211,7 +211,8 @@ def _title(replay: Replay) -> str:
     limits = [f"2/λmax = {2 / lam[w]:.3g} at the {w}" for w in ("start", "minimum")
               if lam.get(w) is not None and lam[w] > 0 and math.isfinite(lam[w])]
     head = f"{m['objective'].get('name', 'objective')}, {m['steps']} steps"
-    return head + ("\n" + "; ".join(limits) if limits else "")
+    note = m["objective"].get("note")  # what the picture shows, when it is not the objective itself
+    return head + ("\n" + "; ".join(limits) if limits else "") + (f"\n{note}" if note else "")
 
 
 def _log_gap(z: np.ndarray) -> np.ndarray:

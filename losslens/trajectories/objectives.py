@@ -17,11 +17,13 @@ The objectives here are torch functions differentiated by autograd (``Objective(
 
 An objective whose gradients come from elsewhere subclasses ``Objective`` without ``fn`` and overrides
 ``value_and_grad`` (and ``value_grad_hessian`` when it can, which enables SophiaH and the curvature at
-the start point; otherwise those are refused or must be given).
+the start point; otherwise those are refused or must be given). ``PlaneLoss`` is one: the true model
+loss restricted to a plane of weight space, its values and derivatives from the evaluator core.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 import numpy as np
@@ -169,6 +171,161 @@ def as_objective(thing) -> Objective:
         return Objective(thing, name=getattr(thing, "__name__", type(thing).__name__), meta={"kind": "callable"})
     raise ConfigError(f"cannot replay on a {type(thing).__name__}: give an Objective, a test function name, "
                       "a SurfaceFit, a surface or a callable (K, 2) -> (K,)")
+
+
+class PlaneLoss(Objective):
+    """The model's loss restricted to a plane of weight space, :math:`f(x, y) = L(w_0 + x d_1 + y d_2)`.
+
+    With :math:`D = (d_1; d_2)` the ``(2, P)`` directions, the chain rule gives
+
+    .. math::  \\nabla f = D \\nabla L(w), \\qquad \\nabla^2 f = D\\, \\nabla^2 L(w)\\, D^T
+               = \\big(d_i^T H d_j\\big)_{ij}, \\qquad w = w_0 + (x, y) D.
+
+    ``value_and_grad`` sends the K points of a step to the evaluator together, as ``W = w0 + points @ D``
+    ``(K, P)``, in ONE ``Evaluator.values_and_gradients`` call (one pass over the data whatever K), and
+    projects the gradients on the plane, ``grads @ D.T`` ``(K, 2)``. ``value_grad_hessian`` adds, per
+    point, the two Hessian-vector products :math:`H d_1, H d_2` (``Evaluator.hvp``, forward-over-reverse),
+    so SophiaH, AdaHessian and the stability limit :math:`2/\\lambda_{max}` work on the true loss. On unit
+    Hessian eigenvectors at :math:`w_0` the plane's Hessian at the origin is
+    :math:`\\mathrm{diag}(\\lambda_1, \\lambda_2)`.
+
+    The loss is defined everywhere, so a path may leave the computed grid (the objective is not
+    ``strict``). A ``surface`` of the same plane (``surface_2d`` of the same evaluator, origin and
+    directions, which are checked) gives the pictures' background (``sample``: the grid's values,
+    interpolated linearly between grid points, NaN outside the grid), the default box and start, and the
+    ``minimum`` (its lowest grid point, as for ``grid_objective``). Coordinates are in units of the
+    directions: weight-space distances for unit directions (Hessian eigenvectors), fractions of the
+    weights' norms for filter-normalized random ones.
+
+    Args:
+        evaluator: the ``Evaluator`` whose mean loss is descended (any dtype and device; values come
+            back as float64 on the CPU).
+        directions: ``Directions`` with two rows or a ``(2, P)`` tensor; default the surface's.
+        w0: ``(P,)`` the plane's origin; default the surface's, else ``evaluator.w0``.
+        surface: the loss on a grid of this plane (a ``Surface``), for pictures and defaults.
+        domain: ``((x_min, x_max), (y_min, y_max))`` for pictures; default the surface's box.
+        start: a default start point; default halfway from the box's centre to its upper-left corner.
+        name: for titles.
+
+    Raises:
+        ValueError: directions that are not two vectors of the evaluator's size, or a surface of another
+            plane (origin or directions) or of another loss (evaluator settings), naming what differs.
+    """
+
+    NOTE = "contours: the computed grid; the paths follow the true loss, also beyond it"
+
+    def __init__(self, evaluator, directions=None, *, w0=None, surface=None, domain: Box | None = None,
+                 start: tuple[float, float] | None = None, name: str = "true loss in the plane"):
+        from losslens.landscape.directions import Directions
+
+        if directions is None:
+            if surface is None or surface.directions is None:
+                raise ValueError("PlaneLoss needs the plane's directions: give directions, or a surface holding them")
+            directions = surface.directions
+        kind = directions.kind if isinstance(directions, Directions) else "custom"
+        dmeta = directions.meta if isinstance(directions, Directions) else {}
+        vectors = torch.as_tensor(directions.vectors if isinstance(directions, Directions) else directions).detach()
+        P = evaluator.space.size
+        if tuple(vectors.shape) != (2, P):
+            raise ValueError(f"PlaneLoss needs 2 directions of the evaluator's {P} parameters, found shape "
+                             f"{list(vectors.shape)}")
+        if w0 is None:
+            w0 = surface.w0 if surface is not None and surface.w0 is not None else evaluator.w0
+        w0 = torch.as_tensor(w0).detach()
+        if tuple(w0.shape) != (P,):
+            raise ValueError(f"w0 must have shape ({P},), found {list(w0.shape)}")
+        minimum = min_value = None
+        if surface is not None:
+            _check_same_plane(surface, evaluator, w0, vectors)
+            domain = domain or ((float(surface.x.min()), float(surface.x.max())),
+                                (float(surface.y.min()), float(surface.y.max())))
+            minimum, min_value = _lowest_point(surface)
+        meta = {
+            "kind": "true-loss",
+            "evaluator": evaluator.meta(),
+            "directions": {"kind": kind, **{k: dmeta[k] for k in ("eigenvalues", "normalization", "seed")
+                                            if k in dmeta},
+                           "norms": [float(v) for v in vectors.double().norm(dim=1)]},
+            "minimum_is": "the lowest grid point" if minimum is not None else None,
+            "note": PlaneLoss.NOTE if surface is not None else None,
+            "source": dict(surface.meta or {}) if surface is not None else None,
+        }
+        super().__init__(None, name=name, domain=domain, strict=False, minimum=minimum, min_value=min_value,
+                         start=start or (_default_start(domain) if domain is not None else None), meta=meta)
+        dev, dtype = evaluator.device, evaluator.dtype
+        self.evaluator, self.surface = evaluator, surface
+        self.w0 = w0.to(device=dev, dtype=dtype)
+        self.D = vectors.to(device=dev, dtype=dtype)
+        self._D64 = vectors.to(device=dev, dtype=torch.float64)
+
+    def weights(self, points: torch.Tensor) -> torch.Tensor:
+        """``(K, P)`` the weights ``w0 + points @ D`` of the ``(K, 2)`` points, in the evaluator's dtype."""
+        return self.w0 + torch.as_tensor(points).to(device=self.D.device, dtype=self.D.dtype) @ self.D
+
+    def value_and_grad(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss (K,), grad (K, 2))`` at the ``(K, 2)`` points: one ``values_and_gradients`` call."""
+        loss, grads = self.evaluator.values_and_gradients(self.weights(points))
+        return loss.detach().cpu(), (grads.detach().double() @ self._D64.T).cpu()
+
+    def value_grad_hessian(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(loss (K,), grad (K, 2), hessian (K, 2, 2))``: one ``values_and_gradients`` call for all the
+        points, then two Hessian-vector products per point; the 2 x 2 Hessians symmetrized."""
+        W = self.weights(points)
+        loss, grads = self.evaluator.values_and_gradients(W)
+        H = torch.stack([self._D64 @ self.evaluator.hvp(w, self.D).detach().double().T for w in W])
+        H = (H + H.transpose(1, 2)) / 2
+        return loss.detach().cpu(), (grads.detach().double() @ self._D64.T).cpu(), H.cpu()
+
+    def sample(self, x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+        """The surface's loss at the points of the grid ``(x, y)`` as ``(ny, nx)``: its values at its own
+        grid points, linear between them, NaN outside its box; ``None`` without a surface (evaluating the
+        true loss on a picture's grid is left to ``surface_2d``)."""
+        if self.surface is None:
+            return None
+        from scipy.interpolate import RegularGridInterpolator
+
+        s = self.surface
+        ix, iy = np.argsort(s.x), np.argsort(s.y)
+        interp = RegularGridInterpolator((s.y[iy], s.x[ix]), s.loss[np.ix_(iy, ix)], bounds_error=False,
+                                         fill_value=np.nan)
+        X, Y = np.meshgrid(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+        return interp(np.stack([Y.ravel(), X.ravel()], axis=1)).reshape(X.shape)
+
+
+def _lowest_point(surface) -> tuple[tuple[float, float] | None, float | None]:
+    """``((x, y), value)`` of the grid's lowest finite value, ``(None, None)`` when none is finite."""
+    z = np.where(np.isfinite(surface.loss), surface.loss, np.nan)
+    if np.isnan(z).all():
+        return None, None
+    iy, ix = np.unravel_index(np.nanargmin(z), z.shape)
+    return (float(surface.x[ix]), float(surface.y[iy])), float(z[iy, ix])
+
+
+def _check_same_plane(surface, evaluator, w0: torch.Tensor, vectors: torch.Tensor) -> None:
+    """Refuse a surface of another plane (origin, directions) or another loss (the evaluator's identity)."""
+    if surface.y is None:
+        raise ValueError("PlaneLoss draws on a plane; this surface is a line")
+    diffs = []
+    for name, stored, now in (("origin w0", surface.w0, w0),
+                              ("direction vectors", None if surface.directions is None else surface.directions.vectors,
+                               vectors)):
+        if stored is None:
+            continue
+        a = np.asarray(torch.as_tensor(stored).double().cpu())
+        b = now.detach().double().cpu().numpy()
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(b).max()))):
+            diffs.append(f"{name} differ")
+    identities = (surface.meta or {}).get("identity") or {}
+    stored = identities.get(evaluator.data.split or "unspecified")
+    if identities and stored is None:
+        diffs.append(f"the surface evaluated the splits {sorted(identities)}, not {evaluator.data.split!r}")
+    elif stored is not None:
+        stored, now = (json.loads(json.dumps(i, default=str)) for i in (stored, evaluator.identity()))
+        keys = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
+        if keys:
+            diffs.append(f"evaluator settings differ ({', '.join(keys)})")
+    if diffs:
+        raise ValueError(f"the surface is not of this plane and loss: {'; '.join(diffs)}")
 
 
 def _default_start(box: Box) -> tuple[float, float]:
