@@ -8,7 +8,9 @@ Runs written by ``losslens.core.train`` (``losslens train``) are the series thes
 from losslens.trajectories.comparison import OptimizerComparison, compare_optimizers, compare_runs, train_optimizers
 from losslens.trajectories.dynamics import Dynamics, DynamicsRecorder, dynamics_of_run
 from losslens.trajectories.embeddings import Embedding, embed
-from losslens.trajectories.objectives import Objective, as_objective, fit_objective, function_objective, grid_objective
+from losslens.trajectories.objectives import (
+    Objective, PlaneLoss, as_objective, fit_objective, function_objective, grid_objective,
+)
 from losslens.trajectories.paths import TrajectoryPaths, plane_grid, plane_surface, trajectory_paths
 from losslens.trajectories.pca import TrajectoryPCA, pca_directions, trajectory_pca
 from losslens.trajectories.replay import OptimizerSpec, Replay, replay
@@ -27,6 +29,7 @@ __all__ = [
     # dynamics
     "Dynamics", "DynamicsRecorder", "dynamics_of_run",
     # optimizer replays
-    "Objective", "as_objective", "function_objective", "fit_objective", "grid_objective", "OptimizerSpec", "Replay",
+    "Objective", "as_objective", "function_objective", "fit_objective", "grid_objective", "PlaneLoss", "OptimizerSpec",
+    "Replay",
     "replay",
 ]
