@@ -41,8 +41,8 @@ from losslens.core import _first_layer as fl
 from losslens.core._data import EvalData
 from losslens.core._objectives import Function, make_objective, read_output, resolve_metric
 from losslens.core._plan import (
-    ExecutionPlan, check_option, choose_threads, compile_is_worth_it, forward_flops, resolve_device,
-    wants_channels_last,
+    ExecutionPlan, batch_size_for, check_option, choose_threads, chunk_size, compile_is_worth_it, forward_flops,
+    resolve_device, wants_channels_last,
 )
 from losslens.core._runner import Runner
 from losslens.core._tuning import activation_bytes_per_sample, keep_freed_memory, resolve_budget
@@ -51,8 +51,6 @@ from losslens.core.provenance import checkpoint_info, model_identity
 
 __all__ = ["Evaluator", "EvalResult", "resolve_device"]
 
-_MAX_CHUNK = 4096
-_CPU_BATCH_BYTES = 16 << 20
 _CALIBRATION_SIZE = 2048
 
 
@@ -220,7 +218,11 @@ class Evaluator:
         if channels_last:
             self._module.to(memory_format=torch.channels_last)
             self.data.to_layout(True)
-        batch = self._batch_size(batch_size, device)
+        if not self.data.as_tensors and batch_size is not None:
+            raise ValueError("batch_size applies to data held as tensors; batches from a DataLoader are used as they "
+                             "come (set the loader's batch_size)")
+        batch = self.data.loader_batch_size or 1 if not self.data.as_tensors else \
+            batch_size_for(batch_size, self.n_samples, self.bn, device, self.budget, self.activation_bytes)
         first_batch = next(self.data.batches(batch))
         probe_forward = lambda: self._forward_no_grad(*first_batch)  # noqa: E731
         n_threads, _ = choose_threads(threads, device, probe_forward)
@@ -555,37 +557,8 @@ class Evaluator:
             self.runner.plan = self.plan.changed(compile=True)
 
     def _chunk_size(self, affine: bool) -> int:
-        """Points per chunk so that their parameters and activations fit the budget."""
-        per_point = self.space.size * self.dtype.itemsize
-        if self.plan.vectorize:
-            per_point += 2 * self.plan.batch_size * self.activation_bytes
-        if affine:
-            per_point += self.plan.batch_size * self.activation_bytes
-        return int(max(1, min(_MAX_CHUNK, self.budget // per_point)))
-
-    def _batch_size(self, asked: int | None, device: torch.device) -> int:
-        """Samples per forward: ``asked``, else 128 with ``bn="batch"``, else a target size split evenly.
-
-        The target: on CPU about ``_CPU_BATCH_BYTES`` of activations, near the cache (measured on 2
-        cores: the bench CNNs run 10-30% slower over 1024-2048 samples at once than over 256, the
-        bench MLP fastest over all 2048); on CUDA what a quarter of the budget holds. If a batch up to
-        twice the target splits the set exactly, it is taken (one shape: one compiled graph).
-        """
-        if not self.data.as_tensors:  # the loader's own batches
-            if asked is not None:
-                raise ValueError("batch_size applies to data held as tensors; batches from a DataLoader are used as "
-                                 "they come (set the loader's batch_size)")
-            return self.data.loader_batch_size or 1
-        if asked is not None:
-            return int(min(self.n_samples, asked))
-        if self.bn == "batch":
-            return min(self.n_samples, 128)
-        target = _CPU_BATCH_BYTES if device.type == "cpu" else self.budget // 4
-        n_target = -(-self.n_samples // max(1, min(self.n_samples, target // self.activation_bytes)))
-        for n_batches in range(n_target, max(1, n_target // 2) - 1, -1):
-            if self.n_samples % n_batches == 0:
-                return self.n_samples // n_batches
-        return -(-self.n_samples // n_target)
+        return chunk_size(self.budget, self.space.size * self.dtype.itemsize, self.plan.batch_size,
+                          self.activation_bytes, vectorized=self.plan.vectorize, affine=affine)
 
     def _layout(self, tree):
         """4-D tensors (images, convolution weights) in channels_last memory format when the plan says so."""
