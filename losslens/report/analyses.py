@@ -1,9 +1,10 @@
 """The analyses of one report subject (a checkpoint, or a run directory and its last checkpoint).
 
-Each analysis is a *step* computed at most once, when first asked for, and kept; a step that needs
-another asks for it (the fit asks for the Hessian plane, which asks for the eigenpairs), so only what
-the chosen sections need is computed. Every step writes its result file under the subject's output
-directory (the names of the individual commands) or reuses it (see ``_store``).
+Each analysis is a *step* computed at most once, when first asked for, and kept. A step reads the
+results of the steps ``NEEDS`` names (the fit reads the Hessian plane, which reads the eigenpairs),
+and ``compute(section)`` runs those first, so only what the chosen sections need is computed, in the
+same order on every rank. Every step writes its result file under the subject's output directory (the
+names of the individual commands) or reuses it (see ``_store``).
 
 Under torchrun every rank builds the same ``Analyses``: the grid steps (``surface``, ``interpolation``,
 ``hessian_plane``, ``trajectory_plane``) run on every rank, which share each grid's points; every other

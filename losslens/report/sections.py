@@ -24,6 +24,7 @@ TITLES: dict[str, str] = {
     "comparison": "Comparison of the planes",
 }
 RESIDUAL_RTOL = 1e-3  # an eigenpair whose residual exceeds this fraction of |lambda_1| is flagged
+ANGLE_BOUND = 0.1  # an eigenvector whose Davis-Kahan bound sin(angle) <= r / gap exceeds this is flagged
 TRACE_RTOL = 0.1  # a trace whose standard error exceeds this fraction of it is flagged
 FIT_R2 = 0.9  # a fit explaining less of the variance than this is flagged
 MAX_ROWS = 60  # rows of a per-checkpoint table
@@ -106,8 +107,7 @@ def _hessian(a: Analyses, id: str, title: str) -> Section:
                  ("trace from the density's start vectors", spectrum.trace_estimate)]
         figures.append(Image.of(plot_density(spectrum), "eigenvalue density (stochastic Lanczos quadrature), "
                                                         "log scale"))
-    checks = [f"eigenpair {i}: residual |Hv - lambda v| = {r:.3g} is {r / top:.2g} of |lambda_1|: lambda_{i} is "
-              f"uncertain by up to {r:.3g}" for i, _, r, rel in eig_rows if rel > RESIDUAL_RTOL]
+    checks = eigenpair_checks(values, residuals)
     if tr.stderr > TRACE_RTOL * abs(tr.value):
         checks.append(f"the trace estimate {tr.value:.4g} has a standard error of {tr.stderr:.2g} "
                       f"({tr.stderr / abs(tr.value):.0%} of it): raise the Hessian-vector products (trace_samples)")
@@ -364,6 +364,28 @@ _BUILDERS = {"surface": _surface, "interpolation": _interpolation, "hessian": _h
 
 
 # -- shared ---------------------------------------------------------------------------------------------
+
+
+def eigenpair_checks(values: list[float], residuals: list[float]) -> list[str]:
+    """Warnings about eigenpairs: a residual :math:`r_i = \\lVert Hv_i - \\lambda_i v_i \\rVert` large against
+    :math:`|\\lambda_1|` (the eigenvalue is uncertain by up to :math:`r_i`), and an eigenvector that its
+    residual leaves undetermined: by Davis and Kahan (1970), its angle to the true eigenvector obeys
+    :math:`\\sin\\theta_i \\le r_i / \\delta_i`, with :math:`\\delta_i` the gap to the nearest other eigenvalue
+    (here: among those computed), so nearly equal eigenvalues give directions that are an arbitrary basis of
+    their common eigenspace (a Hessian plane then turns from run to run)."""
+    top = abs(values[0]) or 1.0
+    out = []
+    for i, (value, r) in enumerate(zip(values, residuals), start=1):
+        if r > RESIDUAL_RTOL * top:
+            out.append(f"eigenpair {i}: the residual |Hv - lambda v| = {r:.3g} is {r / top:.2g} of |lambda_1|: "
+                       f"lambda_{i} is uncertain by up to {r:.3g}")
+        gap = min((abs(value - other) for j, other in enumerate(values, start=1) if j != i), default=math.inf)
+        bound = r / gap if gap > 0 else math.inf
+        if bound > ANGLE_BOUND:
+            out.append(f"eigenvector {i} is not determined: lambda_{i} = {value:.6g} lies within {gap:.3g} of another "
+                       f"eigenvalue, against a residual of {r:.3g} (Davis-Kahan: sin(angle) <= {bound:.2g}); "
+                       "directions along it are arbitrary")
+    return out
 
 
 def _point_rows(s) -> list[tuple]:

@@ -118,3 +118,15 @@ def test_a_page_without_plotly_has_no_plotly_js_and_escapes_text(tmp_path):
     assert "plotly" not in page and page.count("<img src=\"data:image/png;base64,") == 1
     assert "&lt;b&gt;title&lt;/b&gt;" in page and "careful &amp; &lt;quick&gt;" in page and "&lt;v&gt;" in page
     assert '<a href="#a-b">' in page and '<section id="a-b">' in page
+
+
+def test_eigenpair_checks_flag_large_residuals_and_undetermined_eigenvectors():
+    from losslens.report.sections import eigenpair_checks
+
+    assert eigenpair_checks([10.0, 7.0], [1e-6, 2e-6]) == []
+    large = eigenpair_checks([10.0, 7.0], [0.02, 1e-6])  # 2e-3 of lambda_1, and sin(angle) <= 0.02 / 3
+    assert large == ["eigenpair 1: the residual |Hv - lambda v| = 0.02 is 0.002 of |lambda_1|: lambda_1 is "
+                     "uncertain by up to 0.02"]
+    close = eigenpair_checks([10.0, 10.0 - 1e-6, 3.0], [1e-6, 1e-6, 1e-9])  # a double eigenvalue: bound 1
+    assert [w.split(":")[0] for w in close] == ["eigenvector 1 is not determined", "eigenvector 2 is not determined"]
+    assert "sin(angle) <= 1" in close[0] and eigenpair_checks([5.0, 5.0], [0.0, 0.0])[0].endswith("are arbitrary")
