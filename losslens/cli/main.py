@@ -38,6 +38,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "losslens.cli.dynamics",
     "losslens.cli.fit",
     "losslens.cli.replay",
+    "losslens.cli.report",
 )
 _NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")  # -1, -0.5, -.5, -1e-3: values, not flags
 

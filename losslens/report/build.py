@@ -1,0 +1,235 @@
+"""``build_report``: run the analyses a user picks on checkpoints or training runs, and write one page.
+
+For each subject (a checkpoint file, or a run directory analysed at its last checkpoint) the report
+builds one ``Evaluator`` (the data set and split, subset, seed, BatchNorm mode the options say) and
+runs the steps its sections need (``analyses.py``), each writing or reusing its result file; then the
+planes of all subjects are compared, and rank 0 draws every section (``sections.py``) into
+``OUT/report.html`` (``page.py``) and writes ``OUT/report.json`` (the tables and warnings as data).
+
+With one subject its files go straight into ``OUT`` under the names of the individual commands
+(``surface.h5``, ``eigenpairs.h5``, ...), so a report reuses what ``losslens surface`` and the others
+computed there; with several, into ``OUT/<name>/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from losslens.errors import ConfigError
+from losslens.report import _store
+from losslens.report.analyses import Analyses, StepFailed, Subject
+from losslens.report.options import RUN_SECTIONS, ReportOptions, check_sections
+from losslens.report.page import Report
+from losslens.report.sections import TITLES, build, summary
+from losslens.report.sections import comparison as comparison_section
+
+PLANES: dict[str, str] = {"surface": "random directions", "hessian_plane": "Hessian eigenvectors",
+                          "trajectory_plane": "trajectory PCA"}
+
+
+def build_report(
+    inputs: Sequence[str | os.PathLike],
+    out: str | os.PathLike = "losslens-out",
+    *,
+    sections: Sequence[str] | None = None,
+    options: ReportOptions | None = None,
+    names: Sequence[str] | None = None,
+    title: str | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+    invocation: dict | None = None,
+) -> Report | None:
+    """Compute (or reuse) the analyses of ``sections`` for each input and write ``OUT/report.html``.
+
+    Args:
+        inputs: checkpoint files and/or run directories (written by ``losslens train``); a run adds the
+            sections ``interpolation``, ``trajectory`` and ``dynamics``, which a lone checkpoint lacks.
+        out: the output directory.
+        sections: names from ``losslens.report.options.SECTIONS`` (default: all); the analyses they
+            read are computed too (the fit needs the Hessian's eigenvectors) but not shown.
+        options: the analyses' options (default ``ReportOptions()``: those of the individual commands).
+        names: one label per input (default: the run directory's or the checkpoint's name).
+        title: the page's title.
+        progress: progress bars while grids are computed.
+        say: where progress lines go (each section, each file written or reused).
+        invocation: how the report was asked for (the command's arguments), kept in its provenance.
+
+    Returns:
+        The ``Report`` (written to ``OUT/report.html``); ``None`` on the ranks other than 0 under torchrun.
+
+    Raises:
+        ConfigError: no input, an input that is neither a checkpoint nor a run, bad options or sections.
+    """
+    from losslens.landscape._distributed import Group
+
+    started = time.perf_counter()
+    options = options or ReportOptions()
+    chosen = check_sections(sections)
+    out = Path(out)
+    subjects = _subjects(inputs, out, names)
+    group = Group()
+    main = group.is_main
+    speak = say if main else (lambda text: None)
+    replay_on_fit = "fit" in chosen
+    analyses, skipped = [], []
+    for subject in subjects:
+        log = _store.Log()
+        with _store.capture(log):
+            ev = evaluator(subject, options)
+        speak(f"{subject.name}: {_describe(ev)}")
+        a = Analyses(subject, options, ev, group, replay_on_fit=replay_on_fit, progress=progress and main, say=speak)
+        a.logs["evaluator"] = log
+        for name in chosen:
+            if name == "comparison":
+                continue
+            if name in RUN_SECTIONS and subject.run is None:
+                skipped.append(f"{name} of {subject.name} (it needs a run directory, not a checkpoint)")
+                continue
+            speak(f"[{_label(subject, len(subjects) > 1)}{name}] {TITLES[name]}")
+            a.compute(name)
+        analyses.append(a)
+    comparison = None
+    if "comparison" in chosen:
+        planes = _planes(analyses, len(subjects) > 1)
+        if len(planes) >= 2:
+            speak(f"[comparison] {TITLES['comparison']}")
+            comparison = _compare(planes, out, speak) if main else None
+        else:
+            skipped.append("comparison (it needs at least two planes: add surface, fit or trajectory)")
+    report = None
+    if main:
+        meta = {"inputs": [str(p) for p in inputs], "invocation": invocation, "out": str(out),
+                "sections": list(chosen),
+                "subjects": [{"name": s.name, "checkpoint": str(s.checkpoint), "out": str(s.out),
+                              "run": None if s.run is None else str(s.run.out)} for s in subjects],
+                "options": options.as_dict(), "versions": _store.versions(),
+                "analysis_seconds": round(time.perf_counter() - started, 1)}
+        report = _draw(analyses, chosen, skipped, comparison, meta,
+                       title or f"losslens report: {', '.join(s.name for s in subjects)}")
+        _write(report, out, say)
+    group.broadcast(None)  # the other ranks wait for rank 0's page, so that all leave the process group together
+    return report
+
+
+def _draw(analyses: list[Analyses], chosen, skipped: list[str], comparison, meta: dict, title: str) -> Report:
+    """Every section of every subject (rank 0), the comparison, and the summary first."""
+    several = len(analyses) > 1
+    drawn = [build(name, a, _id(a.subject, several, name), _label(a.subject, several) + TITLES[name])
+             for a in analyses for name in chosen
+             if name != "comparison" and not (name in RUN_SECTIONS and a.subject.run is None)]
+    if comparison is not None:
+        drawn.append(comparison_section(*comparison, PLANES))
+    return Report(title, (summary(analyses, drawn, skipped),) + tuple(drawn), meta)
+
+
+def _write(report: Report, out: Path, say) -> None:
+    """``OUT/report.html`` and ``OUT/report.json``, and which analyses failed."""
+    path = report.write(out / "report.html")
+    say(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    json_path = out / "report.json"
+    json_path.write_text(json.dumps(report.to_json(), indent=1, default=str) + "\n")
+    say(f"wrote {json_path}")
+    failed = [s.title for s in report.sections if s.error]
+    if failed:
+        say(f"failed: {'; '.join(failed)} (see the report)")
+
+
+def evaluator(subject: Subject, options: ReportOptions):
+    """The ``Evaluator`` of a subject's checkpoint: its data set (the option, else the built-in one the
+    checkpoint records, else ``digits``), split and seeded subset, as the landscape commands build it."""
+    from losslens.core.data import DATASET_NAMES, load_dataset, subset
+    from losslens.core.evaluator import Evaluator
+    from losslens.core.provenance import CheckpointMeta, trusted_name
+
+    stored = CheckpointMeta.read(subject.checkpoint)
+    name = options.data or trusted_name(stored.data, DATASET_NAMES, what="data set", flag="--data") or "digits"
+    data = subset(load_dataset(name, options.split), options.subset, seed=options.seed)
+    return Evaluator.from_checkpoint(str(subject.checkpoint), options.model, data, model_kwargs=options.model_kwargs,
+                                     unsafe_pickle=options.unsafe_pickle, device=options.device, bn=options.bn,
+                                     threads=options.threads)
+
+
+# -- subjects ---------------------------------------------------------------------------------------------
+
+
+def _subjects(inputs, out: Path, names) -> list[Subject]:
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not inputs:
+        raise ConfigError("a report needs a checkpoint or a run directory (losslens report trains a default one)")
+    if names is not None and len(names) != len(inputs):
+        raise ConfigError(f"{len(names)} names for {len(inputs)} inputs")
+    if len(inputs) == 1:
+        return [Subject.resolve(inputs[0], out, None if names is None else names[0])]
+    subjects, seen = [], set()
+    for i, source in enumerate(inputs):
+        s = Subject.resolve(source, out, None if names is None else names[i])
+        name, k = s.name, 2
+        while name in seen:
+            name, k = f"{s.name}-{k}", k + 1
+        seen.add(name)
+        subjects.append(dataclasses.replace(s, name=name, out=out / _slug(name)))
+    return subjects
+
+
+def _describe(ev) -> str:
+    meta = ev.meta()
+    data, model = meta["data"], meta["model"]
+    return (f"{model['name'] or model['class']} ({meta['n_params']} parameters) at {meta['checkpoint']['label']}, on "
+            f"{data['name']} {data['split']} split ({data['n_samples']} samples), {ev.plan.device}")
+
+
+def _label(subject: Subject, several: bool) -> str:
+    return f"{subject.name}: " if several else ""
+
+
+def _id(subject: Subject, several: bool, name: str) -> str:
+    return f"{_slug(subject.name)}-{name}" if several else name
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "subject"
+
+
+# -- comparison -------------------------------------------------------------------------------------------
+
+
+def _planes(analyses: list[Analyses], several: bool) -> list[tuple[str, object]]:
+    """``(name, surface)`` of every plane computed, each with the sharpness at its centre (lambda_1 of the
+    subject's Hessian at w0, the centre of all its planes) in its metadata when known."""
+    out = []
+    for a in analyses:
+        lam = a.done("eigenpairs")
+        for step in PLANES:
+            surface = a.done(step)
+            if surface is None:
+                continue
+            if lam is not None:
+                surface = dataclasses.replace(surface, meta={**surface.meta,
+                                                             "hessian": {"lambda_max": float(lam.values[0])}})
+            out.append((f"{a.subject.name}/{step}" if several else step, surface))
+    return out
+
+
+def _compare(planes, out: Path, say) -> tuple:
+    """``(SurfaceComparison or None, log, failure or None)`` of the planes, in ``OUT/compare_surfaces.h5``."""
+    from losslens.landscape.compare import SurfaceComparison, compare_surfaces, sharpness_of
+
+    log = _store.Log()
+    request = {"analysis": "compare_surfaces", "surfaces": [[n, _store.surface_hash(s), sharpness_of(s.meta)]
+                                                            for n, s in planes]}
+    path = out / "compare_surfaces.h5"
+    try:
+        with _store.capture(log):
+            result = _store.result(path, SurfaceComparison, request, lambda: compare_surfaces(
+                [s for _, s in planes], names=[n for n, _ in planes]), log, say)
+    except Exception as err:  # noqa: BLE001 - shown in the section, as any analysis's failure
+        import traceback
+
+        return None, log, StepFailed("comparison", f"{type(err).__name__}: {err}", traceback.format_exc())
+    return result, log, None

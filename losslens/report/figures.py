@@ -1,0 +1,55 @@
+"""The two figures only the report draws: a run's training curves and a matrix of distances between surfaces."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def plotly_history(run):
+    """A run's losses (and accuracies, on a second axis) per epoch, as its ``run.json`` records them
+    (the full train and test sets through the evaluator core).
+
+    Returns:
+        A ``plotly.graph_objects.Figure``.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    history = list(run.history)
+    epochs = [h["epoch"] for h in history]
+    keys = [k for k in history[0] if k not in ("epoch", "step")] if history else []
+    fig = make_subplots(specs=[[{"secondary_y": any(not k.endswith("_loss") for k in keys)}]])
+    for key in keys:
+        loss = key.endswith("_loss")
+        fig.add_trace(go.Scatter(x=epochs, y=[h.get(key) for h in history], mode="lines+markers", name=key,
+                                 line={"dash": "solid" if loss else "dot"}), secondary_y=not loss)
+    info = run.metadata
+    title = f"training of {run.out.name}: {info.get('optimizer')}, lr {info.get('lr')}, batch {info.get('batch_size')}"
+    fig.update_layout(legend={"orientation": "h", "y": -0.2}, title={"text": title})
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="loss", type="log", secondary_y=False)
+    if any(not k.endswith("_loss") for k in keys):
+        fig.update_yaxes(title_text="accuracy", tickmode="auto", showgrid=False, secondary_y=True)
+    return fig
+
+
+def plotly_distances(comparison, column: str = "bottleneck_h0"):
+    """The symmetric matrix of one distance of a ``SurfaceComparison`` between its surfaces, as a heatmap.
+
+    Returns:
+        A ``plotly.graph_objects.Figure``.
+    """
+    import plotly.graph_objects as go
+
+    names = list(comparison.names)
+    D = np.zeros((len(names), len(names)))
+    for d in comparison.distances:
+        i, j = names.index(d["a"]), names.index(d["b"])
+        D[i, j] = D[j, i] = np.nan if d[column] is None else d[column]
+    text = [[f"{v:.3g}" for v in row] for row in D]
+    fig = go.Figure(go.Heatmap(z=D, x=names, y=names, colorscale="Viridis", text=text, texttemplate="%{text}",
+                               colorbar={"title": {"text": column}}))
+    what = column.replace("_", " ")
+    fig.update_layout(title={"text": f"{what} distance between the planes' persistence diagrams"},
+                      yaxis={"autorange": "reversed"})
+    return fig

@@ -1,0 +1,113 @@
+"""``losslens report`` in-process and under torchrun: its flags, its files, the default model, exit statuses."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from losslens.cli import _common
+from losslens.cli.main import build_parser, main
+from losslens.landscape.surface import Surface
+from losslens.report import ReportOptions
+
+FAST = ["--subset", "100", "--device", "cpu", "--threads", "1", "--no-progress", "--steps", "9", "--plane-steps", "5",
+        "--trace-samples", "8", "--density-vectors", "1", "--lanczos-steps", "10", "--replay-steps", "20"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_report_of_a_run_writes_the_page_and_the_result_files(run_dir, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["report", str(run_dir), "--out", str(out), "--sections", "surface,hessian", "topology"] + FAST) == 0
+    stdout = capsys.readouterr().out
+    assert "[surface] 2D loss surface" in stdout and "[topology] Topology: basins and loops" in stdout
+    for name in ("surface.h5", "eigenpairs.h5", "trace.h5", "spectrum.h5", "topology.h5", "report.json"):
+        assert f"wrote {out / name}" in stdout and (out / name).stat().st_size > 0
+    assert f"wrote {out / 'report.html'} (" in stdout
+    assert Surface.load(out / "surface.h5").shape == (9, 9)
+    assert main(["report", str(run_dir), "--out", str(out), "--sections", "surface", "hessian", "topology",
+                 "--skip", "hessian"] + FAST) == 0
+    stdout = capsys.readouterr().out
+    assert "[hessian]" not in stdout and f"reused {out / 'surface.h5'}" in stdout
+
+
+def test_report_without_input_trains_the_default_model_first(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(_common, "DEFAULT_EPOCHS", 1)
+    out = tmp_path / "d"
+    assert main(["report", "--out", str(out), "--sections", "interpolation", "dynamics"] + FAST) == 0
+    stdout = capsys.readouterr().out
+    assert "training the default model, mlp on digits for 1 epochs" in stdout
+    assert "default-model: mlp" in stdout and (out / "interpolation.h5").is_file() and (out / "dynamics.h5").is_file()
+    assert "losslens report: default-model" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_bad_flags_are_one_line_errors(run_dir, tmp_path, capsys):
+    assert main(["report", str(run_dir), "--out", str(tmp_path), "--sections", "surfaces"]) == 2
+    assert "unknown report section 'surfaces'; valid: surface, interpolation, hessian" in capsys.readouterr().err
+    assert main(["report", str(run_dir), "--out", str(tmp_path), "--sections", "surface", "--skip", "surface"]) == 2
+    assert "--skip leaves no section to show" in capsys.readouterr().err
+    assert main(["report", str(run_dir), "--top-k", "1"]) == 2
+    assert "--top-k: expected an integer >= 2" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
+    assert "no such checkpoint file or run directory" in capsys.readouterr().err
+
+
+def test_a_failed_analysis_gives_exit_status_1_after_writing_the_page(run_dir, tmp_path, capsys, monkeypatch):
+    topology_module = importlib.import_module("losslens.landscape.topology")  # the package exports the function
+
+    def refuse(*args, **kwargs):
+        raise ValueError("no topology today")
+
+    monkeypatch.setattr(topology_module, "topology", refuse)
+    out = tmp_path / "f"
+    assert main(["report", str(run_dir), "--out", str(out), "--sections", "surface", "topology"] + FAST) == 1
+    assert "failed: Topology: basins and loops" in capsys.readouterr().out
+    assert "no topology today" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_the_defaults_are_those_of_the_individual_commands():
+    """So that a report reuses the files the commands wrote, and prints the numbers they print."""
+    from losslens.cli import fit, replay
+
+    parse = build_parser().parse_args
+    o = ReportOptions()
+    surface, line, hessian = parse(["surface"]), parse(["interpolate"]), parse(["hessian"])
+    trajectory, plays = parse(["trajectory"]), parse(["replay"])
+    assert (o.steps, o.range, o.subset, o.seed, o.bn, o.split) == (surface.steps, tuple(surface.range), surface.subset,
+                                                                  surface.seed, surface.bn, surface.split)
+    assert (o.interpolation_steps, o.extrapolate) == (line.steps, line.extrapolate)
+    assert (o.top_k, o.trace_samples, o.density_vectors, o.lanczos_steps) == (
+        hessian.top_k, hessian.trace_samples, hessian.density_vectors, hessian.lanczos_steps)
+    assert (o.plane_steps, o.fit_model) == (fit.DEFAULT_STEPS, parse(["fit"]).fit_model)
+    assert (o.replay_lr, o.replay_steps, o.seed) == (replay.DEFAULT_LR, plays.steps, plays.seed)
+    assert list(o.replay_optimizers()) == replay._optimizers(None)
+    assert (o.trajectory_steps, o.threshold, o.margin, o.tsne_max_iter) == (
+        trajectory.steps, trajectory.threshold, trajectory.margin, trajectory.max_iter)
+    report = parse(["report"])
+    assert (report.steps, report.top_k, report.plane_steps, report.replay_lr, report.max_iter, report.subset) == (
+        o.steps, o.top_k, o.plane_steps, o.replay_lr, o.tsne_max_iter, o.subset)
+
+
+@pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+                    reason="torch.distributed with the gloo backend is not available in this torch build")
+def test_two_torchrun_ranks_share_the_grids_and_rank_0_alone_writes_the_page(run_dir, tmp_path):
+    out = tmp_path / "t"
+    flags = [str(run_dir), "--out", str(out), "--sections", "surface", "fit"] + FAST
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "losslens",
+           "report"] + flags
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("report.html (") == 1 and done.stdout.count("[fit]") == 1
+    shared = {name: Surface.load(out / name) for name in ("surface.h5", "hessian_plane.h5")}
+    assert all(s.meta["world_size"] == 2 and s.complete for s in shared.values())
+    single = tmp_path / "s"
+    assert main(["report"] + flags[:1] + ["--out", str(single)] + flags[3:]) == 0
+    for name, s in shared.items():
+        np.testing.assert_allclose(s.loss, Surface.load(single / name).loss, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,132 @@
+"""The reuse of result files by request, the capture of warnings, the options' checks, and the page's pieces."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from losslens.errors import ConfigError
+from losslens.landscape.spectrum import TraceEstimate, trace
+from losslens.report import _store
+from losslens.report.options import ReportOptions, check_sections
+from losslens.report.page import Image, Report, Section, Table, cell, key_facts
+
+H = torch.diag(torch.arange(1.0, 7.0, dtype=torch.float64))  # trace 21
+
+
+def _trace(path, request, calls: list):
+    """``(result, log, lines said)`` of a trace estimate kept in ``path`` for ``request``."""
+    log, said = _store.Log(), []
+
+    def compute():
+        calls.append(1)
+        warnings.warn("losslens: a warning raised while computing")
+        return trace(H, method="hutchinson", n_matvec=4, seed=0)
+
+    return _store.result(path, TraceEstimate, request, compute, log, said.append), log, said
+
+
+def test_a_result_is_reused_only_for_the_same_request_and_keeps_its_warnings(tmp_path):
+    path, calls = tmp_path / "trace.h5", []
+    a, first, _ = _trace(path, {"n": 4, "evaluator": {"data": "x"}}, calls)
+    assert first.files == [(path, "computed")] and first.warnings == ["a warning raised while computing"]
+    assert a.meta["report"]["request"] == {"evaluator": {"data": "x"}, "n": 4} and a.meta["report"]["versions"]["torch"]
+    b, again, _ = _trace(path, {"evaluator": {"data": "x"}, "n": 4}, calls)  # same request, keys in another order
+    assert len(calls) == 1 and again.files == [(path, "reused")] and b.value == a.value
+    assert again.warnings == first.warnings  # stored with the result
+    _, other, said = _trace(path, {"n": 4, "evaluator": {"data": "y"}}, calls)
+    assert len(calls) == 2 and other.files == [(path, "recomputed")]
+    assert said[0] == f"  recomputing {path}: it answers another request (differing: evaluator.data)"
+
+
+def test_a_file_without_request_or_unreadable_is_recomputed(tmp_path):
+    path, calls = tmp_path / "trace.h5", []
+    trace(H, method="hutchinson", n_matvec=4, seed=0).save(path)  # as losslens hessian writes it
+    _, _, said = _trace(path, {"n": 4}, calls)
+    assert len(calls) == 1 and said[0] == f"  recomputing {path}: it records no report request"
+    path.write_bytes(b"not hdf5")
+    _, _, said = _trace(path, {"n": 4}, calls)
+    assert len(calls) == 2 and said[0].startswith(f"  recomputing {path}: it cannot be read")
+
+
+def test_differences_name_the_dotted_keys():
+    assert _store.differences({"a": 1, "b": {"c": 2, "d": 3}}, {"a": 1, "b": {"c": 5, "d": 3}, "e": 0}) == ["b.c", "e"]
+    assert _store.differences([1], [2]) == ["the whole request"]
+    assert _store.differences({"a": [1, 2]}, {"a": [1, 2]}) == []
+
+
+def test_capture_records_warnings_once_each_and_shows_none(recwarn):
+    log = _store.Log()
+    with _store.capture(log):
+        for _ in range(2):
+            warnings.warn("losslens: the same   thing\ntwice")
+        warnings.warn("another", RuntimeWarning)
+    assert log.warnings == ["the same thing twice", "another"] and len(recwarn) == 0
+
+
+def test_content_hash_changes_with_any_value_and_only_then():
+    a = np.linspace(0, 1, 12).reshape(3, 4)
+    assert _store.content_hash(a, None) == _store.content_hash(a.copy())
+    b = a.copy()
+    b[2, 3] += 1e-12
+    assert _store.content_hash(b) != _store.content_hash(a) != _store.content_hash(a.T)
+
+
+def test_options_are_checked_with_the_valid_choices():
+    with pytest.raises(ConfigError, match="unknown split 'val'; valid: train, test"):
+        ReportOptions(split="val")
+    with pytest.raises(ConfigError, match="unknown fit_model 'cubic'; valid: gaussian, rotated, mixture, quadratic"):
+        ReportOptions(fit_model="cubic")
+    with pytest.raises(ConfigError, match="top_k must be an integer >= 2, got 1"):
+        ReportOptions(top_k=1)
+    with pytest.raises(ConfigError, match="range must be two finite numbers A < B, got 1 -1"):
+        ReportOptions(range=(1, -1))
+    with pytest.raises(ConfigError, match="optimizers must be a non-empty sequence"):
+        ReportOptions(optimizers="sgd")
+    assert ReportOptions(range=[-2, 2]).range == (-2.0, 2.0)
+    assert check_sections(["fit,surface", "surface"]) == ("surface", "fit")  # the report's order, each once
+    with pytest.raises(ConfigError, match="no report section asked for"):
+        check_sections([" , "])
+
+
+def test_cells_and_key_facts():
+    assert [cell(v) for v in (None, True, 0.123456, float("nan"), [1.0, 2.5], "x", 3)] == \
+        ["–", "yes", "0.1235", "–", "1, 2.5", "x", "3"]
+    ev = {"model": {"name": "mlp", "kwargs": {}, "architecture": "abc"}, "n_params": 10, "loss": "mse", "bn": "eval",
+          "data": {"name": "digits", "split": "test", "n_samples": 5, "subset": {"of": 450, "seed": 3},
+                   "fingerprint": "f"},
+          "checkpoint": {"path": "r/c.pt", "sha256": "0123", "step": 4, "epoch": 1.0},
+          "plan": {"device": "cpu", "dtype": "float32", "fallbacks": []}}
+    facts = key_facts({"source": {"nested": ev}, "seed": 7, "versions": {"gudhi": "3.13"}})
+    assert facts["checkpoint sha256"] == "0123" and facts["seed"] == "7" and facts["versions"] == "gudhi 3.13"
+    assert facts["data"] == "digits, test split, 5 samples (a subset of 450, seed 3), fingerprint f"
+    assert facts["execution plan"] == "device=cpu, dtype=float32" and facts["loss, BatchNorm"] == "mse, bn=eval"
+    assert key_facts({}) == {}
+
+
+def test_a_page_without_plotly_has_no_plotly_js_and_escapes_text(tmp_path):
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    fig.add_subplot().plot([0, 1])
+    section = Section("a-b", "<b>title</b>", "x < y", (Image.of(fig, "c"),), (Table("t", ("k",), (("<v>",),)),),
+                      ("careful & <quick>",))
+    page = Report("r", (section,), {"k": "<meta>"}).to_html()
+    assert "plotly" not in page and page.count("<img src=\"data:image/png;base64,") == 1
+    assert "&lt;b&gt;title&lt;/b&gt;" in page and "careful &amp; &lt;quick&gt;" in page and "&lt;v&gt;" in page
+    assert '<a href="#a-b">' in page and '<section id="a-b">' in page
+
+
+def test_eigenpair_checks_flag_large_residuals_and_undetermined_eigenvectors():
+    from losslens.report.sections import eigenpair_checks
+
+    assert eigenpair_checks([10.0, 7.0], [1e-6, 2e-6]) == []
+    large = eigenpair_checks([10.0, 7.0], [0.02, 1e-6])  # 2e-3 of lambda_1, and sin(angle) <= 0.02 / 3
+    assert large == ["eigenpair 1: the residual |Hv - lambda v| = 0.02 is 0.002 of |lambda_1|: lambda_1 is "
+                     "uncertain by up to 0.02"]
+    close = eigenpair_checks([10.0, 10.0 - 1e-6, 3.0], [1e-6, 1e-6, 1e-9])  # a double eigenvalue: bound 1
+    assert [w.split(":")[0] for w in close] == ["eigenvector 1 is not determined", "eigenvector 2 is not determined"]
+    assert "sin(angle) <= 1" in close[0] and eigenpair_checks([5.0, 5.0], [0.0, 0.0])[0].endswith("are arbitrary")
