@@ -17,6 +17,7 @@ from losslens.landscape import (  # noqa: E402
     TraceEstimate, barrier, between, compare_surfaces, density, eigenpairs, fit_surface, hessian_directions,
     interpolate, multiscale, random_directions, surface_1d, surface_2d, topology, trace,
 )
+from losslens.report import Report, ReportOptions, build_report  # noqa: E402
 from losslens.results import load_result  # noqa: E402
 from losslens.trajectories import (  # noqa: E402
     CheckpointSeries, Dynamics, DynamicsRecorder, Embedding, OptimizerComparison, Replay, TrajectoryPaths,
@@ -41,6 +42,6 @@ __all__ = [
     "CheckpointSeries", "TrajectoryPCA", "trajectory_pca", "TrajectoryPaths", "trajectory_paths", "Embedding", "embed",
     "OptimizerComparison", "compare_runs", "compare_optimizers", "Dynamics", "DynamicsRecorder", "dynamics_of_run",
     "Replay", "replay",
-    # result files
-    "load_result",
+    # the report, and result files
+    "build_report", "Report", "ReportOptions", "load_result",
 ]

@@ -71,7 +71,7 @@ def write_html(figures, path: str | os.PathLike, title: str | None = None, prove
     if not figures:
         raise ValueError("write_html needs at least one figure")
     divs = [fig.to_html(full_html=False, include_plotlyjs=i == 0, default_height="90vh", default_width="100%",
-                        config={"responsive": True}) for i, fig in enumerate(figures)]
+                        config={"responsive": True}, auto_play=False) for i, fig in enumerate(figures)]
     heading = f"<h1>{html.escape(title)}</h1>\n" if title else ""
     details = ""
     if provenance:

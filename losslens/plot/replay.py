@@ -124,8 +124,7 @@ def animate_paths(replay: Replay, *, max_frames: int = MAX_FRAMES):
     traces = []
     if replay.background is not None:
         x, y, z = replay.background
-        traces.append(go.Contour(x=x, y=y, z=np.where(np.isfinite(z), z, np.nan), colorscale="Viridis", ncontours=30,
-                                 contours={"coloring": "lines"}, showscale=False, name="loss", hoverinfo="skip"))
+        traces += _contour_lines(x, y, z)
     start = replay.meta["start"]
     traces.append(go.Scatter(x=[start[0]], y=[start[1]], mode="markers", name="start",
                              marker={"color": "black", "size": 10}))
@@ -163,6 +162,36 @@ def animate_paths(replay: Replay, *, max_frames: int = MAX_FRAMES):
         fig.update_xaxes(range=[float(x[0]), float(x[-1])])
         fig.update_yaxes(range=[float(y[0]), float(y[-1])])
     return fig
+
+
+def _contour_lines(x: np.ndarray, y: np.ndarray, z: np.ndarray, n_levels: int = 24) -> list:
+    """The loss's contour lines as plain scatter traces, one per level (viridis colours).
+
+    A plotly ``Contour`` trace vanishes when the frames of an animation redraw the figure; scatter
+    lines stay, so the paths move over a picture that keeps its contours.
+    """
+    import contourpy
+    import matplotlib
+    import plotly.graph_objects as go
+
+    finite = np.isfinite(z)
+    if not finite.any():
+        return []
+    levels = np.linspace(float(z[finite].min()), float(z[finite].max()), n_levels + 2)[1:-1]
+    generator = contourpy.contour_generator(x, y, np.ma.masked_invalid(z))
+    cmap = matplotlib.colormaps["viridis"]
+    traces = []
+    for k, level in enumerate(levels):
+        lines = generator.lines(level)
+        if not lines:
+            continue
+        xs = np.concatenate([np.append(line[:, 0], np.nan) for line in lines])
+        ys = np.concatenate([np.append(line[:, 1], np.nan) for line in lines])
+        r, g, b, _ = cmap(k / max(1, len(levels) - 1))
+        traces.append(go.Scatter(x=xs, y=ys, mode="lines", line={"color": f"rgb({r * 255:.0f},{g * 255:.0f},{b * 255:.0f})",
+                                 "width": 1}, hoverinfo="skip", showlegend=k == 0, name="loss contours",
+                                 legendgroup="contours"))
+    return traces
 
 
 def _calm_limits(replay: Replay, log: bool) -> tuple[float, float] | None:
