@@ -6,7 +6,9 @@ what it holds (``kind``), which losslens wrote it, and how it was made (``meta``
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -19,17 +21,32 @@ FORMAT_VERSION = 2  # 2: surfaces stored (ny, nx) as the reference tool reads th
 
 
 def write_h5(path: str | Path, kind: str, arrays: dict[str, Any], meta: dict) -> Path:
-    """Write ``arrays`` (name -> array, ``None`` skipped; ``a/b`` names make groups) and ``meta``."""
+    """Write ``arrays`` (name -> array, ``None`` skipped; ``a/b`` names make groups) and ``meta``.
+
+    The file is written under a temporary name and renamed: a crash leaves the old file or the new
+    one, never half of one.
+    """
     import h5py
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
+    with atomic(path) as tmp, h5py.File(tmp, "w") as f:
         set_header(f, kind, meta)
         for name, value in arrays.items():
             if value is not None:
                 f.create_dataset(name, data=np.asarray(value))
     return path
+
+
+@contextlib.contextmanager
+def atomic(path: Path):
+    """A temporary path beside ``path``, renamed to it when the block succeeds, removed otherwise."""
+    tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def set_header(f, kind: str, meta: dict) -> None:

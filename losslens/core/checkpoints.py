@@ -26,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from losslens._io import atomic
 from losslens.core._checks import nonfinite_tensors
 from losslens.errors import CheckpointError
 
@@ -142,8 +143,9 @@ def save_checkpoint(
         raise CheckpointError(f"checkpoint metadata must map strings to strings; not so for {bad}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=meta)
-    _sort_metadata(path)
+    with atomic(path) as tmp:  # a crash never leaves half a checkpoint under its name
+        save_file(tensors, str(tmp), metadata=meta)
+        _sort_metadata(tmp)
     return path
 
 
