@@ -53,10 +53,15 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from losslens.landscape._distributed import init_distributed_from_env
+    from losslens.landscape._distributed import process_group
+
+    with process_group():  # torchrun's, when there is one
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from losslens.trajectories.comparison import compare_runs, train_optimizers
 
-    init_distributed_from_env()
     main = is_main_process()
     out = Path(args.out)
     if args.runs:

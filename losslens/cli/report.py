@@ -88,16 +88,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch.distributed as dist
+    from losslens.landscape._distributed import process_group
 
-    from losslens.landscape._distributed import init_distributed_from_env
-
-    joined = not (dist.is_available() and dist.is_initialized()) and init_distributed_from_env(args.dist_timeout)
-    try:
+    with process_group(args.dist_timeout):
         return _run(args)
-    finally:
-        if joined:  # leave the group we made once rank 0 has written the page, all ranks together
-            dist.destroy_process_group()
 
 
 def _run(args: argparse.Namespace) -> int:

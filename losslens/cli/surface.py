@@ -61,11 +61,16 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from losslens.landscape._distributed import init_distributed_from_env
+    from losslens.landscape._distributed import process_group
+
+    with process_group(args.dist_timeout):  # torchrun's, when there is one
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from losslens.landscape.surface import Surface, surface_1d, surface_2d
     from losslens.plot.render import render
 
-    init_distributed_from_env(timeout=args.dist_timeout)
     main = is_main_process()
     _check_combinations(args)
     x = np.linspace(*checked_range(args.range, "--range"), args.steps)

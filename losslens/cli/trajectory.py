@@ -38,13 +38,18 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from losslens.landscape._distributed import init_distributed_from_env
+    from losslens.landscape._distributed import process_group
+
+    with process_group():  # torchrun's, when there is one
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from losslens.plot.trajectories import plot_embeddings, plotly_embedding
     from losslens.trajectories import CheckpointSeries, embed, plane_surface, trajectory_paths, trajectory_pca
     from losslens.trajectories._table import write_csv
     from losslens.trajectories.embeddings import EMBEDDING_COLUMNS
 
-    init_distributed_from_env()
     main = is_main_process()
     run_dirs = [Path(r) for r in args.runs] or [default_run(args).out]
     ev, model = runs_evaluator(args, run_dirs)

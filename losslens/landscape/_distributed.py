@@ -21,9 +21,10 @@ and values), so pickling costs nothing next to the evaluations.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -73,6 +74,29 @@ def init_distributed_from_env(timeout: float = DEFAULT_TIMEOUT_S) -> bool:
         _timeout = datetime.timedelta(seconds=float(timeout))
         torch.distributed.init_process_group("nccl" if cuda else "gloo", timeout=_timeout)
     return is_distributed()
+
+
+@contextlib.contextmanager
+def process_group(timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[bool]:
+    """Join torchrun's process group for a command (see ``init_distributed_from_env``); at the end,
+    when this block made the group, wait for every rank and leave it together (a rank that left early
+    could break the others' last collective); after an error, leave at once.
+
+    Yields:
+        Whether a group of more than one process is active.
+    """
+    made = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    active = init_distributed_from_env(timeout)
+    made = made and torch.distributed.is_available() and torch.distributed.is_initialized()
+    try:
+        yield active
+    except BaseException:
+        if made:  # no barrier: another rank may be the one that failed
+            torch.distributed.destroy_process_group()
+        raise
+    if made:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def is_distributed() -> bool:

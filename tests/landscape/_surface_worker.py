@@ -72,6 +72,7 @@ def main(path: str, out_dir: str, mode: str = "") -> None:
         surface_1d(ev, ev.w0, other, X_COORDS, progress=False)
     except ValueError as err:
         (Path(out_dir) / f"mismatch{rank}.txt").write_text(str(err))
+    torch.distributed.barrier()  # leave together: a rank leaving early breaks the others' last collective
     torch.distributed.destroy_process_group()
 
 

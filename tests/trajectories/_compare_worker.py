@@ -39,6 +39,7 @@ def main(out: str) -> None:
         comparison.save(Path(out) / "comparison.h5")
         np.save(Path(out) / "surface.npy", surface.loss)
     if distributed:
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
