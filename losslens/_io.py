@@ -95,6 +95,8 @@ def open_h5(path: Path):
     """
     import h5py
 
+    if path.is_dir():
+        raise LosslensError(f"{path}: is a directory, not a result file")
     if not path.is_file():
         raise LosslensError(f"{path}: no such file")
     try:
