@@ -203,8 +203,7 @@ def make_objective(loss_fn: str | Function, target: torch.Tensor | None, *, unit
         return Objective("cross_entropy", "samples" if units == "auto" else units, probabilities_cross_entropy,
                          output_key)
     auto = "shifted_targets" if loss_fn == "causal_lm" else "targets"
-    return Objective(loss_fn, auto if units == "auto" else units, None if loss_fn == "model" else _token_cross_entropy,
-                     output_key)
+    return Objective(loss_fn, auto if units == "auto" else units, _token_cross_entropy, output_key)
 
 
 def loss_function(name: str) -> Function:

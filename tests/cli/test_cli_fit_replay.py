@@ -8,12 +8,12 @@ import pytest
 
 from losslens.cli import _common
 from losslens.cli import fit as fit_cmd
-from losslens.landscape.surface import Surface
 from losslens.cli.main import main
 from losslens.cli.replay import parse_lr, parse_options
 from losslens.core.optimizers import is_available
-from losslens.errors import ConfigError, LosslensError
+from losslens.errors import ConfigError
 from losslens.landscape.fit import SurfaceFit
+from losslens.landscape.surface import Surface
 from losslens.trajectories.replay import Replay
 
 X = np.linspace(-2.0, 2.5, 25)
