@@ -22,7 +22,6 @@ number: ``order="given"`` keeps the files in the order passed instead.
 
 from __future__ import annotations
 
-import copy
 import glob as globlib
 import math
 import os
@@ -304,9 +303,8 @@ def run_evaluator(series: CheckpointSeries, split: str = "train", *, device: str
         raise ConfigError(f"run {series.run!r}: no run.json data set and loss to build an evaluator from; pass one")
     data = load_dataset(info["data"], split)
     metrics = ("accuracy",) if data.task == "classification" else ()
-    model = copy.deepcopy(series.model)
-    model.load_state_dict(load_checkpoint(series[-1].path, model, unsafe_pickle=series.unsafe_pickle))
-    return Evaluator(model, info["loss"], data, metrics=metrics, device=device)
+    return Evaluator.from_checkpoint(series[-1].path, series.model, data, loss_fn=info["loss"], metrics=metrics,
+                                     device=device, unsafe_pickle=series.unsafe_pickle)
 
 
 def sort_order(paths: Sequence[Path], steps: Sequence[int | None], epochs: Sequence[float | None]) -> list[int]:

@@ -1,13 +1,15 @@
 """Tests of losslens/trajectories/series.py: order (metadata, numeric names), lazy loading, run directories."""
 
+import copy
 import json
 
 import pytest
 import torch
 
+from losslens.core.checkpoints import load_checkpoint
 from losslens.core.params import ParameterSpace
 from losslens.errors import ConfigError
-from losslens.trajectories.series import CheckpointSeries, checkpoint_vectors, natural_key
+from losslens.trajectories.series import CheckpointSeries, checkpoint_vectors, natural_key, run_evaluator
 
 from _trajectory_helpers import write_checkpoints
 
@@ -81,3 +83,30 @@ def test_run_directory_from_run_json(tmp_path):
     assert torch.equal(torch.stack(list(series.vectors())), stacked)
     info = json.loads((tmp_path / "adam" / "run.json").read_text())
     assert info["checkpoints"][-1]["file"] == series[-1].path.name
+
+
+def test_run_evaluator_is_the_core_at_the_last_checkpoint_and_records_it(tmp_path):
+    """The run's evaluator is built by ``Evaluator.from_checkpoint``: it evaluates the last checkpoint's
+    weights (loss and accuracy equal a plain torch forward on the named split) and names that file."""
+    from losslens.core.data import load_dataset, subset
+    from losslens.core.train import train
+
+    data = (subset(load_dataset("digits", "train"), 128), subset(load_dataset("digits", "test"), 64))
+    train("mlp", data, epochs=2, batch_size=64, lr=1e-2, seed=1, out=tmp_path / "sgd",
+          model_kwargs={"hidden": [8]}, progress=False)
+    series = CheckpointSeries.open(tmp_path / "sgd")
+    evaluator = run_evaluator(series, "test")
+    recorded = evaluator.meta()["checkpoint"]
+    assert recorded["path"] == str(series[-1].path) and recorded["label"] == f"sgd/{series[-1].path.name}"
+    assert recorded["step"] == series[-1].step and evaluator.meta()["data"]["split"] == "test"
+
+    net = copy.deepcopy(series.model)
+    net.load_state_dict(load_checkpoint(series[-1].path, net))
+    test = load_dataset("digits", "test")
+    with torch.no_grad():
+        out, y = net.eval()(test.x.to(torch.float32)), test.y
+    result = evaluator.evaluate(evaluator.w0)
+    assert torch.allclose(result.loss, torch.nn.functional.cross_entropy(out, y).double().reshape(1), rtol=1e-5)
+    assert result.metrics["accuracy"].item() == pytest.approx((out.argmax(1) == y).double().mean().item())
+    assert torch.equal(evaluator.w0.cpu(), series.space.flatten(net).to(evaluator.w0.dtype).cpu())
+
