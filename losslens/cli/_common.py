@@ -9,6 +9,7 @@ way. Names found in a checkpoint's metadata are used only when they are built in
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -101,6 +102,22 @@ def add_landscape_args(parser: argparse.ArgumentParser, *, bn: bool = True, both
                             "re-estimated at every point (recalibrate) (default: eval)")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default: {DEFAULT_OUT})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def set_distributed_run(parser: argparse.ArgumentParser, run) -> None:
+    """Make ``run(args)`` the subcommand, run inside torchrun's process group when there is one
+    (``process_group``), with ``--dist-timeout``."""
+    parser.add_argument("--dist-timeout", type=int_at_least(1), default=300, metavar="SECONDS",
+                        help="under torchrun: how long a process may go without answering before the run stops "
+                        "(default: 300)")
+    parser.set_defaults(func=functools.partial(_in_process_group, run))
+
+
+def _in_process_group(run, args: argparse.Namespace) -> int:
+    from losslens.landscape._distributed import process_group
+
+    with process_group(args.dist_timeout):
+        return run(args)
 
 
 def int_at_least(minimum: int):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from losslens.cli._common import (
     DEFAULT_DATA, DEFAULT_MODEL, add_landscape_args, int_at_least, is_main_process, parse_key_values,
+    set_distributed_run,
 )
 from losslens.cli._trajectories import add_plane_args, plane, runs_evaluator, summary, write_paths
 from losslens.errors import ConfigError
@@ -49,14 +50,7 @@ def register(subparsers) -> None:
                         + ", ".join(f"{k}={v:g}" for k, v in DEFAULT_LRS.items()) + ")")
     parser.add_argument("--epochs", type=int_at_least(1), help=f"epochs of each run (default: {DEFAULT_EPOCHS})")
     parser.add_argument("--batch-size", type=int_at_least(1), default=64, help="samples per step (default: 64)")
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from losslens.landscape._distributed import process_group
-
-    with process_group():  # torchrun's, when there is one
-        return _run(args)
+    set_distributed_run(parser, _run)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from losslens.cli._common import add_landscape_args, default_run, int_at_least, parse_key_values
+from losslens.cli._common import add_landscape_args, default_run, int_at_least, parse_key_values, set_distributed_run
 from losslens.errors import ConfigError
 from losslens.landscape.fit import MODELS
 from losslens.report.options import SECTIONS, ReportOptions
@@ -82,16 +82,7 @@ def register(subparsers) -> None:
     trajectory.add_argument("--max-iter", type=int_at_least(250), default=1000, help="t-SNE iterations (default: 1000)")
     trajectory.add_argument("--sharpness", action="store_true",
                             help="also the top Hessian eigenvalue at every checkpoint (dynamics)")
-    parser.add_argument("--dist-timeout", type=int_at_least(1), default=300, metavar="SECONDS",
-                        help="under torchrun: how long a process may go without answering (default: 300)")
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from losslens.landscape._distributed import process_group
-
-    with process_group(args.dist_timeout):
-        return _run(args)
+    set_distributed_run(parser, _run)
 
 
 def _run(args: argparse.Namespace) -> int:

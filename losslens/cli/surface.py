@@ -18,7 +18,7 @@ import numpy as np
 
 from losslens.cli._common import (
     add_default_checkpoint_arg, add_landscape_args, checked_range, default_run, describe, evaluators, int_at_least,
-    is_main_process, say_written,
+    is_main_process, say_written, set_distributed_run,
 )
 from losslens.errors import ConfigError
 from losslens.landscape.directions import IGNORES, NORMALIZATIONS
@@ -54,17 +54,7 @@ def register(subparsers) -> None:
     parser.add_argument("--checkpoints", nargs="+", metavar="FILE",
                         help="the trajectory for --dirs pca, in training order (default: the default model's run)")
     parser.add_argument("--log", action="store_true", help="draw the loss on a logarithmic scale")
-    parser.add_argument("--dist-timeout", type=int_at_least(1), default=300, metavar="SECONDS",
-                        help="under torchrun: how long a process may go without answering before the run stops "
-                        "(default: 300)")
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from losslens.landscape._distributed import process_group
-
-    with process_group(args.dist_timeout):  # torchrun's, when there is one
-        return _run(args)
+    set_distributed_run(parser, _run)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from losslens.cli._common import add_landscape_args, default_run, int_at_least, is_main_process, save_figure
+from losslens.cli._common import (
+    add_landscape_args, default_run, int_at_least, is_main_process, save_figure, set_distributed_run,
+)
 from losslens.cli._trajectories import add_plane_args, plane, runs_evaluator, summary, write_paths
 
 
@@ -34,14 +36,7 @@ def register(subparsers) -> None:
                         "(default: min(30, (T - 1) / 3))")
     parser.add_argument("--max-iter", type=int_at_least(250), default=1000, help="t-SNE iterations (default: 1000)")
     parser.add_argument("--phate", action="store_true", help="also a PHATE embedding (needs the GPL-2 phate package)")
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from losslens.landscape._distributed import process_group
-
-    with process_group():  # torchrun's, when there is one
-        return _run(args)
+    set_distributed_run(parser, _run)
 
 
 def _run(args: argparse.Namespace) -> int:
