@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import timed  # noqa: E402
+from examples.transformer_landscape import pad_lm  # noqa: E402
 from losslens.core.evaluator import Evaluator  # noqa: E402
 from losslens.landscape.directions import random_directions  # noqa: E402
 
@@ -44,19 +45,10 @@ def gpt2():
     return GPT2LMHeadModel(config).eval()
 
 
-def pad(batch):
-    T = max(len(s) for s in batch)
-    ids = torch.zeros(len(batch), T, dtype=torch.long)
-    mask = torch.zeros(len(batch), T, dtype=torch.long)
-    for i, s in enumerate(batch):
-        ids[i, : len(s)], mask[i, : len(s)] = s, 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
-
-
 def loader():
     g = torch.Generator().manual_seed(0)
     seqs = [torch.randint(1, 256, (int(torch.randint(16, 49, (1,), generator=g)),), generator=g) for _ in range(128)]
-    return DataLoader(seqs, batch_size=32, collate_fn=pad)
+    return DataLoader(seqs, batch_size=32, collate_fn=pad_lm)
 
 
 @torch.no_grad()
