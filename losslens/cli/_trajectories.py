@@ -22,18 +22,14 @@ def add_plane_args(parser: argparse.ArgumentParser) -> None:
 
 def runs_evaluator(args: argparse.Namespace, run_dirs: list[Path]):
     """The evaluator of the first run's last checkpoint on the data and split of the flags (it records
-    the model, the data and the checkpoint), and a copy of its model for reading the other checkpoints.
-
-    Returns:
-        ``(evaluator, model)``.
-    """
+    the model, the data and the checkpoint); ``run_series`` reads the runs with its architecture."""
     from losslens.core.train import TrainRun
 
     args.checkpoint = str(TrainRun.load(run_dirs[0]).checkpoints[-1])
     (ev,) = evaluators(args)
     if is_main_process():
         print(describe(ev))
-    return ev, ev.module_at(ev.w0)
+    return ev
 
 
 def plane(compute, path: Path):

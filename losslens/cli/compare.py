@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
             epochs=args.epochs or DEFAULT_EPOCHS, batch_size=args.batch_size, seed=args.seed,
             model_kwargs=parse_key_values(args.model_arg, "--model-arg"), device=args.device,
             progress=not args.no_progress)
-    ev, _ = runs_evaluator(args, run_dirs)
+    ev = runs_evaluator(args, run_dirs)
     provenance = {"runs": [str(d) for d in run_dirs]}
     surface_path = out / "comparison_surface.h5"
     comparison, surface = plane(

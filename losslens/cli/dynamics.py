@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from losslens.trajectories.dynamics import dynamics_of_run
 
     run_dir = Path(args.run_dir) if args.run_dir else default_run(args).out
-    ev, _ = runs_evaluator(args, [run_dir])
+    ev = runs_evaluator(args, [run_dir])
     provenance = {"runs": [str(run_dir)]}
     dynamics = dynamics_of_run(run_dir, ev, sharpness=args.sharpness, seed=args.seed, meta=provenance)
     last = dynamics.rows()[-1]

@@ -41,15 +41,15 @@ def register(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from losslens.plot.trajectories import plot_embeddings, plotly_embedding
-    from losslens.trajectories import CheckpointSeries, embed, plane_surface, trajectory_paths, trajectory_pca
+    from losslens.trajectories import embed, plane_surface, run_series, trajectory_paths, trajectory_pca
     from losslens.trajectories._table import write_csv
     from losslens.trajectories.embeddings import EMBEDDING_COLUMNS
 
     main = is_main_process()
     run_dirs = [Path(r) for r in args.runs] or [default_run(args).out]
-    ev, model = runs_evaluator(args, run_dirs)
+    ev = runs_evaluator(args, run_dirs)
     provenance = {"runs": [str(d) for d in run_dirs]}
-    series = [CheckpointSeries.from_run(d, model, space=ev.space) for d in run_dirs]
+    series = [run_series(d, ev) for d in run_dirs]
     pca = trajectory_pca(series, 2)
     paths = trajectory_paths(ev, series, pca, threshold=args.threshold, meta=provenance)
     out = Path(args.out)

@@ -317,11 +317,9 @@ class Analyses:
             make(), names, lr=o.replay_lr, steps=o.replay_steps, seed=o.seed))
 
     def _series(self):
-        from losslens.trajectories.series import CheckpointSeries
+        from losslens.trajectories.series import run_series
 
-        run = self._need_run("trajectory")
-        return CheckpointSeries.from_run(run.out, self.ev.module_at(self.ev.w0), space=self.ev.space,
-                                         name=self.subject.name)
+        return run_series(self._need_run("trajectory").out, self.ev, name=self.subject.name)
 
     def _trajectory_pca(self, log: Log):
         from losslens.trajectories.pca import TrajectoryPCA, trajectory_pca

@@ -14,11 +14,11 @@ from losslens.trajectories.objectives import (
 from losslens.trajectories.paths import TrajectoryPaths, plane_grid, plane_surface, trajectory_paths
 from losslens.trajectories.pca import TrajectoryPCA, pca_directions, trajectory_pca
 from losslens.trajectories.replay import OptimizerSpec, Replay, replay
-from losslens.trajectories.series import Checkpoint, CheckpointSeries, checkpoint_vectors, run_evaluator
+from losslens.trajectories.series import Checkpoint, CheckpointSeries, checkpoint_vectors, run_evaluator, run_series
 
 __all__ = [
     # series
-    "Checkpoint", "CheckpointSeries", "checkpoint_vectors", "run_evaluator",
+    "Checkpoint", "CheckpointSeries", "checkpoint_vectors", "run_evaluator", "run_series",
     # PCA and paths on its plane
     "TrajectoryPCA", "trajectory_pca", "pca_directions", "TrajectoryPaths", "trajectory_paths", "plane_grid",
     "plane_surface",

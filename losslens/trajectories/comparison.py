@@ -43,7 +43,7 @@ from losslens.errors import ConfigError
 from losslens.trajectories._table import write_csv
 from losslens.trajectories.paths import DEFAULT_THRESHOLD, TrajectoryPaths, plane_surface, trajectory_paths
 from losslens.trajectories.pca import DEFAULT_BUDGET, trajectory_pca
-from losslens.trajectories.series import CheckpointSeries, run_evaluator
+from losslens.trajectories.series import CheckpointSeries, run_evaluator, run_series
 
 DEFAULT_LRS: dict[str, float] = {
     "sgd": 0.1, "momentum": 0.03, "nesterov": 0.03, "book-momentum": 0.1, "adam": 3e-3, "adamw": 3e-3,
@@ -139,10 +139,9 @@ def compare_runs(
         raise ConfigError(f"a comparison needs at least two runs, got {len(runs)}")
     if len(labels) != len(runs) or len(set(labels)) != len(labels):
         raise ConfigError(f"labels must name each of the {len(runs)} runs once, got {labels}")
-    series = [CheckpointSeries.from_run(r, name=label) for r, label in zip(runs, labels)]
     if evaluator is None:
-        evaluator = run_evaluator(series[0], split)
-    series = [CheckpointSeries(s.checkpoints, s.model, space=evaluator.space, metadata=s.metadata) for s in series]
+        evaluator = run_evaluator(CheckpointSeries.from_run(runs[0]), split)
+    series = [run_series(r, evaluator, name=label) for r, label in zip(runs, labels)]
     pca = trajectory_pca(series, 2, origin=origin, memory_budget=memory_budget)
     paths = trajectory_paths(evaluator, series, pca, threshold=threshold, memory_budget=memory_budget, meta=meta)
     surface = plane_surface(evaluator, pca, paths, steps=steps, margin=margin, path=surface_path, progress=progress,

@@ -284,13 +284,12 @@ def dynamics_of_run(
         ConfigError: not a run directory, or a run whose model or data cannot be rebuilt by name
             (then pass the evaluator).
     """
-    from losslens.trajectories.series import CheckpointSeries, run_evaluator
+    from losslens.trajectories.series import CheckpointSeries, run_evaluator, run_series
 
-    series = CheckpointSeries.from_run(run_dir)
-    info = series.metadata
     if evaluator is None:
-        evaluator = run_evaluator(series, split)
-    series = CheckpointSeries(series.checkpoints, series.model, space=evaluator.space, metadata=info)
+        evaluator = run_evaluator(CheckpointSeries.from_run(run_dir), split)
+    series = run_series(run_dir, evaluator)
+    info = series.metadata
     lr = float(info.get("lr") or "nan")
     rows, init, previous = [], None, None
     for i, c in enumerate(series):

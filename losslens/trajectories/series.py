@@ -307,6 +307,16 @@ def run_evaluator(series: CheckpointSeries, split: str = "train", *, device: str
                                      device=device, unsafe_pickle=series.unsafe_pickle)
 
 
+def run_series(run_dir: str | os.PathLike, evaluator, *, name: str | None = None) -> CheckpointSeries:
+    """A run's checkpoints read with ``evaluator``'s architecture, as points of its parameter space
+    (a checkpoint that does not fit is named with its keys).
+
+    Raises:
+        ConfigError: not a run directory. CheckpointError (when read): a file that does not fit.
+    """
+    return CheckpointSeries.from_run(run_dir, evaluator.module_at(evaluator.w0), space=evaluator.space, name=name)
+
+
 def sort_order(paths: Sequence[Path], steps: Sequence[int | None], epochs: Sequence[float | None]) -> list[int]:
     """Positions of ``paths`` in training order: by ``steps`` if all are known, else by ``epochs`` if all
     are known, else by the numbers in the file names (see the module docstring).

@@ -114,3 +114,29 @@ def test_two_processes_give_the_comparison_of_one(tmp_path):
     np.testing.assert_allclose(two.paths.coords, one.paths.coords, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(two.paths.plane_loss, one.paths.plane_loss, rtol=1e-9)
     np.testing.assert_allclose(np.load(shared / "surface.npy"), np.load(single / "surface.npy"), rtol=1e-6)
+
+
+def test_runs_of_a_module_are_read_with_the_given_evaluators_architecture(tmp_path):
+    """A run trained from a module has no model name in run.json: compare_runs and dynamics_of_run read
+    it with the evaluator's architecture, and a run of another architecture is refused naming its file."""
+    from losslens.core.evaluator import Evaluator
+    from losslens.trajectories.dynamics import dynamics_of_run
+
+    data = (subset(load_dataset("digits", "train"), 128), subset(load_dataset("digits", "test"), 32))
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 6), torch.nn.Tanh(), torch.nn.Linear(6, 10))
+    runs = [train(net, data, optimizer=opt, lr=lr, epochs=2, seed=0, out=tmp_path / opt, progress=False)
+            for opt, lr in (("sgd", 0.1), ("adam", 3e-3))]
+    with pytest.raises(ConfigError, match="pass the model"):
+        CheckpointSeries.from_run(runs[0].out)
+    ev = Evaluator.from_checkpoint(runs[0].checkpoints[-1], net, data[0], metrics=())
+    comparison, _ = compare_runs([r.out for r in runs], ev, steps=(4, 3), progress=False)
+    assert [row["n_checkpoints"] for row in comparison.table] == [3, 3]
+    dynamics = dynamics_of_run(runs[1].out, ev)
+    trained = [h["train_loss"] for h in runs[1].history]
+    np.testing.assert_allclose(dynamics["loss"], trained, rtol=1e-5)
+
+    wide = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 9), torch.nn.Tanh(), torch.nn.Linear(9, 10))
+    other = train(wide, data, epochs=1, seed=0, out=tmp_path / "wide", progress=False)
+    with pytest.raises(Exception, match="wide") as err:
+        compare_runs([runs[0].out, other.out], ev, steps=(4, 3), progress=False)
+    assert "shape" in str(err.value)
