@@ -1,6 +1,6 @@
 """Self-describing result files: arrays in HDF5 datasets, metadata as JSON in the file's attributes.
 
-Every result object's ``save``/``load`` goes through ``write_h5``/``read_h5``, so a file always says
+Every result object's ``save``/``load`` goes through ``write_h5``/``load``, so a file always says
 what it holds (``kind``), which losslens wrote it, and how it was made (``meta``).
 """
 
@@ -57,15 +57,6 @@ def set_header(f, kind: str, meta: dict) -> None:
     f.attrs["losslens_version"] = __version__
     f.attrs["losslens_format"] = FORMAT_VERSION
     f.attrs["meta"] = json.dumps(meta, default=_jsonable)
-
-
-def read_h5(path: str | Path, kind: str) -> tuple[dict[str, np.ndarray], dict]:
-    """Read every dataset (``a/b`` names for groups) and the metadata of a file written by ``write_h5``.
-
-    Raises:
-        LosslensError: the file is missing, not HDF5, damaged, or holds another kind of result.
-    """
-    return load(path, kind, lambda arrays, meta: (arrays, meta))
 
 
 def load(path: str | Path, kind: str, build: Callable[[dict[str, np.ndarray], dict], T]) -> T:

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from losslens._io import read_h5, write_h5
+from losslens import _io
 from losslens.landscape._grid_values import grid_values, source_meta
 from losslens.landscape.multiscale import multiscale
 from losslens.landscape.surface import Surface
@@ -80,13 +80,16 @@ class SurfaceComparison:
 
     def save(self, path: str | Path) -> Path:
         """Write to an HDF5 file (kind ``comparison``), everything in its metadata."""
-        return write_h5(path, self.KIND, {}, {"rows": list(self.rows), "distances": list(self.distances),
+        return _io.write_h5(path, self.KIND, {}, {"rows": list(self.rows), "distances": list(self.distances),
                                               "meta": self.meta})
 
     @classmethod
     def load(cls, path: str | Path) -> "SurfaceComparison":
         """Read a file written by ``save``."""
-        _, m = read_h5(path, cls.KIND)
+        return _io.load(path, cls.KIND, cls._unpack)
+
+    @classmethod
+    def _unpack(cls, _: dict, m: dict) -> "SurfaceComparison":
         return cls(tuple(m["rows"]), tuple(m["distances"]), m["meta"])
 
 

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from scipy.optimize import least_squares, minimize
 
-from losslens._io import read_h5, write_h5
+from losslens import _io
 from losslens.errors import ConfigError
 
 MODELS: tuple[str, ...] = ("gaussian", "rotated", "mixture", "quadratic")
@@ -296,12 +296,15 @@ class SurfaceFit:
                   "fitted": self.fitted, "minimum": self.minimum, "hessian": self.hessian,
                   "surface_eigenvalues": self.surface_eigenvalues}
         header = {"model": self.model, "names": list(self.names), "minimum_value": self.minimum_value}
-        return write_h5(path, self.KIND, arrays, {**header, "meta": self.meta})
+        return _io.write_h5(path, self.KIND, arrays, {**header, "meta": self.meta})
 
     @classmethod
     def load(cls, path: str | Path) -> "SurfaceFit":
         """Read a file written by ``save``."""
-        a, m = read_h5(path, cls.KIND)
+        return _io.load(path, cls.KIND, cls._unpack)
+
+    @classmethod
+    def _unpack(cls, a: dict, m: dict) -> "SurfaceFit":
         return cls(m["model"], tuple(m["names"]), a["params"], a["stderr"], a["x"], a.get("y"), a["data"],
                    a["fitted"], a["minimum"], float(m["minimum_value"]), a["hessian"], a.get("surface_eigenvalues"),
                    m["meta"])

@@ -51,7 +51,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from losslens._io import read_h5, write_h5
+from losslens import _io
 from losslens.landscape._grid_values import (
     describe_nonfinite, fill_nonfinite, grid_values, nonfinite_counts, source_meta,
 )
@@ -155,12 +155,15 @@ class Multiscale:
         arrays = {"x": self.x, "y": self.y, "approx": self.approx, "parts": self.parts, "trend": self.trend}
         for j, coefficients in enumerate(self.details, start=1):
             arrays |= {f"details/level{j}/{o}": c for o, c in coefficients.items()}
-        return write_h5(path, self.KIND, arrays, {"energy_total": self.energy_total, "meta": self.meta})
+        return _io.write_h5(path, self.KIND, arrays, {"energy_total": self.energy_total, "meta": self.meta})
 
     @classmethod
     def load(cls, path: str | Path) -> "Multiscale":
         """Read a file written by ``save``."""
-        a, m = read_h5(path, cls.KIND)
+        return _io.load(path, cls.KIND, cls._unpack)
+
+    @classmethod
+    def _unpack(cls, a: dict, m: dict) -> "Multiscale":
         level = int(m["meta"]["level"])
         details = tuple({o: a[f"details/level{j}/{o}"] for o in ORIENTATIONS_2D if f"details/level{j}/{o}" in a}
                         for j in range(1, level + 1))

@@ -41,7 +41,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from losslens._io import read_h5, write_h5
+from losslens import _io
 from losslens.landscape._grid_values import (
     describe_nonfinite, fill_nonfinite, grid_values, nonfinite_counts, source_meta,
 )
@@ -166,12 +166,15 @@ class Topology:
         """Write to an HDF5 file (kind ``topology``)."""
         arrays = {"x": self.x, "y": self.y, "values": self.values, "diagram_h0": self.diagram_h0,
                   "pairs_h0": self.pairs_h0, "diagram_h1": self.diagram_h1, "pairs_h1": self.pairs_h1}
-        return write_h5(path, self.KIND, arrays, {"threshold": self.threshold, "meta": self.meta})
+        return _io.write_h5(path, self.KIND, arrays, {"threshold": self.threshold, "meta": self.meta})
 
     @classmethod
     def load(cls, path: str | Path) -> "Topology":
         """Read a file written by ``save``."""
-        a, m = read_h5(path, cls.KIND)
+        return _io.load(path, cls.KIND, cls._unpack)
+
+    @classmethod
+    def _unpack(cls, a: dict, m: dict) -> "Topology":
         return cls(a["x"], a.get("y"), a["values"], a["diagram_h0"], a["pairs_h0"], a["diagram_h1"],
                    a["pairs_h1"], float(m["threshold"]), m["meta"])
 
@@ -281,12 +284,15 @@ class TopologyStability:
     def save(self, path: str | Path) -> Path:
         """Write to an HDF5 file (kind ``topology_stability``)."""
         arrays = {f"figures/{k}": v for k, v in self.figures.items()} | {"bottleneck_h0": self.bottleneck_h0}
-        return write_h5(path, self.KIND, arrays, {"names": list(self.names), "meta": self.meta})
+        return _io.write_h5(path, self.KIND, arrays, {"names": list(self.names), "meta": self.meta})
 
     @classmethod
     def load(cls, path: str | Path) -> "TopologyStability":
         """Read a file written by ``save``."""
-        a, m = read_h5(path, cls.KIND)
+        return _io.load(path, cls.KIND, cls._unpack)
+
+    @classmethod
+    def _unpack(cls, a: dict, m: dict) -> "TopologyStability":
         figures = {k: a[f"figures/{k}"] for k in HEADLINE}
         return cls(tuple(m["names"]), figures, a["bottleneck_h0"], m["meta"])
 

@@ -90,7 +90,10 @@ class OptimizerComparison:
         Raises:
             LosslensError: the file is missing or holds something else.
         """
-        arrays, meta = _io.read_h5(path, cls.KIND)
+        return _io.load(path, cls.KIND, cls._unpack)
+
+    @classmethod
+    def _unpack(cls, arrays: dict, meta: dict) -> "OptimizerComparison":
         paths = TrajectoryPaths.unpack({k.removeprefix("paths/"): v for k, v in arrays.items()}, meta["paths"])
         return cls(tuple(meta["table"]), paths, meta["meta"])
 

@@ -123,7 +123,10 @@ class Dynamics:
         Raises:
             LosslensError: the file is missing or holds something else.
         """
-        arrays, meta = _io.read_h5(path, cls.KIND)
+        return _io.load(path, cls.KIND, cls._unpack)
+
+    @classmethod
+    def _unpack(cls, arrays: dict, meta: dict) -> "Dynamics":
         return cls(tuple(meta["kind"]), arrays, meta["meta"])
 
 

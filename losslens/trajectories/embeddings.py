@@ -88,7 +88,10 @@ class Embedding:
         Raises:
             LosslensError: the file is missing or holds something else.
         """
-        arrays, meta = _io.read_h5(path, cls.KIND)
+        return _io.load(path, cls.KIND, cls._unpack)
+
+    @classmethod
+    def _unpack(cls, arrays: dict, meta: dict) -> "Embedding":
         items = tuple(checkpoint_from_record(r) for r in meta["checkpoints"])
         return cls(arrays["coords"], meta["method"], items, float(meta["trustworthiness"]), meta["meta"])
 

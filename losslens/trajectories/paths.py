@@ -176,7 +176,7 @@ class TrajectoryPaths:
         Raises:
             LosslensError: the file is missing or holds something else.
         """
-        return cls.unpack(*_io.read_h5(path, cls.KIND))
+        return _io.load(path, cls.KIND, cls.unpack)
 
     def pack(self) -> tuple[dict[str, np.ndarray], dict]:
         """``(arrays, meta)`` as ``_io.write_h5`` stores them (for results that hold paths)."""

@@ -133,7 +133,10 @@ class TrajectoryPCA:
         Raises:
             LosslensError: the file is missing or holds something else.
         """
-        arrays, meta = _io.read_h5(path, cls.KIND)
+        return _io.load(path, cls.KIND, cls._unpack)
+
+    @classmethod
+    def _unpack(cls, arrays: dict, meta: dict) -> "TrajectoryPCA":
         items = tuple(checkpoint_from_record(r) for r in meta["checkpoints"])
         return cls(**arrays, checkpoints=items, origin_index=int(meta["origin_index"]), meta=meta["meta"])
 

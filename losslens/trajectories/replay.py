@@ -49,7 +49,7 @@ from typing import ClassVar, Mapping, Sequence
 import numpy as np
 import torch
 
-from losslens._io import read_h5, write_h5
+from losslens import _io
 from losslens.core.optimizers import make_optimizer
 from losslens.errors import ConfigError
 from losslens.trajectories.objectives import Objective, as_objective
@@ -195,12 +195,15 @@ class Replay:
         if self.background is not None:
             arrays.update(zip(("background/x", "background/y", "background/z"), self.background))
         header = {"labels": list(self.labels), "status": list(self.status)}
-        return write_h5(path, self.KIND, arrays, {**header, "meta": self.meta})
+        return _io.write_h5(path, self.KIND, arrays, {**header, "meta": self.meta})
 
     @classmethod
     def load(cls, path: str | Path) -> "Replay":
         """Read a file written by ``save``."""
-        a, m = read_h5(path, cls.KIND)
+        return _io.load(path, cls.KIND, cls._unpack)
+
+    @classmethod
+    def _unpack(cls, a: dict, m: dict) -> "Replay":
         paths = tuple(a[f"paths/{i}"] for i in range(len(m["labels"])))
         bg = tuple(a[f"background/{k}"] for k in "xyz") if "background/z" in a else None
         return cls(tuple(m["labels"]), paths, tuple(m["status"]), bg, m["meta"])
