@@ -63,10 +63,10 @@ def _run(args: argparse.Namespace) -> int:
                                           ("--epochs", args.epochs)) if value]
         if given:
             raise ConfigError(f"{', '.join(given)} describe runs to train; with RUN_DIRs the runs are given")
-        run_dirs, notes = [Path(r) for r in args.runs], []
+        run_dirs = [Path(r) for r in args.runs]
     else:
         lrs = {k: _float(k, v) for k, v in parse_key_values(args.lr, "--lr").items()}
-        run_dirs, notes = train_optimizers(
+        run_dirs, _ = train_optimizers(  # a skipped optimizer is said once, as a warning
             args.optimizers, out=out, lrs=lrs, model=args.model or DEFAULT_MODEL, data=args.data or DEFAULT_DATA,
             epochs=args.epochs or DEFAULT_EPOCHS, batch_size=args.batch_size, seed=args.seed,
             model_kwargs=parse_key_values(args.model_arg, "--model-arg"), device=args.device,
@@ -80,10 +80,8 @@ def _run(args: argparse.Namespace) -> int:
         surface_path)
     if not main:
         return 0
-    for note in notes:
-        print(f"note: {note}")
     print(summary(comparison.paths))
-    _print_table(comparison.table)
+    print(format_table(comparison.table))
     print(f"wrote {comparison.to_csv(out / 'comparison.csv')}")
     print(f"wrote {comparison.save(out / 'comparison.h5')}")
     print(f"wrote {surface_path}")
@@ -97,8 +95,15 @@ def _float(name: str, value) -> float:
     return float(value)
 
 
-def _print_table(table) -> None:
-    shown = [c for c in COMPARISON_COLUMNS if c not in ("run", "n_checkpoints")]
-    print("  ".join(f"{c:>12.12}" for c in shown))
-    for row in table:
-        print("  ".join(f"{row[c]:>12.4g}" if isinstance(row[c], float) else f"{row[c]!s:>12.12}" for c in shown))
+def format_table(table) -> str:
+    """The comparison table as aligned text with the full column names of ``comparison.csv`` (numbers to
+    4 significant digits, ``-`` for none), then the folder of each optimizer's run."""
+    shown = [c for c in COMPARISON_COLUMNS if c not in ("n_checkpoints", "run")]
+    cells = [[f"{row[c]:.4g}" if isinstance(row[c], float) else "-" if row[c] is None else str(row[c])
+              for c in shown] for row in table]
+    widths = [max(len(c), *(len(r[k]) for r in cells)) for k, c in enumerate(shown)]
+    lines = ["  ".join(v.ljust(w) if k == 0 else v.rjust(w) for k, (v, w) in enumerate(zip(r, widths)))
+             for r in [shown, *cells]]
+    width = max(len(row["optimizer"]) for row in table)
+    lines += ["runs (checkpoints and run.json):"] + [f"  {row['optimizer']:<{width}}  {row['run']}" for row in table]
+    return "\n".join(lines)

@@ -72,7 +72,8 @@ def register(subparsers) -> None:
     fit.add_argument("--optimizers", metavar="LIST",
                      help="comma-separated optimizers replayed (default: sgd,momentum,adam, and lion when installed)")
     fit.add_argument("--replay-lr", type=float, default=0.05, metavar="LR", help="their learning rate (default: 0.05)")
-    fit.add_argument("--replay-steps", type=int_at_least(1), default=200, metavar="N", help="updates (default: 200)")
+    fit.add_argument("--replay-updates", dest="replay_steps", type=int_at_least(1), default=200, metavar="N",
+                     help="updates per optimizer (default: 200)")
     trajectory = parser.add_argument_group("trajectory and dynamics (runs)")
     trajectory.add_argument("--trajectory-steps", type=int_at_least(2), default=41, metavar="N",
                             help="grid points per axis of the PCA plane (default: 41)")

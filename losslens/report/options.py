@@ -110,9 +110,9 @@ class ReportOptions:
 
     def replay_optimizers(self) -> tuple[str, ...]:
         """The optimizers replayed: those given, else ``REPLAY_OPTIMIZERS`` that are installed."""
-        from losslens.core.optimizers import is_available
+        from losslens.core.optimizers import installed
 
-        return self.optimizers or tuple(n for n in REPLAY_OPTIMIZERS if is_available(n))
+        return self.optimizers or tuple(installed(REPLAY_OPTIMIZERS))
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Sequence
@@ -179,7 +178,7 @@ def train_optimizers(
     Args:
         optimizers: optimizer names (see ``losslens.core.optimizers``); default
             ``COMPARISON_DEFAULTS``, without those whose package is missing (lion needs
-            ``pytorch-optimizer``), which are skipped with a warning.
+            ``pytorch-optimizer``), which are skipped with one warning each (``installed``).
         out: the output directory.
         lrs: learning rates by name, over ``DEFAULT_LRS``.
         options: optimizer options by name (``{"momentum": {"dampening": 0.9}}``), over ``DEFAULT_OPTIONS``.
@@ -193,15 +192,12 @@ def train_optimizers(
         ConfigError: an unknown or repeated optimizer, one without a default learning rate and
             none given, a learning rate for an optimizer not compared.
     """
-    from losslens.core.optimizers import COMPARISON_DEFAULTS, is_available, make_optimizer, resolve_optimizer
+    from losslens.core.optimizers import COMPARISON_DEFAULTS, installed, make_optimizer, resolve_optimizer
 
     notes = []
     if optimizers is None:
-        optimizers = [o for o in COMPARISON_DEFAULTS if is_available(o)]
-        notes = [f"{o} skipped: its optimizer package is not installed (lion: pip install pytorch-optimizer)"
-                 for o in COMPARISON_DEFAULTS if o not in optimizers]
-        for note in notes:
-            warnings.warn(note, stacklevel=2)
+        optimizers = installed(COMPARISON_DEFAULTS)
+        notes = [f"{o} skipped: pytorch-optimizer is not installed" for o in COMPARISON_DEFAULTS if o not in optimizers]
     optimizers = list(optimizers)
     if len(set(optimizers)) != len(optimizers) or not optimizers:
         raise ConfigError(f"give each optimizer once (and at least one), got {optimizers}")
