@@ -75,7 +75,8 @@ def register(subparsers) -> None:
                         help="--true-loss: the plane's directions, hessian (the top two eigenvectors, unit norm: "
                         "coordinates are distances in weight space) or random (filter-normalized) (default: hessian)")
     parser.add_argument("--range", nargs=2, type=float, metavar=("A", "B"),
-                        help="--true-loss: the grid drawn behind the paths covers [A, B]^2 (default: -2 2 for "
+                        help="coordinates along both directions of the grid drawn behind the paths, [A, B]^2 (--true-loss; "
+                        "default: -2 2 for "
                         "hessian directions, -1 1 for random ones); the paths may leave it")
     parser.add_argument("--steps", type=int_at_least(4), metavar="N",
                         help=f"grid points per axis of that grid (--true-loss) (default: {DEFAULT_GRID})")

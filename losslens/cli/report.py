@@ -43,7 +43,7 @@ def register(subparsers) -> None:
     parser.add_argument("--sections", nargs="+", metavar="NAME",
                         help=f"the sections to show, by name or comma-separated: {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="sections to leave out")
-    parser.add_argument("--names", nargs="+", metavar="NAME", help="one label per input")
+    parser.add_argument("--names", nargs="+", metavar="NAME", help="one name per input, its label")
     parser.add_argument("--title", help="the page's title")
     surface = parser.add_argument_group("2D surface (random filter-normalized directions)")
     surface.add_argument("--steps", type=int_at_least(2), default=41, help="grid points per axis (default: 41)")

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -46,6 +47,16 @@ def test_replay_with_no_arguments_descends_the_quadratic(tmp_path, capsys):
     with open(out / "summary.csv") as f:
         assert [row["optimizer"] for row in csv.DictReader(f)] == expected
     assert "lambda_max at the start 10" in stdout
+
+
+def test_replay_says_once_that_lion_is_left_out_without_pytorch_optimizer(monkeypatch):
+    from losslens.cli.replay import _optimizers
+
+    monkeypatch.setitem(sys.modules, "pytorch_optimizer", None)  # the package missing: importing it fails
+    with pytest.warns(UserWarning) as said:
+        assert _optimizers(None) == ["sgd", "momentum", "adam"]
+    assert [str(w.message) for w in said] == [
+        "lion skipped: it comes from pytorch-optimizer, which is not installed (pip install pytorch-optimizer)"]
 
 
 def test_replay_flags_reach_the_api(tmp_path):
