@@ -42,11 +42,11 @@ def register(subparsers) -> None:
     add_landscape_args(parser, both=False)
     add_plane_args(parser)
     parser.add_argument("--optimizers", nargs="+", metavar="NAME",
-                        help="optimizers to train: presets (sgd, momentum, nesterov, book-momentum), any torch.optim "
+                        help="optimizers to train, separated by spaces or commas (as in replay): presets (sgd, momentum, nesterov, book-momentum), any torch.optim "
                         "class, pytorch-optimizer names (default: sgd momentum nesterov adam adamw rmsprop adagrad, "
                         "and lion when pytorch-optimizer is installed)")
     parser.add_argument("--lr", nargs="+", action="extend", default=[], metavar="NAME=VALUE",
-                        help="learning rates by optimizer (defaults for digits: "
+                        help="learning rates by optimizer, separated by spaces or commas (defaults for digits: "
                         + ", ".join(f"{k}={v:g}" for k, v in DEFAULT_LRS.items()) + ")")
     parser.add_argument("--epochs", type=int_at_least(1), help=f"epochs of each run (default: {DEFAULT_EPOCHS})")
     parser.add_argument("--batch-size", type=int_at_least(1), default=64, help="samples per step (default: 64)")
@@ -65,9 +65,9 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{', '.join(given)} describe runs to train; with RUN_DIRs the runs are given")
         run_dirs = [Path(r) for r in args.runs]
     else:
-        lrs = {k: _float(k, v) for k, v in parse_key_values(args.lr, "--lr").items()}
+        lrs = {k: _float(k, v) for k, v in parse_key_values(listed(args.lr), "--lr").items()}
         run_dirs, _ = train_optimizers(  # a skipped optimizer is said once, as a warning
-            args.optimizers, out=out, lrs=lrs, model=args.model or DEFAULT_MODEL, data=args.data or DEFAULT_DATA,
+            args.optimizers and listed(args.optimizers), out=out, lrs=lrs, model=args.model or DEFAULT_MODEL, data=args.data or DEFAULT_DATA,
             epochs=args.epochs or DEFAULT_EPOCHS, batch_size=args.batch_size, seed=args.seed,
             model_kwargs=parse_key_values(args.model_arg, "--model-arg"), device=args.device,
             progress=not args.no_progress)
@@ -87,6 +87,11 @@ def _run(args: argparse.Namespace) -> int:
     print(f"wrote {surface_path}")
     write_paths(comparison.paths, surface, out, "comparison", log=args.log)
     return 0
+
+
+def listed(values: list[str]) -> list[str]:
+    """The items of a list flag given as ``a b``, ``a,b`` or both (``--optimizers sgd,adam`` as in replay)."""
+    return [item for value in values for item in value.split(",") if item]
 
 
 def _float(name: str, value) -> float:

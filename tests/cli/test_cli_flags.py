@@ -88,3 +88,10 @@ def test_out_defaults_follow_one_rule():
             assert out.default is None and "default: the" in out.help, command
         else:
             assert out.default == DEFAULT_OUT and f"(default: {DEFAULT_OUT})" in out.help, command
+
+
+def test_compare_takes_lists_as_replay_does():
+    from losslens.cli.compare import listed
+
+    assert listed(["sgd,adam", "lion"]) == ["sgd", "adam", "lion"] == listed(["sgd", "adam", "lion"])
+    assert listed(["sgd=0.1,adam=0.01"]) == ["sgd=0.1", "adam=0.01"]
