@@ -55,6 +55,9 @@ def result_kind(path: str | os.PathLike) -> str:
 def load_result(path: str | os.PathLike):
     """The result object a losslens HDF5 file (or a reference tool's surface file) holds.
 
+    Args:
+        path: a losslens HDF5 result file (any kind: surface, Hessian, fit, ...) or a reference tool's surface file.
+
     Raises:
         LosslensError: the file is missing, not HDF5, damaged, or of an unknown kind; the message
             names the file.

@@ -9,6 +9,13 @@ status is 130 or 143.
 
 Import strings (``--model package.module:factory``) are imported from ``sys.path`` as Python sets it;
 the working directory is not added to it: run ``PYTHONPATH=. losslens ...`` for a module there.
+
+A flag name means one thing in every command (``tests/cli/test_cli_flags.py`` checks it): ``--steps`` is
+grid points per axis (``replay``'s optimizer updates are ``--updates``). ``--out DIR`` is a directory:
+the commands that read result files (plot, multiscale, topology, compare-surfaces) write beside them by
+default, the others into ``losslens-out`` (``DEFAULT_OUT``), where ``report`` finds and reuses their
+results; ``train``'s ``--out`` is the run and required, ``evaluate`` writes ``DIR/evaluation.json`` only
+when given one.
 """
 
 from __future__ import annotations

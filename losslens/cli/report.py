@@ -43,7 +43,7 @@ def register(subparsers) -> None:
     parser.add_argument("--sections", nargs="+", metavar="NAME",
                         help=f"the sections to show, by name or comma-separated: {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="sections to leave out")
-    parser.add_argument("--names", nargs="+", metavar="NAME", help="one label per input")
+    parser.add_argument("--names", nargs="+", metavar="NAME", help="one name per input, its label")
     parser.add_argument("--title", help="the page's title")
     surface = parser.add_argument_group("2D surface (random filter-normalized directions)")
     surface.add_argument("--steps", type=int_at_least(2), default=41, help="grid points per axis (default: 41)")
@@ -72,7 +72,8 @@ def register(subparsers) -> None:
     fit.add_argument("--optimizers", metavar="LIST",
                      help="comma-separated optimizers replayed (default: sgd,momentum,adam, and lion when installed)")
     fit.add_argument("--replay-lr", type=float, default=0.05, metavar="LR", help="their learning rate (default: 0.05)")
-    fit.add_argument("--replay-steps", type=int_at_least(1), default=200, metavar="N", help="updates (default: 200)")
+    fit.add_argument("--replay-updates", dest="replay_steps", type=int_at_least(1), default=200, metavar="N",
+                     help="updates per optimizer (default: 200)")
     trajectory = parser.add_argument_group("trajectory and dynamics (runs)")
     trajectory.add_argument("--trajectory-steps", type=int_at_least(2), default=41, metavar="N",
                             help="grid points per axis of the PCA plane (default: 41)")

@@ -96,6 +96,15 @@ def load_model(
 ) -> nn.Module:
     """A new model built by ``build_model(name, ...)`` holding the weights of checkpoint ``path``.
 
+    Args:
+        path: the checkpoint file (``.safetensors``, ``.pt``, ``.pth``, ``.ckpt``).
+        name: a built-in model name or an import string ``package.module:factory``.
+        input_shape: the shape of one input sample, without the batch dimension.
+        num_classes: the number of outputs.
+        unsafe_pickle: load pickles holding arbitrary Python objects, which can run code from the file (only for
+            files you trust).
+        model_kwargs: options of the model (``hidden=[128, 64]``).
+
     Raises:
         CheckpointError: the file is missing or unreadable, or does not fit the model (see
             ``load_checkpoint``). ConfigError: an unknown model name or option.
@@ -118,6 +127,11 @@ def save_checkpoint(
     Tensors are written as contiguous CPU tensors with their dtypes (integer buffers such as
     ``num_batches_tracked`` included). Tied tensors (one storage under several names) are written
     under every name, each as its own copy, because safetensors refuses shared storage.
+
+    Args:
+        state_dict_or_model: a ``{name: tensor}`` state dict, or a module whose ``state_dict()`` is written.
+        path: the ``.safetensors`` file to write.
+        metadata: ``{str: str}`` stored in the file's header (``None``: none).
 
     Returns:
         The path written (its parent directories are created).
@@ -179,6 +193,9 @@ def _sort_metadata(path: Path) -> None:
 
 def load_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata stored in a safetensors file (``{}`` if it has none).
+
+    Args:
+        path: a ``.safetensors`` file.
 
     Raises:
         CheckpointError: the file is missing or is not a safetensors file.

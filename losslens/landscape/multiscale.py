@@ -75,7 +75,8 @@ class Multiscale:
     """The wavelet decomposition of a (detrended) surface, per level and orientation.
 
     Attributes:
-        x: ``(nx,)`` and y: ``(ny,)`` (``None`` for a line), the surface's coordinates.
+        x: ``(nx,)`` the surface's first coordinates.
+        y: ``(ny,)`` its second coordinates (``None`` for a line).
         approx: the coarsest approximation coefficients :math:`a_L`.
         details: ``details[j - 1]`` holds level ``j`` (1 = finest): ``{"h", "v", "d"}`` coefficient
             arrays for a plane, ``{"d"}`` for a line.

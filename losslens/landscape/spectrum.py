@@ -53,8 +53,10 @@ class TraceEstimate:
     """A stochastic estimate of :math:`\\operatorname{tr} H` with its standard error.
 
     Attributes:
-        value: the estimate. stderr: its standard error (from the Hutchinson samples).
-        n_matvec: operator-vector products used. method: ``"hutchinson"`` or ``"hutch++"``.
+        value: the estimate.
+        stderr: its standard error (from the Hutchinson samples).
+        n_matvec: operator-vector products used.
+        method: ``"hutchinson"`` or ``"hutch++"``.
         meta: ``backend``, ``seed``, ``samples`` (the Hutchinson samples), for Hutch++ also
             ``exact_part`` (:math:`\\operatorname{tr} Q^THQ`) and ``sketch_size``, and the operator's provenance.
     """
@@ -233,7 +235,8 @@ def density(
 
     Args:
         H: a ``HessianOperator`` or a dense symmetric ``(P, P)`` tensor.
-        n_vectors: start vectors (>= 1). n_lanczos: Lanczos steps per vector, ``1 <= n_lanczos <= P``.
+        n_vectors: start vectors (>= 1).
+        n_lanczos: Lanczos steps per vector, ``1 <= n_lanczos <= P``.
         grid: the eigenvalue axis (1-D, increasing); by default ``grid_size`` points covering
             ``[min node - 5 sigma, max node + 5 sigma]``.
         grid_size: points of the default grid (>= 2).

@@ -206,9 +206,26 @@ def surface_2d(evaluator, w0, directions, x, y, *, path=None, chunk=None, progre
     """The loss on a plane: ``Z[iy, ix] = L(w0 + x[ix] d1 + y[iy] d2)``, shape ``(ny, nx)``.
 
     Args:
+        evaluator: the ``Evaluator`` that gives every value, or several (one per data split, e.g.
+            train and test; the first is the surface's own split), sharing the parameter space.
+        w0: ``(P,)`` origin, usually ``evaluator.w0``.
         directions: ``Directions`` with two rows, or a ``(2, P)`` tensor (wrapped as kind ``"custom"``).
-        x, y: ``(nx,)`` and ``(ny,)`` strictly increasing finite coordinates (``nx`` and ``ny`` may differ).
-        Others: as ``surface_1d``.
+        x: ``(nx,)`` strictly increasing finite coordinates along ``d1``.
+        y: ``(ny,)`` strictly increasing finite coordinates along ``d2`` (``ny`` may differ from ``nx``).
+        path: HDF5 file to write as points are computed; an existing file is resumed (it must hold
+            the same grid, else ``ValueError`` naming what differs). ``None`` keeps it in memory.
+        chunk: grid points per ``evaluate_affine`` call; ``None`` starts at 32 and sizes chunks to
+            about two seconds each (at most 512 points), the work a crash can lose.
+        progress: show a tqdm bar over grid points (points/second), on rank 0 only.
+        meta: the caller's further provenance, stored in ``Surface.meta`` and the file (its keys
+            must not clash with those the surface records itself).
+
+    Returns:
+        The ``Surface``; under torchrun with several processes, the same full surface on every rank.
+
+    Raises:
+        ValueError: bad coordinates, directions or options, no ``y``, or an existing file holding
+            another grid.
     """
     if y is None:
         raise ValueError("surface_2d needs y coordinates; use surface_1d for a line")

@@ -58,7 +58,8 @@ class Basin:
     """A basin of the surface: an :math:`H_0` class above the noise threshold.
 
     Attributes:
-        x, y: coordinates of its minimum (``y`` ``None`` for a line). value: the minimum's value.
+        x, y: coordinates of its minimum (``y`` ``None`` for a line).
+        value: the minimum's value.
         index: the minimum's grid index, ``(iy, ix)`` (``(ix,)`` for a line).
         persistence: saddle value minus minimum (``inf`` for the global basin).
         depth: the persistence, or for the global basin the whole range above it (max - min).
@@ -90,7 +91,8 @@ class Topology:
     """Persistence diagrams of a surface's sublevel sets, with where each class is born and dies.
 
     Attributes:
-        x: ``(nx,)``, y: ``(ny,)`` or ``None``: the surface's coordinates.
+        x: ``(nx,)`` the surface's first coordinates.
+        y: ``(ny,)`` its second coordinates, or ``None`` for a line.
         values: the array analysed, ``(ny, nx)`` or ``(nx,)``: the surface with non-finite points
             filled, normalised when asked.
         diagram_h0, diagram_h1: ``(n, 2)`` ``[birth, death]`` with positive persistence, death ``inf``
@@ -240,7 +242,13 @@ def topology(
 
 def bottleneck(a, b, dim: int = 0) -> float:
     """The bottleneck distance between the dimension-``dim`` diagrams of two ``Topology`` results (or two
-    ``(n, 2)`` arrays), points at infinity matched among themselves (``inf`` if their counts differ)."""
+    ``(n, 2)`` arrays), points at infinity matched among themselves (``inf`` if their counts differ).
+
+    Args:
+        a: a ``Topology`` or an ``(n, 2)`` array of ``[birth, death]`` pairs (death ``inf`` for an essential class).
+        b: the other diagram, of the same kinds.
+        dim: the homology dimension of ``Topology`` inputs: 0 (basins) or 1 (loops).
+    """
     import gudhi
 
     return float(gudhi.bottleneck_distance(*_pair(a, b, dim)))
@@ -248,7 +256,16 @@ def bottleneck(a, b, dim: int = 0) -> float:
 
 def wasserstein(a, b, dim: int = 0, *, order: float = 1.0, internal_p: float = math.inf) -> float:
     """The ``order``-Wasserstein distance between two diagrams (``Topology`` results or ``(n, 2)`` arrays),
-    with the ``internal_p`` ground norm, by hera (relative error ``WASSERSTEIN_DELTA``)."""
+    with the ``internal_p`` ground norm, by hera (relative error ``WASSERSTEIN_DELTA``).
+
+    Args:
+        a: a ``Topology`` or an ``(n, 2)`` array of ``[birth, death]`` pairs (death ``inf`` for an essential class).
+        b: the other diagram, of the same kinds.
+        dim: the homology dimension of ``Topology`` inputs: 0 (basins) or 1 (loops).
+        order: the exponent :math:`q` of the distance
+            :math:`\\min_m (\\sum_p \\lVert p - m(p) \\rVert^q)^{1/q}` over the matchings :math:`m`.
+        internal_p: the ground norm between two points of the diagrams (``inf``: the max norm).
+    """
     import gudhi.hera
 
     if not order >= 1:
@@ -262,7 +279,8 @@ class TopologyStability:
     """How the topology of surfaces from several random-direction seeds spreads.
 
     Attributes:
-        names: one name per surface. figures: ``{figure: (n,) values}``, one per ``HEADLINE`` figure.
+        names: one name per surface.
+        figures: ``{figure: (n,) values}``, one per ``HEADLINE`` figure.
         bottleneck_h0: ``(n, n)`` pairwise bottleneck distances of the :math:`H_0` diagrams.
         meta: ``threshold`` (the one applied to every surface), ``threshold_rule``, ``construction``,
             ``normalize``, ``warnings`` (each surface's, prefixed by its name), ``sources``.
@@ -311,8 +329,12 @@ def topology_stability(
     given one, or ``THRESHOLD_FRACTION`` of the mean of their value ranges (after normalising, when asked).
 
     Args:
-        surfaces: two or more surfaces. names: one per surface (default ``"0"``, ``"1"``, ...).
-        construction, threshold, normalize: as ``topology``.
+        surfaces: two or more surfaces.
+        names: one per surface (default ``"0"``, ``"1"``, ...).
+        construction: ``"vertices"`` (4-connectivity, default) or ``"cells"`` (8-connectivity).
+        threshold: the persistence above which a class counts, in the units analysed; default
+            ``THRESHOLD_FRACTION`` of the mean of the surfaces' value ranges.
+        normalize: analyse each :math:`(Z - \\min Z)/(\\max Z - \\min Z)` instead of the loss.
 
     Raises:
         ValueError: fewer than two surfaces, names that do not match them, or an invalid option.

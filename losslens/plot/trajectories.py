@@ -25,6 +25,10 @@ def plot_embedding(embedding, *, ax=None):
     The legend names the runs and gives the picture's trustworthiness (with its ``k``), so a
     t-SNE picture that invents neighbourhoods says so next to a PCA one that keeps them.
 
+    Args:
+        embedding: an ``Embedding`` of the runs' checkpoints.
+        ax: the matplotlib axes to draw on; ``None`` draws a new figure.
+
     Returns:
         The ``matplotlib.figure.Figure``.
     """
@@ -51,7 +55,11 @@ def plot_embedding(embedding, *, ax=None):
 
 
 def plot_embeddings(embeddings):
-    """Several embeddings side by side (``plot_embedding`` each); returns the ``Figure``."""
+    """Several embeddings side by side (``plot_embedding`` each); returns the ``Figure``.
+
+    Args:
+        embeddings: the ``Embedding`` results, one panel each, left to right.
+    """
     from matplotlib.figure import Figure
 
     embeddings = list(embeddings)
@@ -123,6 +131,11 @@ def plot_path_losses(paths, *, ax=None, log: bool = False):
     along training; untrusted checkpoints crossed in red. Where the two curves part, the contour plot
     misreports the path's loss.
 
+    Args:
+        paths: the ``TrajectoryPaths`` of the runs.
+        ax: the matplotlib axes to draw on; ``None`` draws a new figure.
+        log: draw the loss on a logarithmic scale.
+
     Returns:
         The ``matplotlib.figure.Figure``.
     """
@@ -152,6 +165,9 @@ def plot_dynamics(dynamics):
     norm, parameter change (since the previous record and since init), and the sharpness against
     the stability threshold :math:`2/\\eta` (when recorded). Each kind of record (step, epoch,
     checkpoint) is its own line.
+
+    Args:
+        dynamics: the ``Dynamics`` of a run (``dynamics_of_run``, or recorded during training).
 
     Returns:
         The ``matplotlib.figure.Figure``.
@@ -201,6 +217,11 @@ def plotly_paths(paths, surface=None, *, log: bool = False):
     with its run, step, epoch, relative residual, true and plane loss on hover; untrusted points
     crossed in red.
 
+    Args:
+        paths: the ``TrajectoryPaths`` of the runs.
+        surface: the loss over their plane (``plane_surface``), drawn as contours; ``None``: the paths alone.
+        log: draw the loss on a logarithmic scale.
+
     Returns:
         A ``plotly.graph_objects.Figure``.
     """
@@ -232,6 +253,9 @@ def plotly_paths(paths, surface=None, *, log: bool = False):
 def plotly_embedding(embedding):
     """Interactive version of ``plot_embedding``: points coloured by step, a trace per run, the
     checkpoint on hover, the trustworthiness in the title.
+
+    Args:
+        embedding: an ``Embedding`` of the runs' checkpoints.
 
     Returns:
         A ``plotly.graph_objects.Figure``.

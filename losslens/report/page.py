@@ -23,7 +23,13 @@ PNG_DPI = 96  # two 6.8-inch figures side by side on a 1400-pixel page
 
 @dataclass(frozen=True)
 class Table:
-    """A table of figures: ``columns`` and one list of cells per row (numbers, strings or ``None``)."""
+    """A table of figures: ``columns`` and one list of cells per row (numbers, strings or ``None``).
+
+    Attributes:
+        caption: what the table shows.
+        columns: the column names.
+        rows: one tuple of cells per row (numbers, strings or ``None``), in the order of ``columns``.
+    """
 
     caption: str
     columns: tuple[str, ...]
@@ -76,6 +82,17 @@ class Section:
         warnings: what the analysis warned about. provenance: one ``Provenance`` per result file.
         error: why the analysis failed (the section then holds only this), ``None`` otherwise.
         details: further text shown collapsed (e.g. a failure's traceback).
+
+    Attributes:
+        id: the HTML anchor.
+        title: the heading.
+        text: a short explanation (plain text).
+        figures: ``Plot`` and ``Image`` items.
+        tables: ``Table`` items.
+        warnings: what the analysis warned about.
+        provenance: one ``Provenance`` per result file.
+        error: why the analysis failed (the section then holds only this), ``None`` otherwise.
+        details: further text shown collapsed (e.g. a failure's traceback).
     """
 
     id: str
@@ -91,7 +108,13 @@ class Section:
 
 @dataclass(frozen=True)
 class Report:
-    """The sections of a report and its own provenance (``meta``: inputs, options, versions, files)."""
+    """The sections of a report and its own provenance (``meta``: inputs, options, versions, files).
+
+    Attributes:
+        title: the page's title.
+        sections: the ``Section`` items, in the page's order.
+        meta: the report's own provenance: inputs, options, versions and the files written.
+    """
 
     title: str
     sections: tuple[Section, ...]

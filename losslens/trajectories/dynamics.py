@@ -133,19 +133,6 @@ class Dynamics:
 class DynamicsRecorder:
     """Records training dynamics from a training loop without changing the training.
 
-    Args:
-        model: the model being trained; its weights now are :math:`w_0`. Only read.
-        every: record every this many ``step`` calls (``epoch`` calls always record).
-        optimizer: read for the current learning rate (its first parameter group's ``lr``), so
-            schedules are followed.
-        lr: the learning rate, when no optimizer is given.
-        sharpness_data: an evaluation batch ``(inputs, targets)`` (or anything ``Evaluator`` takes):
-            the top Hessian eigenvalue of the loss on it is recorded. Costs one Lanczos run per record.
-        loss_fn: the loss of the sharpness (``"cross_entropy"``, ``"mse"`` or ``f(output, target)``).
-        sharpness_every: compute the sharpness at every this many records (default: every record).
-        seed: seed of the Lanczos start vector.
-        space: the parameters measured (default: ``ParameterSpace(model)``, the trainable ones).
-
     Raises:
         ValueError: ``every`` or ``sharpness_every`` not positive, ``sharpness_data`` without
             ``loss_fn``, both ``optimizer`` and ``lr``.
@@ -164,6 +151,21 @@ class DynamicsRecorder:
         seed: int = 0,
         space: ParameterSpace | None = None,
     ):
+        """Record the dynamics of a training loop (call ``step`` and ``epoch`` from it).
+
+        Args:
+            model: the model being trained; its weights now are :math:`w_0`. Only read.
+            every: record every this many ``step`` calls (``epoch`` calls always record).
+            optimizer: read for the current learning rate (its first parameter group's ``lr``), so
+                schedules are followed.
+            lr: the learning rate, when no optimizer is given.
+            sharpness_data: an evaluation batch ``(inputs, targets)`` (or anything ``Evaluator`` takes):
+                the top Hessian eigenvalue of the loss on it is recorded. Costs one Lanczos run per record.
+            loss_fn: the loss of the sharpness (``"cross_entropy"``, ``"mse"`` or ``f(output, target)``).
+            sharpness_every: compute the sharpness at every this many records (default: every record).
+            seed: seed of the Lanczos start vector.
+            space: the parameters measured (default: ``ParameterSpace(model)``, the trainable ones).
+        """
         for name, value in (("every", every), ("sharpness_every", sharpness_every)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

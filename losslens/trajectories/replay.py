@@ -69,7 +69,14 @@ BACKGROUND_POINTS = 121  # per axis, for the contour behind the paths
 class OptimizerSpec:
     """One optimizer of a replay: its name (as ``losslens.core.optimizers`` resolves it), learning rate,
     options, and the label it gets in tables and legends (default: the name, with the rate if two
-    optimizers share a name)."""
+    optimizers share a name).
+
+    Attributes:
+        name: the optimizer's name, as ``losslens.core.optimizers`` resolves it.
+        lr: its learning rate (``None``: the replay's ``lr``).
+        options: its options (``{"betas": [0.9, 0.99]}``).
+        label: its name in tables and legends (default: the name, with the rate if two optimizers share a name).
+    """
 
     name: str
     lr: float | None = None
@@ -239,8 +246,10 @@ def replay(
         start: ``(x, y)``; default the objective's ``start``.
         steps: updates per optimizer.
         options: ``{name: {option: value}}`` for optimizers listed by name (momentum, betas, ...).
-        schedule: ``"constant"``, ``"cosine"`` or ``"step"``; warmup: steps of linear warmup;
-            step_size, gamma: the ``step`` schedule's period and factor.
+        schedule: ``"constant"``, ``"cosine"`` or ``"step"``.
+        warmup: steps of linear warmup of the learning rate from 0.
+        step_size: the ``step`` schedule's period, in updates.
+        gamma: the ``step`` schedule's factor: the rate is multiplied by it every ``step_size`` updates.
         clip: clip each gradient's norm at this value (``None``: no clipping).
         noise: scale :math:`\\sigma` of the Gaussian noise added to the gradients.
         seed: seeds the noise and any randomness of the optimizers (SophiaH's Hutchinson vectors);

@@ -66,14 +66,6 @@ class CheckpointSeries:
     """The checkpoints of one run in training order, loaded lazily as flat vectors.
 
     Build it with ``from_run``, ``from_glob``, ``from_paths`` or ``open`` (any of them).
-
-    Args:
-        checkpoints: the checkpoints, in order.
-        model: a model of the architecture the checkpoints fit (only read).
-        space: the parameter space of the vectors (default ``ParameterSpace(model)``; pass
-            ``evaluator.space`` to evaluate them).
-        metadata: what is known of the run (``run.json`` without the checkpoints), or ``{}``.
-        unsafe_pickle: as in ``load_checkpoint`` (only for files you trust).
     """
 
     def __init__(
@@ -85,6 +77,17 @@ class CheckpointSeries:
         metadata: dict | None = None,
         unsafe_pickle: bool = False,
     ):
+        """The checkpoints of one run, read one at a time.
+
+        Args:
+            checkpoints: the checkpoints, in order.
+            model: a model of the architecture the checkpoints fit (only read).
+            space: the parameter space of the vectors (default ``ParameterSpace(model)``; pass
+                ``evaluator.space`` to evaluate them).
+            metadata: what is known of the run (``run.json`` without the checkpoints), or ``{}``.
+            unsafe_pickle: load pickles holding arbitrary Python objects, which can run code from the
+                file (only for files you trust).
+        """
         if not checkpoints:
             raise ConfigError("a checkpoint series needs at least one checkpoint")
         self.checkpoints: tuple[Checkpoint, ...] = tuple(checkpoints)
@@ -143,7 +146,9 @@ class CheckpointSeries:
             model: the architecture the files fit.
             run: the run's name (default: the name of the files' common directory).
             order: ``"auto"`` (metadata steps, else epochs, else numbers in the names) or ``"given"``.
-            space, unsafe_pickle: as in the constructor.
+            space: the parameter space of the vectors (default ``ParameterSpace(model)``).
+            unsafe_pickle: load pickles holding arbitrary Python objects, which can run code from the
+                file (only for files you trust).
 
         Raises:
             ConfigError: no files, an unknown order, names without numbers or with equal keys.
@@ -271,7 +276,8 @@ def checkpoint_vectors(
         paths: checkpoint files (a single path gives one row).
         model: a model of the architecture the checkpoints fit (only read).
         space: the parameter space of the vectors (``evaluator.space``).
-        unsafe_pickle: as in ``load_checkpoint`` (only for files you trust).
+        unsafe_pickle: load pickles holding arbitrary Python objects, which can run code from the
+            file (only for files you trust).
 
     Returns:
         ``(T, P)`` CPU tensor in the space's dtypes.
@@ -290,6 +296,11 @@ def checkpoint_vectors(
 def run_evaluator(series: CheckpointSeries, split: str = "train", *, device: str | torch.device = "auto"):
     """An ``Evaluator`` of a run's model (at its last checkpoint) on its data set's ``split``, with the
     run's loss and, for classification, accuracy.
+
+    Args:
+        series: a ``CheckpointSeries`` of a run (``CheckpointSeries.from_run``).
+        split: ``"train"`` or ``"test"``.
+        device: ``"auto"`` (CUDA when available) or a torch device.
 
     Raises:
         ConfigError: a series without a run's metadata, or whose data set cannot be loaded by name
@@ -310,6 +321,11 @@ def run_evaluator(series: CheckpointSeries, split: str = "train", *, device: str
 def run_series(run_dir: str | os.PathLike, evaluator, *, name: str | None = None) -> CheckpointSeries:
     """A run's checkpoints read with ``evaluator``'s architecture, as points of its parameter space
     (a checkpoint that does not fit is named with its keys).
+
+    Args:
+        run_dir: a run directory written by ``train`` (``run.json`` and its checkpoints).
+        evaluator: the ``Evaluator`` whose model architecture and parameter space read the checkpoints.
+        name: the run's name (default: the directory's name).
 
     Raises:
         ConfigError: not a run directory. CheckpointError (when read): a file that does not fit.

@@ -100,7 +100,7 @@ def test_topology_options(tmp_path, capsys):
     Z = wells()
     Z[0, 0] = np.inf
     path = write_surface(tmp_path / "surface.h5", Z)
-    assert main(["topology", str(path), "--threshold", "2", "--construction", "cells", "--normalize",
+    assert main(["topology", str(path), "--min-persistence", "2", "--construction", "cells", "--normalize",
                  "--out", str(tmp_path / "o")]) == 0
     captured = capsys.readouterr()
     assert "one basin" in captured.out and "1 non-finite value (0 NaN, 1 inf)" in captured.err
@@ -147,7 +147,7 @@ def test_bad_flags_and_files_give_one_line_and_status_2(tmp_path, capsys):
     one_line_error(capsys, "multiscale", str(path), "--level", "0", contains="--level")
     one_line_error(capsys, "multiscale", str(path), "--level", "9", contains="valid levels are 1..4")
     one_line_error(capsys, "multiscale", str(path), "--preset", "paper", contains="--preset")
-    one_line_error(capsys, "topology", str(path), "--threshold", "-1", contains="threshold must be")
+    one_line_error(capsys, "topology", str(path), "--min-persistence", "-1", contains="threshold must be")
     one_line_error(capsys, "topology", str(path), "--construction", "pixels", contains="--construction")
     one_line_error(capsys, "topology", str(tmp_path / "missing.h5"), contains="no such file")
     (tmp_path / "text.h5").write_text("not hdf5")

@@ -18,7 +18,7 @@ from losslens.landscape.surface import Surface
 from losslens.report import ReportOptions
 
 FAST = ["--subset", "100", "--device", "cpu", "--threads", "1", "--no-progress", "--steps", "9", "--plane-steps", "5",
-        "--trace-samples", "8", "--density-vectors", "1", "--lanczos-steps", "10", "--replay-steps", "20"]
+        "--trace-samples", "8", "--density-vectors", "1", "--lanczos-steps", "10", "--replay-updates", "20"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -85,7 +85,7 @@ def test_the_defaults_are_those_of_the_individual_commands():
     assert (o.top_k, o.trace_samples, o.density_vectors, o.lanczos_steps) == (
         hessian.top_k, hessian.trace_samples, hessian.density_vectors, hessian.lanczos_steps)
     assert (o.plane_steps, o.fit_model) == (fit.DEFAULT_STEPS, parse(["fit"]).fit_model)
-    assert (o.replay_lr, o.replay_steps, o.seed) == (replay.DEFAULT_LR, plays.steps, plays.seed)
+    assert (o.replay_lr, o.replay_steps, o.seed) == (replay.DEFAULT_LR, plays.updates, plays.seed)
     assert list(o.replay_optimizers()) == replay._optimizers(None)
     assert (o.trajectory_steps, o.threshold, o.margin, o.tsne_max_iter) == (
         trajectory.steps, trajectory.threshold, trajectory.margin, trajectory.max_iter)
