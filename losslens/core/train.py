@@ -181,8 +181,9 @@ def train(
         dynamics_every_steps: record the training dynamics (``losslens.trajectories.DynamicsRecorder``:
             mini-batch loss, gradient norm, weight norm, movement, learning rate) every this many
             steps; by default at the last step of each epoch. Every epoch is recorded too.
-        sharpness_samples: also record the top Hessian eigenvalue (against the edge of stability
-            2/lr) on a seeded subset of this many training samples, at every record.
+        sharpness_samples: also record the top Hessian eigenvalue (for Adam and AdamW of the
+            Hessian preconditioned by the optimizer's second moments), against the optimizer's edge of
+            stability, on a seeded subset of this many training samples, at every record.
 
     Returns:
         The ``TrainRun``; ``run.json`` is rewritten after every epoch, so an interrupted run is
