@@ -192,7 +192,7 @@ def plot_dynamics(dynamics):
                         color=f"C{kinds.index(kind) * len(columns) + j}", label=label)
                 drawn = True
         if columns[0] == "sharpness":
-            note = textwrap.fill(_sharpness_note(dynamics, drawn), 60)
+            note = textwrap.fill(_sharpness_note(dynamics, drawn), 60, break_on_hyphens=False)
             if not drawn:
                 ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize="small", color="0.35")
                 ax.set_xticks([]), ax.set_yticks([])
