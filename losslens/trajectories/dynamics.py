@@ -135,7 +135,7 @@ class Dynamics:
 # -- the edge of stability --------------------------------------------------------------------------------
 
 SHARPNESS_NCV = 12  # Lanczos vectors per ARPACK restart
-SHARPNESS_RESTARTS = 4
+SHARPNESS_RESTARTS = 10
 SHARPNESS_TOL = 1e-3  # relative accuracy of the top Ritz value
 MAX_SHARPNESS_MATVECS = SHARPNESS_NCV + SHARPNESS_RESTARTS * (SHARPNESS_NCV - 1) + 1
 SHARPNESS_BOUND = f"Lanczos top-1, at most {MAX_SHARPNESS_MATVECS} Hessian-vector products per record"
@@ -236,12 +236,13 @@ def adam_preconditioner(optimizer: torch.optim.Optimizer, space: ParameterSpace,
     (beta1, beta2), eps = group["betas"], group["eps"]
     params = dict(model.named_parameters())
     parts = []
+    second = "max_exp_avg_sq" if group.get("amsgrad") else "exp_avg_sq"  # what AMSGrad divides by
     for name in space.names:
         state = optimizer.state.get(params[name], {})
-        if "exp_avg_sq" not in state:
+        if second not in state:
             return None
         t = float(state["step"])
-        v_hat = state["exp_avg_sq"].detach().double().reshape(-1) / (1 - beta2 ** t)
+        v_hat = state[second].detach().double().reshape(-1) / (1 - beta2 ** t)
         parts.append((1 - beta1 ** (t + 1)) * (v_hat.sqrt() + eps))
     return torch.cat(parts).cpu()
 

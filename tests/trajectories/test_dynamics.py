@@ -249,3 +249,25 @@ def test_adam_records_the_preconditioned_sharpness():
     assert d["sharpness"][-1] == pytest.approx(truth, rel=1e-6)
     assert d["stability_threshold"][-1] == pytest.approx(3.6 / (0.2 * 0.01))
     assert d.meta["stability"]["sharpness"] == "preconditioned"
+
+
+def test_the_sharpness_stops_within_its_bound_when_lanczos_does_not_converge():
+    """A dense spectrum (top eigenvalue not separated): NaN after at most MAX_SHARPNESS_MATVECS products."""
+    from scipy.sparse.linalg import LinearOperator
+
+    from losslens.trajectories.dynamics import MAX_SHARPNESS_MATVECS, sharpness_of
+
+    class Diagonal:
+        def __init__(self, d):
+            self.d, self.shape, self.n_matvec = d, (len(d), len(d)), 0
+
+        def to_scipy(self):
+            def matvec(x):
+                self.n_matvec += 1
+                return self.d * x.reshape(-1)
+            return LinearOperator(self.shape, matvec=matvec, dtype=np.float64)
+
+    value, n = sharpness_of(Diagonal(np.linspace(0, 1, 20_000)))
+    assert math.isnan(value) and 0 < n <= MAX_SHARPNESS_MATVECS
+    value, n = sharpness_of(Diagonal(np.r_[np.linspace(0, 1, 20_000), 1.5]))
+    assert value == pytest.approx(1.5, rel=1e-3) and n <= MAX_SHARPNESS_MATVECS
