@@ -194,7 +194,8 @@ def plot_dynamics(dynamics):
         if columns[0] == "sharpness":
             note = textwrap.fill(_sharpness_note(dynamics, drawn), 60, break_on_hyphens=False)
             if not drawn:
-                ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize="small", color="0.35")
+                ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize="small",
+                        color="0.35")
                 ax.set_xticks([]), ax.set_yticks([])
             else:
                 title = f"{title}\n{note}" if note else title

@@ -174,7 +174,8 @@ def stability_limit(optimizer: str | None, lr: float | None, options: dict | Non
       :math:`w \\leftarrow w - \\eta v`): :math:`T = 1 + \\beta - \\eta(1-\\tau)\\lambda`, :math:`D = \\beta`, so
       :math:`\\lambda < 2(1 + \\beta)/((1 - \\tau)\\eta)` (:math:`2(1+\\beta)/\\eta` without dampening);
     - Nesterov (``nesterov=True``: :math:`w \\leftarrow w - \\eta(g + \\beta v)`): :math:`T = 1 + \\beta -
-      \\eta\\lambda(1 + \\beta)`, :math:`D = \\beta(1 - \\eta\\lambda)`, so :math:`\\lambda < (2 + 2\\beta)/((1 + 2\\beta)\\eta)`;
+      \\eta\\lambda(1 + \\beta)`, :math:`D = \\beta(1 - \\eta\\lambda)`, so
+      :math:`\\lambda < (2 + 2\\beta)/((1 + 2\\beta)\\eta)`;
     - Adam and AdamW with :math:`\\beta_1`: with the preconditioner frozen, Adam is heavy ball with
       dampening :math:`\\beta_1` on :math:`P^{-1}H`, :math:`P = (1 - \\beta_1^{t+1})\\,\\mathrm{diag}(\\sqrt{\\hat v_t}
       + \\epsilon)`, so :math:`\\lambda_{max}(P^{-1}H) < (2 + 2\\beta_1)/((1 - \\beta_1)\\eta)` (Cohen et al. 2022,
@@ -226,8 +227,10 @@ def _defaults(optimizer: str | None) -> dict:
             if p.default is not inspect.Parameter.empty}
 
 
-def adam_preconditioner(optimizer: torch.optim.Optimizer, space: ParameterSpace, model: nn.Module) -> torch.Tensor | None:
-    """``(P,)`` diagonal of Adam's preconditioner :math:`P = (1 - \\beta_1^{t+1})(\\sqrt{v_t/(1 - \\beta_2^t)} + \\epsilon)`
+def adam_preconditioner(optimizer: torch.optim.Optimizer, space: ParameterSpace,
+                        model: nn.Module) -> torch.Tensor | None:
+    """``(P,)`` diagonal of Adam's preconditioner
+    :math:`P = (1 - \\beta_1^{t+1})(\\sqrt{v_t/(1 - \\beta_2^t)} + \\epsilon)`
     for the next update (``step`` t done), in the space's order; ``None`` before the first step or for
     another optimizer (one parameter group's betas and eps apply to all)."""
     if type(optimizer).__name__.lower() not in ("adam", "adamw"):
@@ -262,8 +265,8 @@ def sharpness_of(H, preconditioner: torch.Tensor | None = None, *, seed: int = 0
         return float("nan"), 0
     plain = H.to_scipy()
     scale = None if preconditioner is None else preconditioner.double().rsqrt().numpy()
-    op = plain if scale is None else LinearOperator(plain.shape, matvec=lambda x: scale * (plain @ (scale * x.reshape(-1))),
-                                                      dtype=np.float64)
+    op = plain if scale is None else LinearOperator(
+        plain.shape, matvec=lambda x: scale * (plain @ (scale * x.reshape(-1))), dtype=np.float64)
     start = H.n_matvec
     try:
         with threadpool_limits(limits=1, user_api="blas"):
@@ -477,8 +480,8 @@ def dynamics_of_run(
     limit = stability_limit(optimizer, lr, stored.optimizer_kwargs or info.get("optimizer_kwargs"))
     sharpness, sharpness_note = _sharpness_choice(sharpness, evaluator)
     if sharpness and limit.of == "preconditioned":
-        sharpness_note += ("; λmax(H), not the preconditioned λmax(P⁻¹H) that the limit bounds: checkpoints hold no "
-                          "Adam second moments")
+        sharpness_note += ("; λmax(H), not the preconditioned λmax(P⁻¹H) that the limit bounds: "
+                           "checkpoints hold no Adam second moments")
     rows, init, previous, products = [], None, None, []
     for i, c in enumerate(series):
         w = series.vector(i, torch.float64)
@@ -515,9 +518,9 @@ def _sharpness_choice(sharpness: bool | None, evaluator) -> tuple[bool, str]:
         return False, "left out (sharpness=False, --no-sharpness)"
     work = evaluator.space.size * evaluator.n_samples
     if sharpness is None and work > SHARPNESS_BUDGET:
-        return False, (f"left out by default: {evaluator.space.size:,} parameters x {evaluator.n_samples:,} samples per "
-                       f"Hessian-vector product exceeds the budget {SHARPNESS_BUDGET:.0e}; ask for it (--sharpness) "
-                       "or evaluate on a subset")
+        return False, (f"left out by default: {evaluator.space.size:,} parameters x {evaluator.n_samples:,} "
+                       f"samples per Hessian-vector product exceeds the budget {SHARPNESS_BUDGET:.0e}; ask for it "
+                       "(--sharpness) or evaluate on a subset")
     return True, SHARPNESS_BOUND
 
 
