@@ -221,7 +221,8 @@ def _sharpness_note(dynamics, drawn: bool) -> str:
         return f"λmax not computed: {why}"
     parts = [meta.get("sharpness_note", "")]
     if stability.get("of") == "preconditioned":
-        parts.append("limit of λmax(P⁻¹H)" if stability.get("sharpness") == "preconditioned" else "")
+        parts.append("λmax of P⁻¹H, preconditioned by Adam's second moments"
+                     if stability.get("sharpness") == "preconditioned" else "")
     if not stability.get("formula"):
         parts.append(f"no limit drawn: {stability.get('note') or 'no learning rate known'}")
     return "; ".join(p for p in parts if p)
