@@ -162,9 +162,12 @@ def plot_path_losses(paths, *, ax=None, log: bool = False):
 
 def plot_dynamics(dynamics):
     """A panel of training dynamics against the step: loss, loss improvement, gradient norm, weight
-    norm, parameter change (since the previous record and since init), and the sharpness against
-    the stability threshold :math:`2/\\eta` (when recorded). Each kind of record (step, epoch,
-    checkpoint) is its own line.
+    norm, parameter change (since the previous record and since init), and the sharpness
+    :math:`\\lambda_{max}` against the optimizer's edge of stability (``stability_limit``; its formula
+    in the legend). The limit is drawn only beside a recorded sharpness, never alone; without one the
+    panel says why (``meta["sharpness_note"]``), and a note on what the sharpness is (Adam's limit
+    bounds the preconditioned one) is written in it. Each kind of record (step, epoch, checkpoint)
+    is its own line.
 
     Args:
         dynamics: the ``Dynamics`` of a run (``dynamics_of_run``, or recorded during training).
@@ -172,18 +175,21 @@ def plot_dynamics(dynamics):
     Returns:
         The ``matplotlib.figure.Figure``.
     """
+    import textwrap
+
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(13, 7), layout="constrained")
     axes = fig.subplots(2, 3)
     kinds = list(dict.fromkeys(dynamics.kind))
+    stability = dynamics.meta.get("stability", {})
     panels = [
         (axes[0, 0], ("loss",), "loss"),
         (axes[0, 1], ("loss_improvement",), "loss improvement (previous - current)"),
         (axes[0, 2], ("grad_norm",), "gradient norm ‖g‖"),
         (axes[1, 0], ("weight_norm",), "weight norm ‖w‖"),
         (axes[1, 1], ("change_since_previous", "change_since_init"), "parameter change"),
-        (axes[1, 2], ("sharpness", "stability_threshold"), "sharpness λmax vs 2/lr"),
+        (axes[1, 2], ("sharpness", "stability_threshold"), "sharpness λmax vs edge of stability"),
     ]
     for ax, columns, title in panels:
         drawn = False
@@ -191,22 +197,51 @@ def plot_dynamics(dynamics):
             part = dynamics.of_kind(kind)
             for j, column in enumerate(columns):
                 values = part[column]
-                if not np.isfinite(values).any():
+                if not np.isfinite(values).any() or (column == "stability_threshold"
+                                                     and not np.isfinite(part["sharpness"]).any()):
                     continue
                 style = "--" if column == "stability_threshold" else "-"
                 label = f"{column} ({kind})" if len(columns) > 1 or len(kinds) > 1 else None
+                if column == "stability_threshold":
+                    label = f"edge of stability {stability.get('formula') or ''} ({kind})"
                 ax.plot(part["step"], values, linestyle=style, marker="." if len(values) < 60 else None,
                         color=f"C{kinds.index(kind) * len(columns) + j}", label=label)
                 drawn = True
-        if not drawn:
+        if columns[0] == "sharpness":
+            note = textwrap.fill(_sharpness_note(dynamics, drawn), 60, break_on_hyphens=False)
+            if not drawn:
+                ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize="small",
+                        color="0.35")
+                ax.set_xticks([]), ax.set_yticks([])
+            else:
+                title = f"{title}\n{note}" if note else title
+                shown = np.concatenate([dynamics[c][np.isfinite(dynamics[c])] for c in columns])
+                if shown.min() > 0 and shown.max() > 100 * shown.min():  # a limit far above λmax
+                    ax.set_yscale("log")
+        elif not drawn:
             ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes, color="0.5")
-        elif ax.get_legend_handles_labels()[0]:
+        if drawn and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="x-small", loc="best")
         if columns == ("loss",) and drawn and np.nanmin(dynamics["loss"]) > 0:
             ax.set_yscale("log")
-        ax.set_title(title, fontsize="medium")
+        ax.set_title(title, fontsize="medium" if "\n" not in title else "small")
         ax.set_xlabel("step")
     return fig
+
+
+def _sharpness_note(dynamics, drawn: bool) -> str:
+    """What the sharpness panel must say: why λmax is missing, or what it is and what bounds it."""
+    meta, stability = dynamics.meta, dynamics.meta.get("stability", {})
+    if not drawn:
+        why = meta.get("sharpness_note") or "no sharpness batch given to the recorder"
+        return f"λmax not computed: {why}"
+    parts = [meta.get("sharpness_note", "")]
+    if stability.get("of") == "preconditioned":
+        parts.append("λmax of P⁻¹H, preconditioned by Adam's second moments"
+                     if stability.get("sharpness") == "preconditioned" else "")
+    if not stability.get("formula"):
+        parts.append(f"no limit drawn: {stability.get('note') or 'no learning rate known'}")
+    return "; ".join(p for p in parts if p)
 
 
 # -- plotly -----------------------------------------------------------------------------------------

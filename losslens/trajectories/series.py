@@ -107,20 +107,22 @@ class CheckpointSeries:
 
         Args:
             run_dir: a directory written by ``losslens train``.
-            model: the architecture; by default built from ``run.json`` (model name and options,
-                input shape, outputs).
+            model: the architecture; by default the built-in model ``run.json`` names, built from its
+                options, input shape and outputs (an import string there is refused, never imported:
+                pass the model).
             space: as in the constructor.
             name: the run's name (default: the directory's name).
 
         Raises:
-            ConfigError: no ``run.json``, or a model that ``run.json`` cannot rebuild.
+            ConfigError: no ``run.json`` or a malformed one (see ``TrainRun.load``), or a model that
+                ``run.json`` cannot rebuild.
         """
         from losslens.core.train import TrainRun
 
         run = TrainRun.load(run_dir)
         name = name or Path(run_dir).resolve().name
         items = [
-            Checkpoint(name, i, int(c["step"]), float(c["epoch"]), run.out / c["file"])
+            Checkpoint(name, i, c["step"], c["epoch"], run.out / c["file"])
             for i, c in enumerate(run.metadata["checkpoints"])
         ]
         if model is None:
@@ -304,15 +306,19 @@ def run_evaluator(series: CheckpointSeries, split: str = "train", *, device: str
 
     Raises:
         ConfigError: a series without a run's metadata, or whose data set cannot be loaded by name
-            (one given as tensors): build the evaluator yourself then.
+            (one given as tensors, or an import string, which is never imported from run.json):
+            build the evaluator yourself then.
     """
-    from losslens.core.data import load_dataset
+    from losslens.core.data import DATASET_NAMES, load_dataset
     from losslens.core.evaluator import Evaluator
+    from losslens.core.provenance import trusted_name
 
     info = series.metadata
     if not info.get("data") or not info.get("loss"):
         raise ConfigError(f"run {series.run!r}: no run.json data set and loss to build an evaluator from; pass one")
-    data = load_dataset(info["data"], split)
+    name = trusted_name(info["data"], DATASET_NAMES, what="data set", flag="an evaluator (evaluator=...) on",
+                        source=f"run {series.run!r}'s run.json")
+    data = load_dataset(name, split)
     metrics = ("accuracy",) if data.task == "classification" else ()
     return Evaluator.from_checkpoint(series[-1].path, series.model, data, loss_fn=info["loss"], metrics=metrics,
                                      device=device, unsafe_pickle=series.unsafe_pickle)
@@ -371,14 +377,17 @@ def natural_key(name: str) -> tuple:
 
 
 def model_of_run(info: dict, where) -> nn.Module:
-    """The model a ``run.json`` describes, built again (its weights are the checkpoints' business).
+    """The built-in model a ``run.json`` describes, built again (its weights are the checkpoints' business).
 
     Raises:
-        ConfigError: the run was trained on a module given as an object, which cannot be rebuilt.
+        ConfigError: the run was trained on a module given as an object, which cannot be rebuilt, or
+            on a model named by an import string, which a file may not make losslens import.
     """
-    from losslens.core.models import build_model
+    from losslens.core.models import MODEL_NAMES, build_model
+    from losslens.core.provenance import trusted_name
 
-    name = info.get("model")
+    name = trusted_name(info.get("model"), MODEL_NAMES, what="model", flag="the model (model=...) built from",
+                        source=f"{where}/run.json")
     if not name:
         raise ConfigError(
             f"{where}: the run was trained on a model given as a module ({info.get('model_class')}), which cannot "

@@ -86,8 +86,7 @@ def test_dynamics_of_a_run(tmp_path, capsys):
     data = (subset(load_dataset("digits", "train"), 128), subset(load_dataset("digits", "test"), 64))
     train("mlp", data, epochs=2, lr=1e-2, out=tmp_path / "run", model_kwargs={"hidden": [8]}, progress=False)
     out = tmp_path / "d"
-    assert main(["dynamics", str(tmp_path / "run"), "--sharpness", "--out", str(out), "--subset", "100",
-                 "--device", "cpu"]) == 0
+    assert main(["dynamics", str(tmp_path / "run"), "--out", str(out), "--subset", "100", "--device", "cpu"]) == 0
     stdout = capsys.readouterr().out
     for name in ("dynamics.csv", "dynamics.h5", "dynamics.png"):
         assert f"wrote {out / name}" in stdout
@@ -95,7 +94,12 @@ def test_dynamics_of_a_run(tmp_path, capsys):
     assert header == ["kind", "step", "epoch", "loss", "loss_improvement", "grad_norm", "weight_norm",
                       "change_since_previous", "change_since_init", "lr", "sharpness", "stability_threshold"]
     assert [r["step"] for r in rows] == ["0", "2", "4"] and all(r["sharpness"] for r in rows)
-    assert rows[0]["loss_improvement"] == "" and float(rows[0]["stability_threshold"]) == pytest.approx(200.0)
+    # Adam (the default optimizer) at lr 1e-2: its limit (2 + 2 beta1)/((1 - beta1) lr) = 3800, not 2/lr = 200
+    assert rows[0]["loss_improvement"] == "" and float(rows[0]["stability_threshold"]) == pytest.approx(3800.0)
+    assert "sharpness" in stdout and "edge of stability (2+2β1)/((1-β1)lr), β1=0.9 = 3800" in stdout
+    assert main(["dynamics", str(tmp_path / "run"), "--no-sharpness", "--out", str(tmp_path / "n"), "--subset", "100",
+                 "--device", "cpu"]) == 0
+    assert all(r["sharpness"] == "" for r in _csv(tmp_path / "n" / "dynamics.csv")[0])
 
 
 def test_a_stale_plane_file_is_replaced_not_resumed(tmp_path, capsys, monkeypatch):

@@ -81,14 +81,19 @@ def test_embedding_scatter_shows_runs_and_trustworthiness():
     assert "trustworthiness 0.56" in figure.layout.title.text and len(figure.data) == 2
 
 
-def test_dynamics_panel():
+def test_dynamics_panel_never_draws_the_limit_alone():
     n = 5
     values = {c: np.linspace(1, 2, n) for c in DYNAMICS_COLUMNS[1:]}
     values["sharpness"] = np.full(n, np.nan)
-    fig = plot_dynamics(Dynamics(("step",) * n, values))
-    assert len(fig.axes) == 6
-    texts = [t.get_text() for t in fig.axes[5].texts]
-    assert texts == []  # the stability threshold is drawn even without sharpness
-    values["stability_threshold"] = np.full(n, np.nan)
-    fig = plot_dynamics(Dynamics(("step",) * n, values))
-    assert [t.get_text() for t in fig.axes[5].texts] == ["not recorded"]
+    meta = {"sharpness_note": "left out (sharpness=False, --no-sharpness)",
+            "stability": {"value": 38.0, "formula": "2(1+β)/lr, momentum β=0.9", "of": "hessian", "note": ""}}
+    fig = plot_dynamics(Dynamics(("step",) * n, values, meta))
+    assert len(fig.axes) == 6 and fig.axes[5].get_lines() == []  # no lone flat line of the limit
+    (text,) = [t.get_text().replace("\n", " ") for t in fig.axes[5].texts]
+    assert text == "λmax not computed: left out (sharpness=False, --no-sharpness)"
+    values["sharpness"] = np.linspace(3, 4, n)
+    values["stability_threshold"] = np.full(n, 38.0)
+    ax = plot_dynamics(Dynamics(("step",) * n, values, meta)).axes[5]
+    limit = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(ax.get_lines()) == 2 and list(limit[0].get_ydata()) == [38.0] * n
+    assert "edge of stability 2(1+β)/lr, momentum β=0.9" in limit[0].get_label()
