@@ -30,6 +30,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "losslens.cli.interpolate",
     "losslens.cli.hessian",
     "losslens.cli.plot",
+    "losslens.cli.export",
     "losslens.cli.multiscale",
     "losslens.cli.topology",
     "losslens.cli.compare_surfaces",
