@@ -29,6 +29,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "losslens.cli.surface",
     "losslens.cli.interpolate",
     "losslens.cli.hessian",
+    "losslens.cli.curvature_map",
     "losslens.cli.plot",
     "losslens.cli.export",
     "losslens.cli.multiscale",
