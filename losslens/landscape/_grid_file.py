@@ -306,7 +306,8 @@ def read_grid(path: str | Path, kind: str = KIND) -> dict:
         except LosslensError:
             raise
         except Exception as err:  # noqa: BLE001 - h5py, JSON and key errors of a damaged or foreign file
-            raise LosslensError(f"{path}: damaged or not a surface file ({type(err).__name__}: {err})") from None
+            what = "damaged or not a surface" if kind == KIND else f"damaged {kind}"
+            raise LosslensError(f"{path}: {what} file ({type(err).__name__}: {err})") from None
 
 
 def _read_losslens(f) -> dict:
