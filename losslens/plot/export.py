@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from losslens._io import atomic
+from losslens.errors import LosslensError
 from losslens.landscape.surface import Surface
 from losslens.plot._base import load_as
 
@@ -41,6 +42,7 @@ def write_vtp(surface, path: str | os.PathLike, *, log: bool = False) -> Path:
 
     Raises:
         ValueError: a line (1D surface), or a plane with no finite loss.
+        LosslensError: ``path`` exists and is not a VTK XML file (it is never overwritten).
     """
     surface = load_as(surface, (Surface,), "write_vtp")
     if surface.ndim != 2:
@@ -59,10 +61,20 @@ def write_vtp(surface, path: str | os.PathLike, *, log: bool = False) -> Path:
     points = np.stack([xx.ravel(), yy.ravel(), z.ravel()], axis=1)
     quads = _quads(nx, ny, finite.ravel())
     path = Path(path)
+    if path.exists() and not _is_vtk_xml(path):
+        raise LosslensError(f"{path}: exists and is not a VTK XML file; refusing to overwrite it (choose another path)")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic(path) as tmp:
         tmp.write_text(_polydata(points, quads, arrays))
     return path
+
+
+def _is_vtk_xml(path: Path) -> bool:
+    """Whether ``path`` is a regular file starting as a VTK XML file does."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return b"<VTKFile" in f.read(256)
 
 
 def _capped(values: np.ndarray, finite: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@
   between two checkpoints), ``.html``;
 - ``Spectrum``: ``_density.png``; ``Eigenpairs``: ``_eigenvalues.png``;
 - ``CurvatureMap``: ``_ratio.png``, ``_max_eigenvalue.png``, ``_min_eigenvalue.png`` (filled contours of
-  :math:`|\lambda_{min}/\lambda_{max}|`, :math:`\lambda_{max}` and :math:`\lambda_{min}`).
+  |λ_min / λ_max|, λ_max and λ_min).
 """
 
 from __future__ import annotations

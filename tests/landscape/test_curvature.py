@@ -62,6 +62,8 @@ def test_a_quadratic_has_the_same_eigenvalues_everywhere_and_the_map_resumes(tmp
     loaded = load_result(tmp_path / "c.h5")
     assert type(loaded) is CurvatureMap and loaded.meta["lanczos"]["maxiter"] == 100
     assert np.array_equal(loaded.eigenvalue_ratio, m.eigenvalue_ratio)
+    copied = CurvatureMap.load(m.save(tmp_path / "copy.h5"))
+    assert all(np.array_equal(copied.metrics[k], m.metrics[k]) for k in m.metrics)
     calls.clear()
     assert np.array_equal(curvature_map(ev, ev.w0, D, x, y, path=tmp_path / "c.h5", progress=False).max_eigenvalue,
                           m.max_eigenvalue) and not calls  # complete: nothing computed again

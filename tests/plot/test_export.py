@@ -91,3 +91,13 @@ def test_cli_refuses_a_line_and_a_missing_flag(tmp_path, capsys):
     assert "exports a plane" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "line.h5")]) == 2
     assert "--vtp" in capsys.readouterr().err
+
+
+def test_an_existing_file_that_is_not_vtk_is_never_overwritten(tmp_path, capsys):
+    plane(3, 3).save(tmp_path / "s.h5")
+    before = (tmp_path / "s.h5").read_bytes()
+    assert main(["export", str(tmp_path / "s.h5"), "--vtp", "--out", str(tmp_path / "s.h5")]) == 2
+    assert "s.h5: exists and is not a VTK XML file" in capsys.readouterr().err
+    assert (tmp_path / "s.h5").read_bytes() == before
+    assert main(["export", str(tmp_path / "s.h5"), "--vtp"]) == 0
+    assert main(["export", str(tmp_path / "s.h5"), "--vtp"]) == 0  # its own earlier export is replaced
