@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
 def _summary(result) -> str:
     """The eigenvalues at the origin when the grid holds it, and the range of the ratio."""
     origin = result.origin_index
-    at = (f"at the origin lambda_max {result.max_eigenvalue[origin]:.6g}, lambda_min {result.min_eigenvalue[origin]:.6g}; "
-          if origin is not None else "")
+    at = "" if origin is None else (f"at the origin lambda_max {result.max_eigenvalue[origin]:.6g}, "
+                                    f"lambda_min {result.min_eigenvalue[origin]:.6g}; ")
     ratio = result.eigenvalue_ratio[np.isfinite(result.eigenvalue_ratio)]
     span = f"|lambda_min / lambda_max| from {ratio.min():.4g} to {ratio.max():.4g}" if ratio.size else "no finite ratio"
     return f"{at}{span} ({result.meta['n_points']} points, {result.meta['seconds']:.1f} s)"

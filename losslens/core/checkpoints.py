@@ -399,20 +399,26 @@ def _tied_names(state: Mapping[str, torch.Tensor]) -> list[list[str]]:
     """Groups of two or more names of the same tensor (same memory, shape, strides and dtype)."""
     groups: dict[tuple, list[str]] = {}
     for name, t in state.items():
-        if t.numel():
+        if t.numel() and t.device.type != "meta":  # meta tensors have no memory to share
             key = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), t.shape, t.stride(), t.dtype)
             groups.setdefault(key, []).append(name)
     return [names for names in groups.values() if len(names) > 1]
 
 
 def _tie(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Fill in tied tensors of ``model`` held under only one of their names.
+    """Fill in tied tensors of ``model`` (one parameter or buffer under several names) held under
+    only one of their names.
 
     A key missing from ``state`` is filled in only from a tie partner that ``state`` holds; any
     other missing key stays missing (and is reported by ``_fit``).
     """
+    saved = set(model.state_dict())
+    names_of: dict[int, list[str]] = {}
+    for name, t in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]:
+        if name in saved:
+            names_of.setdefault(id(t), []).append(name)
     state = dict(state)
-    for names in _tied_names(model.state_dict()):
+    for names in names_of.values():
         present = [n for n in names if n in state]
         for n in names if present else ():
             state.setdefault(n, state[present[0]])
