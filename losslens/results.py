@@ -16,6 +16,7 @@ from losslens.errors import LosslensError
 
 RESULT_CLASSES: dict[str, str] = {
     "surface": "losslens.landscape.surface:Surface",
+    "curvature_map": "losslens.landscape.curvature:CurvatureMap",
     "directions": "losslens.landscape.directions:Directions",
     "eigenpairs": "losslens.landscape.hessian:Eigenpairs",
     "trace": "losslens.landscape.spectrum:TraceEstimate",

@@ -80,11 +80,14 @@ class GridFile:
     """The values of a grid in memory, mirrored after each chunk to an HDF5 file when a path is given.
 
     Opening an existing file resumes it: it must describe the same grid (else ``ValueError`` naming
-    what differs), and its computed points are loaded, so only the others remain.
+    what differs), and its computed points are loaded, so only the others remain. ``kind`` is the
+    result kind in the file's header (a grid of another kind, e.g. ``"curvature_map"``, uses the same layout).
     """
 
-    def __init__(self, spec: GridSpec, path: str | Path | None, meta: dict, *, overwrite: bool = False):
+    def __init__(self, spec: GridSpec, path: str | Path | None, meta: dict, *, overwrite: bool = False,
+                 kind: str = KIND):
         self.spec = spec
+        self.kind = kind
         self.path = None if path is None else Path(path)
         names = ("loss",) + spec.metric_names
         self.values = {s: {n: np.full(spec.shape, np.nan) for n in names} for s in spec.splits}
@@ -148,7 +151,7 @@ class GridFile:
         tmp = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
         try:
             with h5py.File(tmp, "w") as f:
-                set_header(f, KIND, self.meta)
+                set_header(f, self.kind, self.meta)
                 f.create_dataset("xcoordinates", data=self.spec.x)
                 if self.spec.y is not None:
                     f.create_dataset("ycoordinates", data=self.spec.y)
@@ -174,7 +177,7 @@ class GridFile:
         import h5py
 
         try:
-            stored = read_grid(self.path)
+            stored = read_grid(self.path, self.kind)
         except LosslensError as err:
             _notice(f"{err}; starting it over")
             return False
@@ -276,7 +279,7 @@ def _describe(a: np.ndarray | None) -> str:
 # -- reading ---------------------------------------------------------------------------------------
 
 
-def read_grid(path: str | Path) -> dict:
+def read_grid(path: str | Path, kind: str = KIND) -> dict:
     """Everything a surface file holds, from losslens or from the reference loss-landscape tool.
 
     Returns:
@@ -285,6 +288,8 @@ def read_grid(path: str | Path) -> dict:
         (``None`` where the file lacks them), ``directions_kind``, ``directions_meta``, ``meta``,
         ``progress_seconds`` and ``legacy`` (``None``, or who wrote an older layout).
 
+    ``kind``: the kind the file must hold (a reference tool's file, which has no header, is a surface).
+
     Raises:
         LosslensError: the file is missing, not HDF5, of another losslens kind, or damaged; the
             message names the file.
@@ -292,16 +297,17 @@ def read_grid(path: str | Path) -> dict:
     path = Path(path)
     with open_h5(path) as f:
         try:
-            kind = f.attrs.get("losslens_kind")
-            if kind is None:
+            found = f.attrs.get("losslens_kind")
+            if found is None and kind == KIND:
                 return _read_reference(f, path)
-            if kind != KIND:
-                raise LosslensError(f"{path}: expected a losslens {KIND} file, found a {kind} file")
+            if found != kind:
+                raise LosslensError(f"{path}: expected a losslens {kind} file, found {f'a {found} file' if found else 'no losslens header'}")
             return _read_losslens(f)
         except LosslensError:
             raise
         except Exception as err:  # noqa: BLE001 - h5py, JSON and key errors of a damaged or foreign file
-            raise LosslensError(f"{path}: damaged or not a surface file ({type(err).__name__}: {err})") from None
+            what = "damaged or not a surface" if kind == KIND else f"damaged {kind}"
+            raise LosslensError(f"{path}: {what} file ({type(err).__name__}: {err})") from None
 
 
 def _read_losslens(f) -> dict:

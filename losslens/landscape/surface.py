@@ -148,7 +148,7 @@ class Surface:
         meta |= {"splits": list(self.values), "metrics": list(metric_names)}
         spec = _spec(self.x, self.y, self.w0, self.directions, tuple(self.values), metric_names,
                      self.meta.get("identity", {}))
-        grid = gf.GridFile(spec, path, meta, overwrite=True)
+        grid = gf.GridFile(spec, path, meta, overwrite=True, kind=self.KIND)
         try:
             flat = np.flatnonzero(self.done)
             grid.write(flat, {s: {n: a.reshape(-1)[flat] for n, a in named.items()} for s, named in self.values.items()},
@@ -168,7 +168,7 @@ class Surface:
         Raises:
             LosslensError: the file is missing, unreadable, damaged or not a surface.
         """
-        g = gf.read_grid(path)
+        g = gf.read_grid(path, cls.KIND)
         directions = None
         if g["vectors"] is not None:
             directions = Directions(torch.from_numpy(g["vectors"]), g["directions_kind"], g["directions_meta"])
