@@ -28,7 +28,7 @@ def register(subparsers) -> None:
         "curvature-map",
         help="the Hessian's min/max eigenvalue ratio over a plane (convexity map)",
         usage="losslens curvature-map [CHECKPOINT] [--dirs random|hessian|pca] [--range A B] [--steps N] "
-        "[--maxiter M] [--tol T] [options]",
+        "[--maxiter M] [--lanczos-tol T] [options]",
         description="At every point of the plane w0 + x d1 + y d2 around a checkpoint, the largest and the smallest "
         "eigenvalue of the Hessian of the loss (Lanczos on Hessian-vector products) and |lambda_min / lambda_max|, "
         "small where the loss is locally convex (Li et al. 2018, the reference tool's plot_hessian_eigen.py). Saved "
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     add_default_checkpoint_arg(parser)
     add_landscape_args(parser, both=False)
     parser.add_argument("--dirs", default="random", choices=DIRECTION_KINDS,
-                        help="random (filter-normalized), hessian (top eigenvectors) or pca (of --checkpoints) "
+                        help="directions: random (filter-normalized), hessian (top eigenvectors) or pca (of --checkpoints) "
                         "(default: random)")
     parser.add_argument("--range", nargs=2, type=float, default=(-1.0, 1.0), metavar=("A", "B"),
                         help="coordinates along the first direction, A < B (default: -1 1)")
@@ -48,10 +48,10 @@ def register(subparsers) -> None:
     parser.add_argument("--norm", choices=NORMALIZATIONS, help="normalization of random directions (default: filter)")
     parser.add_argument("--ignore", choices=IGNORES,
                         help="biasbn: random directions leave biases and BatchNorm parameters alone (default: biasbn)")
-    parser.add_argument("--checkpoints", nargs="+", metavar="FILE", help="the trajectory for --dirs pca")
+    parser.add_argument("--checkpoints", nargs="+", metavar="FILE", help="the trajectory for --dirs pca, in training order")
     parser.add_argument("--maxiter", type=int_at_least(1), default=100, metavar="M",
                         help="Lanczos restarts per eigenvalue at most, which bounds the cost of a point (default: 100)")
-    parser.add_argument("--tol", type=float, default=1e-4, metavar="T",
+    parser.add_argument("--lanczos-tol", type=float, default=1e-4, metavar="T",
                         help="Lanczos' relative accuracy of each eigenvalue (default: 1e-4)")
     parser.set_defaults(func=run, one_d=False)
 
@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from losslens.plot.render import render
 
     _check_combinations(args)
-    if not args.tol >= 0:
-        raise ConfigError(f"--tol must be >= 0, got {args.tol}")
+    if not args.lanczos_tol >= 0:
+        raise ConfigError(f"--lanczos-tol must be >= 0, got {args.lanczos_tol}")
     x = np.linspace(*checked_range(args.range, "--range"), args.steps)
     y = np.linspace(*checked_range(args.yrange or args.range, "--yrange"), args.ysteps or args.steps)
     trajectory = args.checkpoints
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     print(describe(ev))
     directions = _directions(args, ev, 2, trajectory)
     out = Path(args.out)
-    result = curvature_map(ev, ev.w0, directions, x, y, path=out / FILE, tol=args.tol, maxiter=args.maxiter,
+    result = curvature_map(ev, ev.w0, directions, x, y, path=out / FILE, tol=args.lanczos_tol, maxiter=args.maxiter,
                            seed=args.seed, progress=not args.no_progress)
     print(f"wrote {out / FILE}")
     print(_summary(result))

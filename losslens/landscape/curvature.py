@@ -44,7 +44,19 @@ class CurvatureMap(Surface):
     """The Hessian's extreme eigenvalues on a plane: a ``Surface`` whose values hold, beside the
     ``loss`` at each point, ``max_eigenvalue``, ``min_eigenvalue``, ``eigenvalue_ratio``
     (:math:`|\\lambda_{min}/\\lambda_{max}|`) and the residual norms ``max_residual``, ``min_residual``,
-    each ``(ny, nx)``; ``meta["lanczos"]`` records ``tol``, ``maxiter`` and ``seed``."""
+    each ``(ny, nx)``; ``meta["lanczos"]`` records ``tol``, ``maxiter`` and ``seed``.
+
+    Attributes:
+        x: ``(nx,)`` increasing coordinates along the first direction.
+        y: ``(ny,)`` increasing coordinates along the second direction.
+        values: ``{split: {"loss": Z, "max_eigenvalue": Z, "min_eigenvalue": Z, "eigenvalue_ratio": Z,
+            "max_residual": Z, "min_residual": Z}}``, each ``Z`` ``(ny, nx)``; NaN where Lanczos did not
+            converge or the loss diverged.
+        directions: the directions ``d1``, ``d2`` with their vectors.
+        meta: provenance as a ``Surface``'s, with ``meta["lanczos"]``.
+        done: bool array ``(ny, nx)``: which points are computed.
+        w0: ``(P,)`` the origin.
+    """
 
     KIND = "curvature_map"
 

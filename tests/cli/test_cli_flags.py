@@ -25,10 +25,11 @@ MEANING = {
     "--seed": "seed", "--sharpness": "top hessian eigenvalue", "--split": "data split", "--steps": "grid points",
     "--subset": "subset", "--target-key": "target", "--threads": "threads", "--threshold": "relative residual",
     "--top-k": "eigenvalues", "--trace-samples": "hessian-vector products", "--units": "averages over",
-    "--unsafe-pickle": "pickles",
+    "--unsafe-pickle": "pickles", "--yrange": "along the second", "--ysteps": "grid points along y",
+    "--norm": "normalization of random directions", "--ignore": "biasbn", "--checkpoints": "in training order",
 }
 # The commands whose input is result files: their output goes beside it by default.
-READ_RESULTS = {"plot", "multiscale", "topology", "compare-surfaces"}
+READ_RESULTS = {"plot", "multiscale", "topology", "compare-surfaces", "export"}
 # The two exceptions, and why: a run is a directory of its own; evaluate prints and writes only when asked.
 OWN_OUT = {"train": "required", "evaluate": None}
 
@@ -69,7 +70,8 @@ def test_each_flag_name_means_one_thing_in_every_command():
 
 def test_steps_are_grid_points_and_updates_are_optimizer_updates():
     flags = _flags()
-    assert set(flags["--steps"]) == {"surface", "interpolate", "trajectory", "compare", "replay", "report"}
+    assert set(flags["--steps"]) == {"surface", "interpolate", "trajectory", "compare", "replay", "report",
+                                      "curvature-map"}
     assert all(_value_kind(a) == "int" for a in flags["--steps"].values())
     assert set(flags["--updates"]) == {"replay"} and "updates per optimizer" in flags["--updates"]["replay"].help
     assert "--grid" not in flags and "--replay-steps" not in flags

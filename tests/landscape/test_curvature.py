@@ -109,5 +109,5 @@ def test_command_writes_the_map_and_its_pictures(tmp_path, capsys):
     assert "|lambda_min / lambda_max| from" in stdout
     assert main(["plot", str(out / "curvature_map.h5"), "--out", str(tmp_path / "re")]) == 0
     assert (tmp_path / "re" / "curvature_map_ratio.png").is_file()
-    assert main(["curvature-map", str(ckpt), "--tol", "-1", "--out", str(out)]) == 2
-    assert "--tol must be >= 0" in capsys.readouterr().err
+    assert main(["curvature-map", str(ckpt), "--lanczos-tol", "-1", "--out", str(out)]) == 2
+    assert "--lanczos-tol must be >= 0" in capsys.readouterr().err

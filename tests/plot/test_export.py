@@ -81,8 +81,8 @@ def test_cli_exports_a_reference_tool_file(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'ref_log.vtp'}"
     z = array(piece(tmp_path / "ref_log.vtp").find("Points"), "Points").reshape(-1, 3)[:, 2]
     assert np.allclose(z, np.log(loss.ravel() + 0.1))
-    assert main(["export", str(tmp_path / "ref.h5"), "--vtp", "--out", str(tmp_path / "o" / "a.vtp")]) == 0
-    assert (tmp_path / "o" / "a.vtp").is_file()
+    assert main(["export", str(tmp_path / "ref.h5"), "--vtp", "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "ref.vtp").is_file()
 
 
 def test_cli_refuses_a_line_and_a_missing_flag(tmp_path, capsys):
@@ -96,8 +96,10 @@ def test_cli_refuses_a_line_and_a_missing_flag(tmp_path, capsys):
 def test_an_existing_file_that_is_not_vtk_is_never_overwritten(tmp_path, capsys):
     plane(3, 3).save(tmp_path / "s.h5")
     before = (tmp_path / "s.h5").read_bytes()
-    assert main(["export", str(tmp_path / "s.h5"), "--vtp", "--out", str(tmp_path / "s.h5")]) == 2
-    assert "s.h5: exists and is not a VTK XML file" in capsys.readouterr().err
+    (tmp_path / "s.vtp").write_text("not VTK")
+    assert main(["export", str(tmp_path / "s.h5"), "--vtp"]) == 2
+    assert "s.vtp: exists and is not a VTK XML file" in capsys.readouterr().err
+    (tmp_path / "s.vtp").unlink()
     assert (tmp_path / "s.h5").read_bytes() == before
     assert main(["export", str(tmp_path / "s.h5"), "--vtp"]) == 0
     assert main(["export", str(tmp_path / "s.h5"), "--vtp"]) == 0  # its own earlier export is replaced
