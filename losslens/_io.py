@@ -98,13 +98,14 @@ def set_header(f, kind: str, meta: dict) -> None:
 
 
 def load(path: str | Path, kind: str, build: Callable[[dict[str, np.ndarray], dict], T],
-         shapes: dict[str, tuple] | None = None) -> T:
+         shapes: dict[str, tuple] | Callable[[set[str]], dict[str, tuple]] | None = None) -> T:
     """``build(arrays, meta)`` from a file written by ``write_h5``; every error of a damaged or
     foreign file (h5py's, a missing key, a wrong type) becomes one ``LosslensError`` naming the file.
 
     ``shapes`` maps dataset names to the shapes the kind needs, checked before any data is read
     (``check_shapes``): each entry an int, ``None`` (any length), or a name standing for the same
-    length wherever it appears (``{"values": ("k",), "vectors": ("k", "P")}``).
+    length wherever it appears (``{"values": ("k",), "vectors": ("k", "P")}``); or a function of
+    the names at the file's top level giving them (``grid_shapes``).
     """
     import h5py
 
@@ -114,13 +115,23 @@ def load(path: str | Path, kind: str, build: Callable[[dict[str, np.ndarray], di
         if found != kind:
             raise LosslensError(f"{path}: expected a losslens {kind} file, found {found or 'no losslens header'}")
         if shapes:
-            check_shapes(f, path, kind, shapes)
+            check_shapes(f, path, kind, shapes(set(f)) if callable(shapes) else shapes)
         try:
             arrays: dict[str, np.ndarray] = {}
             f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
             return build(arrays, json.loads(f.attrs["meta"]))
         except Exception as err:  # noqa: BLE001 - a damaged file can fail in any of these ways
             raise LosslensError(f"{path}: damaged {kind} file ({type(err).__name__}: {err})") from None
+
+
+def grid_shapes(*grids: str) -> Callable[[set[str]], dict[str, tuple]]:
+    """The ``shapes`` of a result on a grid: ``x`` ``(nx,)``, ``y`` ``(ny,)`` when the file holds
+    one, and each of ``grids`` ``(ny, nx)``, or ``(nx,)`` for a line."""
+    def shapes(names: set[str]) -> dict[str, tuple]:
+        plane = "y" in names
+        grid = ("ny", "nx") if plane else ("nx",)
+        return {"x": ("nx",)} | ({"y": ("ny",)} if plane else {}) | {g: grid for g in grids}
+    return shapes
 
 
 def check_shapes(f, path: Path, kind: str, shapes: dict[str, tuple],

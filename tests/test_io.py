@@ -21,6 +21,7 @@ from losslens.errors import LosslensError
 from losslens.landscape.directions import Directions
 from losslens.landscape.hessian import Eigenpairs
 from losslens.landscape.surface import Surface
+from losslens.landscape.topology import topology
 from losslens.results import load_result
 
 HERE = Path(__file__).parent
@@ -100,6 +101,11 @@ def test_many_datasets_each_under_the_floor_are_refused_together(tmp_path):
 
 
 def test_shape_and_type_errors_name_file_dataset_and_shapes(surface_file, tmp_path):
+    path = topology(Surface.load(surface_file)).save(tmp_path / "topology.h5")
+    _replace(path, "values", lambda f, n: f.__setitem__(n, np.ones((2, 4))))
+    with pytest.raises(LosslensError, match=r"topology.h5: damaged topology file: dataset values has shape \[2, 4\], "
+                                            r"expected \[ny=2, nx=3\]"):
+        load_result(path)
     _replace(surface_file, "train_loss", lambda f, n: f.__setitem__(n, np.ones((3, 2))))
     with pytest.raises(LosslensError, match=r"surface.h5: damaged surface file: dataset train_loss has shape "
                                             r"\[3, 2\], expected \[ny=2, nx=3\]"):
