@@ -193,8 +193,8 @@ def _file_type(mode: int) -> str:
     return "special file"
 
 
-def open_h5(path: Path, mode: str = "r"):
-    """An HDF5 file opened (for reading by default) after ``check_regular`` and vetted by ``vet``.
+def open_h5(path: Path):
+    """An HDF5 file opened for reading after ``check_regular`` and vetted by ``vet``.
 
     Raises:
         LosslensError: the file is missing, not a regular file, cannot be opened (locked by another
@@ -205,7 +205,7 @@ def open_h5(path: Path, mode: str = "r"):
     path = Path(path)
     check_regular(path)
     try:
-        f = h5py.File(path, mode)
+        f = h5py.File(path, "r")
     except OSError as err:
         text = str(err)
         if err.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "unable to lock file" in text:
