@@ -20,7 +20,7 @@ from losslens.core.evaluator import Evaluator
 from losslens.errors import LosslensError
 from losslens.landscape.directions import Directions
 from losslens.landscape.hessian import Eigenpairs
-from losslens.landscape.surface import Surface
+from losslens.landscape.surface import Surface, surface_2d
 from losslens.landscape.topology import topology
 from losslens.results import load_result
 
@@ -33,6 +33,10 @@ def surface_file(tmp_path):
     surface = Surface(x, x[:2], {"train": {"loss": np.arange(6.0).reshape(2, 3)}}, None, {}, np.ones((2, 3), bool),
                       None)
     return surface.save(tmp_path / "surface.h5")
+
+
+def _tiny_evaluator():
+    return Evaluator(torch.nn.Linear(2, 1, bias=False), "mse", (torch.eye(2), torch.ones(2, 1)), device="cpu")
 
 
 def _replace(path, name, make):
@@ -195,14 +199,12 @@ def test_a_lock_is_reentrant_in_its_process_and_taken_over_from_a_dead_one(tmp_p
 def test_a_file_that_is_not_a_result_of_the_same_kind_is_never_overwritten(tmp_path, surface_file):
     from safetensors.torch import save_file
 
-    from losslens.landscape.surface import surface_2d
-
     checkpoint = tmp_path / "model.safetensors"
     save_file({"w": torch.ones(3)}, checkpoint)
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
     x = np.linspace(-1.0, 1.0, 3)
-    ev = Evaluator(torch.nn.Linear(2, 1, bias=False), "mse", (torch.eye(2), torch.ones(2, 1)), device="cpu")
+    ev = _tiny_evaluator()
     directions = Directions(torch.eye(2), "random", {})
     surface = Surface.load(surface_file)
     for path in (checkpoint, notes):
@@ -222,3 +224,25 @@ def test_a_file_that_is_not_a_result_of_the_same_kind_is_never_overwritten(tmp_p
     empty = tmp_path / "empty.h5"
     empty.touch()  # as tempfile.NamedTemporaryFile leaves it: nothing to lose
     assert Directions.load(directions.save(empty)).vectors.shape == (2, 2)
+
+
+def test_a_file_another_process_holds_open_is_refused_not_taken_for_damaged(surface_file, tmp_path):
+    """Before: HDF5's lock error read as "damaged file, start over", and the file was replaced."""
+    code = f"import h5py, time\nf = h5py.File({str(surface_file)!r}, 'r+')\nprint('open', flush=True)\ntime.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "open\n"
+        before = surface_file.read_bytes()
+        ev = _tiny_evaluator()
+        x = np.linspace(-1.0, 1.0, 3)
+        for write in (lambda: surface_2d(ev, ev.w0, Directions(torch.eye(2), "random", {}), x, x, path=surface_file,
+                                         progress=False),
+                      lambda: Surface.load(tmp_path / "copy.h5").save(surface_file)):
+            shutil.copy(surface_file, tmp_path / "copy.h5")
+            with pytest.raises(LosslensError, match="surface.h5: is open for writing in another process"):
+                write()
+            (tmp_path / "copy.h5").unlink()
+        assert surface_file.read_bytes() == before
+        assert sorted(os.listdir(tmp_path)) == ["surface.h5"]
+    finally:
+        holder.kill()
