@@ -130,7 +130,8 @@ def test_a_fifo_is_named_as_such_and_never_opened(tmp_path, capsys):
     os.mkfifo(fifo)
     with pytest.raises(LosslensError, match="surface.h5: is a FIFO, not a regular file"):
         load_result(fifo)
-    for argv in (["plot", str(fifo)], ["topology", str(fifo)], ["multiscale", str(fifo)]):
+    for argv in (["plot", str(fifo)], ["topology", str(fifo)], ["multiscale", str(fifo)], ["fit", str(fifo)],
+                 ["compare-surfaces", str(fifo), str(fifo)]):
         assert main([*argv, "--out", str(tmp_path / "o")]) == 2
         assert "surface.h5: is a FIFO, not a regular file" in capsys.readouterr().err
 
