@@ -215,9 +215,12 @@ def open_h5(path: Path):
         raise NotHDF5(f"{path}: not an HDF5 file ({err})") from None
     try:
         vet(f, path)
-    except BaseException:
+    except LosslensError:
         f.close()
         raise
+    except Exception as err:  # noqa: BLE001 - h5py's errors of a damaged file's structure
+        f.close()
+        raise LosslensError(f"{path}: damaged HDF5 file ({type(err).__name__}: {err})") from None
     return f
 
 
