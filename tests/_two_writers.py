@@ -43,6 +43,6 @@ if __name__ == "__main__":
     ev = Evaluator(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)), "cross_entropy", (x, y), device="cpu")
     dirs = random_directions(ev.space, ev.w0, n=2, seed=0)
     coords = np.linspace(-1.0, 1.0, 3)
-    s = surface_2d(Slow(ev, Path(sys.argv[2]), Path(sys.argv[3])), ev.w0, dirs, coords, coords, path=sys.argv[1], chunk=1,
-                   progress=False)
+    slow = Slow(ev, Path(sys.argv[2]), Path(sys.argv[3]))
+    s = surface_2d(slow, ev.w0, dirs, coords, coords, path=sys.argv[1], chunk=1, progress=False)
     print(f"done {int(s.done.sum())}")

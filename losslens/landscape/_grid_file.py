@@ -26,8 +26,9 @@ process on the same path is refused, naming the first. An existing path is resum
 when it is a surface file (``losslens._io.check_replaceable``): any other file, or one that cannot be
 opened because it is locked or for want of permission, is refused and left alone. A damaged
 surface file (one that opens but fails validation, or has HDF5's signature but does not open) is
-kept aside as ``PATH.damaged``, never deleted, and the grid is started over, with a notice; one holding no computed point is started over; one of another grid is refused with a
-message naming what differs.
+kept aside as ``PATH.damaged``, never deleted, and the grid is started over, with a notice; one
+holding no computed point is started over; one of another grid is refused with a message naming
+what differs.
 """
 
 from __future__ import annotations
@@ -340,8 +341,8 @@ def _read_losslens(f, path: Path) -> dict:
     transpose = fmt == _FORMAT_IJ and plane  # losslens 0.1 stored loss[ix, iy]
     grid = ("nx", "ny") if transpose else ("ny", "nx") if plane else ("nx",)
     shape = meta.get("shape") if fmt == FORMAT_VERSION else None  # the grid's shape, as the header records it
-    sizes = _io.check_shapes(f, path, KIND, {"xcoordinates": ("nx",)} | ({"ycoordinates": ("ny",)} if plane else {}),
-                             dict(zip(("ny", "nx") if plane else ("nx",), shape)) if isinstance(shape, list) else {})
+    recorded = dict(zip(("ny", "nx") if plane else ("nx",), shape)) if isinstance(shape, list) else {}
+    sizes = _io.check_shapes(f, path, KIND, _coordinate_shapes(plane), recorded)
     x = f["xcoordinates"][()]
     y = f["ycoordinates"][()] if plane else None
     if fmt == _FORMAT_IJ:
@@ -376,6 +377,10 @@ def _read_losslens(f, path: Path) -> dict:
     }
 
 
+def _coordinate_shapes(plane: bool) -> dict[str, tuple]:
+    return {"xcoordinates": ("nx",)} | ({"ycoordinates": ("ny",)} if plane else {})
+
+
 def _read_reference(f, path: Path) -> dict:
     """A file of the reference tool: ``xcoordinates`` [``ycoordinates``] ``train_loss`` [``train_acc``] ...
 
@@ -388,7 +393,7 @@ def _read_reference(f, path: Path) -> dict:
     if "xcoordinates" not in f or not splits:
         raise LosslensError(f"{path}: not a surface file (neither a losslens header nor the reference tool's "
                             "xcoordinates and train_loss/test_loss datasets)")
-    _io.check_shapes(f, path, KIND, {"xcoordinates": ("nx",)} | ({"ycoordinates": ("ny",)} if "ycoordinates" in f else {}))
+    _io.check_shapes(f, path, KIND, _coordinate_shapes("ycoordinates" in f))
     x = f["xcoordinates"][()]
     y = f["ycoordinates"][()] if "ycoordinates" in f else None
     shape = (len(x),) if y is None else (len(y), len(x))
