@@ -60,8 +60,11 @@ def load_result(path: str | os.PathLike):
         path: a losslens HDF5 result file (any kind: surface, Hessian, fit, ...) or a reference tool's surface file.
 
     Raises:
-        LosslensError: the file is missing, not HDF5, damaged, or of an unknown kind; the message
-            names the file.
+        LosslensError: the file is missing, not a regular file (a FIFO is never opened), not HDF5,
+            damaged, of an unknown kind, holds data outside itself (external storage or links,
+            virtual datasets) or declares more than it can hold, or a dataset has another shape
+            than its kind needs (``losslens._io.open_h5`` and ``load``); the message names the
+            file and the dataset.
     """
     path = Path(path)
     kind = result_kind(path)

@@ -87,7 +87,8 @@ class Directions:
         Raises:
             LosslensError: the file is missing or does not hold directions.
         """
-        return _io.load(path, cls.KIND, lambda a, m: cls(torch.from_numpy(a["vectors"]), m["kind"], m["meta"]))
+        return _io.load(path, cls.KIND, lambda a, m: cls(torch.from_numpy(a["vectors"]), m["kind"], m["meta"]),
+                        shapes={"vectors": ("m", "P")})
 
 
 def random_directions(

@@ -309,7 +309,7 @@ class SurfaceFit:
     @classmethod
     def load(cls, path: str | Path) -> "SurfaceFit":
         """Read a file written by ``save``."""
-        return _io.load(path, cls.KIND, cls._unpack)
+        return _io.load(path, cls.KIND, cls._unpack, _io.grid_shapes("data", "fitted"))
 
     @classmethod
     def _unpack(cls, a: dict, m: dict) -> "SurfaceFit":

@@ -72,7 +72,8 @@ class Eigenpairs:
     def load(cls, path: str | Path) -> "Eigenpairs":
         """Read a file written by ``save``."""
         return load(path, cls.KIND, lambda a, m: cls(torch.from_numpy(a["values"]), torch.from_numpy(a["vectors"]),
-                                                     m["which"], float(m["tol"]), int(m["n_matvec"]), m["meta"]))
+                                                     m["which"], float(m["tol"]), int(m["n_matvec"]), m["meta"]),
+                    shapes={"values": ("k",), "vectors": ("k", "P")})
 
 
 def eigenpairs(

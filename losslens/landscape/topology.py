@@ -173,7 +173,7 @@ class Topology:
     @classmethod
     def load(cls, path: str | Path) -> "Topology":
         """Read a file written by ``save``."""
-        return _io.load(path, cls.KIND, cls._unpack)
+        return _io.load(path, cls.KIND, cls._unpack, _io.grid_shapes("values"))
 
     @classmethod
     def _unpack(cls, a: dict, m: dict) -> "Topology":

@@ -289,7 +289,7 @@ def test_bad_flags_give_one_error_line(capsys, checkpoints, argv, message):
         (["surface", "CKPT", "--model", "cnn"], "does not fit the model"),
         (["plot", "MISSING"], "missing.safetensors: no such file"),
         (["plot", "CORRUPT"], "not an HDF5 file"),
-        (["plot", "DAMAGED"], "damaged.h5: damaged or not a surface file"),
+        (["plot", "DAMAGED"], "damaged.h5: damaged surface file: dataset xcoordinates is missing"),
         (["plot", "EIGEN", "--log"], "a log scale applies to loss surfaces"),
     ],
 )

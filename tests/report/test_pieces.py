@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from losslens.errors import ConfigError
+from losslens.errors import ConfigError, LosslensError
 from losslens.landscape.spectrum import TraceEstimate, trace
 from losslens.report import _store
 from losslens.report.options import ReportOptions, check_sections
@@ -42,14 +42,15 @@ def test_a_result_is_reused_only_for_the_same_request_and_keeps_its_warnings(tmp
     assert said[0] == f"  recomputing {path}: it answers another request (differing: evaluator.data)"
 
 
-def test_a_file_without_request_or_unreadable_is_recomputed(tmp_path):
+def test_a_file_without_request_is_recomputed_and_a_foreign_one_never_overwritten(tmp_path):
     path, calls = tmp_path / "trace.h5", []
     trace(H, method="hutchinson", n_matvec=4, seed=0).save(path)  # as losslens hessian writes it
     _, _, said = _trace(path, {"n": 4}, calls)
     assert len(calls) == 1 and said[0] == f"  recomputing {path}: it records no report request"
-    path.write_bytes(b"not hdf5")
-    _, _, said = _trace(path, {"n": 4}, calls)
-    assert len(calls) == 2 and said[0].startswith(f"  recomputing {path}: it cannot be read")
+    path.write_bytes(b"not hdf5")  # not a losslens result: never overwritten
+    with pytest.raises(LosslensError, match="trace.h5: exists and is not a losslens trace file .*will not overwrite"):
+        _trace(path, {"n": 4}, calls)
+    assert path.read_bytes() == b"not hdf5"
 
 
 def test_differences_name_the_dotted_keys():
