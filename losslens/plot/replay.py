@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from losslens.plot._base import new_axes
+from losslens.plot._base import new_axes, new_figure
 from losslens.plot.surfaces import LOG_FLOOR
 from losslens.trajectories.replay import Replay
 
@@ -228,9 +228,7 @@ def _axes(ax, legend_rows: int):
     """``(figure, axes)``: those of ``ax``, or a new figure tall enough for a legend of ``legend_rows`` below."""
     if ax is not None:
         return new_axes(ax)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.0, 5.0 + 0.22 * legend_rows), layout="constrained")
+    fig = new_figure(figsize=(7.0, 5.0 + 0.22 * legend_rows))
     return fig, fig.add_subplot()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from losslens.plot._base import new_axes
+from losslens.plot._base import new_axes, new_figure
 from losslens.plot.surfaces import LOG_FLOOR
 
 RESIDUAL_CMAP = "Greys"  # point fill: white on the plane, black when all of the displacement is off it
@@ -52,10 +52,8 @@ def plot_embedding(embedding, *, ax=None):
 
 def plot_embeddings(embeddings):
     """Several embeddings side by side (``plot_embedding`` each); returns the ``Figure``."""
-    from matplotlib.figure import Figure
-
     embeddings = list(embeddings)
-    fig = Figure(figsize=(6.0 * len(embeddings), 4.8), layout="constrained")
+    fig = new_figure(figsize=(6.0 * len(embeddings), 4.8))
     for i, emb in enumerate(embeddings):
         plot_embedding(emb, ax=fig.add_subplot(1, len(embeddings), i + 1))
     return fig
@@ -156,9 +154,7 @@ def plot_dynamics(dynamics):
     Returns:
         The ``matplotlib.figure.Figure``.
     """
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(13, 7), layout="constrained")
+    fig = new_figure(figsize=(13, 7))
     axes = fig.subplots(2, 3)
     kinds = list(dict.fromkeys(dynamics.kind))
     panels = [
