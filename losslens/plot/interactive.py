@@ -24,7 +24,10 @@ import numpy as np
 
 from losslens.landscape.surface import Surface
 from losslens.plot._base import load_as
-from losslens.plot.surfaces import LOG_FLOOR, _as_line, _finite_values, _is_between, _values, axis_label, title_of, value_label
+from losslens.plot.surfaces import (
+    LOG_FLOOR, ContourLevels, _as_line, _finite_values, _is_between, _values, axis_label, contour_levels, title_of,
+    value_label,
+)
 
 _MARGIN = {"l": 90, "r": 40, "t": 110, "b": 80}
 
@@ -89,6 +92,23 @@ def write_html(figures, path: str | os.PathLike, title: str | None = None, prove
     return path
 
 
+def plotly_contour(x, y, z: np.ndarray, scheme: ContourLevels, what: str):
+    """A filled plotly ``Contour`` of ``z`` (``(ny, nx)``) at the levels of ``scheme``, as
+    ``plot_contour`` draws them: plotly spaces contours evenly, so it draws the level number
+    ``scheme.index(z)`` and the colour bar is ticked with ``scheme.ticks`` in the units of ``z``;
+    hovering shows ``z`` itself."""
+    import plotly.graph_objects as go
+
+    top = len(scheme.values) - 1
+    return go.Contour(
+        x=x, y=y, z=scheme.index(z), customdata=z, zmin=0, zmax=top, colorscale="Viridis", name=what,
+        contours={"start": 0, "end": top, "size": 1, "coloring": "fill"}, autocontour=False,
+        hovertemplate="(%{x:.4g}, %{y:.4g}): %{customdata:.4g}<extra></extra>",
+        colorbar={"title": {"text": scheme.label(what), "side": "right"}, "tickvals": scheme.index(scheme.ticks),
+                  "ticktext": [f"{t:g}" for t in scheme.ticks]},
+    )
+
+
 def _title(surface: Surface) -> str:
     return "<br>".join(html.escape(line) for line in title_of(surface).splitlines())
 
@@ -99,19 +119,18 @@ def _plane(surface: Surface, log: bool):
 
     Z, label = _values(surface, "loss", log)
     z = np.where(np.isfinite(Z), Z, np.nan)  # (ny, nx): plotly's rows run along y
+    scheme = contour_levels(z)
     xlabel, ylabel = axis_label(surface, 0), axis_label(surface, 1)
     fig = make_subplots(rows=1, cols=2, specs=[[{"type": "surface"}, {"type": "xy"}]],
                         column_widths=[0.55, 0.45], subplot_titles=("surface", "contours"))
+    top = len(scheme.values) - 1
     fig.add_trace(
-        go.Surface(x=surface.x, y=surface.y, z=z, colorscale="Viridis", showscale=False, name=label,
+        go.Surface(x=surface.x, y=surface.y, z=z, surfacecolor=scheme.index(z), cmin=0, cmax=top,
+                   colorscale="Viridis", showscale=False, name=label,
                    contours={"z": {"show": True, "usecolormap": True, "project": {"z": True}}}),
         row=1, col=1,
     )
-    fig.add_trace(
-        go.Contour(x=surface.x, y=surface.y, z=z, colorscale="Viridis", ncontours=30, name=label,
-                   colorbar={"title": {"text": label, "side": "right"}}),
-        row=1, col=2,
-    )
+    fig.add_trace(plotly_contour(surface.x, surface.y, z, scheme, label), row=1, col=2)
     origin = surface.origin_index
     if origin is not None:
         marker = {"symbol": "star", "size": 14, "color": "red", "line": {"color": "white", "width": 1}}

@@ -20,6 +20,7 @@ below 0 are clipped there, and the axis label says how many.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,8 @@ def plot_contour(surface, *, ax=None, filled: bool = False, levels="auto", log: 
 
     surface = _surface_2d(surface, "plot_contour")
     Z, label = _values(surface, metric, log)
-    bounds = _levels(Z, levels, vmin, vmax, vlevel)
+    scheme = contour_levels(Z, levels, vmin, vmax, vlevel)
+    bounds = scheme.values
     fig, ax = new_axes(ax)
     import matplotlib
 
@@ -107,8 +109,7 @@ def plot_contour(surface, *, ax=None, filled: bool = False, levels="auto", log: 
     norm = BoundaryNorm(bounds, cmap.N, extend=extend)
     draw = ax.contourf if filled else ax.contour
     contours = draw(surface.x, surface.y, np.ma.masked_invalid(Z), levels=bounds, cmap=cmap, norm=norm, extend=extend)
-    bar = fig.colorbar(contours, ax=ax, label=label)
-    bar.ax.tick_params(labelsize="small")
+    colour_bar(fig, ax, contours, scheme, label)
     _mark_origin(ax, surface)
     ax.set_xlabel(axis_label(surface, 0))
     ax.set_ylabel(axis_label(surface, 1))
@@ -217,6 +218,69 @@ def value_label(meta: dict, metric: str, log: bool) -> str:
     return f"log10 {name}" if log else name
 
 
+@dataclass(frozen=True)
+class ContourLevels:
+    """The contour levels of a picture and its colour bar, the same for matplotlib and plotly.
+
+    Attributes:
+        values: ``(n,)`` increasing level values, in the units drawn.
+        ticks: readable colour-bar ticks within ``[values[0], values[-1]]`` (1, 2, 5 times a power of
+            ten on a log scale; steps of 1, 2, 2.5 or 5 times a power of ten otherwise).
+        log: the levels are log-spaced (equal ratios): the colour bar is a log scale, and says so.
+    """
+
+    values: np.ndarray
+    ticks: np.ndarray
+    log: bool
+
+    def label(self, what: str) -> str:
+        """The colour bar's title: ``what``, with ``(log scale)`` when the levels are log-spaced."""
+        return f"{what} (log scale)" if self.log else what
+
+    def index(self, values: np.ndarray) -> np.ndarray:
+        """``values`` as fractional level numbers ``0 .. n-1`` (piecewise linear between levels, NaN kept,
+        clipped at both ends): the colour coordinate of a renderer that takes evenly spaced contours."""
+        values = np.asarray(values, dtype=np.float64)
+        return np.where(np.isnan(values), np.nan, np.interp(values, self.values, np.arange(len(self.values))))
+
+
+def contour_levels(Z: np.ndarray, levels="auto", vmin=None, vmax=None, vlevel=None) -> ContourLevels:
+    """The ``ContourLevels`` of the values ``Z`` (``levels`` and ``vmin``/``vmax``/``vlevel`` as in the
+    module docstring); every contour picture of a surface, PNG or HTML, takes its levels from here."""
+    values = _level_values(Z, levels, vmin, vmax, vlevel)
+    ratios = values[1:] / values[:-1] if len(values) > 2 and values[0] > 0 else np.array([])
+    log = bool(len(ratios)) and np.allclose(ratios, ratios[0], rtol=1e-6) and ratios[0] > 1 + 1e-9
+    return ContourLevels(values, readable_ticks(float(values[0]), float(values[-1]), log), log)
+
+
+def readable_ticks(lo: float, hi: float, log: bool) -> np.ndarray:
+    """Ticks within ``[lo, hi]`` at readable values: 1, 2, 5 times powers of ten (or only the powers
+    when they are many, 1 to 9 times them when they are few) on a log scale, steps of 1, 2, 2.5, 5
+    times a power of ten on a linear one."""
+    from matplotlib.ticker import MaxNLocator
+
+    if log:
+        decades = 10.0 ** np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)) + 1)
+        for mantissas in ((1, 2, 5), (1,), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+            ticks = (decades[:, None] * np.array(mantissas, dtype=np.float64)).ravel()
+            ticks = ticks[(ticks >= lo * (1 - 1e-9)) & (ticks <= hi * (1 + 1e-9))]
+            if 3 <= len(ticks) <= 9:
+                return ticks
+        return ticks if len(ticks) >= 2 else np.array([lo, hi])
+    ticks = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+    return ticks[(ticks >= lo - 1e-9 * abs(hi - lo)) & (ticks <= hi + 1e-9 * abs(hi - lo))]
+
+
+def colour_bar(fig, ax, mappable, scheme: ContourLevels, what: str):
+    """A colour bar for contours drawn at ``scheme``'s levels, ticked at its readable values and
+    titled ``scheme.label(what)``; returns the ``Colorbar``."""
+    bar = fig.colorbar(mappable, ax=ax, label=scheme.label(what))
+    bar.set_ticks(scheme.ticks, labels=[f"{t:g}" for t in scheme.ticks])
+    bar.minorticks_off()
+    bar.ax.tick_params(labelsize="small")
+    return bar
+
+
 # -- helpers ---------------------------------------------------------------------------------------
 
 
@@ -270,7 +334,7 @@ def _values(surface: Surface, metric: str, log: bool) -> tuple[np.ndarray, str]:
     return values, value_label(surface.meta, metric, log) + note
 
 
-def _levels(Z: np.ndarray, levels, vmin, vmax, vlevel) -> np.ndarray:
+def _level_values(Z: np.ndarray, levels, vmin, vmax, vlevel) -> np.ndarray:
     """Increasing level values (see the module docstring)."""
     if (vmin, vmax, vlevel) != (None, None, None):
         if None in (vmin, vmax, vlevel) or not (vlevel > 0 and vmax > vmin):
