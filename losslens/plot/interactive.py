@@ -25,8 +25,8 @@ import numpy as np
 from losslens.landscape.surface import Surface
 from losslens.plot._base import load_as
 from losslens.plot.surfaces import (
-    LOG_FLOOR, ContourLevels, _as_line, _finite_values, _is_between, _values, axis_label, contour_levels, title_of,
-    value_label,
+    LOG_FLOOR, ContourLevels, _as_line, _finite_values, _is_between, _values, axis_label, contour_levels,
+    readable_ticks, title_of, value_label,
 )
 
 _MARGIN = {"l": 90, "r": 40, "t": 110, "b": 80}
@@ -109,6 +109,18 @@ def plotly_contour(x, y, z: np.ndarray, scheme: ContourLevels, what: str):
     )
 
 
+def _readable_axis(values: np.ndarray, log: bool) -> dict:
+    """Plotly axis settings that tick ``values``' range at ``readable_ticks`` (as the matplotlib
+    figures), as percentages when every value is a fraction in ``[0, 1]`` (accuracy)."""
+    finite = values[np.isfinite(values) & ((values > 0) if log else True)]
+    if not len(finite) or finite.min() == finite.max():
+        return {}
+    ticks = readable_ticks(float(finite.min()), float(finite.max()), log)
+    fraction = not log and finite.min() >= 0 and finite.max() <= 1
+    text = [f"{t:.0%}" if fraction and np.ptp(finite) > 0.05 else f"{t:.4g}" for t in ticks]
+    return {"tickmode": "array", "tickvals": list(map(float, ticks)), "ticktext": text}
+
+
 def _title(surface: Surface) -> str:
     return "<br>".join(html.escape(line) for line in title_of(surface).splitlines())
 
@@ -170,8 +182,11 @@ def _line(surface: Surface, log: bool):
             title += f"<br>barrier {barrier(surface):.4g}"
     fig.update_layout(title={"text": title}, autosize=True, margin=_MARGIN)
     fig.update_xaxes(title_text=xlabel, automargin=True)
-    fig.update_yaxes(title_text=value_label(surface.meta, "loss", False) + note, type="log" if log else "linear",
-                     automargin=True, secondary_y=False)
+    drawn = np.clip(loss, LOG_FLOOR, None) if log else loss
+    fig.update_yaxes(title_text=value_label(surface.meta, "loss", False) + (" (log scale)" if log else "") + note,
+                     type="log" if log else "linear", automargin=True, secondary_y=False,
+                     **(_readable_axis(drawn, log=True) if log else {}))
     if other:
-        fig.update_yaxes(title_text=", ".join(other), automargin=True, secondary_y=True)
+        fig.update_yaxes(title_text=", ".join(other), automargin=True, secondary_y=True,
+                         **_readable_axis(np.concatenate([np.ravel(v) for v in other.values()]), log=False))
     return fig

@@ -58,9 +58,9 @@ def plot_1d(result, *, ax=None, log: bool = False, metrics: bool = True):
     fig, ax = new_axes(ax)
     handles = ax.plot(x, np.clip(loss, LOG_FLOOR, None) if log else loss, color="C0", marker=".", label="loss")
     if log:
-        ax.set_yscale("log")
+        log_axis(ax.yaxis)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(value_label(surface.meta, "loss", log) + note)
+    ax.set_ylabel(value_label(surface.meta, "loss", False) + (" (log scale)" if log else "") + note)
     if _is_between(surface):
         handles += _mark_endpoints(ax, surface, np.clip(loss, LOG_FLOOR, None) if log else loss)
     other = {n: v for n, v in values.items() if n != "loss"}
@@ -69,6 +69,7 @@ def plot_1d(result, *, ax=None, log: bool = False, metrics: bool = True):
         for k, (name, v) in enumerate(other.items()):
             handles += twin.plot(x, v, color=f"C{k + 1}", linestyle="--", label=name)
         twin.set_ylabel(", ".join(other))
+        fraction_axis(twin.yaxis, np.concatenate([np.ravel(v) for v in other.values()]))
     ax.legend(handles=handles, loc="best", fontsize="small")
     ax.set_title(title_of(surface), fontsize="medium")
     return fig
@@ -189,7 +190,10 @@ def title_of(surface_or_meta) -> str:
     model = (model.get("name") or model.get("class", "").rpartition(".")[2]) if isinstance(model, dict) else model
     ckpt = meta.get("checkpoint")
     first = [str(model) if model else ""]
-    if isinstance(ckpt, dict):
+    ends = surface.directions.meta.get("endpoints") if surface is not None and _is_between(surface) else None
+    if ends:
+        first.append(f"from A = {Path(ends[0]).name} (t = 0) to B = {Path(ends[1]).name} (t = 1)")
+    elif isinstance(ckpt, dict):
         when = ", ".join(f"{k} {ckpt[k]:g}" if isinstance(ckpt[k], float) else f"{k} {ckpt[k]}"
                          for k in ("step", "epoch") if ckpt.get(k) is not None)
         first.append(f"at {ckpt.get('label', ckpt.get('path', ''))}" + (f" ({when})" if when else ""))
@@ -269,6 +273,35 @@ def readable_ticks(lo: float, hi: float, log: bool) -> np.ndarray:
         return ticks if len(ticks) >= 2 else np.array([lo, hi])
     ticks = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
     return ticks[(ticks >= lo - 1e-9 * abs(hi - lo)) & (ticks <= hi + 1e-9 * abs(hi - lo))]
+
+
+def log_axis(axis) -> None:
+    """A logarithmic matplotlib ``axis`` labelled only at readable values (``readable_ticks`` of its
+    view), its minor ticks unlabelled."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    axis.axes.set_xscale("log") if axis.axis_name == "x" else axis.axes.set_yscale("log")
+
+    class Readable(FixedLocator):
+        def __call__(self):
+            lo, hi = sorted(axis.get_view_interval())
+            return readable_ticks(max(lo, LOG_FLOOR), max(hi, 2 * LOG_FLOOR), True) if hi > 0 else []
+
+    axis.set_major_locator(Readable([]))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10)))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def fraction_axis(axis, values: np.ndarray) -> None:
+    """Ticks at readable values (``MaxNLocator`` steps 1, 2, 2.5, 5), as percentages when every finite
+    value is a fraction in ``[0, 1]`` (accuracy)."""
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+    finite = values[np.isfinite(values)]
+    if len(finite) and finite.min() >= 0 and finite.max() <= 1:
+        axis.set_major_formatter(PercentFormatter(1.0, decimals=0 if np.ptp(finite) > 0.05 else None))
 
 
 def colour_bar(fig, ax, mappable, scheme: ContourLevels, what: str):
