@@ -318,3 +318,19 @@ def test_linear_levels_have_readable_ticks(plane):
     assert "log" not in bar.get_ylabel()
     fig.canvas.draw()
     assert [t.get_text() for t in bar.get_yticklabels()] == ["0", "5", "10", "15", "20", "25"]
+
+
+def test_interpolation_names_both_checkpoints_and_ticks_accuracy_at_readable_values(segment):
+    line = Surface(segment.x, None, {"train": {"loss": segment.loss, "accuracy": np.linspace(0.069, 0.455, 21)}},
+                   segment.directions, dict(META))
+    fig = plot_1d(line)
+    fig.canvas.draw()
+    title = fig.axes[0].get_title()
+    assert "A = a.safetensors (t = 0)" in title and "B = b.safetensors (t = 1)" in title
+    twin = fig.axes[1]
+    assert [t.get_text() for t in twin.get_yticklabels()
+            if line.metrics["accuracy"].min() <= t.get_position()[1] <= 0.455] == ["10%", "20%", "30%", "40%"]
+    page = plotly_figure(line)
+    assert "A = a.safetensors" in page.layout.title.text and "B = b.safetensors" in page.layout.title.text
+    assert list(page.layout.yaxis2.ticktext) == ["10%", "20%", "30%", "40%"]
+    np.testing.assert_allclose(page.layout.yaxis2.tickvals, [0.1, 0.2, 0.3, 0.4])
