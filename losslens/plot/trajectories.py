@@ -94,17 +94,18 @@ def plot_paths(paths, surface=None, *, ax=None, levels="auto", log: bool = False
         index = paths.of_run(run)
         xy = paths.coords[index]
         style = run_style(r)
+        on_top = 3 + 0.1 * _LINESTYLES.index(style["linestyle"])  # solid lines below: broken ones show over them
         ax.plot(xy[:, 0], xy[:, 1], **style, markersize=5, markevery=list(np.flatnonzero(trusted[index])), label=run,
-                zorder=3 + 0.01 * r)
+                zorder=on_top)
         off = ~trusted[index]
-        ax.plot(xy[off, 0], xy[off, 1], linestyle="none", marker=style["marker"], markersize=5, markerfacecolor="white",
-                markeredgecolor=style["color"], markeredgewidth=0.8, zorder=3 + 0.01 * r, gid="untrusted")
+        ax.plot(xy[off, 0], xy[off, 1], linestyle="none", marker=style["marker"], markersize=4, markerfacecolor="none",
+                markeredgecolor=style["color"], markeredgewidth=0.8, zorder=on_top, gid="untrusted")
         for end, marker in ((0, "o"), (-1, "s")):
             ax.plot(*xy[end], marker=marker, markersize=10, markerfacecolor="none", markeredgecolor=style["color"],
                     markeredgewidth=2, linestyle="none", zorder=4)
     ax.plot([], [], marker="o", markerfacecolor="none", markeredgecolor="black", linestyle="none", label="start")
     ax.plot([], [], marker="s", markerfacecolor="none", markeredgecolor="black", linestyle="none", label="end")
-    ax.plot([], [], marker="o", markersize=5, markerfacecolor="white", markeredgecolor="black", linestyle="none",
+    ax.plot([], [], marker="o", markersize=4, markerfacecolor="none", markeredgecolor="black", linestyle="none",
             label=f"open: rel. residual > {paths.threshold:g} ({int((~trusted).sum())} of {len(trusted)})")
     outside_legend(ax, len(paths.runs) + 3)
     ax.set_xlabel(_pc_label(paths, 0))
@@ -130,12 +131,12 @@ def plot_path_losses(paths, *, ax=None, log: bool = False):
         ax.plot(x_all[index], paths.true_loss[index], **style, markersize=5,
                 markevery=list(np.flatnonzero(~bad[index])), label=run)
         off = index[bad[index]]
-        ax.plot(x_all[off], paths.true_loss[off], linestyle="none", marker=style["marker"], markersize=5,
-                markerfacecolor="white", markeredgecolor=style["color"], markeredgewidth=0.8, gid="untrusted")
+        ax.plot(x_all[off], paths.true_loss[off], linestyle="none", marker=style["marker"], markersize=4,
+                markerfacecolor="none", markeredgecolor=style["color"], markeredgewidth=0.8, gid="untrusted")
         ax.plot(x_all[index], paths.plane_loss[index], color=style["color"], linestyle="--", linewidth=1)
     ax.plot([], [], color="black", label="true loss (at the checkpoint)")
     ax.plot([], [], color="black", linestyle="--", label="plane loss (at its projection)")
-    ax.plot([], [], marker="o", markersize=5, markerfacecolor="white", markeredgecolor="black", linestyle="none",
+    ax.plot([], [], marker="o", markersize=4, markerfacecolor="none", markeredgecolor="black", linestyle="none",
             label=f"open: rel. residual > {paths.threshold:g}")
     if log:
         log_axis(ax.yaxis)
