@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from losslens.plot._base import new_axes, new_figure
-from losslens.plot.surfaces import LOG_FLOOR, log_axis
+from losslens.plot.surfaces import LOG_FLOOR, colour_bar, contour_levels, log_axis
 from losslens.trajectories.replay import Replay
 
 MAX_FRAMES = 200  # an animation longer than this shows every k-th step
@@ -30,7 +30,7 @@ def plot_paths(replay: Replay, *, ax=None, levels=30, log: bool | None = None):
     Args:
         replay: a ``Replay``.
         ax: axes to draw on (default: a new figure).
-        levels: contour levels (a number or the values).
+        levels: contour levels (a number of evenly spaced ones, or the values).
         log: contours of :math:`\\log_{10} (f - f_{min})` (``f_min`` the background's minimum, the
             values floored at the 1st percentile of the positive differences),
             which shows a valley floor's shape; ``None`` chooses them when the values above the minimum
@@ -47,8 +47,9 @@ def plot_paths(replay: Replay, *, ax=None, levels=30, log: bool | None = None):
             gap = z[np.isfinite(z)] - np.nanmin(np.where(np.isfinite(z), z, np.nan))
             log = bool(len(gap)) and gap.max() > LOG_SPAN * max(float(np.median(gap)), LOG_FLOOR)
         z = _log_gap(z) if log else z
-        cs = ax.contour(x, y, np.ma.masked_invalid(z), levels=levels, cmap="viridis", linewidths=0.8)
-        fig.colorbar(cs, ax=ax, label="log10 (loss - min)" if log else "loss")
+        scheme = contour_levels(z, levels)
+        cs = ax.contour(x, y, np.ma.masked_invalid(z), levels=scheme.values, cmap="viridis", linewidths=0.8)
+        colour_bar(fig, ax, cs, scheme, "log10 (loss - min)" if log else "loss")
         ax.set_xlim(x[0], x[-1])
         ax.set_ylim(y[0], y[-1])
     start = replay.meta["start"]
