@@ -258,18 +258,25 @@ def contour_levels(Z: np.ndarray, levels="auto", vmin=None, vmax=None, vlevel=No
 
 
 def readable_ticks(lo: float, hi: float, log: bool) -> np.ndarray:
-    """Ticks within ``[lo, hi]`` at readable values: 1, 2, 5 times powers of ten (or only the powers
-    when they are many, 1 to 9 times them when they are few) on a log scale, steps of 1, 2, 2.5, 5
-    times a power of ten on a linear one."""
+    """Ticks within ``[lo, hi]`` at readable values: 1, 2, 5 times powers of ten (or only the powers,
+    every k-th of them when there are many; 1 to 9 times them over less than a decade) on a log scale,
+    steps of 1, 2, 2.5, 5 times a power of ten on a linear one."""
     from matplotlib.ticker import MaxNLocator
 
     if log:
         decades = 10.0 ** np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)) + 1)
-        for mantissas in ((1, 2, 5), (1,), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+
+        def inside(mantissas):
             ticks = (decades[:, None] * np.array(mantissas, dtype=np.float64)).ravel()
-            ticks = ticks[(ticks >= lo * (1 - 1e-9)) & (ticks <= hi * (1 + 1e-9))]
+            return ticks[(ticks >= lo * (1 - 1e-9)) & (ticks <= hi * (1 + 1e-9))]
+
+        for mantissas in ((1, 2, 5), (1,), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+            ticks = inside(mantissas)
             if 3 <= len(ticks) <= 9:
                 return ticks
+        powers = inside((1,))
+        if len(powers) > 9:
+            return powers[:: int(np.ceil(len(powers) / 8))]
         return ticks if len(ticks) >= 2 else np.array([lo, hi])
     ticks = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
     return ticks[(ticks >= lo - 1e-9 * abs(hi - lo)) & (ticks <= hi + 1e-9 * abs(hi - lo))]

@@ -334,3 +334,12 @@ def test_interpolation_names_both_checkpoints_and_ticks_accuracy_at_readable_val
     assert "A = a.safetensors" in page.layout.title.text and "B = b.safetensors" in page.layout.title.text
     assert list(page.layout.yaxis2.ticktext) == ["10%", "20%", "30%", "40%"]
     np.testing.assert_allclose(page.layout.yaxis2.tickvals, [0.1, 0.2, 0.3, 0.4])
+
+
+def test_readable_ticks():
+    from losslens.plot.surfaces import readable_ticks
+
+    np.testing.assert_allclose(readable_ticks(0.08, 2.2, True), [0.1, 0.2, 0.5, 1, 2])
+    np.testing.assert_allclose(readable_ticks(0.3, 0.9, True), [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    np.testing.assert_allclose(readable_ticks(1e-12, 1.0, True), 10.0 ** np.arange(-12, 1, 2))  # every 2nd power
+    np.testing.assert_allclose(readable_ticks(0.069, 0.455, False), [0.1, 0.2, 0.3, 0.4])
