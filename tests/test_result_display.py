@@ -45,6 +45,7 @@ def test_dynamics_repr_and_to_pandas_match_its_rows():
     d = Dynamics(("step",) * n, values)
     assert len(repr(d)) < 160
     frame = d.to_pandas()
+    assert isinstance(frame, pandas.DataFrame)
     assert list(frame.columns) == list(DYNAMICS_COLUMNS) and len(frame) == n
     np.testing.assert_allclose(frame["loss"], values["loss"])
 
