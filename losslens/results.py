@@ -139,6 +139,8 @@ def _brief(value):
         return f"{value.dtype} array {tuple(value.shape)}"
     if isinstance(value, (bool, int, float, str, type(None))):
         return value
+    if isinstance(value, (list, tuple)) and len(value) <= 6 and all(isinstance(v, (str, int, float)) for v in value):
+        return list(value)
     if isinstance(value, (list, tuple, dict)):
         return f"{len(value)} {'entries' if isinstance(value, dict) else 'items'}"
     return type(value).__name__
