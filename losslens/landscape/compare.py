@@ -26,6 +26,7 @@ from losslens.landscape._grid_values import grid_values, source_meta
 from losslens.landscape.multiscale import multiscale
 from losslens.landscape.surface import Surface
 from losslens.landscape.topology import bottleneck, topology, wasserstein
+from losslens.results import ResultDisplay, to_dataframe
 
 TABLE_COLUMNS: tuple[str, ...] = ("name", "shape", "min", "max", "range", "n_basins", "threshold", "n_loops",
                                   "roughness", "sharpness")
@@ -43,8 +44,8 @@ def sharpness_of(meta: dict) -> float | None:
     return None if value is None else float(value)
 
 
-@dataclass(frozen=True)
-class SurfaceComparison:
+@dataclass(frozen=True, repr=False)
+class SurfaceComparison(ResultDisplay):
     """Figures of several surfaces and distances between them.
 
     Attributes:
@@ -77,6 +78,18 @@ class SurfaceComparison:
     def format_table(self) -> str:
         """The table of figures and the table of distances as aligned text."""
         return _text_table(self.rows, TABLE_COLUMNS) + "\n\n" + _text_table(self.distances, DISTANCE_COLUMNS)
+
+    def to_pandas(self, table: str = "surfaces"):
+        """``table`` as a ``pandas.DataFrame`` (pandas is needed): ``"surfaces"`` (one row per surface,
+        ``TABLE_COLUMNS``) or ``"distances"`` (one row per pair, ``DISTANCE_COLUMNS``).
+
+        Raises:
+            ValueError: an unknown table.
+        """
+        tables = {"surfaces": (self.rows, TABLE_COLUMNS), "distances": (self.distances, DISTANCE_COLUMNS)}
+        if table not in tables:
+            raise ValueError(f"unknown table {table!r}; valid: {', '.join(tables)}")
+        return to_dataframe(*tables[table])
 
     def save(self, path: str | Path) -> Path:
         """Write to an HDF5 file (kind ``comparison``), everything in its metadata."""

@@ -53,6 +53,7 @@ from scipy.optimize import least_squares, minimize
 
 from losslens import _io
 from losslens.errors import ConfigError
+from losslens.results import ResultDisplay
 
 MODELS: tuple[str, ...] = ("gaussian", "rotated", "mixture", "quadratic")
 CRITERIA: tuple[str, ...] = ("bic", "aic")
@@ -169,8 +170,8 @@ def model_function(model: str, parameters: dict[str, float], *, ndim: int = 2) -
 # -- the result ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class SurfaceFit:
+@dataclass(frozen=True, eq=False, repr=False)
+class SurfaceFit(ResultDisplay):
     """A closed-form fit of a loss line or plane, with its goodness of fit and fitted curvature.
 
     Attributes:

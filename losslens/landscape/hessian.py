@@ -24,6 +24,7 @@ from losslens._io import load, write_h5
 from losslens.errors import LosslensError
 from losslens.landscape import _pyhessian
 from losslens.landscape.operator import HessianOperator, as_operator
+from losslens.results import ResultDisplay
 
 WHICH: tuple[str, ...] = ("largest", "smallest")
 
@@ -32,8 +33,8 @@ class NotConverged(LosslensError, RuntimeError):
     """Lanczos did not find the eigenpairs asked for within its iteration budget."""
 
 
-@dataclass(frozen=True)
-class Eigenpairs:
+@dataclass(frozen=True, repr=False)
+class Eigenpairs(ResultDisplay):
     """Extreme eigenvalues of a symmetric operator and their eigenvectors.
 
     Attributes:

@@ -55,6 +55,7 @@ from losslens import _io
 from losslens.landscape._grid_values import (
     describe_nonfinite, fill_nonfinite, grid_values, nonfinite_counts, source_meta,
 )
+from losslens.results import ResultDisplay
 
 WAVELET = "haar"
 MODE = "periodization"
@@ -70,8 +71,8 @@ ORIENTATIONS_1D: dict[str, str] = {"d": "d"}
 LEVEL_NUMBERING = "level 1 is the finest scale (pywt's wavedec lists it last); level L the coarsest"
 
 
-@dataclass(frozen=True)
-class Multiscale:
+@dataclass(frozen=True, repr=False)
+class Multiscale(ResultDisplay):
     """The wavelet decomposition of a (detrended) surface, per level and orientation.
 
     Attributes:

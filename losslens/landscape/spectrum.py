@@ -43,13 +43,14 @@ from scipy.linalg import eigh_tridiagonal
 from losslens._io import load, write_h5
 from losslens.landscape import _pyhessian
 from losslens.landscape.operator import HessianOperator, as_operator
+from losslens.results import ResultDisplay
 
 TRACE_METHODS: tuple[str, ...] = ("hutchinson", "hutch++")
 SIGMA_FRACTION = 0.01  # default sigma, as a fraction of the node range
 
 
-@dataclass(frozen=True)
-class TraceEstimate:
+@dataclass(frozen=True, repr=False)
+class TraceEstimate(ResultDisplay):
     """A stochastic estimate of :math:`\\operatorname{tr} H` with its standard error.
 
     Attributes:
@@ -80,8 +81,8 @@ class TraceEstimate:
                                                      m["method"], m["meta"]))
 
 
-@dataclass(frozen=True)
-class Spectrum:
+@dataclass(frozen=True, repr=False)
+class Spectrum(ResultDisplay):
     """An eigenvalue density estimated by stochastic Lanczos quadrature.
 
     Attributes:

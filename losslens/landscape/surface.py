@@ -34,6 +34,7 @@ import torch
 from losslens.landscape import _grid_file as gf
 from losslens.landscape._distributed import Group
 from losslens.landscape.directions import Directions
+from losslens.results import ResultDisplay
 
 __all__ = ["Surface", "surface_1d", "surface_2d"]
 
@@ -45,8 +46,8 @@ _RUN_KEYS = ("ndim", "shape", "n_points", "n_done", "n_nonfinite", "seconds", "p
 _PARALLEL_COSINE = 0.99
 
 
-@dataclass(frozen=True, eq=False)
-class Surface:
+@dataclass(frozen=True, eq=False, repr=False)
+class Surface(ResultDisplay):
     """The loss (and metrics) on a grid of a line or a plane through ``w0``.
 
     Attributes:
@@ -127,6 +128,14 @@ class Surface:
     def complete(self) -> bool:
         """Whether every grid point is computed."""
         return bool(self.done.all())
+
+    def key_figures(self) -> dict:
+        """Line or plane, shape, split, the finite loss's range, the directions, the points computed."""
+        finite = self.loss[np.isfinite(self.loss)]
+        return {"kind": "plane" if self.ndim == 2 else "line", "shape": self.shape, "split": self.split,
+                "loss": f"{finite.min():.4g} to {finite.max():.4g}" if len(finite) else "no finite value",
+                "directions": self.directions.kind if self.directions is not None else None,
+                "done": f"{int(self.done.sum())}/{self.done.size}"}
 
     @property
     def origin_index(self) -> tuple[int, ...] | None:

@@ -45,6 +45,7 @@ from losslens import _io
 from losslens.landscape._grid_values import (
     describe_nonfinite, fill_nonfinite, grid_values, nonfinite_counts, source_meta,
 )
+from losslens.results import ResultDisplay
 
 CONSTRUCTIONS: tuple[str, ...] = ("vertices", "cells")
 THRESHOLD_FRACTION = 0.01  # default noise threshold, as a fraction of the value range
@@ -86,8 +87,8 @@ class Basin:
                 "depth": self.depth, "saddle": self.saddle, "global": self.is_global}
 
 
-@dataclass(frozen=True)
-class Topology:
+@dataclass(frozen=True, repr=False)
+class Topology(ResultDisplay):
     """Persistence diagrams of a surface's sublevel sets, with where each class is born and dies.
 
     Attributes:
@@ -274,8 +275,8 @@ def wasserstein(a, b, dim: int = 0, *, order: float = 1.0, internal_p: float = m
                                                  delta=WASSERSTEIN_DELTA))
 
 
-@dataclass(frozen=True)
-class TopologyStability:
+@dataclass(frozen=True, repr=False)
+class TopologyStability(ResultDisplay):
     """How the topology of surfaces from several random-direction seeds spreads.
 
     Attributes:

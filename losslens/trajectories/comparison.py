@@ -39,6 +39,7 @@ import torch
 
 from losslens import _io
 from losslens.errors import ConfigError
+from losslens.results import ResultDisplay, to_dataframe
 from losslens.trajectories._table import write_csv
 from losslens.trajectories.paths import DEFAULT_THRESHOLD, TrajectoryPaths, plane_surface, trajectory_paths
 from losslens.trajectories.pca import DEFAULT_BUDGET, trajectory_pca
@@ -56,8 +57,8 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
 RUNS_DIR = "runs"  # under the output directory: one run directory per optimizer
 
 
-@dataclass(frozen=True, eq=False)
-class OptimizerComparison:
+@dataclass(frozen=True, eq=False, repr=False)
+class OptimizerComparison(ResultDisplay):
     """Runs compared on one joint PCA plane.
 
     Attributes:
@@ -75,6 +76,10 @@ class OptimizerComparison:
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write the table as CSV with the header ``COMPARISON_COLUMNS``; returns the path."""
         return write_csv(path, self.table, COMPARISON_COLUMNS)
+
+    def to_pandas(self):
+        """The table, one row per run, as a ``pandas.DataFrame`` (pandas is needed)."""
+        return to_dataframe(self.table, COMPARISON_COLUMNS)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to an HDF5 file (kind ``comparison``), the paths included; returns the path."""

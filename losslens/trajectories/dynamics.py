@@ -53,6 +53,7 @@ from torch import nn
 
 from losslens import _io
 from losslens.core.params import ParameterSpace
+from losslens.results import ResultDisplay, to_dataframe
 from losslens.trajectories._table import write_csv
 
 DYNAMICS_COLUMNS: tuple[str, ...] = (
@@ -63,8 +64,8 @@ KINDS: tuple[str, ...] = ("step", "epoch", "checkpoint")
 _NUMERIC = DYNAMICS_COLUMNS[1:]
 
 
-@dataclass(frozen=True, eq=False)
-class Dynamics:
+@dataclass(frozen=True, eq=False, repr=False)
+class Dynamics(ResultDisplay):
     """Training dynamics, one row per record.
 
     Attributes:
@@ -109,6 +110,10 @@ class Dynamics:
     def rows(self) -> list[dict]:
         """One dict per record with the ``DYNAMICS_COLUMNS``."""
         return [{"kind": k, **{c: _scalar(self.values[c][i], c) for c in _NUMERIC}} for i, k in enumerate(self.kind)]
+
+    def to_pandas(self):
+        """``rows()`` as a ``pandas.DataFrame`` (pandas is needed)."""
+        return to_dataframe(self.rows(), DYNAMICS_COLUMNS)
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write ``rows()`` as CSV with the header ``DYNAMICS_COLUMNS``; returns the path."""

@@ -37,6 +37,7 @@ import torch
 
 from losslens import _io
 from losslens.core.evaluator import EvalResult
+from losslens.results import ResultDisplay, to_dataframe
 from losslens.trajectories._table import write_csv
 from losslens.trajectories.pca import (
     DEFAULT_BUDGET, TrajectoryPCA, checkpoint_from_record, checkpoint_record, trajectory_pca,
@@ -49,8 +50,8 @@ PATHS_COLUMNS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True, eq=False)
-class TrajectoryPaths:
+@dataclass(frozen=True, eq=False, repr=False)
+class TrajectoryPaths(ResultDisplay):
     """Checkpoints of one or several runs on a PCA plane, with residuals and true/plane losses.
 
     Attributes:
@@ -138,6 +139,15 @@ class TrajectoryPaths:
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write ``paths_table()`` as CSV with the header ``PATHS_COLUMNS``; returns the path."""
         return write_csv(path, self.paths_table(), PATHS_COLUMNS)
+
+    def key_figures(self) -> dict:
+        """Runs, checkpoints, the trust threshold and how many checkpoints are above it."""
+        return {"runs": self.runs, "checkpoints": len(self), "threshold": self.threshold,
+                "untrusted": int((~self.trusted).sum())}
+
+    def to_pandas(self):
+        """``paths_table()`` as a ``pandas.DataFrame`` (pandas is needed)."""
+        return to_dataframe(self.paths_table(), PATHS_COLUMNS)
 
     def save_projection(self, path: str | os.PathLike, run: str | None = None) -> Path:
         """A projection file of the older loss-landscape tool (tomgoldstein/loss-landscape): one run's

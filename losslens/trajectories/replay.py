@@ -52,6 +52,7 @@ import torch
 from losslens import _io
 from losslens.core.optimizers import make_optimizer
 from losslens.errors import ConfigError
+from losslens.results import ResultDisplay, to_dataframe
 from losslens.trajectories.objectives import Objective, as_objective
 
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step")
@@ -84,8 +85,8 @@ class OptimizerSpec:
     label: str | None = None
 
 
-@dataclass(frozen=True, eq=False)
-class Replay:
+@dataclass(frozen=True, eq=False, repr=False)
+class Replay(ResultDisplay):
     """The paths of several optimizers on one objective.
 
     Attributes:
@@ -180,14 +181,7 @@ class Replay:
         Raises:
             ValueError: an unknown table.
         """
-        if table == "paths":
-            rows = [[label, int(r[0]), *map(float, r[1:])] for label, p in zip(self.labels, self.paths) for r in p]
-            columns = PATH_COLUMNS
-        elif table == "summary":
-            columns = SUMMARY_COLUMNS
-            rows = [[r[c] for c in columns] for r in self.summary_rows()]
-        else:
-            raise ValueError(f"unknown table {table!r}; valid: paths, summary")
+        rows, columns = self._table(table)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:
@@ -195,6 +189,23 @@ class Replay:
             writer.writerow(columns)
             writer.writerows([["" if v is None else v for v in row] for row in rows])
         return path
+
+    def to_pandas(self, table: str = "paths"):
+        """``table`` (as in ``to_csv``) as a ``pandas.DataFrame`` (pandas is needed); ``None`` where a
+        value does not apply.
+
+        Raises:
+            ValueError: an unknown table.
+        """
+        return to_dataframe(*self._table(table))
+
+    def _table(self, table: str) -> tuple[list[list], tuple[str, ...]]:
+        """``(rows, columns)`` of ``"paths"`` or ``"summary"``."""
+        if table == "paths":
+            return [[label, int(r[0]), *map(float, r[1:])] for label, p in zip(self.labels, self.paths) for r in p], PATH_COLUMNS
+        if table == "summary":
+            return [[r[c] for c in SUMMARY_COLUMNS] for r in self.summary_rows()], SUMMARY_COLUMNS
+        raise ValueError(f"unknown table {table!r}; valid: paths, summary")
 
     def save(self, path: str | Path) -> Path:
         """Write to an HDF5 file (kind ``replay``)."""
