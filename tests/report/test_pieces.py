@@ -42,14 +42,32 @@ def test_a_result_is_reused_only_for_the_same_request_and_keeps_its_warnings(tmp
     assert said[0] == f"  recomputing {path}: it answers another request (differing: evaluator.data)"
 
 
-def test_a_file_without_request_or_unreadable_is_recomputed(tmp_path):
-    path, calls = tmp_path / "trace.h5", []
+def test_another_commands_file_or_an_unreadable_one_is_kept_and_the_result_goes_beside_it(tmp_path):
+    path, beside, calls = tmp_path / "trace.h5", tmp_path / "report-trace.h5", []
     trace(H, method="hutchinson", n_matvec=4, seed=0).save(path)  # as losslens hessian writes it
-    _, _, said = _trace(path, {"n": 4}, calls)
-    assert len(calls) == 1 and said[0] == f"  recomputing {path}: it records no report request"
+    kept = path.read_bytes()
+    _, log, said = _trace(path, {"analysis": "trace", "n": 4}, calls)
+    assert len(calls) == 1 and path.read_bytes() == kept and log.files == [(beside, "computed")]
+    assert said[0] == (f"  keeping {path} (it is not the report's and does not answer trace): the report's result "
+                       f"goes to {beside}")
+    _, log, _ = _trace(path, {"analysis": "trace", "n": 4}, calls)  # the report's own file beside it is reused
+    assert len(calls) == 1 and log.files == [(beside, "reused")]
     path.write_bytes(b"not hdf5")
-    _, _, said = _trace(path, {"n": 4}, calls)
-    assert len(calls) == 2 and said[0].startswith(f"  recomputing {path}: it cannot be read")
+    _, log, _ = _trace(path, {"analysis": "trace", "n": 4}, calls)
+    assert path.read_bytes() == b"not hdf5" and log.files == [(beside, "reused")]
+    trace(H, method="hutchinson", n_matvec=4, seed=0).save(beside)  # a file the report did not write, on its name
+    with pytest.raises(ConfigError, match="report-trace.h5: the report writes its own results under this name"):
+        _trace(path, {"analysis": "trace", "n": 4}, calls)
+
+
+def test_another_commands_file_that_answers_is_reused_as_it_is(tmp_path):
+    path, calls = tmp_path / "trace.h5", []
+    trace(H, method="hutchinson", n_matvec=4, seed=0).save(path)
+    kept = path.read_bytes()
+    log = _store.Log()
+    value = _store.result(path, TraceEstimate, {"n": 4}, lambda: calls.append(1), log, print,
+                          answers=lambda old: old if old.n_matvec == 4 else None)
+    assert not calls and log.files == [(path, "reused")] and path.read_bytes() == kept and value.n_matvec == 4
 
 
 def test_differences_name_the_dotted_keys():
