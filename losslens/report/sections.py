@@ -96,15 +96,18 @@ def _hessian(a: Analyses, id: str, title: str) -> Section:
     values, residuals = pairs.values.tolist(), pairs.meta["residual_norms"]
     top = abs(values[0]) or 1.0
     eig_rows = tuple((i + 1, v, r, r / top) for i, (v, r) in enumerate(zip(values, residuals)))
-    rows = [("trace", f"{tr.value:.6g} ± {tr.stderr:.2g} ({tr.method}, {tr.n_matvec} Hessian-vector products)"),
-            ("parameters P", a.ev.space.size), ("mean eigenvalue trace / P", tr.value / a.ev.space.size)]
+    P = a.ev.space.size
+    rows = [("trace", f"{estimate(tr.value, tr.stderr)} ({tr.method}, {tr.n_matvec} Hessian-vector products)"),
+            ("parameters P", P), ("mean eigenvalue trace / P", estimate(tr.value / P, tr.stderr / P))]
     figures = [Image.of(plot_eigenvalues(pairs), "top eigenvalues (Lanczos), with their residual norms")]
     if spectrum is not None:
         definite = spectrum.lambda_min > 0 and math.isfinite(spectrum.condition)
         rows += [("lowest and highest Ritz value", f"{spectrum.lambda_min:.4g}, {spectrum.lambda_max:.4g}"),
                  ("condition number", spectrum.condition if definite else
-                  "undefined: the Hessian is not positive definite here"),
-                 ("trace from the density's start vectors", spectrum.trace_estimate)]
+                  "undefined: the Hessian is not positive definite here")]
+        if spectrum.trace_stderr is not None:  # one start vector gives no error bar: no row
+            slq = estimate(spectrum.trace_estimate, spectrum.trace_stderr)
+            rows.append(("trace from the density's start vectors", f"{slq} (SLQ, {len(spectrum.nodes)} start vectors)"))
         figures.append(Image.of(plot_density(spectrum), "eigenvalue density (stochastic Lanczos quadrature), "
                                                         "log scale"))
     checks = eigenpair_checks(values, residuals)
@@ -317,7 +320,7 @@ def _key_figures(a: Analyses) -> list[tuple[str, object]]:
     if pairs is not None:
         rows.append(("Hessian top eigenvalues", [float(v) for v in pairs.values]))
     if tr is not None:
-        rows.append(("Hessian trace", f"{tr.value:.4g} ± {tr.stderr:.2g}"))
+        rows.append(("Hessian trace", estimate(tr.value, tr.stderr)))
     m, t = a.done("multiscale"), a.done("topology")
     if m is not None:
         rows.append(("roughness", m.roughness))
@@ -386,6 +389,12 @@ def eigenpair_checks(values: list[float], residuals: list[float]) -> list[str]:
                        f"eigenvalue, against a residual of {r:.3g} (Davis-Kahan: sin(angle) <= {bound:.2g}); "
                        "directions along it are arbitrary")
     return out
+
+
+def estimate(value: float, stderr: float) -> str:
+    """``value ± stderr``, said to be not resolved when the standard error is not smaller than the value."""
+    text = f"{value:.6g} ± {stderr:.2g}"
+    return text if stderr < abs(value) else f"not resolved: error larger than value ({text})"
 
 
 def _point_rows(s) -> list[tuple]:

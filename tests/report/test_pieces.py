@@ -148,3 +148,23 @@ def test_eigenpair_checks_flag_large_residuals_and_undetermined_eigenvectors():
     close = eigenpair_checks([10.0, 10.0 - 1e-6, 3.0], [1e-6, 1e-6, 1e-9])  # a double eigenvalue: bound 1
     assert [w.split(":")[0] for w in close] == ["eigenvector 1 is not determined", "eigenvector 2 is not determined"]
     assert "sin(angle) <= 1" in close[0] and eigenpair_checks([5.0, 5.0], [0.0, 0.0])[0].endswith("are arbitrary")
+
+
+def test_an_estimate_whose_error_exceeds_it_is_said_to_be_not_resolved():
+    from losslens.report.sections import estimate
+
+    assert estimate(52.41, 0.23) == "52.41 ± 0.23"
+    assert estimate(12.23, 16) == "not resolved: error larger than value (12.23 ± 16)"
+    assert estimate(-3.0, 3.0).startswith("not resolved")
+    assert not TraceEstimate(12.23, 16.0, 8, "hutch++").resolved and TraceEstimate(52.41, 0.23, 8, "hutch++").resolved
+
+
+def test_the_slq_trace_has_the_standard_error_of_its_per_vector_estimates():
+    from losslens.landscape.spectrum import Spectrum
+
+    def spectrum(nodes, weights):
+        return Spectrum(np.linspace(0, 5, 10), np.zeros(10), np.array(nodes), np.array(weights), 0.1, {"n_params": 10})
+
+    two = spectrum([[1.0, 3.0], [4.0, 4.0]], [[0.5, 0.5], [0.5, 0.5]])  # per vector: 10 * 2 = 20 and 10 * 4 = 40
+    assert two.trace_estimate == pytest.approx(30.0) and two.trace_stderr == pytest.approx(10.0)
+    assert spectrum([[1.0, 3.0]], [[0.5, 0.5]]).trace_stderr is None  # one vector: no spread, no error bar

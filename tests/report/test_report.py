@@ -115,6 +115,19 @@ def test_the_numbers_are_those_of_the_result_files_and_of_an_independent_evaluat
     assert "bn=eval" in rows["loss, BatchNorm"] and "torch" in rows["versions"]
 
 
+def test_every_trace_estimate_in_the_report_has_its_error_bar(built):
+    from losslens.landscape.spectrum import Spectrum, TraceEstimate
+
+    spectrum, tr = Spectrum.load(built.out / "spectrum.h5"), TraceEstimate.load(built.out / "trace.h5")
+    per_vector = spectrum.meta["n_params"] * (spectrum.weights * spectrum.nodes).sum(axis=1)  # 2 start vectors
+    facts = _facts(built.report.section("hessian"))
+    slq = f"{per_vector.mean():.6g} ± {per_vector.std(ddof=1) / np.sqrt(2):.2g} (SLQ, 2 start vectors)"
+    assert facts["trace from the density's start vectors"] in (slq, f"not resolved: error larger than value ({slq})")
+    assert facts["trace"].startswith(f"{tr.value:.6g} ± {tr.stderr:.2g} (hutch++")
+    P = spectrum.meta["n_params"]
+    assert facts["mean eigenvalue trace / P"] == f"{tr.value / P:.6g} ± {tr.stderr / P:.2g}"
+
+
 def test_warnings_of_the_analyses_are_in_their_sections(built):
     hessian = built.report.section("hessian")
     assert any("standard error" in w for w in hessian.warnings)  # 12 products: a noisy trace, flagged
