@@ -128,6 +128,25 @@ def test_every_trace_estimate_in_the_report_has_its_error_bar(built):
     assert facts["mean eigenvalue trace / P"] == f"{tr.value / P:.6g} ± {tr.stderr / P:.2g}"
 
 
+def test_a_replay_on_the_fit_reports_the_fits_value_not_the_loss(built):
+    summary = dict(built.report.section("summary").tables[0].rows)
+    best = min(built.report.section("replay").tables[0].as_dicts(), key=lambda row: row["final_fitted_value"])
+    assert summary["replay: lowest final fitted value"] == f"{best['optimizer']} ({best['final_fitted_value']:.4g})"
+    assert not any("loss" in label for label in summary if label.startswith("replay"))
+
+
+def test_a_degenerate_fit_is_flagged_with_its_reasons():
+    from types import SimpleNamespace
+
+    from losslens.report.sections import _degenerate
+
+    why = "offset = 1152 ± 3.2e+04: the standard error exceeds the value"
+    assert _degenerate(SimpleNamespace(model="gaussian", degenerate=True, warnings=(why,))) == [
+        f"the gaussian fit is degenerate: {why}"]
+    assert _degenerate(SimpleNamespace(model="gaussian", degenerate=False, warnings=())) == []
+    assert _degenerate(SimpleNamespace(model="quadratic")) == []  # a fit that records no such flag
+
+
 def test_warnings_of_the_analyses_are_in_their_sections(built):
     hessian = built.report.section("hessian")
     assert any("standard error" in w for w in hessian.warnings)  # 12 products: a noisy trace, flagged
