@@ -125,8 +125,8 @@ def result(path: Path, cls: type, request: dict, compute: Callable[[], object], 
             log.files.append((path, "reused"))
             return value
     if _foreign(old, reason, path):
-        path = _beside(path, f"it is not the report's and does not answer {request.get('analysis', 'the request')}",
-                       say)
+        path = _beside(path, reason or f"it is not the report's and does not answer "
+                       f"{request.get('analysis', 'the request')}", say)
         old, reason = _read(path, cls)
         if old is not None and "report" not in old.meta:
             raise ConfigError(f"{path}: the report writes its own results under this name, but this file was not "
@@ -247,7 +247,8 @@ def _foreign_grid(path: Path) -> str | None:
 
 def _same_grid(path: Path, compute: Callable[[Path], object]) -> object | None:
     """The surface of another command's complete grid file ``path`` if it is the grid ``compute`` asks for,
-    else ``None``. The file is left untouched: the grid machinery checks and loads a private copy."""
+    else ``None``. The file is left untouched: the grid machinery (which opens a file it resumes for
+    writing) checks and loads a private copy beside it, removed afterwards."""
     copy = path.with_name(f".{path.name}.report-check-{os.getpid()}")
     shutil.copyfile(path, copy)
     try:
