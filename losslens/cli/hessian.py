@@ -3,7 +3,8 @@
 Writes the result files ``OUT/eigenpairs.h5`` and ``OUT/trace.h5`` (and with ``--density``
 ``OUT/spectrum.h5``), a summary ``OUT/hessian.json`` (eigenvalues with their residual norms, the trace
 with its standard error and whether it is resolved (error smaller than value; else the printed line says
-"not resolved"), lambda_max, the condition number when the density is computed, and the provenance), ``OUT/hessian_eigenvalues.png`` and with ``--density`` ``OUT/hessian_density.png``.
+"not resolved"), lambda_max, the condition number when the density is computed, and the provenance),
+``OUT/hessian_eigenvalues.png`` and with ``--density`` ``OUT/hessian_density.png``.
 """
 
 from __future__ import annotations
