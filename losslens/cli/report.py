@@ -5,7 +5,9 @@ Writes the result file of each analysis into ``OUT`` (``surface.h5``, ``interpol
 ``hessian_plane.h5``, ``fit.h5``, ``replay.h5``, ``trajectory_pca.h5``, ``trajectory.h5``,
 ``trajectory_surface.h5``, ``embedding_pca.h5``, ``embedding_tsne.h5``, ``dynamics.h5``,
 ``compare_surfaces.h5``; with several inputs, into ``OUT/NAME/``), reusing those already there that
-answer the same request, then ``OUT/report.html`` (opens offline) and ``OUT/report.json`` (its tables
+answer the same request. A file another command wrote there (``losslens surface``, ``hessian``, the
+``dynamics.h5`` of ``train``) is reused when it answers, and never replaced: the report's own result goes
+beside it as ``report-NAME.h5``. Then ``OUT/report.html`` (opens offline) and ``OUT/report.json`` (its tables
 and warnings as data). Without an input, the default model is trained into ``OUT/default-model`` first.
 The exit status is 1 when an analysis failed (the page says which, and why).
 

@@ -69,6 +69,12 @@ class TraceEstimate(ResultDisplay):
     meta: dict = field(default_factory=dict)
     KIND: ClassVar[str] = "trace"
 
+    @property
+    def resolved(self) -> bool:
+        """Whether the estimate is resolved: its standard error is smaller than its magnitude (else even
+        its sign is uncertain, and it should be reported as not resolved rather than as a number)."""
+        return self.stderr < abs(self.value)
+
     def save(self, path: str | Path) -> Path:
         """Write to an HDF5 file (kind ``trace``), everything in its metadata."""
         header = {"value": self.value, "stderr": self.stderr, "n_matvec": self.n_matvec, "method": self.method}
@@ -119,6 +125,17 @@ class Spectrum(ResultDisplay):
         """:math:`P \\cdot \\frac{1}{n_v}\\sum_l \\sum_j \\tau^{(l)}_j \\theta^{(l)}_j`: the Hutchinson
         estimate of the trace from the same start vectors."""
         return float(self.meta["n_params"] * self.moments(1)[0])
+
+    @property
+    def trace_stderr(self) -> float | None:
+        """The standard error of ``trace_estimate`` from the spread of the per-vector estimates
+        :math:`t_l = P \\sum_j \\tau^{(l)}_j \\theta^{(l)}_j`: :math:`s(t_l) / \\sqrt{n_v}`; ``None`` with
+        a single start vector, where there is no spread to measure."""
+        n = len(self.nodes)
+        if n < 2:
+            return None
+        per_vector = self.meta["n_params"] * (self.weights * self.nodes).sum(axis=1)
+        return float(per_vector.std(ddof=1) / math.sqrt(n))
 
     @property
     def condition(self) -> float:

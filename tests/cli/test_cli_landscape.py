@@ -171,6 +171,16 @@ def test_hessian_writes_result_files_and_summary(tmp_path, capsys, checkpoints):
     assert f"trace {info['trace']['value']:.6g} ± " in stdout
 
 
+def test_hessian_says_when_the_trace_is_not_resolved(tmp_path, capsys, checkpoints, monkeypatch):
+    from losslens.landscape import spectrum
+
+    monkeypatch.setattr(spectrum, "trace", lambda *a, **k: TraceEstimate(12.23, 16.0, 12, "hutch++", {}))
+    out = tmp_path / "h"
+    assert main(["hessian", checkpoints[0], "--trace-samples", "12", "--out", str(out)] + FAST) == 0
+    assert "trace 12.23 ± 16 (hutch++, 12 Hessian-vector products): not resolved" in capsys.readouterr().out
+    assert json.loads((out / "hessian.json").read_text())["trace"]["resolved"] is False
+
+
 def test_plot_redraws_saved_results(tmp_path, capsys, checkpoints):
     src = tmp_path / "src"
     assert main(["surface", checkpoints[0], "--steps", "3", "--out", str(src)] + FAST) == 0
