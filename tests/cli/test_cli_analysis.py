@@ -158,6 +158,16 @@ def test_bad_flags_and_files_give_one_line_and_status_2(tmp_path, capsys):
     one_line_error(capsys, "compare-surfaces", str(path), str(path), "--names", "a", contains="1 names for 2 files")
 
 
+def test_repeated_coordinates_are_refused_by_every_analysis(tmp_path, capsys):
+    y = Y.copy()
+    y[7] = y[6]  # two rows of the grid at one place
+    path = write_surface(tmp_path / "dup.h5", wells(), y=y)
+    good = write_surface(tmp_path / "good.h5", wells())
+    for argv in (["multiscale", path], ["topology", path], ["plot", path], ["compare-surfaces", good, path]):
+        one_line_error(capsys, *map(str, argv),
+                       contains=f"{path}: y coordinates must be strictly increasing: {float(y[6])!r} is repeated (y[6] = y[7])")
+
+
 def test_compare_surfaces_returns_when_the_basin_counts_differ(tmp_path):
     """One well against three: gudhi's hera Wasserstein never returned on such diagrams."""
     from losslens.landscape.surface import Surface

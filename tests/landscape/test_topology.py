@@ -171,6 +171,17 @@ def test_wasserstein_against_a_hand_computed_matching():
         wasserstein(d1, d2, order=0.5)
 
 
+def test_analyses_of_any_surface_object_refuse_repeated_coordinates():
+    from losslens.landscape.multiscale import multiscale
+
+    x = X.copy()
+    x[3] = x[4]
+    for analyse in (topology, multiscale):
+        with pytest.raises(ValueError, match=rf"^{analyse.__name__}: x coordinates must be strictly increasing: "
+                                             rf"{float(x[3])!r} is repeated \(x\[3\] = x\[4\]\)"):
+            analyse(surface(wells(), x=x))
+
+
 def test_distances_return_where_hera_never_does():
     """gudhi.hera.wasserstein_distance([[0, inf]], [[1, inf], [2, 3], [4, 5]]) loops forever."""
     a, b = np.array([[0.0, np.inf]]), np.array([[1.0, np.inf], [2.0, 3.0], [4.0, 5.0]])
