@@ -7,7 +7,8 @@ the centre when the surface's metadata carries one (``sharpness_of``).
 
 Per pair: the bottleneck and 1-Wasserstein distances of the :math:`H_0` and :math:`H_1` diagrams, which
 need no common grid (classes that never die matched among themselves; how many are left over is its own
-column, ``essential_count_difference_h0``/``_h1``, never an infinite distance), and for surfaces on the same grid the distances of their values,
+column, ``essential_count_difference_h0``/``_h1``, never an infinite distance), and for surfaces on the
+same grid the distances of their values,
 :math:`\\lVert f - g \\rVert_\\infty` (which bounds the bottleneck distance, Cohen-Steiner et al. 2007) and
 the root mean square difference.
 """

@@ -275,8 +275,8 @@ def wasserstein(a, b, dim: int = 0, *, order: float = 1.0, internal_p: float = m
     if not internal_p >= 1:
         raise ValueError(f"internal_p must be >= 1, found {internal_p!r}")
     (fa, ea), (fb, eb) = (_split_essential(d) for d in _pair(a, b, dim))
-    total = _finite_wasserstein_cost(fa, fb, order, internal_p) + float(np.sum(_essential_matching(ea, eb, order) ** order))
-    return total ** (1.0 / order)
+    essential = float(np.sum(_essential_matching(ea, eb, order) ** order))
+    return (_finite_wasserstein_cost(fa, fb, order, internal_p) + essential) ** (1.0 / order)
 
 
 def essential_count_difference(a, b, dim: int = 0) -> int:

@@ -165,7 +165,8 @@ def test_repeated_coordinates_are_refused_by_every_analysis(tmp_path, capsys):
     good = write_surface(tmp_path / "good.h5", wells())
     for argv in (["multiscale", path], ["topology", path], ["plot", path], ["compare-surfaces", good, path]):
         one_line_error(capsys, *map(str, argv),
-                       contains=f"{path}: y coordinates must be strictly increasing: {float(y[6])!r} is repeated (y[6] = y[7])")
+                       contains=f"{path}: y coordinates must be strictly increasing: {float(y[6])!r} is repeated "
+                                "(y[6] = y[7])")
 
 
 def test_compare_surfaces_returns_when_the_basin_counts_differ(tmp_path):
@@ -176,7 +177,8 @@ def test_compare_surfaces_returns_when_the_basin_counts_differ(tmp_path):
     def plateau(wells):  # noqa: E306 - minima 5 - depth at the centres (grid points), merging at 5
         return 5.0 - sum(d * np.maximum(0.0, 1.0 - ((XX - cx) ** 2 + (YY - cy) ** 2) / 0.09) for cx, cy, d in wells)
     a = Surface.from_arrays(X, Y, plateau([(1.0, 0.5, 3.0)])).save(tmp_path / "one.h5")
-    b = Surface.from_arrays(X, Y, plateau([(1.0, 0.5, 3.0), (2.2, 1.0, 2.0), (3.0, 1.5, 1.0)])).save(tmp_path / "three.h5")
+    three = plateau([(1.0, 0.5, 3.0), (2.2, 1.0, 2.0), (3.0, 1.5, 1.0)])
+    b = Surface.from_arrays(X, Y, three).save(tmp_path / "three.h5")
     done = subprocess.run([sys.executable, "-m", "losslens", "compare-surfaces", str(a), str(b), "--out",
                            str(tmp_path / "o")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

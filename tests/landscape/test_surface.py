@@ -472,9 +472,11 @@ def test_a_surface_refuses_repeated_or_decreasing_coordinates(tmp_path):
     """Built from arrays or read from a file (here the reference tool's layout): one error naming the axis,
     the value and, for a file, the file."""
     Z = np.zeros((3, 4))
-    with pytest.raises(ValueError, match=r"^x coordinates must be strictly increasing: 0\.5 is repeated \(x\[1\] = x\[2\]\)$"):
+    with pytest.raises(ValueError, match=r"^x coordinates must be strictly increasing: 0\.5 is repeated "
+                                         r"\(x\[1\] = x\[2\]\)$"):
         Surface.from_arrays([0.0, 0.5, 0.5, 1.0], [0.0, 1.0, 2.0], Z)
-    with pytest.raises(ValueError, match=r"^y coordinates must be strictly increasing: y\[2\] = 0\.5 follows y\[1\] = 1\.0$"):
+    with pytest.raises(ValueError, match=r"^y coordinates must be strictly increasing: y\[2\] = 0\.5 follows "
+                                         r"y\[1\] = 1\.0$"):
         Surface.from_arrays([0.0, 0.5, 0.7, 1.0], [0.0, 1.0, 0.5], Z)
     path = tmp_path / "dup.h5"
     with h5py.File(path, "w") as f:
