@@ -447,16 +447,16 @@ def _finite_wasserstein_cost(a: np.ndarray, b: np.ndarray, order: float, interna
 
     The assignment on the ``(n + m) x (n + m)`` matrix ``[[C, D_a], [D_b, 0]]``: ``C`` the point-to-point
     costs, ``D_a`` (``D_b``) diagonal with each point of ``a`` (``b``) to the diagonal and ``inf`` elsewhere,
-    ``0`` for diagonal to diagonal (Edelsbrunner and Harer 2010, VIII.4). Exact, in
+    ``0`` for diagonal to diagonal (a projection left unused pairs with another at no cost). Exact, in
     :math:`O((n + m)^3)` time and :math:`(n + m)^2` memory, hence ``MATCHING_POINTS``; scipy's solver
-    releases the GIL, so a signal still stops the process (``losslens.cli.main``).
+    releases the GIL, so a signal still stops the process (``losslens.cli._signals``).
     """
     from scipy.optimize import linear_sum_assignment
 
     n, m = len(a), len(b)
     if n + m > MATCHING_POINTS:
         raise ValueError(f"the exact Wasserstein matching is limited to {MATCHING_POINTS} finite points in both "
-                         f"diagrams together, found {n} + {m}: raise the noise threshold or use a coarser grid")
+                         f"diagrams together, found {n} + {m} (a noisy or large grid): compare coarser or smoother surfaces")
     if n + m == 0:
         return 0.0
     to_diagonal_a, to_diagonal_b = (_to_diagonal(d, internal_p) ** order for d in (a, b))
