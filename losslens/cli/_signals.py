@@ -50,7 +50,8 @@ def stop_message(signum: int) -> str:
 def stop_on_signals():
     """Within the block, SIGINT raises ``KeyboardInterrupt`` and SIGTERM ``Terminated`` in the main thread,
     and the watchdog ends the process if the main thread does not respond within ``GRACE_SECONDS``.
-    Outside the main thread (where signals cannot be handled) it does nothing."""
+    A signal that is ignored stays ignored; outside the main thread (where signals cannot be handled)
+    it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -60,7 +61,8 @@ def stop_on_signals():
         handled.set()
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    previous = {s: signal.signal(s, on_signal) for s in EXIT_STATUS}
+    # a signal ignored by whoever started us (nohup, a background job of a script) stays ignored
+    previous = {s: signal.signal(s, on_signal) for s in EXIT_STATUS if signal.getsignal(s) is not signal.SIG_IGN}
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
@@ -72,7 +74,7 @@ def stop_on_signals():
     finally:
         signal.set_wakeup_fd(previous_fd)
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)  # None: installed outside Python
         os.close(write_fd)  # the watchdog reads the end of the file and returns
         watchdog.join()
         os.close(read_fd)

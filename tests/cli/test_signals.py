@@ -63,3 +63,13 @@ def test_ctrl_c_stops_compare_surfaces(tmp_path):
     assert proc.returncode == 130 and elapsed < 10, (proc.returncode, elapsed, err)
     assert err.strip().startswith("losslens: interrupted; what was computed is saved: rerun the command to resume")
     assert "Traceback" not in err
+
+
+def test_a_signal_ignored_by_the_caller_stays_ignored():
+    """nohup, or a background job of a script, starts us with SIGINT ignored: losslens keeps it so."""
+    script = ("import os, signal, sys\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+              "from losslens.cli._signals import stop_on_signals\n"
+              "with stop_on_signals():\n    os.kill(os.getpid(), signal.SIGINT)\n    print('still here')\n"
+              "assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "still here\n", done.stderr
