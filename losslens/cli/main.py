@@ -4,8 +4,8 @@ Each subcommand module exposes ``register(subparsers)``, which adds its parser a
 ``func=run``, and ``run(args) -> int``. Errors caused by the input are printed as one line,
 ``losslens: error: <message>``, with exit status 2; warnings as ``losslens: warning: <message>``.
 Ctrl-C (SIGINT) and SIGTERM (what SLURM and torchrun send to stop a job) both stop the command
-cleanly: files are flushed and closed, so running the same command again resumes a grid; the exit
-status is 130 or 143.
+cleanly within a second or two, even inside a long native call (``losslens.cli._signals``): files
+are flushed and closed, so running the same command again resumes a grid; the exit status is 130 or 143.
 
 Import strings (``--model package.module:factory``) are imported from ``sys.path`` as Python sets it;
 the working directory is not added to it: run ``PYTHONPATH=. losslens ...`` for a module there.
@@ -27,6 +27,7 @@ import signal
 import sys
 import warnings
 
+from losslens.cli._signals import EXIT_STATUS, Terminated, stop_message, stop_on_signals
 from losslens.errors import LosslensError
 
 # Append a new subcommand's module here.
@@ -52,10 +53,6 @@ SUBCOMMANDS: tuple[str, ...] = (
 _NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")  # -1, -0.5, -.5, -1e-3: values, not flags
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so that every ``finally`` runs as for Ctrl-C."""
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, with a bad flag reported as one line, and negative numbers in e-notation read as values."""
 
@@ -77,38 +74,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return its exit status."""
+    with stop_on_signals():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as stop:  # also while parsing, before the command's own handling
+            signum = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+            print(stop_message(signum), file=sys.stderr)
+            return EXIT_STATUS[signum]
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or a usage error argparse has already printed
         return 0 if e.code is None else e.code if isinstance(e.code, int) else 2
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread: leave the signal alone
-        previous = None
     show = warnings.showwarning
     warnings.showwarning = _one_line_warning
     try:
         return int(args.func(args) or 0)
-    except Terminated:
-        print("losslens: terminated (SIGTERM); what was computed is saved: rerun the command to resume",
-              file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print("losslens: interrupted; what was computed is saved: rerun the command to resume", file=sys.stderr)
-        return 130
     except (LosslensError, FileNotFoundError, ValueError, OSError) as e:
         message = " ".join(str(e).split()) or type(e).__name__
         print(f"losslens: error: {message}", file=sys.stderr)
         return 2
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
         warnings.showwarning = show
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

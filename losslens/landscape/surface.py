@@ -31,8 +31,10 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from losslens.errors import LosslensError
 from losslens.landscape import _grid_file as gf
 from losslens.landscape._distributed import Group
+from losslens.landscape._grid_values import check_increasing
 from losslens.landscape.directions import Directions
 from losslens.results import ResultDisplay
 
@@ -89,6 +91,9 @@ class Surface(ResultDisplay):
                     raise ValueError(f"Surface {name} of split {split!r} has shape {list(a.shape)}, expected "
                                      f"{list(shape)} = (ny, nx) from x and y" if y is not None else
                                      f"Surface {name} of split {split!r} has shape {list(a.shape)}, expected {list(shape)}")
+        check_increasing(x, "x")
+        if y is not None:
+            check_increasing(y, "y")
         for attr, value in (("x", x), ("y", y), ("values", values), ("done", done)):
             object.__setattr__(self, attr, value)
 
@@ -182,7 +187,10 @@ class Surface(ResultDisplay):
         if g["vectors"] is not None:
             directions = Directions(torch.from_numpy(g["vectors"]), g["directions_kind"], g["directions_meta"])
         meta = g["meta"] | _progress(g["values"], g["done"], g["progress_seconds"])
-        return cls(g["x"], g["y"], g["values"], directions, meta, g["done"], g["w0"])
+        try:
+            return cls(g["x"], g["y"], g["values"], directions, meta, g["done"], g["w0"])
+        except ValueError as err:  # coordinates or shapes that do not make a grid
+            raise LosslensError(f"{path}: {err}") from None
 
 
 def surface_1d(evaluator, w0, directions, x, *, path=None, chunk=None, progress=True, meta=None) -> Surface:
@@ -423,9 +431,7 @@ def _coordinates(values, name: str) -> np.ndarray:
     a = np.array(a, dtype=np.float64)
     if a.ndim != 1 or a.size == 0 or not np.isfinite(a).all():
         raise ValueError(f"{name} must be a non-empty 1-D array of finite coordinates, found shape {list(a.shape)}")
-    if np.any(np.diff(a) <= 0):
-        raise ValueError(f"{name} coordinates must be strictly increasing, found {a[:5].tolist()}"
-                         + (" ..." if a.size > 5 else ""))
+    check_increasing(a, name)
     return a
 
 

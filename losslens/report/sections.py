@@ -362,7 +362,8 @@ def comparison(result, log, failure, planes: dict[str, str]) -> Section:
     text = ("The planes of this report side by side: " + "; ".join(f"{k}: {v}" for k, v in planes.items())
             + ". Per plane its loss range, basins and loops (topology), roughness (multiscale) and sharpness "
             "lambda_max at its centre; per pair the bottleneck and Wasserstein distances of their persistence "
-            "diagrams (in loss units; they need no common grid).")
+            "diagrams (in loss units; they need no common grid; classes that never die are matched among themselves "
+            "and how many are left over is its own column).")
     rows = tuple(tuple(r.get(c) for c in TABLE_COLUMNS) for r in result.rows)
     distances = tuple(tuple(d.get(c) for c in DISTANCE_COLUMNS) for d in result.distances)
     warnings = tuple(dict.fromkeys(log.warnings + list(result.meta["warnings"])))

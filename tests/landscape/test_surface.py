@@ -470,3 +470,20 @@ def test_plain_tensor_directions_are_wrapped_as_custom(quadratic):
     s = surface_2d(ev, ev.w0, dirs.vectors.clone(), X_COORDS, Y_COORDS, progress=False)
     assert s.directions.kind == "custom"
     np.testing.assert_allclose(s.loss, paraboloid(X, y, ev.w0, dirs.vectors.double(), X_COORDS, Y_COORDS), rtol=1e-12)
+
+
+def test_a_surface_refuses_repeated_or_decreasing_coordinates(tmp_path):
+    """Built from arrays or read from a file (here the reference tool's layout): one error naming the axis,
+    the value and, for a file, the file."""
+    Z = np.zeros((3, 4))
+    with pytest.raises(ValueError, match=r"^x coordinates must be strictly increasing: 0\.5 is repeated "
+                                         r"\(x\[1\] = x\[2\]\)$"):
+        Surface.from_arrays([0.0, 0.5, 0.5, 1.0], [0.0, 1.0, 2.0], Z)
+    with pytest.raises(ValueError, match=r"^y coordinates must be strictly increasing: y\[2\] = 0\.5 follows "
+                                         r"y\[1\] = 1\.0$"):
+        Surface.from_arrays([0.0, 0.5, 0.7, 1.0], [0.0, 1.0, 0.5], Z)
+    path = tmp_path / "dup.h5"
+    with h5py.File(path, "w") as f:
+        f["xcoordinates"], f["ycoordinates"], f["train_loss"] = [0.0, 0.5, 0.7, 1.0], [0.0, 0.0, 1.0], Z
+    with pytest.raises(LosslensError, match=rf"^{path}: y coordinates must be strictly increasing: 0\.0 is repeated"):
+        Surface.load(path)

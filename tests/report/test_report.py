@@ -211,6 +211,9 @@ def test_a_run_and_a_checkpoint_side_by_side(run_dir, tmp_path):
     assert all((out / who / name).is_file() for who in ("trained", "init") for name in ("surface.h5", "fit.h5"))
     names = [row[0] for row in report.section("comparison").tables[0].rows]
     assert names == ["trained/surface", "trained/hessian_plane", "init/surface", "init/hessian_plane"]
+    distances = report.section("comparison").tables[1]  # one global basin per plane: no class left over
+    column = distances.columns.index("essential_count_difference_h0")
+    assert len(distances.rows) == 6 and all(row[column] == 0 for row in distances.rows)
     # the sharpness of each plane is its subject's top Hessian eigenvalue
     top = Eigenpairs.load(out / "init" / "eigenpairs.h5").values[0].item()
     assert report.section("comparison").tables[0].rows[2][-1] == pytest.approx(top)
