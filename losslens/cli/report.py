@@ -83,8 +83,9 @@ def register(subparsers) -> None:
                             help="largest relative residual off the PCA plane of a trusted point (default: 0.1)")
     trajectory.add_argument("--perplexity", type=float, help="t-SNE perplexity (default: min(30, (T - 1) / 3))")
     trajectory.add_argument("--max-iter", type=int_at_least(250), default=1000, help="t-SNE iterations (default: 1000)")
-    trajectory.add_argument("--sharpness", action="store_true",
-                            help="also the top Hessian eigenvalue at every checkpoint (dynamics)")
+    trajectory.add_argument("--sharpness", action=argparse.BooleanOptionalAction, default=None,
+                            help="the top Hessian eigenvalue at every checkpoint (dynamics): by default when its "
+                            "bounded cost allows; --sharpness forces it, --no-sharpness leaves it out")
     set_distributed_run(parser, _run)
 
 

@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+PRINTED_BASINS = 20  # a noisy surface has thousands: the terminal gets the first ones, the JSON all
+
+
 def run(args: argparse.Namespace) -> int:
     from losslens.landscape.surface import Surface
     from losslens.landscape.topology import topology
@@ -53,11 +56,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'one basin' if len(basins) == 1 else f'{len(basins)} basins'} and {result.n_loops} loop"
           f"{'' if result.n_loops == 1 else 's'} with persistence above {result.threshold:.4g} "
           f"({result.meta['units']}, {result.meta['construction']} construction)")
-    for k, b in enumerate(basins, start=1):
+    for k, b in enumerate(basins[:PRINTED_BASINS], start=1):
         where = f"x={b.x:.4g}" + ("" if b.y is None else f", y={b.y:.4g}")
         merge = "global minimum" if b.saddle is None else f"merges at {b.saddle['value']:.4g}"
         print(f"  basin {k}: minimum {b.value:.4g} at {where}, depth {b.depth:.4g}, {merge}")
     out = Path(args.out) if args.out else path.parent
+    if len(basins) > PRINTED_BASINS:
+        print(f"  ... and {len(basins) - PRINTED_BASINS} more basins: every one is in {out / 'topology.json'}")
     write_json(out / "topology.json", result.to_json())
     print(f"wrote {result.save(out / 'topology.h5')}")
     save_figure(plot_diagrams(result), out / "topology_diagrams.png")

@@ -48,7 +48,8 @@ class ReportOptions:
         optimizers, replay_lr, replay_steps: the optimizers replayed on the fit.
         trajectory_steps, threshold, margin, perplexity, tsne_max_iter: the PCA plane of the run's
             trajectory and its embeddings (as ``losslens trajectory``).
-        sharpness: also the top Hessian eigenvalue at every checkpoint of the run (dynamics).
+        sharpness: the top Hessian eigenvalue at every checkpoint of the run (dynamics): ``None``
+            computes it when its bounded cost allows (``dynamics_of_run``), ``True`` always, ``False`` never.
     """
 
     model: str | None = None
@@ -81,7 +82,7 @@ class ReportOptions:
     margin: float = 0.1
     perplexity: float | None = None
     tsne_max_iter: int = 1000
-    sharpness: bool = False
+    sharpness: bool | None = None
 
     def __post_init__(self):
         from losslens.core._batchnorm import BN_MODES

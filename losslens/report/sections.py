@@ -264,13 +264,16 @@ def _dynamics(a: Analyses, id: str, title: str) -> Section:
     from losslens.plot.trajectories import plot_dynamics
 
     d = a.step("dynamics")
+    sharp = bool(d.meta.get("sharpness"))
     columns = ("step", "epoch", "loss", "grad_norm", "weight_norm", "change_since_previous", "change_since_init") \
-        + (("sharpness", "stability_threshold") if a.options.sharpness else ())
+        + (("sharpness", "stability_threshold") if sharp else ())
     rows = tuple(tuple(row[c] for c in columns) for row in d.rows())
+    limit = d.meta.get("stability", {}).get("formula")
     text = ("At every checkpoint of the run, through the evaluator on the report's data: the loss, the full-batch "
             "gradient norm, the weight norm and how far the weights moved"
-            + (", and the sharpness lambda_max against the stability threshold 2/lr (Cohen et al. 2021)."
-               if a.options.sharpness else "."))
+            + (f", and the sharpness lambda_max against the optimizer's edge of stability"
+               f"{f' {limit}' if limit else ''} (Cohen et al. 2021, 2022)." if sharp
+               else f"; lambda_max not computed: {d.meta.get('sharpness_note', 'left out')}."))
     return assemble(a, "dynamics", id, title, text, [Image.of(plot_dynamics(d), "dynamics per checkpoint")],
                     [Table("Per checkpoint" + (f" (first {MAX_ROWS})" if len(rows) > MAX_ROWS else ""), columns,
                            rows[:MAX_ROWS])])

@@ -158,23 +158,21 @@ class TrajectoryPaths(ResultDisplay):
         Args:
             run: the run (default: the only one; required when there are several).
 
+        The file is written like every result file (``_io.write_h5``: atomically, locked, never over a
+        file that is not a projection), with a ``projection`` header the older tool ignores.
+
         Raises:
             ValueError: several runs and no ``run``, or an unknown run.
+            LosslensError: ``path`` holds something else, or another process writes it.
         """
-        import h5py
-
         if run is None:
             if len(self.runs) > 1:
                 raise ValueError(f"these paths hold {len(self.runs)} runs ({', '.join(self.runs)}): name one")
             run = self.runs[0]
         index = self.of_run(run)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(path, "w") as f:
-            f["proj_xcoord"] = self.coords[index, 0]
-            f["proj_ycoord"] = self.coords[index, 1]
-            f["explained_variance_ratio_"] = np.asarray(self.meta["pca"]["explained_variance_ratio"][:2])
-        return path
+        arrays = {"proj_xcoord": self.coords[index, 0], "proj_ycoord": self.coords[index, 1],
+                  "explained_variance_ratio_": np.asarray(self.meta["pca"]["explained_variance_ratio"][:2])}
+        return _io.write_h5(Path(path), "projection", arrays, {"run": run})
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to an HDF5 file (kind ``trajectory``); returns the path."""

@@ -98,6 +98,16 @@ def test_topology_writes_basins_in_the_surface_coordinates(tmp_path, capsys):
     assert doc["diagram_h0"][0] == [2.0, None] and doc["diagram_h1"] == []
 
 
+def test_topology_prints_the_first_basins_of_a_noisy_surface_and_writes_all(tmp_path, capsys):
+    Z = np.random.default_rng(0).random((21, 41))  # hundreds of basins
+    path = write_surface(tmp_path / "noise.h5", Z)
+    assert main(["topology", str(path), "--min-persistence", "0"]) == 0
+    stdout = capsys.readouterr().out
+    n = json.loads((tmp_path / "topology.json").read_text())["n_basins"]
+    assert n > 40 and stdout.count("  basin ") == 20
+    assert f"... and {n - 20} more basins: every one is in {tmp_path / 'topology.json'}" in stdout
+
+
 def test_topology_options(tmp_path, capsys):
     Z = wells()
     Z[0, 0] = np.inf

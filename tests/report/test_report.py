@@ -264,3 +264,15 @@ def test_inputs_are_checked_up_front(tmp_path):
     with pytest.raises(ConfigError, match="unknown report section 'surfaces'; valid: surface, interpolation"):
         build_report([tmp_path], tmp_path, sections=["surfaces"])
 
+
+
+def test_the_dynamics_section_shows_lambda_max_against_the_optimizers_edge_by_default(built):
+    """By default the report computes the bounded sharpness: the table has it, and the text names the limit
+    of the run's optimizer (the tiny run trains with Adam: (2 + 2 beta1) / ((1 - beta1) lr))."""
+    (section,) = [s for s in built.report.sections if s.id == "dynamics"]
+    (table,) = section.tables
+    assert table.columns[-2:] == ("sharpness", "stability_threshold")
+    sharpness = [row[-2] for row in table.rows]
+    assert len(sharpness) == 3 and all(np.isfinite(sharpness)) and min(sharpness) > 0
+    assert [row[-1] for row in table.rows] == pytest.approx([3800.0] * 3)  # 38 / lr, lr = 1e-2
+    assert "edge of stability" in section.text and "2/lr" not in section.text

@@ -10,6 +10,7 @@ from torch import nn
 from torch.func import functional_call
 
 from losslens.core.evaluator import Evaluator
+from losslens.errors import LosslensError
 from losslens.trajectories.paths import PATHS_COLUMNS, TrajectoryPaths, plane_grid, plane_surface, trajectory_paths
 from losslens.trajectories.pca import trajectory_pca
 from losslens.trajectories.series import CheckpointSeries
@@ -99,6 +100,10 @@ def test_table_csv_save_load_and_projection_file(tmp_path, model, evaluator):
         np.testing.assert_array_equal(f["proj_xcoord"][()], paths.coords[:, 0])
         np.testing.assert_array_equal(f["proj_ycoord"][()], paths.coords[:, 1])
         assert f["explained_variance_ratio_"].shape == (2,)
+    (tmp_path / "model.safetensors").write_bytes(b"weights")  # never overwritten by a projection
+    with pytest.raises(LosslensError, match="model.safetensors: exists and is not a losslens projection file"):
+        paths.save_projection(tmp_path / "model.safetensors")
+    assert (tmp_path / "model.safetensors").read_bytes() == b"weights"
     with pytest.raises(ValueError, match="threshold must be a positive"):
         trajectory_paths(evaluator, CheckpointSeries.from_paths([paths.checkpoints[0].path], model), threshold=0)
 
