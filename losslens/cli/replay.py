@@ -5,7 +5,8 @@ Writes ``OUT/paths.csv`` (columns ``optimizer, step, x, y, loss, grad_norm, lr``
 step t the point after t updates), ``OUT/summary.csv`` (one row per optimizer: final loss, steps to the
 tolerance, path length, oscillation, the learning rate against 2/lambda_max), ``OUT/replay.h5`` (the
 ``Replay``), ``OUT/replay_paths.png``, ``OUT/replay_convergence.png`` and ``OUT/replay.html`` (the
-paths animated).
+paths animated). On a fit the values are the fit's, not the model's loss: the columns, the printout and the
+pictures call them ``fitted loss`` (``fitted_loss``, ``final_fitted_loss``).
 
 What is descended: ``--function NAME`` (a test function); a FILE that is a fit (``losslens fit``'s
 ``fit.h5``: the fitted function); a FILE that is a surface (its bicubic grid interpolant, which a path

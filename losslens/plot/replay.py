@@ -48,7 +48,7 @@ def plot_paths(replay: Replay, *, ax=None, levels=30, log: bool | None = None):
             log = bool(len(gap)) and gap.max() > LOG_SPAN * max(float(np.median(gap)), LOG_FLOOR)
         z = _log_gap(z) if log else z
         cs = ax.contour(x, y, np.ma.masked_invalid(z), levels=levels, cmap="viridis", linewidths=0.8)
-        fig.colorbar(cs, ax=ax, label="log10 (loss - min)" if log else "loss")
+        fig.colorbar(cs, ax=ax, label=f"log10 ({replay.value_name} - min)" if log else replay.value_name)
         ax.set_xlim(x[0], x[-1])
         ax.set_ylim(y[0], y[-1])
     start = replay.meta["start"]
@@ -99,7 +99,7 @@ def plot_convergence(replay: Replay, *, ax=None, log: bool | None = None):
     if limits is not None:
         ax.set_ylim(*limits)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss" + (" (log scale)" if log else ""))
+    ax.set_ylabel(replay.value_name + (" (log scale)" if log else ""))
     ax.set_title(_title(replay), fontsize="medium")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize="small")
     return fig
@@ -140,7 +140,7 @@ def animate_paths(replay: Replay, *, max_frames: int = MAX_FRAMES):
         return go.Scatter(
             x=[p["x"][i] for p, i in zip(paths, at)], y=[p["y"][i] for p, i in zip(paths, at)], mode="markers",
             marker={"color": colors, "size": 11, "line": {"color": "white", "width": 1}}, showlegend=False,
-            hovertext=[f"{label}: step {int(p['step'][i])}, loss {p['loss'][i]:.4g}"
+            hovertext=[f"{label}: step {int(p['step'][i])}, {replay.value_name} {p['loss'][i]:.4g}"
                        for label, p, i in zip(replay.labels, paths, at)], hoverinfo="text")
 
     frames = [go.Frame(data=[points(int(t))], traces=[len(traces)], name=str(int(t))) for t in shown]

@@ -106,6 +106,8 @@ def test_fit_a_reference_file_then_replay_on_the_fit_the_grid_and_a_fit_of_it(tm
 
     assert main(["replay", str(out / "fit.h5"), "--optimizers", "sgd", "--steps", "5", "--out", str(tmp_path / "a")]) == 0
     assert Replay.load(tmp_path / "a" / "replay.h5").meta["objective"]["kind"] == "fit"
+    assert "final_fitted_loss" in (tmp_path / "a" / "summary.csv").read_text().splitlines()[0]
+    assert "final fitted loss" in capsys.readouterr().out  # the fit's value, not the model's loss
     assert main(["replay", str(surface_file), "--optimizers", "adam", "--steps", "5", "--out", str(tmp_path / "b")]) == 0
     grid = Replay.load(tmp_path / "b" / "replay.h5")
     assert grid.meta["objective"]["kind"] == "grid" and grid.meta["start"] == pytest.approx([-0.875, 1.125])
