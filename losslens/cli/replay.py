@@ -31,7 +31,7 @@ import math
 from pathlib import Path
 
 from losslens.cli._common import (
-    DEFAULT_SUBSET, add_landscape_args, checked_range, int_at_least, save_figure,
+    DEFAULT_SUBSET, add_landscape_args, checked_range, finite_float, int_at_least, save_figure,
 )
 from losslens.errors import ConfigError
 from losslens.landscape.fit import MODELS
@@ -63,7 +63,7 @@ def register(subparsers) -> None:
     parser.add_argument("file", metavar="FILE.h5", nargs="?", help="a fit file or a surface file")
     parser.add_argument("--function", choices=tuple(FUNCTIONS), metavar="NAME",
                         help=f"a test function: {', '.join(FUNCTIONS)}")
-    parser.add_argument("--condition", type=float, metavar="KAPPA",
+    parser.add_argument("--condition", type=finite_float, metavar="KAPPA",
                         help="the quadratic's condition number (default: 10)")
     parser.add_argument("--fit", choices=MODELS, metavar="MODEL",
                         help=f"replay on a fit of the surface FILE instead of its grid: {', '.join(MODELS)}")
@@ -73,7 +73,7 @@ def register(subparsers) -> None:
     parser.add_argument("--dirs", choices=TRUE_LOSS_DIRS,
                         help="--true-loss: the plane's directions, hessian (the top two eigenvectors, unit norm: "
                         "coordinates are distances in weight space) or random (filter-normalized) (default: hessian)")
-    parser.add_argument("--range", nargs=2, type=float, metavar=("A", "B"),
+    parser.add_argument("--range", nargs=2, type=finite_float, metavar=("A", "B"),
                         help="--true-loss: the grid drawn behind the paths covers [A, B]^2 (default: -2 2 for "
                         "hessian directions, -1 1 for random ones); the paths may leave it")
     parser.add_argument("--grid", type=int_at_least(4), metavar="N",
@@ -88,16 +88,16 @@ def register(subparsers) -> None:
     parser.add_argument("--option", action="append", default=[], metavar="NAME.KEY=VALUE",
                         help="an optimizer option, VALUE in JSON (--option momentum.momentum=0.8); repeatable")
     parser.add_argument("--steps", type=int_at_least(1), default=200, help="updates per optimizer (default: 200)")
-    parser.add_argument("--start", nargs=2, type=float, metavar=("X", "Y"),
+    parser.add_argument("--start", nargs=2, type=finite_float, metavar=("X", "Y"),
                         help="start point (default: the function's, or halfway to the grid's upper-left corner)")
     parser.add_argument("--schedule", default="constant", choices=SCHEDULES, help="learning-rate schedule")
     parser.add_argument("--warmup", type=int_at_least(0), default=0, metavar="N", help="steps of linear warmup")
     parser.add_argument("--step-size", type=int_at_least(1), metavar="N", help="period of --schedule step")
-    parser.add_argument("--gamma", type=float, default=0.1, help="factor of --schedule step (default: 0.1)")
-    parser.add_argument("--clip", type=float, metavar="C", help="clip each gradient's norm at C")
-    parser.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
+    parser.add_argument("--gamma", type=finite_float, default=0.1, help="factor of --schedule step (default: 0.1)")
+    parser.add_argument("--clip", type=finite_float, metavar="C", help="clip each gradient's norm at C")
+    parser.add_argument("--noise", type=finite_float, default=0.0, metavar="SIGMA",
                         help="scale of Gaussian gradient noise (default: 0)")
-    parser.add_argument("--tol", type=float, default=1e-3, help="loss tolerance of steps-to-tolerance (default: 1e-3)")
+    parser.add_argument("--tol", type=finite_float, default=1e-3, help="loss tolerance of steps-to-tolerance (default: 1e-3)")
     add_landscape_args(parser, both=False)  # --seed also seeds the noise and random optimizers
     parser.set_defaults(func=run)
 

@@ -250,6 +250,35 @@ def corrupt(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "argv, flag, value",
+    [
+        (["surface", "--range", "-1", "inf"], "--range", "inf"),
+        (["surface", "--yrange", "nan", "1"], "--yrange", "nan"),
+        (["replay", "--start", "0", "nan"], "--start", "nan"),
+        (["replay", "--noise", "inf"], "--noise", "inf"),
+        (["interpolate", "--extrapolate", "1e400"], "--extrapolate", "1e400"),
+        (["train", "--lr", "nan"], "--lr", "nan"),
+        (["trajectory", "--perplexity", "inf"], "--perplexity", "inf"),
+        (["topology", "s.h5", "--threshold", "nan"], "--threshold", "nan"),
+        (["report", "--replay-lr=-inf"], "--replay-lr", "-inf"),
+        (["surface", "--seed", str(2**70)], "--seed", str(2**70)),
+        (["train", "--seed", "-1"], "--seed", "-1"),
+        (["hessian", "--seed", "4294967296"], "--seed", "4294967296"),
+    ],
+)
+def test_non_finite_numbers_and_seeds_out_of_range_are_usage_errors(capsys, argv, flag, value):
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.splitlines()
+    expected = "an integer from 0 to 4294967295" if flag == "--seed" else "a finite number"
+    assert len(lines) == 1 and f"argument {flag}: expected {expected}, got '{value}'" in lines[0]
+
+
+def test_a_learning_rate_of_infinity_is_refused(capsys):
+    assert main(["compare", "--lr", "sgd=Infinity"]) == 2
+    assert "--lr sgd=inf: the learning rate must be a finite number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     "argv, message",
     [
         (["surface", "CKPT", "--dirs", "banana"], "argument --dirs: invalid choice: 'banana'"),
