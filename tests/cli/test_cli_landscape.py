@@ -309,12 +309,13 @@ def test_bad_flags_give_one_error_line(capsys, checkpoints, argv, message):
         (["interpolate", "CKPT", "MISSING"], "missing.safetensors"),
         (["interpolate", "CKPT"], "interpolate takes two checkpoints A B"),
         (["interpolate", "CKPT", "CKPT"], "the same point"),
+        (["interpolate", "CKPT", "CKPT2", "--extrapolate", "1e30"], "extrapolate must be a number from 0 to 10"),
+        (["interpolate", "CKPT", "CKPT2", "--steps", "2", "--extrapolate", "0"], "no point strictly between t=0 and t=1"),
         (["surface", "CKPT", "--checkpoints", "CKPT"], "--checkpoints applies only to --dirs pca, not to --dirs random"),
         (["surface", "CKPT", "--dirs", "hessian", "--norm", "layer"], "--norm applies only to --dirs random"),
         (["surface", "CKPT", "--1d", "--ysteps", "3"], "a --1d line has none"),
         (["surface", "CKPT", "--range", "1", "1"], "--range must be two finite numbers A < B, got 1 1"),
         (["surface", "CKPT", "--range", "1", "-1"], "--range must be two finite numbers A < B"),
-        (["surface", "CKPT", "--range", "-1", "inf"], "--range must be two finite numbers"),
         (["surface", "CKPT", "--model", "cnn"], "does not fit the model"),
         (["plot", "MISSING"], "missing.safetensors: no such file"),
         (["plot", "CORRUPT"], "not an HDF5 file"),
@@ -330,7 +331,7 @@ def test_bad_input_gives_one_line(tmp_path, capsys, checkpoints, corrupt, argv, 
     import torch
 
     eigen = Eigenpairs(torch.ones(1), torch.ones(1, 2), "largest", 0.0, 1, {"residual_norms": [0.0]})
-    names = {"CKPT": checkpoints[0], "MISSING": str(tmp_path / "missing.safetensors"), "CORRUPT": corrupt,
+    names = {"CKPT": checkpoints[0], "CKPT2": checkpoints[1], "MISSING": str(tmp_path / "missing.safetensors"), "CORRUPT": corrupt,
              "FIFO": str(tmp_path / "fifo.safetensors"), "DAMAGED": str(damaged),
              "EIGEN": str(eigen.save(tmp_path / "eigen.h5"))}
     argv = [names.get(a, a) for a in argv] + ["--out", str(tmp_path / "o")] * (argv[0] != "plot") + \
