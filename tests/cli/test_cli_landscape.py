@@ -171,6 +171,16 @@ def test_hessian_writes_result_files_and_summary(tmp_path, capsys, checkpoints):
     assert f"trace {info['trace']['value']:.6g} ± " in stdout
 
 
+def test_hessian_warns_of_a_density_from_one_lanczos_step(tmp_path, capsys, checkpoints):
+    out = tmp_path / "h"
+    assert main(["hessian", checkpoints[0], "--top-k", "1", "--trace-samples", "4", "--density",
+                 "--density-vectors", "1", "--lanczos-steps", "1", "--out", str(out)] + FAST) == 0
+    stdout = capsys.readouterr().out
+    assert "warning: only 1 Lanczos step per start vector" in stdout and "found by Lanczos" in stdout
+    info = json.loads((out / "hessian.json").read_text())
+    assert len(info["density"]["warnings"]) == 2 and info["density"]["lambda_max"] < info["lambda_max"]
+
+
 def test_plot_redraws_saved_results(tmp_path, capsys, checkpoints):
     src = tmp_path / "src"
     assert main(["surface", checkpoints[0], "--steps", "3", "--out", str(src)] + FAST) == 0
