@@ -75,6 +75,7 @@ from losslens.errors import ConfigError
 
 MODELS: tuple[str, ...] = ("gaussian", "rotated", "mixture", "quadratic")
 CRITERIA: tuple[str, ...] = ("bic", "aic")
+_TOL = {"ftol": 1e-12, "xtol": 1e-12, "gtol": 1e-12}  # tight: a well's bottom at 0 is reached to ~1e-8
 
 
 # -- the models, in torch ------------------------------------------------------------------------
@@ -561,7 +562,7 @@ def _solve(model, pts, z, theta0, lower, upper, offset_fixed: bool, nonneg: bool
     Returns:
         ``(theta, free mask, least-squares info, RSS)``; the info names the parameters ending at a
         bound (``at_bound``: ``[index, bound]`` pairs; ``theta``'s bounds are one orientation and not
-        counted).
+        counted; none when the fit is exact, its RMSE within 1e-6 of the data's range).
     """
     p, d = len(theta0), pts.shape[1]
     depths = np.arange(1, p, 1 + 2 * d) if model == "mixture" else np.array([1])
@@ -598,16 +599,17 @@ def _solve(model, pts, z, theta0, lower, upper, offset_fixed: bool, nonneg: bool
         return (_jacobian(model, theta, pts) @ D).numpy()
 
     result = least_squares(residual, np.clip(u0, lo, hi), jac=jac, bounds=(lo, hi),
-                           method="trf", x_scale="jac", max_nfev=200 * (1 + int(free.sum())))
+                           method="trf", x_scale="jac", max_nfev=200 * (1 + int(free.sum())), **_TOL)
     theta = theta_of(result.x)[0].numpy()
     depth_like = np.isin(index, [0, *depths])
     scale = np.where(depth_like, max(float(np.ptp(z)), 1e-12), max(float(np.ptp(pts.numpy(), axis=0).max()), 1e-12))
     units = np.ones(len(index))  # a bound of a_k in A_k's units
     if nonneg:
         scale[slots], units[slots] = 1.0, theta[0]
+    exact = math.sqrt(2 * result.cost / len(z)) <= 1e-6 * max(float(np.ptp(z)), 1e-300)  # nothing held it back
     at_bound = [[int(index[i]), float(b * units[i])] for i in range(len(index)) for b in (lo[i], hi[i])
                 if np.isfinite(b) and abs(result.x[i] - b) <= 1e-6 * max(abs(b), scale[i])
-                and not (model == "rotated" and index[i] == 6)]
+                and not (model == "rotated" and index[i] == 6) and not exact]
     info = {"method": "scipy least_squares (trf)", "status": int(result.status), "message": result.message,
             "nfev": int(result.nfev), "cost": float(result.cost), "at_bound": at_bound}
     return theta, free, info, float(2 * result.cost)
