@@ -13,7 +13,7 @@ saved, resumed, loaded and drawn like any surface. The loss barrier of the segme
 .. math::  B = \\max_{t \\in [0, 1]} L(w(t)) - \\max(L(w(0)), L(w(1))),
 
 measured on the grid, which always holds ``t = 0`` and ``t = 1`` exactly (``barrier``), and at least one
-point strictly between them: a default grid whose step reaches across the segment is refused, and so
+point strictly between them: a default grid with none is refused, and so
 is ``extrapolate`` above ``MAX_EXTRAPOLATE`` (so far out the grid says nothing about the segment).
 """
 
@@ -105,11 +105,10 @@ def _grid(t, steps: int, extrapolate: float) -> np.ndarray:
             raise ValueError(f"steps must be an integer of at least 2, got {steps!r}")
         if not (math.isfinite(extrapolate) and 0 <= extrapolate <= MAX_EXTRAPOLATE):
             raise ValueError(f"extrapolate must be a number from 0 to {MAX_EXTRAPOLATE:g}, got {extrapolate!r}")
-        if (1.0 + 2 * extrapolate) / (steps - 1) >= 1.0:
-            need = math.floor(1.0 + 2 * extrapolate) + 2
-            raise ValueError(f"{steps} steps over [-{extrapolate:g}, {1 + extrapolate:g}] put no point strictly between "
-                             f"t=0 and t=1, so the barrier would not be measured: use at least {need} steps")
         grid = np.linspace(-extrapolate, 1.0 + extrapolate, steps)
+        if not np.any((grid > _SNAP) & (grid < 1.0 - _SNAP)):
+            raise ValueError(f"{steps} steps over [-{extrapolate:g}, {1 + extrapolate:g}] put no point strictly between "
+                             "t=0 and t=1, so the barrier would not be measured: use more steps")
     else:
         grid = np.asarray(t.cpu() if isinstance(t, torch.Tensor) else t, dtype=np.float64)
         if grid.ndim != 1 or grid.size == 0:

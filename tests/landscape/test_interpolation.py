@@ -116,8 +116,9 @@ def test_the_grid_always_samples_the_segment_and_the_barrier_reads_its_ends(quad
     for extrapolate in (1e30, 10.5, math.inf):  # so far out that the grid says nothing of the segment
         with pytest.raises(ValueError, match="extrapolate must be a number from 0 to 10"):
             interpolate(ev, w_a, w_b, extrapolate=extrapolate)
-    with pytest.raises(ValueError, match="3 steps over .* no point strictly between t=0 and t=1.*at least 4 steps"):
-        interpolate(ev, w_a, w_b, steps=3, extrapolate=0.5)
+    with pytest.raises(ValueError, match=r"4 steps over \[-1, 2\] put no point strictly between t=0 and t=1"):
+        interpolate(ev, w_a, w_b, steps=4, extrapolate=1.0)  # -1, 0, 1, 2
+    assert interpolate(ev, w_a, w_b, steps=3, extrapolate=0.5).x.tolist() == [-0.5, 0.0, 0.5, 1.0, 1.5]
     line = interpolate(ev, w_a, w_b, steps=4, extrapolate=0.5)  # two points inside the segment
     assert line.x.tolist() == pytest.approx([-0.5, 0.0, 1 / 6, 5 / 6, 1.0, 1.5])
     assert line.x[1] == 0.0 and line.x[4] == 1.0  # A and B exactly
