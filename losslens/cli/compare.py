@@ -43,11 +43,11 @@ def register(subparsers) -> None:
     add_landscape_args(parser, both=False)
     add_plane_args(parser)
     parser.add_argument("--optimizers", nargs="+", metavar="NAME",
-                        help="optimizers to train: presets (sgd, momentum, nesterov, book-momentum), any torch.optim "
+                        help="optimizers to train, separated by spaces or commas (as in replay): presets (sgd, momentum, nesterov, book-momentum), any torch.optim "
                         "class, pytorch-optimizer names (default: sgd momentum nesterov adam adamw rmsprop adagrad, "
                         "and lion when pytorch-optimizer is installed)")
     parser.add_argument("--lr", nargs="+", action="extend", default=[], metavar="NAME=VALUE",
-                        help="learning rates by optimizer (defaults for digits: "
+                        help="learning rates by optimizer, separated by spaces or commas (defaults for digits: "
                         + ", ".join(f"{k}={v:g}" for k, v in DEFAULT_LRS.items()) + ")")
     parser.add_argument("--epochs", type=int_at_least(1), help=f"epochs of each run (default: {DEFAULT_EPOCHS})")
     parser.add_argument("--batch-size", type=int_at_least(1), default=64, help="samples per step (default: 64)")
@@ -64,11 +64,11 @@ def _run(args: argparse.Namespace) -> int:
                                           ("--epochs", args.epochs)) if value]
         if given:
             raise ConfigError(f"{', '.join(given)} describe runs to train; with RUN_DIRs the runs are given")
-        run_dirs, notes = [Path(r) for r in args.runs], []
+        run_dirs = [Path(r) for r in args.runs]
     else:
-        lrs = {k: _float(k, v) for k, v in parse_key_values(args.lr, "--lr").items()}
-        run_dirs, notes = train_optimizers(
-            args.optimizers, out=out, lrs=lrs, model=args.model or DEFAULT_MODEL, data=args.data or DEFAULT_DATA,
+        lrs = {k: _float(k, v) for k, v in parse_key_values(listed(args.lr), "--lr").items()}
+        run_dirs, _ = train_optimizers(  # a skipped optimizer is said once, as a warning
+            args.optimizers and listed(args.optimizers), out=out, lrs=lrs, model=args.model or DEFAULT_MODEL, data=args.data or DEFAULT_DATA,
             epochs=args.epochs or DEFAULT_EPOCHS, batch_size=args.batch_size, seed=args.seed,
             model_kwargs=parse_key_values(args.model_arg, "--model-arg"), device=args.device,
             progress=not args.no_progress)
@@ -81,15 +81,18 @@ def _run(args: argparse.Namespace) -> int:
         surface_path)
     if not main:
         return 0
-    for note in notes:
-        print(f"note: {note}")
     print(summary(comparison.paths))
-    _print_table(comparison.table)
+    print(format_table(comparison.table))
     print(f"wrote {comparison.to_csv(out / 'comparison.csv')}")
     print(f"wrote {comparison.save(out / 'comparison.h5')}")
     print(f"wrote {surface_path}")
     write_paths(comparison.paths, surface, out, "comparison", log=args.log)
     return 0
+
+
+def listed(values: list[str]) -> list[str]:
+    """The items of a list flag given as ``a b``, ``a,b`` or both (``--optimizers sgd,adam`` as in replay)."""
+    return [item for value in values for item in value.split(",") if item]
 
 
 def _float(name: str, value) -> float:
@@ -98,8 +101,15 @@ def _float(name: str, value) -> float:
     return float(value)
 
 
-def _print_table(table) -> None:
-    shown = [c for c in COMPARISON_COLUMNS if c not in ("run", "n_checkpoints")]
-    print("  ".join(f"{c:>12.12}" for c in shown))
-    for row in table:
-        print("  ".join(f"{row[c]:>12.4g}" if isinstance(row[c], float) else f"{row[c]!s:>12.12}" for c in shown))
+def format_table(table) -> str:
+    """The comparison table as aligned text with the full column names of ``comparison.csv`` (numbers to
+    4 significant digits, ``-`` for none), then the folder of each optimizer's run."""
+    shown = [c for c in COMPARISON_COLUMNS if c not in ("n_checkpoints", "run")]
+    cells = [[f"{row[c]:.4g}" if isinstance(row[c], float) else "-" if row[c] is None else str(row[c])
+              for c in shown] for row in table]
+    widths = [max(len(c), *(len(r[k]) for r in cells)) for k, c in enumerate(shown)]
+    lines = ["  ".join(v.ljust(w) if k == 0 else v.rjust(w) for k, (v, w) in enumerate(zip(r, widths)))
+             for r in [shown, *cells]]
+    width = max(len(row["optimizer"]) for row in table)
+    lines += ["runs (checkpoints and run.json):"] + [f"  {row['optimizer']:<{width}}  {row['run']}" for row in table]
+    return "\n".join(lines)

@@ -2,7 +2,9 @@
 
 Prints the tables and writes ``OUT/compare_surfaces.csv`` (one row per surface: shape, min, max, range,
 basins, threshold, loops, roughness, sharpness), ``OUT/distances.csv`` (one row per pair: bottleneck and
-Wasserstein distances of the H0 and H1 diagrams, and the value distances on a common grid) and
+Wasserstein distances of the H0 and H1 diagrams, classes that never die matched among themselves and the
+count of those left over in ``essential_count_difference_h0``/``_h1``, and the value distances on a common
+grid) and
 ``OUT/compare_surfaces.json``; ``OUT`` defaults to the folder holding all the files.
 """
 
@@ -24,7 +26,8 @@ def register(subparsers) -> None:
         usage="losslens compare-surfaces A.h5 B.h5 [...] [--names NAME ...] [--out DIR]",
         description="Compare two or more surfaces (losslens files or the older loss-landscape tool's): per surface "
         "its loss range, basins and loops (topology), roughness (multiscale) and sharpness when its metadata "
-        "holds Hessian figures; per pair the bottleneck and Wasserstein distances of their persistence diagrams, "
+        "holds Hessian figures; per pair the bottleneck and Wasserstein distances of their persistence diagrams "
+        "(classes that never die matched among themselves, how many are left over in its own column), "
         "and on a common grid the largest and the root mean square difference of their values.",
     )
     parser.add_argument("surfaces", metavar="SURFACE.h5", nargs="+", help="two or more surface files")

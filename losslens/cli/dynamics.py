@@ -18,15 +18,18 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "dynamics",
         help="loss, gradient norm, weight movement and sharpness at each checkpoint of a run",
-        usage="losslens dynamics [RUN_DIR] [--sharpness] [options]",
+        usage="losslens dynamics [RUN_DIR] [--no-sharpness] [options]",
         description="For each checkpoint of a run (a directory written by losslens train): the loss over the "
         "data, the full-batch gradient norm, the weight norm, the change since the previous checkpoint and since "
-        "the initialization, and with --sharpness the top Hessian eigenvalue against the stability threshold "
-        "2/lr. Without RUN_DIR, a small default model is trained into OUT/default-model first.",
+        "the initialization, and the top Hessian eigenvalue (a bounded Lanczos run) against the optimizer's edge "
+        "of stability (2/lr for gradient descent, 2(1+beta)/lr for momentum, ...). Without RUN_DIR, a small default model is trained into OUT/default-model first.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="run directory (default: the default model's run)")
     add_landscape_args(parser, bn=False, both=False)
-    parser.add_argument("--sharpness", action="store_true", help="also the top Hessian eigenvalue (Lanczos) per checkpoint")
+    parser.add_argument("--sharpness", action=argparse.BooleanOptionalAction, default=None,
+                        help="the top Hessian eigenvalue per checkpoint (Lanczos, a bounded number of Hessian-vector "
+                        "products): by default computed unless the model and data are too large for the default "
+                        "budget (the panel says so); --sharpness forces it, --no-sharpness leaves it out")
     parser.set_defaults(func=run)
 
 
@@ -38,10 +41,12 @@ def run(args: argparse.Namespace) -> int:
     ev = runs_evaluator(args, [run_dir])
     provenance = {"runs": [str(run_dir)]}
     dynamics = dynamics_of_run(run_dir, ev, sharpness=args.sharpness, seed=args.seed, meta=provenance)
-    last = dynamics.rows()[-1]
+    last, limit = dynamics.rows()[-1], dynamics.meta["stability"]
     print(f"{len(dynamics)} checkpoints of {run_dir}; last: loss {last['loss']:.4g}, gradient norm "
-          f"{last['grad_norm']:.4g}, change since init {last['change_since_init']:.4g}"
-          + (f", sharpness {last['sharpness']:.4g} (2/lr = {last['stability_threshold']:.4g})" if args.sharpness else ""))
+          f"{last['grad_norm']:.4g}, change since init {last['change_since_init']:.4g}")
+    sharp = f"sharpness {last['sharpness']:.4g}" if dynamics.meta["sharpness"] else "sharpness not computed"
+    edge = f"edge of stability {limit['formula']} = {limit['value']:.4g}" if limit["formula"] else limit["note"]
+    print(f"  {sharp} ({dynamics.meta['sharpness_note']}); {edge}")
     out = Path(args.out)
     print(f"wrote {dynamics.to_csv(out / 'dynamics.csv')}")
     print(f"wrote {dynamics.save(out / 'dynamics.h5')}")

@@ -1,8 +1,10 @@
-"""``losslens evaluate``: loss and accuracy of one checkpoint, through the evaluator core."""
+"""``losslens evaluate``: loss and accuracy of one checkpoint, through the evaluator core; printed, and
+written to ``OUT/evaluation.json`` when ``--out`` is given."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from losslens.cli._common import (
     add_loss_args, add_model_data_args, add_split_args, add_unsafe_pickle_arg, describe, evaluators, write_json,
@@ -21,7 +23,9 @@ def register(subparsers) -> None:
     add_model_data_args(parser)
     add_split_args(parser, default="both")
     add_loss_args(parser)
-    parser.add_argument("--out", metavar="FILE.json", help="also write the results, with their provenance, here")
+    parser.add_argument("--out", metavar="DIR",
+                        help="output directory: also write the results, with their provenance, to DIR/evaluation.json "
+                        "(default: none, only printed)")
     parser.set_defaults(func=run)
 
 
@@ -34,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {ev.data.split}: " + ", ".join(f"{k} {v:.6g}" for k, v in values.items()))
         results[ev.data.split] = values | {"evaluator": ev.meta()}
     if args.out:
-        write_json(args.out, {"format": "losslens-evaluation", "checkpoint": str(args.checkpoint), "seed": args.seed,
+        write_json(Path(args.out) / "evaluation.json", {"format": "losslens-evaluation", "checkpoint": str(args.checkpoint), "seed": args.seed,
                               "results": results})
     return 0

@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "fit",
         help="fit a Gaussian bowl, a rotated one, a Gaussian mixture or a quadratic to a loss surface",
-        usage="losslens fit [SURFACE.h5] [--model gaussian|rotated|mixture|quadratic] [--components K] [options]",
+        usage="losslens fit [SURFACE.h5] [--fit-model gaussian|rotated|mixture|quadratic] [--components K] [options]",
         description="Least-squares fit of a closed form to a loss surface (a line or a plane), with R^2, RMSE, the "
         "residual map, and the fitted curvature at the fitted minimum next to the surface's Hessian eigenvalues "
         "along its directions. Without SURFACE.h5, the default model's Hessian-eigenvector plane is computed first "
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     parser.add_argument("surface", metavar="SURFACE.h5", nargs="?",
                         help="surface file (losslens, or xcoordinates/ycoordinates/train_loss); default: the default "
                         "model's Hessian plane")
-    parser.add_argument("--model", dest="fit_model", default="gaussian", choices=MODELS,
+    parser.add_argument("--fit-model", default="gaussian", choices=MODELS,
                         help="the closed form (default: gaussian)")
     parser.add_argument("--components", type=int_at_least(1), metavar="K",
                         help="components of a mixture (default: chosen by --criterion up to --max-components)")
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from losslens.plot.fit import plot_fit, plot_residuals
 
     if args.fit_model != "mixture" and (args.components is not None):
-        raise ConfigError(f"--components applies to --model mixture, not to --model {args.fit_model}")
+        raise ConfigError(f"--components applies to --fit-model mixture, not to --fit-model {args.fit_model}")
     out = Path(args.out)
     surface = load_surface(args.surface) if args.surface else _default_surface(args)
     fit = fit_surface(surface, args.fit_model, offset=_offset(args.offset, args.fit_model),
@@ -76,7 +76,7 @@ def _offset(text: str, model: str):
     if text == "free":
         return None
     if model == "quadratic":
-        raise ConfigError("--offset applies to the Gaussian models, not to --model quadratic")
+        raise ConfigError("--offset applies to the Gaussian models, not to --fit-model quadratic")
     if text == "max":
         return "max"
     try:

@@ -2,8 +2,9 @@
 
 Writes the result files ``OUT/eigenpairs.h5`` and ``OUT/trace.h5`` (and with ``--density``
 ``OUT/spectrum.h5``), a summary ``OUT/hessian.json`` (eigenvalues with their residual norms, the trace
-with its standard error, lambda_max, the condition number when the density is computed, and the
-provenance), ``OUT/hessian_eigenvalues.png`` and with ``--density`` ``OUT/hessian_density.png``.
+with its standard error and whether it is resolved (error smaller than value; else the printed line says
+"not resolved"), lambda_max, the condition number when the density is computed, and the provenance),
+``OUT/hessian_eigenvalues.png`` and with ``--density`` ``OUT/hessian_density.png``.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     values = [float(v) for v in pairs.values]
     print("eigenvalues " + ", ".join(f"{v:.6g}" for v in values)
           + " (residuals " + ", ".join(f"{r:.2g}" for r in pairs.meta["residual_norms"]) + ")")
-    print(f"trace {tr.value:.6g} ± {tr.stderr:.2g} ({method}, {tr.n_matvec} Hessian-vector products)")
+    print(f"trace {tr.value:.6g} ± {tr.stderr:.2g} ({method}, {tr.n_matvec} Hessian-vector products)"
+          + ("" if tr.resolved else ": not resolved, the error is larger than the value (raise --trace-samples)"))
 
     out = Path(args.out)
     written = [pairs.save(out / "eigenpairs.h5"), tr.save(out / "trace.h5")]
@@ -90,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
         "residual_norms": pairs.meta["residual_norms"],
         "backend": args.backend,
         "lambda_max": values[0],
-        "trace": {"value": tr.value, "stderr": tr.stderr, "method": method, "n_matvec": tr.n_matvec},
+        "trace": {"value": tr.value, "stderr": tr.stderr, "method": method, "n_matvec": tr.n_matvec,
+                  "resolved": tr.resolved},
+        "trace_note": "resolved: false when the standard error is not smaller than |value| (even the sign is "
+        "uncertain)",
         "condition": condition,
         "condition_note": "lambda_max / lambda_min from the density's extreme Ritz values; null without --density "
         "or when lambda_min <= 0 (an indefinite or singular Hessian, where it is undefined or infinite)",

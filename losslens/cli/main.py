@@ -4,11 +4,18 @@ Each subcommand module exposes ``register(subparsers)``, which adds its parser a
 ``func=run``, and ``run(args) -> int``. Errors caused by the input are printed as one line,
 ``losslens: error: <message>``, with exit status 2; warnings as ``losslens: warning: <message>``.
 Ctrl-C (SIGINT) and SIGTERM (what SLURM and torchrun send to stop a job) both stop the command
-cleanly: files are flushed and closed, so running the same command again resumes a grid; the exit
-status is 130 or 143.
+cleanly within a second or two, even inside a long native call (``losslens.cli._signals``): files
+are flushed and closed, so running the same command again resumes a grid; the exit status is 130 or 143.
 
 Import strings (``--model package.module:factory``) are imported from ``sys.path`` as Python sets it;
 the working directory is not added to it: run ``PYTHONPATH=. losslens ...`` for a module there.
+
+A flag name means one thing in every command (``tests/cli/test_cli_flags.py`` checks it): ``--steps`` is
+grid points per axis (``replay``'s optimizer updates are ``--updates``). ``--out DIR`` is a directory:
+the commands that read result files (plot, multiscale, topology, compare-surfaces) write beside them by
+default, the others into ``losslens-out`` (``DEFAULT_OUT``), where ``report`` finds and reuses their
+results; ``train``'s ``--out`` is the run and required, ``evaluate`` writes ``DIR/evaluation.json`` only
+when given one.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import signal
 import sys
 import warnings
 
+from losslens.cli._signals import EXIT_STATUS, Terminated, stop_message, stop_on_signals
 from losslens.errors import LosslensError
 
 # Append a new subcommand's module here.
@@ -29,7 +37,9 @@ SUBCOMMANDS: tuple[str, ...] = (
     "losslens.cli.surface",
     "losslens.cli.interpolate",
     "losslens.cli.hessian",
+    "losslens.cli.curvature_map",
     "losslens.cli.plot",
+    "losslens.cli.export",
     "losslens.cli.multiscale",
     "losslens.cli.topology",
     "losslens.cli.compare_surfaces",
@@ -41,10 +51,6 @@ SUBCOMMANDS: tuple[str, ...] = (
     "losslens.cli.report",
 )
 _NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")  # -1, -0.5, -.5, -1e-3: values, not flags
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so that every ``finally`` runs as for Ctrl-C."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,38 +74,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return its exit status."""
+    with stop_on_signals():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as stop:  # also while parsing, before the command's own handling
+            signum = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+            print(stop_message(signum), file=sys.stderr)
+            return EXIT_STATUS[signum]
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or a usage error argparse has already printed
         return 0 if e.code is None else e.code if isinstance(e.code, int) else 2
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread: leave the signal alone
-        previous = None
     show = warnings.showwarning
     warnings.showwarning = _one_line_warning
     try:
         return int(args.func(args) or 0)
-    except Terminated:
-        print("losslens: terminated (SIGTERM); what was computed is saved: rerun the command to resume",
-              file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print("losslens: interrupted; what was computed is saved: rerun the command to resume", file=sys.stderr)
-        return 130
     except (LosslensError, FileNotFoundError, ValueError, OSError) as e:
         message = " ".join(str(e).split()) or type(e).__name__
         print(f"losslens: error: {message}", file=sys.stderr)
         return 2
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
         warnings.showwarning = show
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

@@ -15,10 +15,10 @@ from losslens.cli._common import say_written
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "plot",
-        help="redraw a saved surface, line or Hessian result",
+        help="redraw a saved surface, line, Hessian result or curvature map",
         usage="losslens plot FILE.h5 [--log] [--out DIR]",
         description="Redraw a result file written by losslens (a surface or line, a Hessian spectrum or "
-        "eigenpairs; the kind is read from the file) into PNGs and, for surfaces and lines, an interactive HTML "
+        "eigenpairs, a curvature map; the kind is read from the file) into PNGs and, for surfaces and lines, an interactive HTML "
         "page. The reference loss-landscape tool's surface files are read too.",
     )
     parser.add_argument("file", metavar="FILE.h5", help="the result file")

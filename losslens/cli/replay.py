@@ -14,13 +14,15 @@ may not leave; or, with ``--fit MODEL``, a fit of it); ``--true-loss [CHECKPOINT
 :math:`L(w_0 + x d_1 + y d_2)` on the plane through the checkpoint, default the default model's, along
 ``--dirs``: unit Hessian eigenvectors, so coordinates are distances in weight space, or filter-normalized
 random directions; every step evaluates all the optimizers' points in one batched call of the evaluator;
-the plane's loss on a ``--grid`` x ``--grid`` grid over ``--range`` is computed first into
+the plane's loss on a ``--steps`` x ``--steps`` grid over ``--range`` is computed first into
 ``OUT/true_plane.h5``, resumably, and drawn behind the paths, which may leave it); with none of these,
 the ``quadratic`` of condition number ``--condition`` (default 10).
 
 Learning rates: ``--lr 0.1`` sets every optimizer's; ``--lr sgd=0.1,adam=0.01`` sets them by name, and a
 bare number among them (``--lr 0.05,adam=0.01``) those not named; unset ones get ``DEFAULT_LR``.
-Options: ``--option adam.betas=[0.9,0.99]`` (NAME.KEY=VALUE, VALUE in JSON; repeatable).
+Options: ``--option adam.betas=[0.9,0.99]`` (NAME.KEY=VALUE, VALUE in JSON; repeatable). Each optimizer
+makes ``--updates`` updates; ``--steps`` is, as in the other commands, grid points per axis. A default
+optimizer whose package is missing (lion without pytorch-optimizer) is left out with a warning.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def register(subparsers) -> None:
         "replay",
         help="replay optimizers on a test function, a fitted surface, a measured grid or the true loss in a plane",
         usage="losslens replay [FILE.h5 | --function NAME | --true-loss [CHECKPOINT]] "
-        "[--optimizers sgd,momentum,adam,lion] [--steps N] [--lr SPEC] [--start X Y] [options]",
+        "[--optimizers sgd,momentum,adam,lion] [--updates N] [--lr SPEC] [--start X Y] [options]",
         description="Run several optimizers side by side from one start point, one batched evaluation per step, and "
         "record their paths (x, y, loss, gradient norm, learning rate). FILE.h5 is a fit (losslens fit) or a surface "
         "(its bicubic interpolant, or a fit of it with --fit). --true-loss descends the model's own loss on the plane "
@@ -74,10 +76,11 @@ def register(subparsers) -> None:
                         help="--true-loss: the plane's directions, hessian (the top two eigenvectors, unit norm: "
                         "coordinates are distances in weight space) or random (filter-normalized) (default: hessian)")
     parser.add_argument("--range", nargs=2, type=finite_float, metavar=("A", "B"),
-                        help="--true-loss: the grid drawn behind the paths covers [A, B]^2 (default: -2 2 for "
+                        help="coordinates along both directions of the grid drawn behind the paths, [A, B]^2 (--true-loss; "
+                        "default: -2 2 for "
                         "hessian directions, -1 1 for random ones); the paths may leave it")
-    parser.add_argument("--grid", type=int_at_least(4), metavar="N",
-                        help=f"--true-loss: points per axis of that grid (default: {DEFAULT_GRID})")
+    parser.add_argument("--steps", type=int_at_least(4), metavar="N",
+                        help=f"grid points per axis of that grid (--true-loss) (default: {DEFAULT_GRID})")
     parser.add_argument("--optimizers", metavar="LIST",
                         help="comma-separated names: presets (sgd, momentum, nesterov, book-momentum), torch.optim "
                         "classes (adam, rmsprop, ...), pytorch-optimizer's (lion, sophiah, soap, ...) "
@@ -87,7 +90,8 @@ def register(subparsers) -> None:
                         f"unnamed ones (default: {DEFAULT_LR})")
     parser.add_argument("--option", action="append", default=[], metavar="NAME.KEY=VALUE",
                         help="an optimizer option, VALUE in JSON (--option momentum.momentum=0.8); repeatable")
-    parser.add_argument("--steps", type=int_at_least(1), default=200, help="updates per optimizer (default: 200)")
+    parser.add_argument("--updates", type=int_at_least(1), default=200, metavar="N",
+                        help="updates per optimizer (default: 200)")
     parser.add_argument("--start", nargs=2, type=finite_float, metavar=("X", "Y"),
                         help="start point (default: the function's, or halfway to the grid's upper-left corner)")
     parser.add_argument("--schedule", default="constant", choices=SCHEDULES, help="learning-rate schedule")
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     objective = _objective(args)
     names = _optimizers(args.optimizers)
-    result = replay(objective, names, lr=parse_lr(args.lr, names), start=args.start, steps=args.steps,
+    result = replay(objective, names, lr=parse_lr(args.lr, names), start=args.start, steps=args.updates,
                     options=parse_options(args.option, names), schedule=args.schedule, warmup=args.warmup,
                     step_size=args.step_size, gamma=args.gamma, clip=args.clip, noise=args.noise, seed=args.seed,
                     tol=args.tol)
@@ -180,7 +184,7 @@ def _true_loss(args: argparse.Namespace):
                           "the true loss needs --bn eval or --bn batch")
     kind = args.dirs or "hessian"
     lo, hi = checked_range(args.range or DEFAULT_RANGES[kind], "--range")
-    n = args.grid or DEFAULT_GRID
+    n = args.steps or DEFAULT_GRID
     args.checkpoint = args.true_loss or str(default_run(args).checkpoints[-1])
     (ev,) = evaluators(args)
     print(describe(ev))
@@ -224,7 +228,7 @@ def _stored(path: Path, kind: str, seed: int):
 
 def _refuse_true_loss_flags(args: argparse.Namespace) -> None:
     """Flags of the true loss (its plane, model and data) would be ignored without --true-loss."""
-    given = {"--dirs": args.dirs, "--range": args.range, "--grid": args.grid, "--model": args.model,
+    given = {"--dirs": args.dirs, "--range": args.range, "--steps": args.steps, "--model": args.model,
              "--model-arg": args.model_arg, "--data": args.data, "--unsafe-pickle": args.unsafe_pickle,
              "--split": args.split != "train", "--subset": args.subset != DEFAULT_SUBSET, "--bn": args.bn != "eval",
              "--device": args.device != "auto", "--threads": args.threads != "auto"}
@@ -234,10 +238,10 @@ def _refuse_true_loss_flags(args: argparse.Namespace) -> None:
 
 
 def _optimizers(text: str | None) -> list[str]:
-    from losslens.core.optimizers import is_available
+    from losslens.core.optimizers import installed
 
     if text is None:
-        return [n for n in DEFAULT_OPTIMIZERS if is_available(n)]
+        return installed(DEFAULT_OPTIMIZERS)
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise ConfigError(f"--optimizers lists no optimizer: {text!r}")

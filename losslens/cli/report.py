@@ -5,7 +5,9 @@ Writes the result file of each analysis into ``OUT`` (``surface.h5``, ``interpol
 ``hessian_plane.h5``, ``fit.h5``, ``replay.h5``, ``trajectory_pca.h5``, ``trajectory.h5``,
 ``trajectory_surface.h5``, ``embedding_pca.h5``, ``embedding_tsne.h5``, ``dynamics.h5``,
 ``compare_surfaces.h5``; with several inputs, into ``OUT/NAME/``), reusing those already there that
-answer the same request, then ``OUT/report.html`` (opens offline) and ``OUT/report.json`` (its tables
+answer the same request. A file another command wrote there (``losslens surface``, ``hessian``, the
+``dynamics.h5`` of ``train``) is reused when it answers, and never replaced: the report's own result goes
+beside it as ``report-NAME.h5``. Then ``OUT/report.html`` (opens offline) and ``OUT/report.json`` (its tables
 and warnings as data). Without an input, the default model is trained into ``OUT/default-model`` first.
 The exit status is 1 when an analysis failed (the page says which, and why).
 
@@ -45,7 +47,7 @@ def register(subparsers) -> None:
     parser.add_argument("--sections", nargs="+", metavar="NAME",
                         help=f"the sections to show, by name or comma-separated: {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="sections to leave out")
-    parser.add_argument("--names", nargs="+", metavar="NAME", help="one label per input")
+    parser.add_argument("--names", nargs="+", metavar="NAME", help="one name per input, its label")
     parser.add_argument("--title", help="the page's title")
     surface = parser.add_argument_group("2D surface (random filter-normalized directions)")
     surface.add_argument("--steps", type=int_at_least(2), default=41, help="grid points per axis (default: 41)")
@@ -74,7 +76,8 @@ def register(subparsers) -> None:
     fit.add_argument("--optimizers", metavar="LIST",
                      help="comma-separated optimizers replayed (default: sgd,momentum,adam, and lion when installed)")
     fit.add_argument("--replay-lr", type=finite_float, default=0.05, metavar="LR", help="their learning rate (default: 0.05)")
-    fit.add_argument("--replay-steps", type=int_at_least(1), default=200, metavar="N", help="updates (default: 200)")
+    fit.add_argument("--replay-updates", dest="replay_steps", type=int_at_least(1), default=200, metavar="N",
+                     help="updates per optimizer (default: 200)")
     trajectory = parser.add_argument_group("trajectory and dynamics (runs)")
     trajectory.add_argument("--trajectory-steps", type=int_at_least(2), default=41, metavar="N",
                             help="grid points per axis of the PCA plane (default: 41)")

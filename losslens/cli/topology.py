@@ -2,7 +2,7 @@
 
 Writes ``OUT/topology.json`` (``basins``, each with ``x``, ``y``, ``value``, ``persistence``, ``saddle``;
 ``n_basins``; ``diagram_h0`` and ``diagram_h1`` as ``[birth, death]``, death ``null`` for a class that
-never dies; ``threshold``), ``OUT/topology.h5`` (the ``Topology`` result), ``OUT/topology_diagrams.png``,
+never dies; ``threshold``, the ``--min-persistence`` below which a class is noise), ``OUT/topology.h5`` (the ``Topology`` result), ``OUT/topology_diagrams.png``,
 ``OUT/topology_barcode.png`` and ``OUT/topology_basins.png``; ``OUT`` defaults to the surface file's
 directory.
 """
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "topology",
         help="basins, loops and persistence diagrams of a saved surface",
-        usage="losslens topology SURFACE.h5 [--out DIR] [--threshold T] [--construction {vertices,cells}] "
+        usage="losslens topology SURFACE.h5 [--out DIR] [--min-persistence T] [--construction {vertices,cells}] "
         "[--normalize]",
         description="Sublevel-set persistent homology of a surface (a losslens file or the older loss-landscape "
         "tool's) on gudhi's cubical complex: its basins (minimum, depth, merge saddle) and loops above a noise "
@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("surface", metavar="SURFACE.h5", help="the surface file")
     parser.add_argument("--out", metavar="DIR", help="output directory (default: the surface file's directory)")
-    parser.add_argument("--threshold", type=finite_float, metavar="T",
+    parser.add_argument("--min-persistence", dest="threshold", type=finite_float, metavar="T",
                         help=f"noise threshold on persistence (default: {THRESHOLD_FRACTION} of the value range)")
     parser.add_argument("--construction", default="vertices", choices=CONSTRUCTIONS,
                         help="vertices: grid values as vertices, 4-connectivity; cells: as pixels, 8-connectivity "

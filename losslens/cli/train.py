@@ -28,10 +28,11 @@ def register(subparsers) -> None:
         help="optimizer option, VALUE in JSON (--optimizer-arg momentum=0.9); repeatable",
     )
     parser.add_argument("--weight-decay", type=finite_float, default=0.0, help="weight decay (default: 0)")
-    parser.add_argument("--epochs", type=int, default=10, help="passes over the training set (default: 10)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs, passes over the training set (default: 10)")
     parser.add_argument("--batch-size", type=int, default=64, help="samples per step (default: 64)")
     parser.add_argument("--loss", help=f"{' or '.join(LOSS_NAMES)} (default: by the data's task)")
-    parser.add_argument("--out", required=True, help="run directory to write")
+    parser.add_argument("--out", required=True, metavar="DIR", help="run directory to write (required: a run is a "
+                        "directory of its own)")
     parser.add_argument("--save-every-steps", type=int, metavar="N", help="also save a checkpoint every N steps")
     parser.add_argument("--dynamics-every", type=int_at_least(1), metavar="N",
                         help="record the training dynamics every N steps (default: the last step of each epoch); "

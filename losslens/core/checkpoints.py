@@ -96,6 +96,15 @@ def load_model(
 ) -> nn.Module:
     """A new model built by ``build_model(name, ...)`` holding the weights of checkpoint ``path``.
 
+    Args:
+        path: the checkpoint file (``.safetensors``, ``.pt``, ``.pth``, ``.ckpt``).
+        name: a built-in model name or an import string ``package.module:factory``.
+        input_shape: the shape of one input sample, without the batch dimension.
+        num_classes: the number of outputs.
+        unsafe_pickle: load pickles holding arbitrary Python objects, which can run code from the file (only for
+            files you trust).
+        model_kwargs: options of the model (``hidden=[128, 64]``).
+
     Raises:
         CheckpointError: the file is missing or unreadable, or does not fit the model (see
             ``load_checkpoint``). ConfigError: an unknown model name or option.
@@ -116,8 +125,17 @@ def save_checkpoint(
     """Write a state dict (or a model's) as a safetensors file, with string ``metadata`` inside.
 
     Tensors are written as contiguous CPU tensors with their dtypes (integer buffers such as
-    ``num_batches_tracked`` included). Tied tensors (one storage under several names) are written
-    under every name, each as its own copy, because safetensors refuses shared storage.
+    ``num_batches_tracked`` included). Tied tensors (several names for the same tensor, as GPT-2's
+    ``lm_head.weight`` and ``transformer.wte.weight``) are written once, under the first of their
+    names in sorted order, as safetensors' ``save_model`` writes them: ``load_checkpoint(path, model)``,
+    ``safetensors.torch.load_model`` and Hugging Face restore the other names from the model's ties.
+    Other tensors that share memory (overlapping views) are written each as its own copy, because
+    safetensors refuses shared storage.
+
+    Args:
+        state_dict_or_model: a ``{name: tensor}`` state dict, or a module whose ``state_dict()`` is written.
+        path: the ``.safetensors`` file to write.
+        metadata: ``{str: str}`` stored in the file's header (``None``: none).
 
     Returns:
         The path written (its parent directories are created).
@@ -127,11 +145,15 @@ def save_checkpoint(
             ``{str: str}``.
     """
     state = state_dict_or_model.state_dict() if isinstance(state_dict_or_model, nn.Module) else state_dict_or_model
-    tensors: dict[str, torch.Tensor] = {}
-    storages: set[int] = set()
     for name, t in state.items():
         if not isinstance(t, torch.Tensor):
             raise CheckpointError(f"cannot save {name!r} to {path}: it is a {type(t).__name__}, not a tensor")
+    tied = {n for names in _tied_names(state) for n in sorted(names)[1:]}
+    tensors: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
+    for name, t in state.items():
+        if name in tied:
+            continue
         t = t.detach().to("cpu").contiguous()
         if t.numel() and t.untyped_storage().data_ptr() in storages:
             t = t.clone()
@@ -179,6 +201,9 @@ def _sort_metadata(path: Path) -> None:
 
 def load_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata stored in a safetensors file (``{}`` if it has none).
+
+    Args:
+        path: a ``.safetensors`` file.
 
     Raises:
         CheckpointError: the file is missing or is not a safetensors file.
@@ -387,17 +412,33 @@ def _match_names(state: dict[str, torch.Tensor], expected: set[str], path: Path)
     return best, best_prefix
 
 
+def _tied_names(state: Mapping[str, torch.Tensor]) -> list[list[str]]:
+    """Groups of two or more names of the same tensor (same memory, shape, strides and dtype)."""
+    groups: dict[tuple, list[str]] = {}
+    for name, t in state.items():
+        if t.numel() and t.device.type != "meta":  # meta tensors have no memory to share
+            key = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), t.shape, t.stride(), t.dtype)
+            groups.setdefault(key, []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
 def _tie(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Fill in tied parameters held under only one of their names."""
+    """Fill in tied tensors of ``model`` (one parameter or buffer under several names) held under
+    only one of their names.
+
+    A key missing from ``state`` is filled in only from a tie partner that ``state`` holds; any
+    other missing key stays missing (and is reported by ``_fit``).
+    """
+    saved = set(model.state_dict())
     names_of: dict[int, list[str]] = {}
-    for name, p in model.named_parameters(remove_duplicate=False):
-        names_of.setdefault(id(p), []).append(name)
+    for name, t in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]:
+        if name in saved:
+            names_of.setdefault(id(t), []).append(name)
     state = dict(state)
     for names in names_of.values():
         present = [n for n in names if n in state]
-        if present and len(present) < len(names):
-            for n in names:
-                state.setdefault(n, state[present[0]])
+        for n in names if present else ():
+            state.setdefault(n, state[present[0]])
     return state
 
 

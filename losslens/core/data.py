@@ -88,7 +88,8 @@ class BatchData:
     Attributes:
         source: the DataLoader or Dataset.
         name, split: what it is (an import string, ``"train"``/``"test"``).
-        subset_seed, full_size: as in ``TensorData``, for a seeded subset.
+        subset_seed: the seed of ``subset`` when this is a random subset, else ``None``.
+        full_size: the size of the set it is a subset of, when it is a subset.
     """
 
     source: object
@@ -113,6 +114,10 @@ def as_tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
     Accepts a ``TensorData``, a pair of tensors, a ``Dataset`` of ``(x, y)`` items, or a
     ``DataLoader`` yielding ``(x, y)`` batches. Evaluation sets are fixed, so the evaluator holds
     them whole and picks its own batch size.
+
+    Args:
+        data: a ``TensorData``, a pair ``(inputs, targets)`` of tensors, a ``Dataset`` of ``(x, y)`` items or a
+            ``DataLoader`` of ``(x, y)`` batches.
     """
     if isinstance(data, TensorData):
         x, y = data.x, data.y
@@ -190,6 +195,11 @@ def subset(data: TensorData | BatchData, n: int | None, *, seed: int = 0) -> Ten
     ``seed``; ``n=None`` or ``n >= len(data)`` gives all of ``data``. The subset of a ``DataLoader``
     is a new loader over ``torch.utils.data.Subset`` of its dataset, with its batch size and
     ``collate_fn``, not shuffled.
+
+    Args:
+        data: a ``TensorData`` or ``BatchData``.
+        n: the number of samples, or ``None`` for all.
+        seed: the seed of the permutation.
 
     Raises:
         ConfigError: ``n`` is not positive, or the data is an iterable loader (no indices to draw).

@@ -97,44 +97,20 @@ class EvalResult:
 class Evaluator:
     """Evaluates a model's loss and metrics at batches of flat parameter vectors.
 
-    Args:
-        model: the network (any ``nn.Module``, Hugging Face models included). Only read: the
-            evaluator works on its own copy.
-        loss_fn: ``"cross_entropy"``, ``"mse"``, ``"causal_lm"``, ``"masked_lm"``,
-            ``"token_classification"``, ``"model"`` (the loss the model returns), or
-            ``f(logits, target) -> mean over the batch`` (see ``_objectives.py``).
-        data: the evaluation set: ``TensorData`` or ``BatchData`` (which know their name and split),
-            a pair ``(inputs, targets)``, a ``Dataset`` or a ``DataLoader`` yielding ``(inputs, target)``
-            (inputs a tensor, a tuple/list or a dict of tensors) or dicts holding the target under
-            ``target_key``.
-        device: ``"auto"`` (CUDA when available), or any torch device.
-        dtype: floating dtype of parameters and inputs (float32 by default; float64 for reference work).
-        bn: BatchNorm mode, ``"eval"``, ``"batch"`` or ``"recalibrate"`` (see ``_batchnorm.py``).
-        metrics: names (``"accuracy"``) or callables ``f(output, target) -> mean over the batch``;
-            ``None``: accuracy for integer class targets, none otherwise.
-        memory_budget: bytes for one chunk of points, or ``"auto"``.
-        include_buffers: put BatchNorm running statistics in the parameter vector.
-        batch_size: samples per forward; by default sized to the cache on CPU and to the budget
-            on CUDA (128 with ``bn="batch"``, where batch statistics depend on it).
-        calibration_data: data for ``bn="recalibrate"`` (default: the evaluation set).
-        calibration_size: samples of it used (the first ones; default 2048).
-        vectorize: ``"auto"`` (vmap on CUDA, sequential on CPU), ``True`` or ``False``.
-        compile: ``torch.compile`` the per-point function: ``True``, ``False``, or ``"auto"`` (when the
-            announced work is expected to take over a minute; see ``_plan.py``).
-        threads: intra-op threads during the evaluator's calls: ``"auto"`` (measured, see
-            ``_plan.py``) or a number.
-        split: the split of data given as plain tensors (``TensorData`` knows its own).
-        checkpoint: the file the model's weights came from, recorded with its hash and metadata.
-        model_name, model_kwargs: how the model was built (a built-in name or import string and its
-            options), recorded beside the architecture hash the evaluator computes itself.
-        target_key: the key of the target in dict batches (``"labels"``).
-        output_key: the entry of a dict or ``ModelOutput`` holding the logits (default ``"logits"``).
-        units: what a batch's mean averages over: ``"auto"`` (the loss's own rule), ``"samples"``,
-            ``"targets"`` or ``"shifted_targets"`` (see ``_objectives.py``).
+    A point is a flat parameter vector ``w`` (``space``: which tensors, in which order). For each of
+    ``K`` points at once (``evaluate(W)``, ``W`` of shape ``(K, P)``) it returns the mean over the whole
+    evaluation set, weighted by the units of each batch,
 
-    Raises:
-        ConfigError/ValueError: an invalid option, a model that is not an ``nn.Module``, inputs the
-            model cannot take, targets that do not fit the loss or the outputs (one line each).
+    .. math::  L(w) = \\frac{1}{N} \\sum_b n_b \\, \\bar\\ell_b(w), \\qquad N = \\sum_b n_b,
+
+    where :math:`\\bar\\ell_b` is the loss's mean over the :math:`n_b` units (samples, or target
+    tokens not ignored) of batch :math:`b`, and the metrics likewise. It also gives
+    :math:`\\nabla L(w)` (``gradient``), :math:`H(w) v` (``hvp``), the loss on lines and planes
+    :math:`w_0 + \\sum_i c_i d_i` (``evaluate_affine``) and the model at a point (``module_at``). The
+    model runs on a private copy: the caller's model (parameters, train/eval mode, ``.grad``) is never
+    changed. ``w0`` is the model's own point and ``meta()`` records model, data and checkpoint.
+
+    Build one with the arguments of ``__init__`` or from a checkpoint file with ``from_checkpoint``.
     """
 
     def __init__(
@@ -163,6 +139,51 @@ class Evaluator:
         output_key: str | None = None,
         units: str = "auto",
     ):
+        """Prepare the evaluation of ``model`` with ``loss_fn`` on ``data``.
+
+        Args:
+            model: the network (any ``nn.Module``, Hugging Face models included). Only read: the
+                evaluator works on its own copy.
+            loss_fn: ``"cross_entropy"``, ``"mse"``, ``"causal_lm"``, ``"masked_lm"``,
+                ``"token_classification"``, ``"model"`` (the loss the model returns), or
+                a callable ``f(output, target)`` returning the mean over the batch's units (``units``).
+            data: the evaluation set: ``TensorData`` or ``BatchData`` (which know their name and split),
+                a pair ``(inputs, targets)``, a ``Dataset`` or a ``DataLoader`` yielding ``(inputs, target)``
+                (inputs a tensor, a tuple/list or a dict of tensors) or dicts holding the target under
+                ``target_key``.
+            device: ``"auto"`` (CUDA when available), or any torch device.
+            dtype: floating dtype of parameters and inputs (float32 by default; float64 for reference work).
+            bn: BatchNorm mode: ``"eval"`` (the running statistics), ``"batch"`` (each batch's own
+                statistics) or ``"recalibrate"`` (running statistics re-estimated at every point on
+                ``calibration_data``).
+            metrics: names (``"accuracy"``) or callables ``f(output, target) -> mean over the batch``;
+                ``None``: accuracy for integer class targets, none otherwise.
+            memory_budget: bytes for one chunk of points, or ``"auto"``.
+            include_buffers: put BatchNorm running statistics in the parameter vector.
+            batch_size: samples per forward; by default sized to the cache on CPU and to the budget
+                on CUDA (128 with ``bn="batch"``, where batch statistics depend on it).
+            calibration_data: data for ``bn="recalibrate"`` (default: the evaluation set).
+            calibration_size: samples of it used (the first ones; default 2048).
+            vectorize: ``"auto"`` (vmap on CUDA, sequential on CPU), ``True`` or ``False``.
+            compile: ``torch.compile`` the per-point function: ``True``, ``False``, or ``"auto"`` (when the
+                work announced with ``expect`` is expected to take over a minute).
+            threads: intra-op threads during the evaluator's calls: ``"auto"`` (measured: one unless
+                more are clearly faster) or a number.
+            split: the split of data given as plain tensors (``TensorData`` knows its own).
+            checkpoint: the file the model's weights came from, recorded with its hash and metadata.
+            model_name: how the model was built, a built-in name or an import string; recorded beside
+                the architecture hash the evaluator computes itself.
+            model_kwargs: the options it was built with, recorded with ``model_name``.
+            target_key: the key of the target in dict batches (``"labels"``).
+            output_key: the entry of a dict or ``ModelOutput`` holding the logits (default ``"logits"``).
+            units: what a batch's mean averages over: ``"auto"`` (the loss's own rule), ``"samples"``,
+                ``"targets"`` (target entries not -100 nor padding) or ``"shifted_targets"`` (a causal LM's
+                targets, shifted by one token).
+
+        Raises:
+            ConfigError/ValueError: an invalid option, a model that is not an ``nn.Module``, inputs the
+                model cannot take, targets that do not fit the loss or the outputs (one line each).
+        """
         _checks.check_model(model)
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise ValueError(f"dtype must be a floating torch dtype, got {dtype}")

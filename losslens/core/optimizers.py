@@ -17,6 +17,7 @@ The caller's options override a preset's.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Iterable
 
 import torch
@@ -47,6 +48,21 @@ def is_available(name: str) -> bool:
     except ConfigError:
         return False
     return True
+
+
+def installed(names: Iterable[str]) -> list[str]:
+    """The optimizers of a default list (``COMPARISON_DEFAULTS``, replay's) that resolve here, in order.
+
+    Each one left out because its package is missing (``lion`` without ``pytorch-optimizer``) is
+    said once, in a warning that names it, why, and how to get it.
+    """
+    names = list(names)
+    kept = [n for n in names if is_available(n)]
+    for name in names:
+        if name not in kept:
+            warnings.warn(f"{name} skipped: it comes from pytorch-optimizer, which is not installed "
+                          "(pip install pytorch-optimizer)", stacklevel=2)
+    return kept
 
 
 def resolve_optimizer(name: str, options: dict | None = None) -> tuple[type[torch.optim.Optimizer], dict]:

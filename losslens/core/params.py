@@ -39,18 +39,20 @@ class TensorSpec:
 class ParameterSpace:
     """Flat-vector view of a model's parameters.
 
-    Args:
-        model: the module whose parameters define the space. It is only read.
-        include_buffers: also put floating-point buffers (BatchNorm running statistics) in the
-            vector, as the "states" directions of the older tools do. Integer buffers
-            (``num_batches_tracked``) are never part of it. Parameters with ``requires_grad=False``
-            (frozen) are fixed state, not part of the vector.
-
     ``flatten`` and ``unflatten`` round-trip exactly; ``unflatten`` of a ``(..., P)`` tensor gives
     tensors of shape ``(..., *shape)`` that are views of it (no copy).
     """
 
     def __init__(self, model: nn.Module, *, include_buffers: bool = False):
+        """The flat-vector view of ``model``'s parameters.
+
+        Args:
+            model: the module whose parameters define the space. It is only read.
+            include_buffers: also put floating-point buffers (BatchNorm running statistics) in the
+                vector, as the "states" directions of the older tools do. Integer buffers
+                (``num_batches_tracked``) are never part of it. Parameters with ``requires_grad=False``
+                (frozen) are fixed state, not part of the vector.
+        """
         self.include_buffers = include_buffers
         specs, fixed = [], []
         for name, p in model.named_parameters():  # deduplicates tied parameters

@@ -111,8 +111,10 @@ def _json_dict(text: str) -> dict:
     return value
 
 
-def trusted_name(value: str | None, builtins: Iterable[str], *, what: str, flag: str) -> str | None:
-    """A model or data name read from a file, accepted only when it is built in.
+def trusted_name(value: str | None, builtins: Iterable[str], *, what: str, flag: str,
+                 source: str = "the checkpoint's metadata") -> str | None:
+    """A model or data name read from a file (``source``: a checkpoint's metadata, a run's ``run.json``),
+    accepted only when it is built in.
 
     Raises:
         ConfigError: ``value`` is not a built-in name (an import string, say): losslens does not
@@ -121,7 +123,7 @@ def trusted_name(value: str | None, builtins: Iterable[str], *, what: str, flag:
     if value is None or value in tuple(builtins):
         return value
     raise ConfigError(
-        f"the checkpoint's metadata names the {what} {value!r}, which is not built in; losslens never imports "
+        f"{source} names the {what} {value!r}, which is not built in; losslens never imports "
         f"code named by a file: if you trust it, pass {flag} {value} explicitly"
     )
 

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -59,10 +60,21 @@ class TrainRun:
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> "TrainRun":
-        """Read the run in ``out_dir`` from its ``run.json``.
+        """Read the run in ``out_dir`` from its ``run.json``, its checkpoints in the order of their steps.
+
+        Each entry of ``run.json``'s ``checkpoints`` (``file``, ``step``, ``epoch``) is checked before
+        any file is read: ``file`` is a name inside the run directory and a regular file (a pipe or
+        a device would block a read). A checkpoint's step and epoch are those of its own metadata
+        (what the trainer wrote into it); a ``run.json`` step that disagrees is an error, since the
+        list then describes other files (an edited or mixed-up run) and either number could be the
+        wrong one. Entries without metadata keep ``run.json``'s step. The checkpoints are sorted by
+        step, whatever the order of the list, and the history by epoch.
 
         Raises:
-            ConfigError: ``out_dir`` holds no ``run.json``, or it is not one of a training run.
+            ConfigError: ``out_dir`` holds no ``run.json``, or it is not one of a training run: not
+                JSON, no or an empty ``checkpoints`` list, an entry without a ``file`` or an integer
+                ``step``, a file outside the run directory, missing or not a regular file, a step
+                that its file's metadata contradicts, or two checkpoints of the same step.
         """
         out = Path(out_dir)
         path = out / RUN_FILE
@@ -70,11 +82,49 @@ class TrainRun:
             raise ConfigError(f"{out}: no {RUN_FILE}, so not a training run directory")
         try:
             info = json.loads(path.read_text())
-            checkpoints = tuple(out / c["file"] for c in info["checkpoints"])
-            history = tuple(info.pop("history"))
-        except (ValueError, KeyError, TypeError) as e:
+            history = sorted(info.pop("history"), key=lambda h: h["epoch"])
+            entries = info["checkpoints"]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ConfigError(f"{path}: not the {RUN_FILE} of a training run ({type(e).__name__}: {e})") from e
-        return cls(out, checkpoints, history, info)
+        if not isinstance(entries, list) or not entries:
+            raise ConfigError(f"{path}: lists no checkpoints (its 'checkpoints' must be a non-empty list)")
+        checked = sorted((_checkpoint_entry(out, path, i, entry) for i, entry in enumerate(entries)),
+                         key=lambda e: e["step"])
+        for a, b in zip(checked, checked[1:]):
+            if a["step"] == b["step"]:
+                raise ConfigError(f"{path}: {a['file']} and {b['file']} are both checkpoints of step {a['step']}; "
+                                  "a run has one checkpoint per step")
+        info["checkpoints"] = checked
+        return cls(out, tuple(out / c["file"] for c in checked), tuple(history), info)
+
+
+def _checkpoint_entry(out: Path, run_file: Path, i: int, entry) -> dict:
+    """Entry ``i`` of ``run.json``'s checkpoints, checked (see ``TrainRun.load``), with its file's own step
+    and epoch."""
+    where = f"{run_file}: checkpoint entry {i}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not entry["file"]:
+        raise ConfigError(f"{where} ({entry!r}) has no 'file' name")
+    name = entry["file"]
+    step = entry.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ConfigError(f"{where} ({name}): 'step' must be a non-negative integer, found {step!r}")
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ConfigError(f"{where}: {name!r} lies outside the run directory {out}; a run lists its own files")
+    file = out / relative
+    try:
+        mode = file.stat().st_mode  # follows a link; never opens the file
+    except OSError as e:
+        raise ConfigError(f"{where}: {file}: no such file ({e.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{where}: {file} is not a regular file (a directory, pipe or device)")
+    stored = CheckpointMeta.read(file)
+    if stored.step is not None and stored.step != step:
+        raise ConfigError(f"{where}: {RUN_FILE} says step {step} but {file}'s own metadata says step {stored.step}")
+    epoch = stored.epoch if stored.epoch is not None else entry.get("epoch")
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, (int, float))):
+        raise ConfigError(f"{where} ({name}): 'epoch' must be a number, found {epoch!r}")
+    return {"file": name, "epoch": None if epoch is None else float(epoch), "step": step}
 
 
 def train(
@@ -131,8 +181,9 @@ def train(
         dynamics_every_steps: record the training dynamics (``losslens.trajectories.DynamicsRecorder``:
             mini-batch loss, gradient norm, weight norm, movement, learning rate) every this many
             steps; by default at the last step of each epoch. Every epoch is recorded too.
-        sharpness_samples: also record the top Hessian eigenvalue (against the edge of stability
-            2/lr) on a seeded subset of this many training samples, at every record.
+        sharpness_samples: also record the top Hessian eigenvalue (for Adam and AdamW of the
+            Hessian preconditioned by the optimizer's second moments), against the optimizer's edge of
+            stability, on a seeded subset of this many training samples, at every record.
 
     Returns:
         The ``TrainRun``; ``run.json`` is rewritten after every epoch, so an interrupted run is

@@ -3,6 +3,7 @@ functions, and the analyses of surfaces (fits, multiscale, topology, comparisons
 
 from losslens.landscape._distributed import init_distributed_from_env
 from losslens.landscape.compare import SurfaceComparison, compare_surfaces
+from losslens.landscape.curvature import CurvatureMap, curvature_map
 from losslens.landscape.directions import Directions, between, hessian_directions, random_directions
 from losslens.landscape.fit import SurfaceFit, fit_surface, model_function
 from losslens.landscape.functions import FUNCTIONS, AnalyticFunction, get_function
@@ -23,6 +24,7 @@ __all__ = [
     "Surface", "surface_1d", "surface_2d", "interpolate", "barrier", "init_distributed_from_env",
     # the Hessian
     "HessianOperator", "Eigenpairs", "eigenpairs", "TraceEstimate", "trace", "Spectrum", "density",
+    "CurvatureMap", "curvature_map",
     # analyses of surfaces
     "Multiscale", "multiscale", "Topology", "Basin", "topology", "bottleneck", "wasserstein", "TopologyStability",
     "topology_stability", "SurfaceComparison", "compare_surfaces", "SurfaceFit", "fit_surface", "model_function",

@@ -19,8 +19,16 @@ reference tool (tomgoldstein/loss-landscape) fills its arrays and how its ``plot
 Crash safety: a new file is laid out under a temporary name in the same directory and renamed to
 its path once complete, so an interrupted creation leaves no file that blocks a rerun. Afterwards
 only dataset values change in place: after each chunk the rows it touched, then ``done`` and
-``progress_seconds``, then a flush. An unreadable file, or one holding no computed point, is started
-over with a notice; a readable file of another grid is refused with a message naming what differs.
+``progress_seconds``, then a flush.
+
+Ownership: the output is locked (``losslens._io.lock_output``) from opening to ``close``, so a second
+process on the same path is refused, naming the first. An existing path is resumed or replaced only
+when it is a surface file (``losslens._io.check_replaceable``): any other file, or one that cannot be
+opened because it is locked or for want of permission, is refused and left alone. A damaged
+surface file (one that opens but fails validation, or has HDF5's signature but does not open) is
+kept aside as ``PATH.damaged``, never deleted, and the grid is started over, with a notice; one
+holding no computed point is started over; one of another grid is refused with a message naming
+what differs.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from losslens import _io
 from losslens._io import FORMAT_VERSION, _jsonable, open_h5, set_header
 from losslens.errors import LosslensError
 
@@ -80,11 +89,15 @@ class GridFile:
     """The values of a grid in memory, mirrored after each chunk to an HDF5 file when a path is given.
 
     Opening an existing file resumes it: it must describe the same grid (else ``ValueError`` naming
-    what differs), and its computed points are loaded, so only the others remain.
+    what differs), and its computed points are loaded, so only the others remain. ``kind`` is the
+    result kind in the file's header (a grid of another kind, e.g. ``"curvature_map"``, uses the same layout).
+    The output stays locked until ``close`` (see the module's docstring).
     """
 
-    def __init__(self, spec: GridSpec, path: str | Path | None, meta: dict, *, overwrite: bool = False):
+    def __init__(self, spec: GridSpec, path: str | Path | None, meta: dict, *, overwrite: bool = False,
+                 kind: str = KIND):
         self.spec = spec
+        self.kind = kind
         self.path = None if path is None else Path(path)
         names = ("loss",) + spec.metric_names
         self.values = {s: {n: np.full(spec.shape, np.nan) for n in names} for s in spec.splits}
@@ -92,14 +105,22 @@ class GridFile:
         self.seconds_before = 0.0
         self.meta = meta
         self._f = None
+        self._lock = None
         if self.path is None:
             return
         bad = [n for n in spec.metric_names if "/" in n or n in ("loss", "acc")]
         if bad:
             raise ValueError(f"metric names {bad} cannot be stored in a surface file")
-        if self.path.exists() and not overwrite and self._resume():
-            return
-        self._create()
+        self._lock = _io.lock_output(self.path)
+        try:
+            if _io.check_replaceable(self.path, self.kind) == "damaged":
+                _notice(f"{self.path} is damaged (HDF5 cannot open it); kept it as {_io.keep_aside(self.path)} "
+                        "and starting over")
+            if not (self.path.exists() and not overwrite and self._resume()):
+                self._create()
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def resumed(self) -> bool:
@@ -124,9 +145,13 @@ class GridFile:
         self._f.flush()
 
     def close(self) -> None:
+        """Close the file and give back the output's lock."""
         if self._f is not None:
             self._f.close()
             self._f = None
+        if self._lock is not None:
+            _io.unlock_output(self._lock)
+            self._lock = None
 
     # -- creating and resuming ---------------------------------------------------------------------
 
@@ -146,9 +171,11 @@ class GridFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(self.path)
         tmp = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
+        extra = [a for a in (self.spec.x, self.spec.y, self.spec.w0, self.spec.vectors) if a is not None]
+        _io.check_space(self.path, sum(a.nbytes for a in [*self._datasets().values(), self.done, *extra]))
         try:
-            with h5py.File(tmp, "w") as f:
-                set_header(f, KIND, self.meta)
+            with _io.no_space(self.path), h5py.File(tmp, "w") as f:
+                set_header(f, self.kind, self.meta)
                 f.create_dataset("xcoordinates", data=self.spec.x)
                 if self.spec.y is not None:
                     f.create_dataset("ycoordinates", data=self.spec.y)
@@ -170,13 +197,16 @@ class GridFile:
         self._f = h5py.File(self.path, "r+")
 
     def _resume(self) -> bool:
-        """Load a file of this grid; ``False`` when it should be started over (unreadable, empty)."""
+        """Load a file of this grid; ``False`` when it should be started over (empty, damaged: kept
+        aside as ``PATH.damaged``). The caller has checked that it is a surface file."""
         import h5py
 
+        if self.path.stat().st_size == 0:
+            return False
         try:
-            stored = read_grid(self.path)
+            stored = read_grid(self.path, self.kind)
         except LosslensError as err:
-            _notice(f"{err}; starting it over")
+            _notice(f"{err}; kept it as {_io.keep_aside(self.path)} and starting over")
             return False
         if stored["legacy"] is not None:
             raise ValueError(
@@ -276,7 +306,7 @@ def _describe(a: np.ndarray | None) -> str:
 # -- reading ---------------------------------------------------------------------------------------
 
 
-def read_grid(path: str | Path) -> dict:
+def read_grid(path: str | Path, kind: str = KIND) -> dict:
     """Everything a surface file holds, from losslens or from the reference loss-landscape tool.
 
     Returns:
@@ -285,6 +315,8 @@ def read_grid(path: str | Path) -> dict:
         (``None`` where the file lacks them), ``directions_kind``, ``directions_meta``, ``meta``,
         ``progress_seconds`` and ``legacy`` (``None``, or who wrote an older layout).
 
+    ``kind``: the kind the file must hold (a reference tool's file, which has no header, is a surface).
+
     Raises:
         LosslensError: the file is missing, not HDF5, of another losslens kind, or damaged; the
             message names the file.
@@ -292,27 +324,34 @@ def read_grid(path: str | Path) -> dict:
     path = Path(path)
     with open_h5(path) as f:
         try:
-            kind = f.attrs.get("losslens_kind")
-            if kind is None:
+            found = f.attrs.get("losslens_kind")
+            if found is None and kind == KIND:
                 return _read_reference(f, path)
-            if kind != KIND:
-                raise LosslensError(f"{path}: expected a losslens {KIND} file, found a {kind} file")
-            return _read_losslens(f)
+            if found != kind:
+                raise LosslensError(f"{path}: expected a losslens {kind} file, found "
+                                    f"{f'a {found} file' if found else 'no losslens header'}")
+            return _read_losslens(f, path, kind)
         except LosslensError:
             raise
         except Exception as err:  # noqa: BLE001 - h5py, JSON and key errors of a damaged or foreign file
-            raise LosslensError(f"{path}: damaged or not a surface file ({type(err).__name__}: {err})") from None
+            what = "damaged or not a surface" if kind == KIND else f"damaged {kind}"
+            raise LosslensError(f"{path}: {what} file ({type(err).__name__}: {err})") from None
 
 
-def _read_losslens(f) -> dict:
+def _read_losslens(f, path: Path, kind: str) -> dict:
     meta = json.loads(f.attrs["meta"])
     fmt = int(f.attrs.get("losslens_format", _FORMAT_IJ))
     if fmt > FORMAT_VERSION:
-        raise LosslensError(f"{f.filename}: written in format {fmt} by a newer losslens; this one reads up to "
+        raise LosslensError(f"{path}: written in format {fmt} by a newer losslens; this one reads up to "
                             f"{FORMAT_VERSION}")
+    plane = "ycoordinates" in f
+    transpose = fmt == _FORMAT_IJ and plane  # losslens 0.1 stored loss[ix, iy]
+    grid = ("nx", "ny") if transpose else ("ny", "nx") if plane else ("nx",)
+    shape = meta.get("shape") if fmt == FORMAT_VERSION else None  # the grid's shape, as the header records it
+    recorded = dict(zip(("ny", "nx") if plane else ("nx",), shape)) if isinstance(shape, list) else {}
+    sizes = _io.check_shapes(f, path, kind, _coordinate_shapes(plane), recorded)
     x = f["xcoordinates"][()]
-    y = f["ycoordinates"][()] if "ycoordinates" in f else None
-    transpose = fmt == _FORMAT_IJ and y is not None  # losslens 0.1 stored loss[ix, iy]
+    y = f["ycoordinates"][()] if plane else None
     if fmt == _FORMAT_IJ:
         data = meta.get("data")
         splits = [data.get("split", "train") if isinstance(data, dict) else "train"]
@@ -322,6 +361,9 @@ def _read_losslens(f) -> dict:
         splits = meta["splits"]
         names = ["loss", *meta["metrics"]]
         keys = {(n, s): value_key(s, n) for s in splits for n in names}
+    _io.check_shapes(f, path, kind, {key: grid for key in keys.values()} | {"done": grid}, sizes)
+    _io.check_shapes(f, path, kind, ({"w0": ("P",)} if "w0" in f else {})
+                     | ({"directions/vectors": ("m", "P")} if "directions" in f else {}))
     values = {}
     for s in splits:
         values[s] = {}
@@ -342,6 +384,10 @@ def _read_losslens(f) -> dict:
     }
 
 
+def _coordinate_shapes(plane: bool) -> dict[str, tuple]:
+    return {"xcoordinates": ("nx",)} | ({"ycoordinates": ("ny",)} if plane else {})
+
+
 def _read_reference(f, path: Path) -> dict:
     """A file of the reference tool: ``xcoordinates`` [``ycoordinates``] ``train_loss`` [``train_acc``] ...
 
@@ -354,6 +400,7 @@ def _read_reference(f, path: Path) -> dict:
     if "xcoordinates" not in f or not splits:
         raise LosslensError(f"{path}: not a surface file (neither a losslens header nor the reference tool's "
                             "xcoordinates and train_loss/test_loss datasets)")
+    _io.check_shapes(f, path, KIND, _coordinate_shapes("ycoordinates" in f))
     x = f["xcoordinates"][()]
     y = f["ycoordinates"][()] if "ycoordinates" in f else None
     shape = (len(x),) if y is None else (len(y), len(x))
@@ -363,10 +410,11 @@ def _read_reference(f, path: Path) -> dict:
         for name, key, scale in (("loss", f"{s}_loss", 1.0), ("accuracy", f"{s}_acc", 100.0)):
             if key not in f:
                 continue
-            array = np.asarray(f[key][()], dtype=np.float64)
-            if array.size != int(np.prod(shape)):
-                raise LosslensError(f"{path}: {key} holds {array.size} values, but the coordinates make a "
+            _io.check_shapes(f, path, KIND, {key: (None,) * f[key].ndim})  # numbers, whatever the shape
+            if f[key].size != int(np.prod(shape)):
+                raise LosslensError(f"{path}: dataset {key} holds {f[key].size} values, but the coordinates make a "
                                     f"{' x '.join(map(str, shape[::-1]))} grid")
+            array = np.asarray(f[key][()], dtype=np.float64)
             if y is not None and array.shape != shape:
                 warnings.warn(f"losslens: {path}: {key} has shape {list(array.shape)} for a {len(x)} x {len(y)} grid; "
                               "read in the order the reference tool fills it (np.meshgrid(x, y), values [iy, ix])",

@@ -35,7 +35,28 @@ def grid_values(surface, caller: str) -> tuple[np.ndarray, np.ndarray | None, np
         raise ValueError(f"{caller}: surface.loss has shape {list(Z.shape)}, expected {list(expected)} {layout}")
     if min(expected) < 2:
         raise ValueError(f"{caller}: a surface needs at least 2 points along each side, found shape {list(expected)}")
+    check_increasing(x, "x", caller)
+    if y is not None:
+        check_increasing(y, "y", caller)
     return x, y, Z
+
+
+def check_increasing(coordinates: np.ndarray, axis: str, where: str | None = None) -> None:
+    """Refuse coordinates that do not strictly increase: a repeated value puts two grid points in one
+    place (a zero spacing for fits, wavelets and plots; two points one basin apart for topology).
+
+    Raises:
+        ValueError: naming ``axis`` and the first value at fault (prefixed by ``where``).
+    """
+    steps = np.diff(np.asarray(coordinates, dtype=np.float64))
+    bad = np.flatnonzero(~(steps > 0))
+    if bad.size:
+        i = int(bad[0])
+        a, b = float(coordinates[i]), float(coordinates[i + 1])
+        fault = (f"{a!r} is repeated ({axis}[{i}] = {axis}[{i + 1}])" if a == b
+                 else f"{axis}[{i + 1}] = {b!r} follows {axis}[{i}] = {a!r}")
+        raise ValueError(("" if where is None else f"{where}: ") + f"{axis} coordinates must be strictly increasing: "
+                         + fault)
 
 
 def source_meta(surface) -> dict:

@@ -6,7 +6,9 @@ roughness (``multiscale`` with its defaults), and the sharpness :math:`\\lambda_
 the centre when the surface's metadata carries one (``sharpness_of``).
 
 Per pair: the bottleneck and 1-Wasserstein distances of the :math:`H_0` and :math:`H_1` diagrams, which
-need no common grid, and for surfaces on the same grid the distances of their values,
+need no common grid (classes that never die matched among themselves; how many are left over is its own
+column, ``essential_count_difference_h0``/``_h1``, never an infinite distance), and for surfaces on the
+same grid the distances of their values,
 :math:`\\lVert f - g \\rVert_\\infty` (which bounds the bottleneck distance, Cohen-Steiner et al. 2007) and
 the root mean square difference.
 """
@@ -25,12 +27,14 @@ from losslens import _io
 from losslens.landscape._grid_values import grid_values, source_meta
 from losslens.landscape.multiscale import multiscale
 from losslens.landscape.surface import Surface
-from losslens.landscape.topology import bottleneck, topology, wasserstein
+from losslens.landscape.topology import bottleneck, essential_count_difference, topology, wasserstein
+from losslens.results import ResultDisplay, to_dataframe
 
 TABLE_COLUMNS: tuple[str, ...] = ("name", "shape", "min", "max", "range", "n_basins", "threshold", "n_loops",
                                   "roughness", "sharpness")
 DISTANCE_COLUMNS: tuple[str, ...] = ("a", "b", "bottleneck_h0", "bottleneck_h1", "wasserstein_h0",
-                                     "wasserstein_h1", "max_abs_difference", "rms_difference")
+                                     "wasserstein_h1", "essential_count_difference_h0",
+                                     "essential_count_difference_h1", "max_abs_difference", "rms_difference")
 
 
 def sharpness_of(meta: dict) -> float | None:
@@ -43,14 +47,15 @@ def sharpness_of(meta: dict) -> float | None:
     return None if value is None else float(value)
 
 
-@dataclass(frozen=True)
-class SurfaceComparison:
+@dataclass(frozen=True, repr=False)
+class SurfaceComparison(ResultDisplay):
     """Figures of several surfaces and distances between them.
 
     Attributes:
         rows: one dict per surface with ``TABLE_COLUMNS`` (``None`` where a figure does not apply).
         distances: one dict per pair ``(a, b)``, ``a`` before ``b`` in input order, with
-            ``DISTANCE_COLUMNS``; the value distances are ``None`` unless both share their grid.
+            ``DISTANCE_COLUMNS``; the value distances are ``None`` unless both share their grid, a
+            Wasserstein distance ``None`` (with a warning) for diagrams beyond ``MATCHING_POINTS``.
         meta: ``warnings`` (each prefixed by the surface's name), ``sources`` (each surface's meta).
     """
 
@@ -77,6 +82,18 @@ class SurfaceComparison:
     def format_table(self) -> str:
         """The table of figures and the table of distances as aligned text."""
         return _text_table(self.rows, TABLE_COLUMNS) + "\n\n" + _text_table(self.distances, DISTANCE_COLUMNS)
+
+    def to_pandas(self, table: str = "surfaces"):
+        """``table`` as a ``pandas.DataFrame`` (pandas is needed): ``"surfaces"`` (one row per surface,
+        ``TABLE_COLUMNS``) or ``"distances"`` (one row per pair, ``DISTANCE_COLUMNS``).
+
+        Raises:
+            ValueError: an unknown table.
+        """
+        tables = {"surfaces": (self.rows, TABLE_COLUMNS), "distances": (self.distances, DISTANCE_COLUMNS)}
+        if table not in tables:
+            raise ValueError(f"unknown table {table!r}; valid: {', '.join(tables)}")
+        return to_dataframe(*tables[table])
 
     def save(self, path: str | Path) -> Path:
         """Write to an HDF5 file (kind ``comparison``), everything in its metadata."""
@@ -132,10 +149,17 @@ def compare_surfaces(surfaces, names=None) -> SurfaceComparison:
     distances = []
     for i in range(len(surfaces)):
         for j in range(i + 1, len(surfaces)):
-            a, b = topologies[i], topologies[j]
-            distances.append({"a": names[i], "b": names[j],
-                              **{f"{f.__name__}_h{d}": f(a, b, d) for f in (bottleneck, wasserstein) for d in (0, 1)},
-                              **_value_distances(surfaces[i], surfaces[j])})
+            pair = {"a": names[i], "b": names[j]}
+            for d in (0, 1):
+                pair[f"bottleneck_h{d}"] = bottleneck(topologies[i], topologies[j], d)
+                try:
+                    pair[f"wasserstein_h{d}"] = wasserstein(topologies[i], topologies[j], d)
+                except ValueError as err:  # too many points for the exact matching
+                    pair[f"wasserstein_h{d}"] = None
+                    warnings.append(f"{names[i]} vs {names[j]}: no wasserstein_h{d}: {err}")
+            for d in (0, 1):
+                pair[f"essential_count_difference_h{d}"] = essential_count_difference(topologies[i], topologies[j], d)
+            distances.append(pair | _value_distances(surfaces[i], surfaces[j]))
     return SurfaceComparison(tuple(rows), tuple(distances), {"warnings": warnings,
                                                       "sources": [source_meta(s) for s in surfaces]})
 

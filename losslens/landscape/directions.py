@@ -28,6 +28,7 @@ import torch
 
 from losslens import _io
 from losslens.core.params import ParameterSpace
+from losslens.results import ResultDisplay
 
 KINDS: tuple[str, ...] = ("random", "hessian", "pca", "between", "custom")
 NORMALIZATIONS: tuple[str, ...] = ("filter", "layer", "model", "none")
@@ -37,8 +38,8 @@ Normalization = Literal["filter", "layer", "model", "none"]
 Ignore = Literal["biasbn", "none"]
 
 
-@dataclass(frozen=True, eq=False)
-class Directions:
+@dataclass(frozen=True, eq=False, repr=False)
+class Directions(ResultDisplay):
     """A set of directions in weight space, one per row.
 
     Attributes:
@@ -87,7 +88,8 @@ class Directions:
         Raises:
             LosslensError: the file is missing or does not hold directions.
         """
-        return _io.load(path, cls.KIND, lambda a, m: cls(torch.from_numpy(a["vectors"]), m["kind"], m["meta"]))
+        return _io.load(path, cls.KIND, lambda a, m: cls(torch.from_numpy(a["vectors"]), m["kind"], m["meta"]),
+                        shapes={"vectors": ("m", "P")})
 
 
 def random_directions(

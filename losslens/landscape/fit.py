@@ -72,6 +72,7 @@ from scipy.optimize import least_squares, minimize
 from losslens import _io
 from losslens.core import NONNEGATIVE_LOSSES
 from losslens.errors import ConfigError
+from losslens.results import ResultDisplay
 
 MODELS: tuple[str, ...] = ("gaussian", "rotated", "mixture", "quadratic")
 CRITERIA: tuple[str, ...] = ("bic", "aic")
@@ -170,6 +171,11 @@ def model_function(model: str, parameters: dict[str, float], *, ndim: int = 2) -
 
     A mixture's component count comes from the names (``A_1``, ``A_2``, ...).
 
+    Args:
+        model: ``"gaussian"``, ``"rotated"``, ``"mixture"`` or ``"quadratic"``.
+        parameters: ``{name: value}`` of every parameter of the model (the names of ``SurfaceFit.names``).
+        ndim: 1 for a function of a line, 2 of a plane.
+
     Raises:
         ConfigError: an unknown model, or names that are not the model's (expected ones listed).
     """
@@ -184,19 +190,22 @@ def model_function(model: str, parameters: dict[str, float], *, ndim: int = 2) -
 # -- the result ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class SurfaceFit:
+@dataclass(frozen=True, eq=False, repr=False)
+class SurfaceFit(ResultDisplay):
     """A closed-form fit of a loss line or plane, with its goodness of fit and fitted curvature.
 
     Attributes:
         model: ``"gaussian"``, ``"rotated"``, ``"mixture"`` or ``"quadratic"``.
-        names: the parameters' names; params: ``(p,)`` their values; stderr: ``(p,)`` their standard
-            errors (0 for a fixed offset, NaN when there are no more points than parameters).
-        x: ``(nx,)``; y: ``(ny,)`` or ``None`` for a line.
+        names: the parameters' names.
+        params: ``(p,)`` their values.
+        stderr: ``(p,)`` their standard errors (0 for a fixed offset, NaN when there are no more points
+            than parameters).
+        x: ``(nx,)`` the surface's first coordinates.
+        y: ``(ny,)`` its second coordinates, or ``None`` for a line.
         data: the surface's loss, ``(ny, nx)`` (``data[iy, ix]`` at ``(x[ix], y[iy])``) or ``(nx,)``.
         fitted: the fitted function on the same grid.
-        minimum: ``(d,)`` the lowest point of the fitted function on the grid's box;
-            minimum_value: its value there.
+        minimum: ``(d,)`` the lowest point of the fitted function on the grid's box.
+        minimum_value: the fitted function's value there.
         hessian: ``(d, d)`` the fitted function's Hessian at ``minimum``.
         surface_eigenvalues: ``(d,)`` the surface's Hessian eigenvalues along its directions, when known.
         meta: ``source`` (the surface's meta), ``options`` (``nonnegative`` among them: whether the fit
@@ -332,7 +341,7 @@ class SurfaceFit:
     @classmethod
     def load(cls, path: str | Path) -> "SurfaceFit":
         """Read a file written by ``save``."""
-        return _io.load(path, cls.KIND, cls._unpack)
+        return _io.load(path, cls.KIND, cls._unpack, _io.grid_shapes("data", "fitted"))
 
     @classmethod
     def _unpack(cls, a: dict, m: dict) -> "SurfaceFit":

@@ -160,6 +160,10 @@ FUNCTIONS: dict[str, Callable[..., AnalyticFunction]] = {
 def get_function(name: str, **options) -> AnalyticFunction:
     """The test function called ``name`` (case-insensitive), made with ``options``.
 
+    Args:
+        name: the function's name, case-insensitive (``FUNCTIONS`` lists them).
+        options: keyword options of that function (e.g. ``kappa`` of the quadratic).
+
     Raises:
         ConfigError: an unknown name (the valid ones are listed), or options it does not take.
     """

@@ -24,6 +24,7 @@ from losslens._io import load, write_h5
 from losslens.errors import LosslensError
 from losslens.landscape import _pyhessian
 from losslens.landscape.operator import HessianOperator, as_operator
+from losslens.results import ResultDisplay
 
 WHICH: tuple[str, ...] = ("largest", "smallest")
 
@@ -32,8 +33,8 @@ class NotConverged(LosslensError, RuntimeError):
     """Lanczos did not find the eigenpairs asked for within its iteration budget."""
 
 
-@dataclass(frozen=True)
-class Eigenpairs:
+@dataclass(frozen=True, repr=False)
+class Eigenpairs(ResultDisplay):
     """Extreme eigenvalues of a symmetric operator and their eigenvectors.
 
     Attributes:
@@ -72,7 +73,8 @@ class Eigenpairs:
     def load(cls, path: str | Path) -> "Eigenpairs":
         """Read a file written by ``save``."""
         return load(path, cls.KIND, lambda a, m: cls(torch.from_numpy(a["values"]), torch.from_numpy(a["vectors"]),
-                                                     m["which"], float(m["tol"]), int(m["n_matvec"]), m["meta"]))
+                                                     m["which"], float(m["tol"]), int(m["n_matvec"]), m["meta"]),
+                    shapes={"values": ("k",), "vectors": ("k", "P")})
 
 
 def eigenpairs(

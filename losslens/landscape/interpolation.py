@@ -48,7 +48,8 @@ def interpolate(
 
     Args:
         evaluator: the ``Evaluator`` that computes every value (or several, one per data split).
-        w_a: ``(P,)`` start point (``t = 0``). w_b: ``(P,)`` end point (``t = 1``).
+        w_a: ``(P,)`` start point (``t = 0``).
+        w_b: ``(P,)`` end point (``t = 1``).
         t: path coordinates; by default ``linspace(-extrapolate, 1 + extrapolate, steps)``. The grid
             is sorted, duplicates dropped, values within ``1e-10`` of the span from 0 or 1 set to 0
             or 1, and 0 and 1 added when missing, so its size can exceed ``steps``.
@@ -56,7 +57,10 @@ def interpolate(
         extrapolate: how far the default grid goes beyond each endpoint, in units of :math:`\\|w_b - w_a\\|`
             (0 to ``MAX_EXTRAPOLATE``).
         names: labels of the two endpoints (checkpoint names), kept in the direction's ``endpoints``.
-        path, progress, meta: as in ``surface_1d`` (a file resumes an interrupted line).
+        path: HDF5 file written as points are computed; an existing file of the same line is resumed
+            (another line's is refused, naming what differs). ``None`` keeps it in memory.
+        progress: show a progress bar over the points.
+        meta: the caller's further provenance, stored in the surface's ``meta`` and the file.
 
     Returns:
         A 1-D ``Surface`` with ``x = t``, origin ``w_a`` and one direction of kind ``"between"``
@@ -81,6 +85,9 @@ def interpolate(
 def barrier(line: Surface) -> float:
     """:math:`\\max_{t \\in [0,1]} L - \\max(L(0), L(1))` of a line between two points; NaN if a loss
     in ``[0, 1]`` is NaN.
+
+    Args:
+        line: a 1-D ``Surface`` of ``interpolate`` whose grid holds ``t = 0`` and ``t = 1``.
 
     Raises:
         ValueError: not a 1-D surface, or its grid misses ``t = 0`` or ``t = 1`` or any point between them.

@@ -55,6 +55,7 @@ from losslens import _io
 from losslens.landscape._grid_values import (
     describe_nonfinite, fill_nonfinite, grid_values, nonfinite_counts, source_meta,
 )
+from losslens.results import ResultDisplay
 
 WAVELET = "haar"
 MODE = "periodization"
@@ -70,12 +71,13 @@ ORIENTATIONS_1D: dict[str, str] = {"d": "d"}
 LEVEL_NUMBERING = "level 1 is the finest scale (pywt's wavedec lists it last); level L the coarsest"
 
 
-@dataclass(frozen=True)
-class Multiscale:
+@dataclass(frozen=True, repr=False)
+class Multiscale(ResultDisplay):
     """The wavelet decomposition of a (detrended) surface, per level and orientation.
 
     Attributes:
-        x: ``(nx,)`` and y: ``(ny,)`` (``None`` for a line), the surface's coordinates.
+        x: ``(nx,)`` the surface's first coordinates.
+        y: ``(ny,)`` its second coordinates (``None`` for a line).
         approx: the coarsest approximation coefficients :math:`a_L`.
         details: ``details[j - 1]`` holds level ``j`` (1 = finest): ``{"h", "v", "d"}`` coefficient
             arrays for a plane, ``{"d"}`` for a line.

@@ -32,16 +32,18 @@ class NonFiniteHessian(LosslensError, ArithmeticError):
 class HessianOperator:
     """The Hessian of an evaluator's mean loss at a point, as a ``(P, P)`` linear operator.
 
-    Args:
-        evaluator: gives the loss, the data and the parameter space.
-        w: ``(P,)`` point (default ``evaluator.w0``, the model's own parameters).
-
     ``H @ v`` takes ``v`` of shape ``(P,)`` or ``(P, k)`` (columns) and returns the same layout, on
     the evaluator's device and dtype. ``n_matvec`` counts the vectors multiplied so far (a ``(P, k)``
     block counts ``k``).
     """
 
     def __init__(self, evaluator: Evaluator, w: torch.Tensor | None = None):
+        """The Hessian of ``evaluator``'s mean loss at ``w``.
+
+        Args:
+            evaluator: gives the loss, the data and the parameter space.
+            w: ``(P,)`` point (default ``evaluator.w0``, the model's own parameters).
+        """
         self.evaluator = evaluator
         P = evaluator.space.size
         point = evaluator.w0 if w is None else torch.as_tensor(w)

@@ -48,19 +48,22 @@ from scipy.linalg import eigh_tridiagonal
 from losslens._io import load, write_h5
 from losslens.landscape import _pyhessian
 from losslens.landscape.operator import HessianOperator, as_operator
+from losslens.results import ResultDisplay
 
 TRACE_METHODS: tuple[str, ...] = ("hutchinson", "hutch++")
 SIGMA_FRACTION = 0.01  # default sigma, as a fraction of the node range
 MIN_LANCZOS = 10  # fewer Lanczos steps (unless P): the extreme nodes are far inside the spectrum
 
 
-@dataclass(frozen=True)
-class TraceEstimate:
+@dataclass(frozen=True, repr=False)
+class TraceEstimate(ResultDisplay):
     """A stochastic estimate of :math:`\\operatorname{tr} H` with its standard error.
 
     Attributes:
-        value: the estimate. stderr: its standard error (from the Hutchinson samples).
-        n_matvec: operator-vector products used. method: ``"hutchinson"`` or ``"hutch++"``.
+        value: the estimate.
+        stderr: its standard error (from the Hutchinson samples).
+        n_matvec: operator-vector products used.
+        method: ``"hutchinson"`` or ``"hutch++"``.
         meta: ``backend``, ``seed``, ``samples`` (the Hutchinson samples), for Hutch++ also
             ``exact_part`` (:math:`\\operatorname{tr} Q^THQ`) and ``sketch_size``, and the operator's provenance.
     """
@@ -71,6 +74,12 @@ class TraceEstimate:
     method: str
     meta: dict = field(default_factory=dict)
     KIND: ClassVar[str] = "trace"
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the estimate is resolved: its standard error is smaller than its magnitude (else even
+        its sign is uncertain, and it should be reported as not resolved rather than as a number)."""
+        return self.stderr < abs(self.value)
 
     def save(self, path: str | Path) -> Path:
         """Write to an HDF5 file (kind ``trace``), everything in its metadata."""
@@ -84,8 +93,8 @@ class TraceEstimate:
                                                      m["method"], m["meta"]))
 
 
-@dataclass(frozen=True)
-class Spectrum:
+@dataclass(frozen=True, repr=False)
+class Spectrum(ResultDisplay):
     """An eigenvalue density estimated by stochastic Lanczos quadrature.
 
     Attributes:
@@ -127,6 +136,17 @@ class Spectrum:
         """:math:`P \\cdot \\frac{1}{n_v}\\sum_l \\sum_j \\tau^{(l)}_j \\theta^{(l)}_j`: the Hutchinson
         estimate of the trace from the same start vectors."""
         return float(self.meta["n_params"] * self.moments(1)[0])
+
+    @property
+    def trace_stderr(self) -> float | None:
+        """The standard error of ``trace_estimate`` from the spread of the per-vector estimates
+        :math:`t_l = P \\sum_j \\tau^{(l)}_j \\theta^{(l)}_j`: :math:`s(t_l) / \\sqrt{n_v}`; ``None`` with
+        a single start vector, where there is no spread to measure."""
+        n = len(self.nodes)
+        if n < 2:
+            return None
+        per_vector = self.meta["n_params"] * (self.weights * self.nodes).sum(axis=1)
+        return float(per_vector.std(ddof=1) / math.sqrt(n))
 
     @property
     def condition(self) -> float:
@@ -245,7 +265,8 @@ def density(
 
     Args:
         H: a ``HessianOperator`` or a dense symmetric ``(P, P)`` tensor.
-        n_vectors: start vectors (>= 1). n_lanczos: Lanczos steps per vector, ``1 <= n_lanczos <= P``.
+        n_vectors: start vectors (>= 1).
+        n_lanczos: Lanczos steps per vector, ``1 <= n_lanczos <= P``.
         grid: the eigenvalue axis (1-D, increasing); by default ``grid_size`` points covering
             ``[min node - 5 sigma, max node + 5 sigma]``.
         grid_size: points of the default grid (>= 2).

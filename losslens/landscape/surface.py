@@ -31,9 +31,12 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from losslens.errors import LosslensError
 from losslens.landscape import _grid_file as gf
 from losslens.landscape._distributed import Group
+from losslens.landscape._grid_values import check_increasing
 from losslens.landscape.directions import Directions
+from losslens.results import ResultDisplay
 
 __all__ = ["Surface", "surface_1d", "surface_2d"]
 
@@ -45,8 +48,8 @@ _RUN_KEYS = ("ndim", "shape", "n_points", "n_done", "n_nonfinite", "seconds", "p
 _PARALLEL_COSINE = 0.99
 
 
-@dataclass(frozen=True, eq=False)
-class Surface:
+@dataclass(frozen=True, eq=False, repr=False)
+class Surface(ResultDisplay):
     """The loss (and metrics) on a grid of a line or a plane through ``w0``.
 
     Attributes:
@@ -88,6 +91,9 @@ class Surface:
                     raise ValueError(f"Surface {name} of split {split!r} has shape {list(a.shape)}, expected "
                                      f"{list(shape)} = (ny, nx) from x and y" if y is not None else
                                      f"Surface {name} of split {split!r} has shape {list(a.shape)}, expected {list(shape)}")
+        check_increasing(x, "x")
+        if y is not None:
+            check_increasing(y, "y")
         for attr, value in (("x", x), ("y", y), ("values", values), ("done", done)):
             object.__setattr__(self, attr, value)
 
@@ -128,6 +134,14 @@ class Surface:
         """Whether every grid point is computed."""
         return bool(self.done.all())
 
+    def key_figures(self) -> dict:
+        """Line or plane, shape, split, the finite loss's range, the directions, the points computed."""
+        finite = self.loss[np.isfinite(self.loss)]
+        return {"kind": "plane" if self.ndim == 2 else "line", "shape": self.shape, "split": self.split,
+                "loss": f"{finite.min():.4g} to {finite.max():.4g}" if len(finite) else "no finite value",
+                "directions": self.directions.kind if self.directions is not None else None,
+                "done": f"{int(self.done.sum())}/{self.done.size}"}
+
     @property
     def origin_index(self) -> tuple[int, ...] | None:
         """Index of the grid point at the origin ``w0`` (``(ix,)`` or ``(iy, ix)``), ``None`` when the
@@ -148,7 +162,7 @@ class Surface:
         meta |= {"splits": list(self.values), "metrics": list(metric_names)}
         spec = _spec(self.x, self.y, self.w0, self.directions, tuple(self.values), metric_names,
                      self.meta.get("identity", {}))
-        grid = gf.GridFile(spec, path, meta, overwrite=True)
+        grid = gf.GridFile(spec, path, meta, overwrite=True, kind=self.KIND)
         try:
             flat = np.flatnonzero(self.done)
             grid.write(flat, {s: {n: a.reshape(-1)[flat] for n, a in named.items()} for s, named in self.values.items()},
@@ -168,12 +182,15 @@ class Surface:
         Raises:
             LosslensError: the file is missing, unreadable, damaged or not a surface.
         """
-        g = gf.read_grid(path)
+        g = gf.read_grid(path, cls.KIND)
         directions = None
         if g["vectors"] is not None:
             directions = Directions(torch.from_numpy(g["vectors"]), g["directions_kind"], g["directions_meta"])
         meta = g["meta"] | _progress(g["values"], g["done"], g["progress_seconds"])
-        return cls(g["x"], g["y"], g["values"], directions, meta, g["done"], g["w0"])
+        try:
+            return cls(g["x"], g["y"], g["values"], directions, meta, g["done"], g["w0"])
+        except ValueError as err:  # coordinates or shapes that do not make a grid
+            raise LosslensError(f"{path}: {err}") from None
 
 
 def surface_1d(evaluator, w0, directions, x, *, path=None, chunk=None, progress=True, meta=None) -> Surface:
@@ -206,9 +223,26 @@ def surface_2d(evaluator, w0, directions, x, y, *, path=None, chunk=None, progre
     """The loss on a plane: ``Z[iy, ix] = L(w0 + x[ix] d1 + y[iy] d2)``, shape ``(ny, nx)``.
 
     Args:
+        evaluator: the ``Evaluator`` that gives every value, or several (one per data split, e.g.
+            train and test; the first is the surface's own split), sharing the parameter space.
+        w0: ``(P,)`` origin, usually ``evaluator.w0``.
         directions: ``Directions`` with two rows, or a ``(2, P)`` tensor (wrapped as kind ``"custom"``).
-        x, y: ``(nx,)`` and ``(ny,)`` strictly increasing finite coordinates (``nx`` and ``ny`` may differ).
-        Others: as ``surface_1d``.
+        x: ``(nx,)`` strictly increasing finite coordinates along ``d1``.
+        y: ``(ny,)`` strictly increasing finite coordinates along ``d2`` (``ny`` may differ from ``nx``).
+        path: HDF5 file to write as points are computed; an existing file is resumed (it must hold
+            the same grid, else ``ValueError`` naming what differs). ``None`` keeps it in memory.
+        chunk: grid points per ``evaluate_affine`` call; ``None`` starts at 32 and sizes chunks to
+            about two seconds each (at most 512 points), the work a crash can lose.
+        progress: show a tqdm bar over grid points (points/second), on rank 0 only.
+        meta: the caller's further provenance, stored in ``Surface.meta`` and the file (its keys
+            must not clash with those the surface records itself).
+
+    Returns:
+        The ``Surface``; under torchrun with several processes, the same full surface on every rank.
+
+    Raises:
+        ValueError: bad coordinates, directions or options, no ``y``, or an existing file holding
+            another grid.
     """
     if y is None:
         raise ValueError("surface_2d needs y coordinates; use surface_1d for a line")
@@ -397,9 +431,7 @@ def _coordinates(values, name: str) -> np.ndarray:
     a = np.array(a, dtype=np.float64)
     if a.ndim != 1 or a.size == 0 or not np.isfinite(a).all():
         raise ValueError(f"{name} must be a non-empty 1-D array of finite coordinates, found shape {list(a.shape)}")
-    if np.any(np.diff(a) <= 0):
-        raise ValueError(f"{name} coordinates must be strictly increasing, found {a[:5].tolist()}"
-                         + (" ..." if a.size > 5 else ""))
+    check_increasing(a, name)
     return a
 
 

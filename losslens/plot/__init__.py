@@ -1,9 +1,11 @@
 """Figures of losslens results: matplotlib for images, plotly for interactive pages.
 
 Every function takes a result object (or the path of its file) and returns a figure; nothing here
-computes a loss. ``render`` and ``write_html`` write files, and only where they are told.
+computes a loss. ``render``, ``write_html`` and ``write_vtp`` (a surface for ParaView) write files, and only
+where they are told.
 """
 
+from losslens.plot.export import write_vtp
 from losslens.plot.fit import plot_fit, plot_residuals
 from losslens.plot.hessian import plot_density, plot_eigenvalues
 from losslens.plot.interactive import plotly_figure, write_html
@@ -32,4 +34,6 @@ __all__ = [
     "plotly_figure", "plotly_paths", "plotly_embedding", "write_html",
     # every picture of a result, written to files
     "render",
+    # a surface for ParaView
+    "write_vtp",
 ]

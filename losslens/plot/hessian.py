@@ -17,7 +17,7 @@ import numpy as np
 from losslens.landscape.hessian import Eigenpairs
 from losslens.landscape.spectrum import Spectrum
 from losslens.plot._base import load_as, new_axes
-from losslens.plot.surfaces import title_of
+from losslens.plot.surfaces import log_axis, title_of
 
 DENSITY_FLOOR = 1e-10  # on a log axis the density is clipped at this fraction of its maximum
 
@@ -42,7 +42,7 @@ def plot_density(spectrum, *, ax=None, log: bool = True):
     ax.plot(spectrum.grid, density, color="C0", label="density")
     ax.axvline(spectrum.lambda_max, color="C3", linestyle="--", label=f"λmax ≈ {spectrum.lambda_max:.4g}")
     if log:
-        ax.set_yscale("log")
+        log_axis(ax.yaxis)
     ax.set_xlabel("eigenvalue λ")
     ax.set_ylabel("density" + (" (log scale)" if log else ""))
     m = spectrum.meta

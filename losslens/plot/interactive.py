@@ -24,7 +24,10 @@ import numpy as np
 
 from losslens.landscape.surface import Surface
 from losslens.plot._base import load_as
-from losslens.plot.surfaces import LOG_FLOOR, _as_line, _finite_values, _is_between, _values, axis_label, title_of, value_label
+from losslens.plot.surfaces import (
+    LOG_FLOOR, ContourLevels, _as_line, _finite_values, _is_between, _values, axis_label, contour_levels,
+    readable_ticks, title_of, value_label,
+)
 
 _MARGIN = {"l": 90, "r": 40, "t": 110, "b": 80}
 
@@ -89,6 +92,35 @@ def write_html(figures, path: str | os.PathLike, title: str | None = None, prove
     return path
 
 
+def plotly_contour(x, y, z: np.ndarray, scheme: ContourLevels, what: str):
+    """A filled plotly ``Contour`` of ``z`` (``(ny, nx)``) at the levels of ``scheme``, as
+    ``plot_contour`` draws them: plotly spaces contours evenly, so it draws the level number
+    ``scheme.index(z)`` and the colour bar is ticked with ``scheme.ticks`` in the units of ``z``;
+    hovering shows ``z`` itself."""
+    import plotly.graph_objects as go
+
+    top = len(scheme.values) - 1
+    return go.Contour(
+        x=x, y=y, z=scheme.index(z), customdata=z, zmin=0, zmax=top, colorscale="Viridis", name=what,
+        contours={"start": 0, "end": top, "size": 1, "coloring": "fill"}, autocontour=False,
+        hovertemplate="(%{x:.4g}, %{y:.4g}): %{customdata:.4g}<extra></extra>",
+        colorbar={"title": {"text": scheme.label(what), "side": "right"}, "tickvals": scheme.index(scheme.ticks),
+                  "ticktext": [f"{t:g}" for t in scheme.ticks]},
+    )
+
+
+def _readable_axis(values: np.ndarray, log: bool) -> dict:
+    """Plotly axis settings that tick ``values``' range at ``readable_ticks`` (as the matplotlib
+    figures), as percentages when every value is a fraction in ``[0, 1]`` (accuracy)."""
+    finite = values[np.isfinite(values) & ((values > 0) if log else True)]
+    if not len(finite) or finite.min() == finite.max():
+        return {}
+    ticks = readable_ticks(float(finite.min()), float(finite.max()), log)
+    fraction = not log and finite.min() >= 0 and finite.max() <= 1
+    text = [f"{t:.0%}" if fraction and np.ptp(finite) > 0.05 else f"{t:.4g}" for t in ticks]
+    return {"tickmode": "array", "tickvals": list(map(float, ticks)), "ticktext": text}
+
+
 def _title(surface: Surface) -> str:
     return "<br>".join(html.escape(line) for line in title_of(surface).splitlines())
 
@@ -99,19 +131,18 @@ def _plane(surface: Surface, log: bool):
 
     Z, label = _values(surface, "loss", log)
     z = np.where(np.isfinite(Z), Z, np.nan)  # (ny, nx): plotly's rows run along y
+    scheme = contour_levels(z)
     xlabel, ylabel = axis_label(surface, 0), axis_label(surface, 1)
     fig = make_subplots(rows=1, cols=2, specs=[[{"type": "surface"}, {"type": "xy"}]],
                         column_widths=[0.55, 0.45], subplot_titles=("surface", "contours"))
+    top = len(scheme.values) - 1
     fig.add_trace(
-        go.Surface(x=surface.x, y=surface.y, z=z, colorscale="Viridis", showscale=False, name=label,
+        go.Surface(x=surface.x, y=surface.y, z=z, surfacecolor=scheme.index(z), cmin=0, cmax=top,
+                   colorscale="Viridis", showscale=False, name=label,
                    contours={"z": {"show": True, "usecolormap": True, "project": {"z": True}}}),
         row=1, col=1,
     )
-    fig.add_trace(
-        go.Contour(x=surface.x, y=surface.y, z=z, colorscale="Viridis", ncontours=30, name=label,
-                   colorbar={"title": {"text": label, "side": "right"}}),
-        row=1, col=2,
-    )
+    fig.add_trace(plotly_contour(surface.x, surface.y, z, scheme, label), row=1, col=2)
     origin = surface.origin_index
     if origin is not None:
         marker = {"symbol": "star", "size": 14, "color": "red", "line": {"color": "white", "width": 1}}
@@ -151,8 +182,11 @@ def _line(surface: Surface, log: bool):
             title += f"<br>barrier {barrier(surface):.4g}"
     fig.update_layout(title={"text": title}, autosize=True, margin=_MARGIN)
     fig.update_xaxes(title_text=xlabel, automargin=True)
-    fig.update_yaxes(title_text=value_label(surface.meta, "loss", False) + note, type="log" if log else "linear",
-                     automargin=True, secondary_y=False)
+    drawn = np.clip(loss, LOG_FLOOR, None) if log else loss
+    fig.update_yaxes(title_text=value_label(surface.meta, "loss", False) + (" (log scale)" if log else "") + note,
+                     type="log" if log else "linear", automargin=True, secondary_y=False,
+                     **(_readable_axis(drawn, log=True) if log else {}))
     if other:
-        fig.update_yaxes(title_text=", ".join(other), automargin=True, secondary_y=True)
+        fig.update_yaxes(title_text=", ".join(other), automargin=True, secondary_y=True,
+                         **_readable_axis(np.concatenate([np.ravel(v) for v in other.values()]), log=False))
     return fig

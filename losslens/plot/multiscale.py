@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from losslens.landscape.multiscale import Multiscale
-from losslens.plot._base import new_axes
+from losslens.plot._base import new_axes, new_figure
 
 ORIENTATION_NAMES: dict[str, str] = {"h": "H (along y)", "v": "V (along x)", "d": "D (diagonal)"}
 COLORS: dict[str, str] = {"h": "C0", "v": "C1", "d": "C2"}
@@ -35,9 +35,7 @@ def plot_coefficients(result, *, fig=None):
     orientations = list(ms.details[0])
     rows, cols = ms.level + 1, len(orientations)
     if fig is None:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(3.2 * cols + 0.8, 2.2 * rows), layout="constrained")
+        fig = new_figure(figsize=(3.2 * cols + 0.8, 2.2 * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
     for j, coefficients in enumerate(ms.details, start=1):
         for k, o in enumerate(orientations):

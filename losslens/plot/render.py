@@ -6,7 +6,9 @@
 - a plane (``Surface``, 2D): ``_contour.png`` (filled contours), ``_3d.png``, ``.html``;
 - a line (``Surface``, 1D, or a plane of one row or column): ``_1d.png`` (or ``.png`` for a line
   between two checkpoints), ``.html``;
-- ``Spectrum``: ``_density.png``; ``Eigenpairs``: ``_eigenvalues.png``.
+- ``Spectrum``: ``_density.png``; ``Eigenpairs``: ``_eigenvalues.png``;
+- ``CurvatureMap``: ``_ratio.png``, ``_max_eigenvalue.png``, ``_min_eigenvalue.png`` (filled contours of
+  |λ_min / λ_max|, λ_max and λ_min).
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-RENDERED_KINDS = ("surface", "spectrum", "eigenpairs")
+RENDERED_KINDS = ("surface", "spectrum", "eigenpairs", "curvature_map")
+CURVATURE_PICTURES = {  # file suffix: (value, colour-bar label)
+    "_ratio.png": ("eigenvalue_ratio", "|λ_min / λ_max| of the Hessian"),
+    "_max_eigenvalue.png": ("max_eigenvalue", "λ_max of the Hessian"),
+    "_min_eigenvalue.png": ("min_eigenvalue", "λ_min of the Hessian"),
+}
 
 
 def render(result, out: str | Path, stem: str, *, log: bool = False) -> list[Path]:
@@ -58,8 +65,18 @@ def _pictures(result, log: bool) -> dict[str, Callable]:
         return {"_density.png": lambda: plot_density(result)}
     if result.KIND == "eigenpairs":
         return {"_eigenvalues.png": lambda: plot_eigenvalues(result)}
+    if result.KIND == "curvature_map":
+        return {suffix: (lambda name=name, label=label: _labelled(
+            plot_contour(result, filled=True, levels="linear", metric=name), label))
+            for suffix, (name, label) in CURVATURE_PICTURES.items()}
     if result.ndim == 2 and min(result.shape) >= 2:
         return {"_contour.png": lambda: plot_contour(result, filled=True, log=log),
                 "_3d.png": lambda: plot_3d(result, log=log)}
     between = result.directions is not None and result.directions.kind == "between"
     return {(".png" if between else "_1d.png"): lambda: plot_1d(result, log=log)}
+
+
+def _labelled(fig, label: str):
+    """``fig`` with its colour bar (the last axes) labelled ``label``."""
+    fig.axes[-1].set_ylabel(label)
+    return fig

@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 
-from losslens.plot._base import new_axes
-from losslens.plot.surfaces import LOG_FLOOR
+from losslens.plot._base import new_axes, new_figure
+from losslens.plot.surfaces import LOG_FLOOR, colour_bar, contour_levels, log_axis
 from losslens.trajectories.replay import Replay
 
 MAX_FRAMES = 200  # an animation longer than this shows every k-th step
@@ -30,7 +30,7 @@ def plot_paths(replay: Replay, *, ax=None, levels=30, log: bool | None = None):
     Args:
         replay: a ``Replay``.
         ax: axes to draw on (default: a new figure).
-        levels: contour levels (a number or the values).
+        levels: contour levels (a number of evenly spaced ones, or the values).
         log: contours of :math:`\\log_{10} (f - f_{min})` (``f_min`` the background's minimum, the
             values floored at the 1st percentile of the positive differences),
             which shows a valley floor's shape; ``None`` chooses them when the values above the minimum
@@ -47,8 +47,9 @@ def plot_paths(replay: Replay, *, ax=None, levels=30, log: bool | None = None):
             gap = z[np.isfinite(z)] - np.nanmin(np.where(np.isfinite(z), z, np.nan))
             log = bool(len(gap)) and gap.max() > LOG_SPAN * max(float(np.median(gap)), LOG_FLOOR)
         z = _log_gap(z) if log else z
-        cs = ax.contour(x, y, np.ma.masked_invalid(z), levels=levels, cmap="viridis", linewidths=0.8)
-        fig.colorbar(cs, ax=ax, label=f"log10 ({replay.value_name} - min)" if log else replay.value_name)
+        scheme = contour_levels(z, levels)
+        cs = ax.contour(x, y, np.ma.masked_invalid(z), levels=scheme.values, cmap="viridis", linewidths=0.8)
+        colour_bar(fig, ax, cs, scheme, f"log10 ({replay.value_name} - min)" if log else replay.value_name)
         ax.set_xlim(x[0], x[-1])
         ax.set_ylim(y[0], y[-1])
     start = replay.meta["start"]
@@ -58,11 +59,12 @@ def plot_paths(replay: Replay, *, ax=None, levels=30, log: bool | None = None):
         color = f"C{k % 10}"
         ax.plot(p["x"], p["y"], "-", marker=".", markersize=3, linewidth=1.2, color=color, label=text, zorder=3)
         ax.plot(p["x"][-1], p["y"][-1], "X", color=color, markersize=9, markeredgecolor="white", zorder=6)
-    if replay.meta.get("minimum") is not None:
-        ax.plot(*replay.meta["minimum"], "*", color="red", markersize=12, markeredgecolor="white",
-                label="minimum", zorder=4)
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
+    if replay.meta.get("minimum") is not None:  # on top of every path and end, outlined
+        ax.plot(*replay.meta["minimum"], "*", color="red", markersize=20, markeredgecolor="black",
+                markeredgewidth=1.2, label="minimum", zorder=10)
+    xlabel, ylabel = axis_names(replay)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(_title(replay), fontsize="medium")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize="small")
     return fig
@@ -94,10 +96,10 @@ def plot_convergence(replay: Replay, *, ax=None, log: bool | None = None):
         if limits is not None:  # far above the axes: drawn as leaving it, without overflowing the scale
             loss = np.minimum(loss, limits[1] + 10 * (limits[1] - limits[0]))
         ax.plot(p["step"], loss, color=f"C{k % 10}", label=text)
-    if log:
-        ax.set_yscale("log")
     if limits is not None:
         ax.set_ylim(*limits)
+    if log:
+        log_axis(ax.yaxis)
     ax.set_xlabel("step")
     ax.set_ylabel(replay.value_name + (" (log scale)" if log else ""))
     ax.set_title(_title(replay), fontsize="medium")
@@ -124,7 +126,7 @@ def animate_paths(replay: Replay, *, max_frames: int = MAX_FRAMES):
     traces = []
     if replay.background is not None:
         x, y, z = replay.background
-        traces += _contour_lines(x, y, z)
+        traces += _contour_lines(x, y, z, name=replay.value_name)
     start = replay.meta["start"]
     traces.append(go.Scatter(x=[start[0]], y=[start[1]], mode="markers", name="start",
                              marker={"color": "black", "size": 10}))
@@ -148,7 +150,7 @@ def animate_paths(replay: Replay, *, max_frames: int = MAX_FRAMES):
     play = {"frame": {"duration": 60, "redraw": False}, "fromcurrent": True, "transition": {"duration": 0}}
     fig.update_layout(
         title={"text": _title(replay).replace("\n", "<br>")},
-        xaxis={"title": {"text": "x"}}, yaxis={"title": {"text": "y"}},
+        xaxis={"title": {"text": axis_names(replay)[0]}}, yaxis={"title": {"text": axis_names(replay)[1]}},
         updatemenus=[{"type": "buttons", "showactive": False, "x": 0.0, "y": -0.12, "xanchor": "left",
                       "buttons": [{"label": "play", "method": "animate", "args": [None, play]},
                                   {"label": "pause", "method": "animate",
@@ -164,8 +166,9 @@ def animate_paths(replay: Replay, *, max_frames: int = MAX_FRAMES):
     return fig
 
 
-def _contour_lines(x: np.ndarray, y: np.ndarray, z: np.ndarray, n_levels: int = 24) -> list:
-    """The loss's contour lines as plain scatter traces, one per level (viridis colours).
+def _contour_lines(x: np.ndarray, y: np.ndarray, z: np.ndarray, n_levels: int = 24, name: str = "loss") -> list:
+    """The loss's contour lines as plain scatter traces, one per level (viridis colours), and the colour
+    bar of their loss scale (on an invisible point).
 
     A plotly ``Contour`` trace vanishes when the frames of an animation redraw the figure; scatter
     lines stay, so the paths move over a picture that keeps its contours.
@@ -180,7 +183,9 @@ def _contour_lines(x: np.ndarray, y: np.ndarray, z: np.ndarray, n_levels: int = 
     levels = np.linspace(float(z[finite].min()), float(z[finite].max()), n_levels + 2)[1:-1]
     generator = contourpy.contour_generator(x, y, np.ma.masked_invalid(z))
     cmap = matplotlib.colormaps["viridis"]
-    traces = []
+    traces = [go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
+                         marker={"color": [levels[0]], "colorscale": "Viridis", "cmin": levels[0], "cmax": levels[-1],
+                                 "showscale": True, "colorbar": {"title": {"text": name, "side": "right"}}})]
     for k, level in enumerate(levels):
         lines = generator.lines(level)
         if not lines:
@@ -192,6 +197,20 @@ def _contour_lines(x: np.ndarray, y: np.ndarray, z: np.ndarray, n_levels: int = 
                                  "width": 1}, hoverinfo="skip", showlegend=k == 0, name="loss contours",
                                  legendgroup="contours"))
     return traces
+
+
+def axis_names(replay: Replay) -> tuple[str, str]:
+    """The names of a replay's two coordinates: a test function's variables ``x`` and ``y``, else the
+    directions of the plane its objective lives on (``direction 1 (α)``, with their kind when known)."""
+    objective = replay.meta["objective"]
+    if objective.get("kind") in ("function", "callable"):
+        return "x", "y"
+    source = objective.get("source") or {}
+    if objective.get("kind") == "fit":  # a fit's meta holds the fitted surface's as its own source
+        source = source.get("source") or {}
+    kind = (objective.get("directions") or {}).get("kind") or source.get("directions_kind")
+    what = f", {kind}" if kind else ""
+    return f"direction 1 (α{what})", f"direction 2 (β{what})"
 
 
 def _calm_limits(replay: Replay, log: bool) -> tuple[float, float] | None:
@@ -228,9 +247,7 @@ def _axes(ax, legend_rows: int):
     """``(figure, axes)``: those of ``ax``, or a new figure tall enough for a legend of ``legend_rows`` below."""
     if ax is not None:
         return new_axes(ax)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.0, 5.0 + 0.22 * legend_rows), layout="constrained")
+    fig = new_figure(figsize=(7.0, 5.0 + 0.22 * legend_rows))
     return fig, fig.add_subplot()
 
 

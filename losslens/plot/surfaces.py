@@ -20,6 +20,7 @@ below 0 are clipped there, and the axis label says how many.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,9 +58,9 @@ def plot_1d(result, *, ax=None, log: bool = False, metrics: bool = True):
     fig, ax = new_axes(ax)
     handles = ax.plot(x, np.clip(loss, LOG_FLOOR, None) if log else loss, color="C0", marker=".", label="loss")
     if log:
-        ax.set_yscale("log")
+        log_axis(ax.yaxis)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(value_label(surface.meta, "loss", log) + note)
+    ax.set_ylabel(value_label(surface.meta, "loss", False) + (" (log scale)" if log else "") + note)
     if _is_between(surface):
         handles += _mark_endpoints(ax, surface, np.clip(loss, LOG_FLOOR, None) if log else loss)
     other = {n: v for n, v in values.items() if n != "loss"}
@@ -68,6 +69,7 @@ def plot_1d(result, *, ax=None, log: bool = False, metrics: bool = True):
         for k, (name, v) in enumerate(other.items()):
             handles += twin.plot(x, v, color=f"C{k + 1}", linestyle="--", label=name)
         twin.set_ylabel(", ".join(other))
+        fraction_axis(twin.yaxis, np.concatenate([np.ravel(v) for v in other.values()]))
     ax.legend(handles=handles, loc="best", fontsize="small")
     ax.set_title(title_of(surface), fontsize="medium")
     return fig
@@ -97,7 +99,8 @@ def plot_contour(surface, *, ax=None, filled: bool = False, levels="auto", log: 
 
     surface = _surface_2d(surface, "plot_contour")
     Z, label = _values(surface, metric, log)
-    bounds = _levels(Z, levels, vmin, vmax, vlevel)
+    scheme = contour_levels(Z, levels, vmin, vmax, vlevel)
+    bounds = scheme.values
     fig, ax = new_axes(ax)
     import matplotlib
 
@@ -107,8 +110,7 @@ def plot_contour(surface, *, ax=None, filled: bool = False, levels="auto", log: 
     norm = BoundaryNorm(bounds, cmap.N, extend=extend)
     draw = ax.contourf if filled else ax.contour
     contours = draw(surface.x, surface.y, np.ma.masked_invalid(Z), levels=bounds, cmap=cmap, norm=norm, extend=extend)
-    bar = fig.colorbar(contours, ax=ax, label=label)
-    bar.ax.tick_params(labelsize="small")
+    colour_bar(fig, ax, contours, scheme, label)
     _mark_origin(ax, surface)
     ax.set_xlabel(axis_label(surface, 0))
     ax.set_ylabel(axis_label(surface, 1))
@@ -188,7 +190,10 @@ def title_of(surface_or_meta) -> str:
     model = (model.get("name") or model.get("class", "").rpartition(".")[2]) if isinstance(model, dict) else model
     ckpt = meta.get("checkpoint")
     first = [str(model) if model else ""]
-    if isinstance(ckpt, dict):
+    ends = surface.directions.meta.get("endpoints") if surface is not None and _is_between(surface) else None
+    if ends:
+        first.append(f"from A = {Path(ends[0]).name} (t = 0) to B = {Path(ends[1]).name} (t = 1)")
+    elif isinstance(ckpt, dict):
         when = ", ".join(f"{k} {ckpt[k]:g}" if isinstance(ckpt[k], float) else f"{k} {ckpt[k]}"
                          for k in ("step", "epoch") if ckpt.get(k) is not None)
         first.append(f"at {ckpt.get('label', ckpt.get('path', ''))}" + (f" ({when})" if when else ""))
@@ -215,6 +220,105 @@ def value_label(meta: dict, metric: str, log: bool) -> str:
     loss = meta.get("loss")
     name = ("the model's own loss" if loss == "model" else f"{loss} loss") if metric == "loss" and loss else metric
     return f"log10 {name}" if log else name
+
+
+@dataclass(frozen=True)
+class ContourLevels:
+    """The contour levels of a picture and its colour bar, the same for matplotlib and plotly.
+
+    Attributes:
+        values: ``(n,)`` increasing level values, in the units drawn.
+        ticks: readable colour-bar ticks within ``[values[0], values[-1]]`` (1, 2, 5 times a power of
+            ten on a log scale; steps of 1, 2, 2.5 or 5 times a power of ten otherwise).
+        log: the levels are log-spaced (equal ratios): the colour bar is a log scale, and says so.
+    """
+
+    values: np.ndarray
+    ticks: np.ndarray
+    log: bool
+
+    def label(self, what: str) -> str:
+        """The colour bar's title: ``what``, with ``(log scale)`` when the levels are log-spaced."""
+        return f"{what} (log scale)" if self.log else what
+
+    def index(self, values: np.ndarray) -> np.ndarray:
+        """``values`` as fractional level numbers ``0 .. n-1`` (piecewise linear between levels, NaN kept,
+        clipped at both ends): the colour coordinate of a renderer that takes evenly spaced contours."""
+        values = np.asarray(values, dtype=np.float64)
+        return np.where(np.isnan(values), np.nan, np.interp(values, self.values, np.arange(len(self.values))))
+
+
+def contour_levels(Z: np.ndarray, levels="auto", vmin=None, vmax=None, vlevel=None) -> ContourLevels:
+    """The ``ContourLevels`` of the values ``Z`` (``levels`` and ``vmin``/``vmax``/``vlevel`` as in the
+    module docstring); every contour picture of a surface, PNG or HTML, takes its levels from here."""
+    values = _level_values(Z, levels, vmin, vmax, vlevel)
+    ratios = values[1:] / values[:-1] if len(values) > 2 and values[0] > 0 else np.array([])
+    log = bool(len(ratios)) and np.allclose(ratios, ratios[0], rtol=1e-6) and ratios[0] > 1 + 1e-9
+    return ContourLevels(values, readable_ticks(float(values[0]), float(values[-1]), log), log)
+
+
+def readable_ticks(lo: float, hi: float, log: bool) -> np.ndarray:
+    """Ticks within ``[lo, hi]`` at readable values: 1, 2, 5 times powers of ten (or only the powers,
+    every k-th of them when there are many; 1 to 9 times them over less than a decade) on a log scale,
+    steps of 1, 2, 2.5, 5 times a power of ten on a linear one."""
+    from matplotlib.ticker import MaxNLocator
+
+    if log:
+        decades = 10.0 ** np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)) + 1)
+
+        def inside(mantissas):
+            ticks = (decades[:, None] * np.array(mantissas, dtype=np.float64)).ravel()
+            return ticks[(ticks >= lo * (1 - 1e-9)) & (ticks <= hi * (1 + 1e-9))]
+
+        for mantissas in ((1, 2, 5), (1,), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+            ticks = inside(mantissas)
+            if 3 <= len(ticks) <= 9:
+                return ticks
+        powers = inside((1,))
+        if len(powers) > 9:
+            return powers[:: int(np.ceil(len(powers) / 8))]
+        return ticks if len(ticks) >= 2 else np.array([lo, hi])
+    ticks = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+    return ticks[(ticks >= lo - 1e-9 * abs(hi - lo)) & (ticks <= hi + 1e-9 * abs(hi - lo))]
+
+
+def log_axis(axis) -> None:
+    """A logarithmic matplotlib ``axis`` labelled only at readable values (``readable_ticks`` of its
+    view), its minor ticks unlabelled."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    axis.axes.set_xscale("log") if axis.axis_name == "x" else axis.axes.set_yscale("log")
+
+    class Readable(FixedLocator):
+        def __call__(self):
+            lo, hi = sorted(axis.get_view_interval())
+            return readable_ticks(max(lo, LOG_FLOOR), max(hi, 2 * LOG_FLOOR), True) if hi > 0 else []
+
+    axis.set_major_locator(Readable([]))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10)))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def fraction_axis(axis, values: np.ndarray) -> None:
+    """Ticks at readable values (``MaxNLocator`` steps 1, 2, 2.5, 5), as percentages when every finite
+    value is a fraction in ``[0, 1]`` (accuracy)."""
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+    finite = values[np.isfinite(values)]
+    if len(finite) and finite.min() >= 0 and finite.max() <= 1:
+        axis.set_major_formatter(PercentFormatter(1.0, decimals=0 if np.ptp(finite) > 0.05 else None))
+
+
+def colour_bar(fig, ax, mappable, scheme: ContourLevels, what: str):
+    """A colour bar for contours drawn at ``scheme``'s levels, ticked at its readable values and
+    titled ``scheme.label(what)``; returns the ``Colorbar``."""
+    bar = fig.colorbar(mappable, ax=ax, label=scheme.label(what))
+    bar.set_ticks(scheme.ticks, labels=[f"{t:g}" for t in scheme.ticks])
+    bar.minorticks_off()
+    bar.ax.tick_params(labelsize="small")
+    return bar
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -270,7 +374,7 @@ def _values(surface: Surface, metric: str, log: bool) -> tuple[np.ndarray, str]:
     return values, value_label(surface.meta, metric, log) + note
 
 
-def _levels(Z: np.ndarray, levels, vmin, vmax, vlevel) -> np.ndarray:
+def _level_values(Z: np.ndarray, levels, vmin, vmax, vlevel) -> np.ndarray:
     """Increasing level values (see the module docstring)."""
     if (vmin, vmax, vlevel) != (None, None, None):
         if None in (vmin, vmax, vlevel) or not (vlevel > 0 and vmax > vmin):

@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from losslens.landscape.topology import Topology
-from losslens.plot._base import new_axes
+from losslens.plot._base import new_axes, new_figure
 
 CLASS_NAMES: dict[int, str] = {0: "H0 (basins)", 1: "H1 (loops)"}
 
@@ -144,9 +144,7 @@ def _bounds(topo: Topology) -> tuple[float, float, float]:
 def _new_figure(fig, size: tuple[float, float]):
     if fig is not None:
         return fig
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=size, layout="constrained")
+    return new_figure(figsize=size)
 
 
 def _as_topology(result) -> Topology:

@@ -12,11 +12,12 @@ Surfaces are read by duck typing: ``x`` ``(nx,)``, ``y`` ``(ny,)``, ``loss`` ``(
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.colors import BoundaryNorm
 
-from losslens.plot._base import new_axes
-from losslens.plot.surfaces import LOG_FLOOR
+from losslens.plot._base import new_axes, new_figure
+from losslens.plot.interactive import plotly_contour
+from losslens.plot.surfaces import LOG_FLOOR, colour_bar, contour_levels, log_axis
 
-RESIDUAL_CMAP = "Greys"  # point fill: white on the plane, black when all of the displacement is off it
 
 
 def plot_embedding(embedding, *, ax=None):
@@ -24,6 +25,10 @@ def plot_embedding(embedding, *, ax=None):
 
     The legend names the runs and gives the picture's trustworthiness (with its ``k``), so a
     t-SNE picture that invents neighbourhoods says so next to a PCA one that keeps them.
+
+    Args:
+        embedding: an ``Embedding`` of the runs' checkpoints.
+        ax: the matplotlib axes to draw on; ``None`` draws a new figure.
 
     Returns:
         The ``matplotlib.figure.Figure``.
@@ -51,31 +56,32 @@ def plot_embedding(embedding, *, ax=None):
 
 
 def plot_embeddings(embeddings):
-    """Several embeddings side by side (``plot_embedding`` each); returns the ``Figure``."""
-    from matplotlib.figure import Figure
+    """Several embeddings side by side (``plot_embedding`` each); returns the ``Figure``.
 
+    Args:
+        embeddings: the ``Embedding`` results, one panel each, left to right.
+    """
     embeddings = list(embeddings)
-    fig = Figure(figsize=(6.0 * len(embeddings), 4.8), layout="constrained")
+    fig = new_figure(figsize=(6.0 * len(embeddings), 4.8))
     for i, emb in enumerate(embeddings):
         plot_embedding(emb, ax=fig.add_subplot(1, len(embeddings), i + 1))
     return fig
 
 
-def plot_paths(paths, surface=None, *, ax=None, levels=30, log: bool = False):
+def plot_paths(paths, surface=None, *, ax=None, levels="auto", log: bool = False):
     """Paths on the PCA plane over the filled contours of the loss there.
 
-    Each run is a line (its colour in the legend) through its checkpoints' plane coordinates,
-    starting at a circle and ending at a square. Each point is filled by its relative residual
-    (white: on the plane; black: entirely off it), and points above the trust threshold are
-    crossed in red, the threshold given in the legend: there the contour under the point is not
-    the loss of the checkpoint.
+    Each run has its own colour, line style and marker (so paths that overlap still show), starts at a
+    circle and ends at a square. A checkpoint whose relative residual exceeds the trust threshold is
+    an open marker, and the legend (below the axes) says how many there are: there the contour under
+    the point is not the loss of the checkpoint.
 
     Args:
         paths: a ``TrajectoryPaths``.
         surface: the loss over the plane (``x``, ``y``, ``loss`` of shape ``(ny, nx)``), or ``None``
             for the paths alone.
         ax: axes to draw on (default: a new figure).
-        levels: contour levels (as matplotlib's).
+        levels: contour levels, as ``plot_contour``'s (``"auto"``: log-spaced for a positive loss).
         log: draw :math:`\\log_{10}` of the loss.
 
     Returns:
@@ -84,34 +90,32 @@ def plot_paths(paths, surface=None, *, ax=None, levels=30, log: bool = False):
     Raises:
         ValueError: a surface whose loss is not ``(len(y), len(x))``.
     """
-    from matplotlib.colors import Normalize
-
     fig, ax = new_axes(ax)
     if surface is not None:
         Z = _grid_values(surface, log)
-        filled = ax.contourf(surface.x, surface.y, np.ma.masked_invalid(Z), levels=levels, cmap="viridis", alpha=0.9)
-        fig.colorbar(filled, ax=ax, label=("log10 " if log else "") + "loss on the plane")
-    rel = paths.rel_residual
-    norm = Normalize(0.0, max(1.0, float(np.nanmax(rel))))
-    dots = None
+        scheme = contour_levels(Z, levels)
+        filled = ax.contourf(surface.x, surface.y, np.ma.masked_invalid(Z), levels=scheme.values, cmap="viridis",
+                             norm=BoundaryNorm(scheme.values, 256, extend="neither"), alpha=0.9)
+        colour_bar(fig, ax, filled, scheme, ("log10 " if log else "") + "loss on the plane")
+    trusted = paths.trusted
     for r, run in enumerate(paths.runs):
         index = paths.of_run(run)
         xy = paths.coords[index]
-        colour = f"C{(r + 1) % 10}"
-        ax.plot(xy[:, 0], xy[:, 1], color=colour, linewidth=1.5, label=run, zorder=2)
-        dots = ax.scatter(xy[:, 0], xy[:, 1], c=rel[index], cmap=RESIDUAL_CMAP, norm=norm, s=22, edgecolors=colour,
-                          linewidths=1.0, zorder=3)
-        ax.plot(*xy[0], marker="o", markersize=10, markerfacecolor="none", markeredgecolor=colour,
-                markeredgewidth=2, linestyle="none", zorder=4)
-        ax.plot(*xy[-1], marker="s", markersize=10, markerfacecolor="none", markeredgecolor=colour,
-                markeredgewidth=2, linestyle="none", zorder=4)
-    untrusted = ~paths.trusted
+        style = run_style(r)
+        on_top = 3 + 0.1 * _LINESTYLES.index(style["linestyle"])  # solid lines below: broken ones show over them
+        ax.plot(xy[:, 0], xy[:, 1], **style, markersize=5, markevery=list(np.flatnonzero(trusted[index])), label=run,
+                zorder=on_top)
+        off = ~trusted[index]
+        ax.plot(xy[off, 0], xy[off, 1], linestyle="none", marker=style["marker"], markersize=4, markerfacecolor="none",
+                markeredgecolor=style["color"], markeredgewidth=0.8, zorder=on_top, gid="untrusted")
+        for end, marker in ((0, "o"), (-1, "s")):
+            ax.plot(*xy[end], marker=marker, markersize=10, markerfacecolor="none", markeredgecolor=style["color"],
+                    markeredgewidth=2, linestyle="none", zorder=4)
     ax.plot([], [], marker="o", markerfacecolor="none", markeredgecolor="black", linestyle="none", label="start")
     ax.plot([], [], marker="s", markerfacecolor="none", markeredgecolor="black", linestyle="none", label="end")
-    ax.plot(paths.coords[untrusted, 0], paths.coords[untrusted, 1], marker="x", color="red", markersize=6,
-            markeredgewidth=1.2, linestyle="none", zorder=5, label=f"untrusted: rel. residual > {paths.threshold:g} ({int(untrusted.sum())})")
-    fig.colorbar(dots, ax=ax, label="relative residual (off the plane)")
-    ax.legend(loc="best", fontsize="small")
+    ax.plot([], [], marker="o", markersize=4, markerfacecolor="none", markeredgecolor="black", linestyle="none",
+            label=f"open: rel. residual > {paths.threshold:g} ({int((~trusted).sum())} of {len(trusted)})")
+    outside_legend(ax, len(paths.runs) + 3)
     ax.set_xlabel(_pc_label(paths, 0))
     ax.set_ylabel(_pc_label(paths, 1))
     ax.set_title("paths on the joint PCA plane" if len(paths.runs) > 1 else "path on its PCA plane", fontsize="medium")
@@ -119,55 +123,84 @@ def plot_paths(paths, surface=None, *, ax=None, levels=30, log: bool = False):
 
 
 def plot_path_losses(paths, *, ax=None, log: bool = False):
-    """True loss at each checkpoint (solid) and plane loss at its projection (dashed), a colour per run,
-    along training; untrusted checkpoints crossed in red. Where the two curves part, the contour plot
-    misreports the path's loss.
+    """True loss at each checkpoint (solid) and plane loss at its projection (dashed), a colour and
+    marker per run, along training; untrusted checkpoints are open markers. Where the two curves part,
+    the contour plot misreports the path's loss.
+
+    Args:
+        paths: the ``TrajectoryPaths`` of the runs.
+        ax: the matplotlib axes to draw on; ``None`` draws a new figure.
+        log: draw the loss on a logarithmic scale.
 
     Returns:
         The ``matplotlib.figure.Figure``.
     """
     fig, ax = new_axes(ax)
     x_all, what = _progress(paths.checkpoints)
+    bad = ~paths.trusted
     for r, run in enumerate(paths.runs):
         index = paths.of_run(run)
-        colour = f"C{(r + 1) % 10}"
-        ax.plot(x_all[index], paths.true_loss[index], color=colour, marker=".", label=run)
-        ax.plot(x_all[index], paths.plane_loss[index], color=colour, linestyle="--")
-    bad = ~paths.trusted
+        style = {**run_style(r), "linestyle": "-"}
+        ax.plot(x_all[index], paths.true_loss[index], **style, markersize=5,
+                markevery=list(np.flatnonzero(~bad[index])), label=run)
+        off = index[bad[index]]
+        ax.plot(x_all[off], paths.true_loss[off], linestyle="none", marker=style["marker"], markersize=4,
+                markerfacecolor="none", markeredgecolor=style["color"], markeredgewidth=0.8, gid="untrusted")
+        ax.plot(x_all[index], paths.plane_loss[index], color=style["color"], linestyle="--", linewidth=1)
     ax.plot([], [], color="black", label="true loss (at the checkpoint)")
     ax.plot([], [], color="black", linestyle="--", label="plane loss (at its projection)")
-    ax.plot(x_all[bad], paths.true_loss[bad], marker="x", color="red", markersize=6, linestyle="none",
-            label=f"untrusted (rel. residual > {paths.threshold:g})")
+    ax.plot([], [], marker="o", markersize=4, markerfacecolor="none", markeredgecolor="black", linestyle="none",
+            label=f"open: rel. residual > {paths.threshold:g}")
     if log:
-        ax.set_yscale("log")
+        log_axis(ax.yaxis)
     ax.set_xlabel(what)
     ax.set_ylabel("loss" + (" (log scale)" if log else ""))
     ax.set_title("loss at the checkpoints vs at their projections on the plane", fontsize="medium")
-    ax.legend(loc="best", fontsize="x-small")
+    outside_legend(ax, len(paths.runs) + 3)
     return fig
+
+
+def run_style(r: int) -> dict:
+    """The line of run number ``r``: a colour, a line style and a marker of its own (10 colours, 4 line
+    styles, 8 markers: no two of the first 40 runs look alike)."""
+    return {"color": f"C{r % 10}", "linestyle": _LINESTYLES[r % len(_LINESTYLES)], "marker": _MARKERS[r % 8],
+            "linewidth": 1.6}
+
+
+def outside_legend(ax, entries: int) -> None:
+    """The legend below the axes, in up to 4 columns: it covers neither the plot nor a colour bar."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=min(4, max(1, (entries + 2) // 3)),
+              fontsize="small", frameon=False)
 
 
 def plot_dynamics(dynamics):
     """A panel of training dynamics against the step: loss, loss improvement, gradient norm, weight
-    norm, parameter change (since the previous record and since init), and the sharpness against
-    the stability threshold :math:`2/\\eta` (when recorded). Each kind of record (step, epoch,
-    checkpoint) is its own line.
+    norm, parameter change (since the previous record and since init), and the sharpness
+    :math:`\\lambda_{max}` against the optimizer's edge of stability (``stability_limit``; its formula
+    in the legend). The limit is drawn only beside a recorded sharpness, never alone; without one the
+    panel says why (``meta["sharpness_note"]``), and a note on what the sharpness is (Adam's limit
+    bounds the preconditioned one) is written in it. Each kind of record (step, epoch, checkpoint)
+    is its own line.
+
+    Args:
+        dynamics: the ``Dynamics`` of a run (``dynamics_of_run``, or recorded during training).
 
     Returns:
         The ``matplotlib.figure.Figure``.
     """
-    from matplotlib.figure import Figure
+    import textwrap
 
-    fig = Figure(figsize=(13, 7), layout="constrained")
+    fig = new_figure(figsize=(13, 7))
     axes = fig.subplots(2, 3)
     kinds = list(dict.fromkeys(dynamics.kind))
+    stability = dynamics.meta.get("stability", {})
     panels = [
         (axes[0, 0], ("loss",), "loss"),
         (axes[0, 1], ("loss_improvement",), "loss improvement (previous - current)"),
         (axes[0, 2], ("grad_norm",), "gradient norm ‖g‖"),
         (axes[1, 0], ("weight_norm",), "weight norm ‖w‖"),
         (axes[1, 1], ("change_since_previous", "change_since_init"), "parameter change"),
-        (axes[1, 2], ("sharpness", "stability_threshold"), "sharpness λmax vs 2/lr"),
+        (axes[1, 2], ("sharpness", "stability_threshold"), "sharpness λmax vs edge of stability"),
     ]
     for ax, columns, title in panels:
         drawn = False
@@ -175,22 +208,51 @@ def plot_dynamics(dynamics):
             part = dynamics.of_kind(kind)
             for j, column in enumerate(columns):
                 values = part[column]
-                if not np.isfinite(values).any():
+                if not np.isfinite(values).any() or (column == "stability_threshold"
+                                                     and not np.isfinite(part["sharpness"]).any()):
                     continue
                 style = "--" if column == "stability_threshold" else "-"
                 label = f"{column} ({kind})" if len(columns) > 1 or len(kinds) > 1 else None
+                if column == "stability_threshold":
+                    label = f"edge of stability {stability.get('formula') or ''} ({kind})"
                 ax.plot(part["step"], values, linestyle=style, marker="." if len(values) < 60 else None,
                         color=f"C{kinds.index(kind) * len(columns) + j}", label=label)
                 drawn = True
-        if not drawn:
+        if columns[0] == "sharpness":
+            note = textwrap.fill(_sharpness_note(dynamics, drawn), 60, break_on_hyphens=False)
+            if not drawn:
+                ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize="small",
+                        color="0.35")
+                ax.set_xticks([]), ax.set_yticks([])
+            else:
+                title = f"{title}\n{note}" if note else title
+                shown = np.concatenate([dynamics[c][np.isfinite(dynamics[c])] for c in columns])
+                if shown.min() > 0 and shown.max() > 100 * shown.min():  # a limit far above λmax
+                    log_axis(ax.yaxis)
+        elif not drawn:
             ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes, color="0.5")
-        elif ax.get_legend_handles_labels()[0]:
+        if drawn and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="x-small", loc="best")
         if columns == ("loss",) and drawn and np.nanmin(dynamics["loss"]) > 0:
-            ax.set_yscale("log")
-        ax.set_title(title, fontsize="medium")
+            log_axis(ax.yaxis)
+        ax.set_title(title, fontsize="medium" if "\n" not in title else "small")
         ax.set_xlabel("step")
     return fig
+
+
+def _sharpness_note(dynamics, drawn: bool) -> str:
+    """What the sharpness panel must say: why λmax is missing, or what it is and what bounds it."""
+    meta, stability = dynamics.meta, dynamics.meta.get("stability", {})
+    if not drawn:
+        why = meta.get("sharpness_note") or "no sharpness batch given to the recorder"
+        return f"λmax not computed: {why}"
+    parts = [meta.get("sharpness_note", "")]
+    if stability.get("of") == "preconditioned":
+        parts.append("λmax of P⁻¹H, preconditioned by Adam's second moments"
+                     if stability.get("sharpness") == "preconditioned" else "")
+    if not stability.get("formula"):
+        parts.append(f"no limit drawn: {stability.get('note') or 'no learning rate known'}")
+    return "; ".join(p for p in parts if p)
 
 
 # -- plotly -----------------------------------------------------------------------------------------
@@ -199,7 +261,12 @@ def plot_dynamics(dynamics):
 def plotly_paths(paths, surface=None, *, log: bool = False):
     """Interactive version of ``plot_paths``: contours of the plane and each run's path, every point
     with its run, step, epoch, relative residual, true and plane loss on hover; untrusted points
-    crossed in red.
+    circled in white.
+
+    Args:
+        paths: the ``TrajectoryPaths`` of the runs.
+        surface: the loss over their plane (``plane_surface``), drawn as contours; ``None``: the paths alone.
+        log: draw the loss on a logarithmic scale.
 
     Returns:
         A ``plotly.graph_objects.Figure``.
@@ -209,8 +276,8 @@ def plotly_paths(paths, surface=None, *, log: bool = False):
     fig = go.Figure()
     if surface is not None:
         Z = _grid_values(surface, log)
-        fig.add_trace(go.Contour(x=surface.x, y=surface.y, z=np.where(np.isfinite(Z), Z, np.nan), colorscale="Viridis",
-                                 ncontours=30, name="loss", colorbar={"title": {"text": ("log10 " if log else "") + "loss"}}))
+        Z = np.where(np.isfinite(Z), Z, np.nan)
+        fig.add_trace(plotly_contour(surface.x, surface.y, Z, contour_levels(Z), ("log10 " if log else "") + "loss"))
     rel = paths.rel_residual
     for r, run in enumerate(paths.runs):
         index = paths.of_run(run)
@@ -223,7 +290,7 @@ def plotly_paths(paths, surface=None, *, log: bool = False):
     bad = np.flatnonzero(~paths.trusted)
     fig.add_trace(go.Scatter(x=paths.coords[bad, 0], y=paths.coords[bad, 1], mode="markers", hoverinfo="skip",
                              name=f"untrusted: rel. residual > {paths.threshold:g}",
-                             marker={"symbol": "x", "color": "red", "size": 10}))
+                             marker={"symbol": "circle-open", "color": "white", "size": 11, "line": {"width": 1}}))
     fig.update_layout(title={"text": "paths on the PCA plane (hover: residuals and losses)"},
                       xaxis_title=_pc_label(paths, 0), yaxis_title=_pc_label(paths, 1))
     return fig
@@ -232,6 +299,9 @@ def plotly_paths(paths, surface=None, *, log: bool = False):
 def plotly_embedding(embedding):
     """Interactive version of ``plot_embedding``: points coloured by step, a trace per run, the
     checkpoint on hover, the trustworthiness in the title.
+
+    Args:
+        embedding: an ``Embedding`` of the runs' checkpoints.
 
     Returns:
         A ``plotly.graph_objects.Figure``.
@@ -258,6 +328,7 @@ def plotly_embedding(embedding):
 # -- helpers ----------------------------------------------------------------------------------------
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_LINESTYLES = ("-", "--", "-.", ":")
 _METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "phate": "PHATE"}
 
 

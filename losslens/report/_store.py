@@ -5,12 +5,19 @@ Two kinds of files:
 - **grids** (``surface.h5``, ``interpolation.h5``, ``hessian_plane.h5``, ``trajectory_surface.h5``): the
   surface functions themselves resume a file of the same grid (coordinates, origin, direction vectors,
   evaluator identity) and refuse another one, naming what differs; ``grid`` replaces a refused file
-  and says why.
-- **results** (every other kind): ``result`` stores the *request* (the analysis, its options and
-  fingerprints of its inputs: the evaluator's identity and checkpoint hash, or the content hash of the
-  surface or fit it analyses) under ``meta["report"]``, with the warnings raised while computing and
-  the library versions. A file is reused only when its stored request equals the current one; else it
-  is recomputed, and the differing keys are printed.
+  of the report's own and says why.
+- **results** (every other kind): ``result`` stores the *request* (the analysis, every option that changes
+  its result, and fingerprints of its inputs: the evaluator's identity and checkpoint hash, or the content
+  hash of the surface or fit it analyses) under ``meta["report"]``, with the warnings raised while
+  computing and the library versions. A file is reused only when its stored request equals the current
+  one; else it is recomputed, and the differing keys are printed.
+
+**Files of other commands are never replaced.** A file under the report's name that the report did not
+write (it has no ``meta["report"]``: ``losslens surface``, ``hessian``, ``train``'s ``dynamics.h5``..., or
+one that cannot be read) is reused when it answers the request (a complete grid of the same grid and
+evaluator; a result whose step says it does, e.g. eigenpairs with ``k >= top_k``), and otherwise kept
+untouched: the report writes its own result beside it, as ``report-<name>`` (``report-surface.h5``). Names
+``report-*`` belong to the report; a file there that the report did not write is an error.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
+import os
 import platform
+import shutil
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -26,8 +35,9 @@ from typing import Callable
 import numpy as np
 
 from losslens._io import _jsonable
-from losslens.errors import LosslensError
+from losslens.errors import ConfigError, LosslensError
 
+BESIDE = "report-"  # the prefix of the report's own file beside another command's
 _VERSIONS = ("torch", "numpy", "scipy", "h5py", "scikit-learn", "PyWavelets", "gudhi", "matplotlib", "plotly")
 
 
@@ -92,33 +102,45 @@ class capture:
         return self._catcher.__exit__(*exc)
 
 
-def result(path: Path, cls: type, request: dict, compute: Callable[[], object], log: Log, say) -> object:
-    """The result in ``path`` if it holds ``request``, else ``compute()`` saved there.
+def result(path: Path, cls: type, request: dict, compute: Callable[[], object], log: Log, say,
+           answers: Callable[[object], object | None] | None = None) -> object:
+    """The result in ``path`` if it holds ``request``, else ``compute()`` saved there (or beside a file that
+    another command wrote there, see the module docstring).
 
     Args:
         path: the result file. cls: its class (``load``, ``save``, a frozen ``meta`` field).
-        request: what the result depends on (JSON-able).
+        request: what the result depends on (JSON-able): every option that changes it.
         compute: makes the result; the warnings it raises are stored with it.
         log: receives the file's status (``"reused"`` or ``"computed"``) and the warnings (stored or new).
         say: prints a line (on the main process).
+        answers: given another command's result in ``path``, the answer to ``request`` it holds, or ``None``
+            when it holds none (default: it never does).
     """
     request = jsonable(request)
-    reason = None
-    if path.exists():
-        try:
-            old = cls.load(path)
-        except LosslensError as err:
-            reason = f"it cannot be read ({err})"
-        else:
-            stored = (old.meta.get("report") or {}).get("request")
-            if stored == request:
-                say(f"  reused {path}")
-                log.files.append((path, "reused"))
-                for message in old.meta["report"].get("warnings", []):
-                    log.warn(message)
-                return old
-            reason = ("it records no report request" if stored is None
-                      else f"it answers another request (differing: {', '.join(differences(stored, request))})")
+    old, reason = _read(path, cls)
+    if old is not None and "report" not in old.meta:
+        value = None if answers is None else answers(old)
+        if value is not None:
+            say(f"  reused {path} (written by another command)")
+            log.files.append((path, "reused"))
+            return value
+    if _foreign(old, reason, path):
+        path = _beside(path, reason or f"it is not the report's and does not answer "
+                       f"{request.get('analysis', 'the request')}", say)
+        old, reason = _read(path, cls)
+        if old is not None and "report" not in old.meta:
+            raise ConfigError(f"{path}: the report writes its own results under this name, but this file was not "
+                              "written by a report: move it away")
+    if old is not None:
+        stored = old.meta["report"].get("request")
+        if stored == request:
+            say(f"  reused {path}")
+            log.files.append((path, "reused"))
+            for message in old.meta["report"].get("warnings", []):
+                log.warn(message)
+            return old
+        reason = f"it answers another request (differing: {', '.join(differences(stored, request))})"
+    if reason:
         say(f"  recomputing {path}: {reason}")
     own = Log()
     with capture(own):
@@ -133,17 +155,55 @@ def result(path: Path, cls: type, request: dict, compute: Callable[[], object], 
     return new
 
 
-def grid(path: Path, compute: Callable[[], object], log: Log, say, *, main: bool) -> object:
-    """A surface computed by ``compute()`` into the grid file ``path``: finished files are reused,
+def _read(path: Path, cls: type) -> tuple[object | None, str | None]:
+    """``(result, None)`` of a readable file, ``(None, why)`` of an unreadable one, ``(None, None)`` of none."""
+    if not path.exists():
+        return None, None
+    try:
+        return cls.load(path), None
+    except LosslensError as err:
+        return None, f"it cannot be read ({err})"
+
+
+def _foreign(old, reason: str | None, path: Path) -> bool:
+    """Whether the file at ``path`` is another command's (or unreadable) under a name that is not ``report-*``."""
+    if path.name.startswith(BESIDE):
+        return False
+    return (old is not None and "report" not in old.meta) or reason is not None
+
+
+def _beside(path: Path, why: str, say) -> Path:
+    """The report's own name ``report-<name>`` beside another command's file ``path``, which is kept."""
+    beside = path.with_name(BESIDE + path.name)
+    say(f"  keeping {path} ({why}): the report's result goes to {beside}")
+    return beside
+
+
+def grid(path: Path, compute: Callable[[Path], object], log: Log, say, *, main: bool) -> object:
+    """A surface computed by ``compute(path)`` into the grid file ``path``: finished files are reused,
     partial ones resumed, and a file of another grid (refused by the grid machinery with an error
-    naming it) is deleted and computed anew.
+    naming it) is deleted and computed anew, if the report wrote it. Another command's file there is
+    reused when it is complete and of the same grid, else kept: the grid goes to ``report-<name>``.
 
     Under torchrun every rank calls this (the grid is shared); only the main rank prints and deletes.
     """
+    foreign = _foreign_grid(path)
+    if foreign is not None:
+        surface = _same_grid(path, compute) if foreign == "complete" else None
+        if surface is not None:
+            if main:
+                say(f"  reused {path} (written by another command)")
+                log.files.append((path, "reused"))
+            return surface
+        path = _beside(path, "it is not the report's and holds " + (
+            "another grid" if foreign == "complete" else foreign), say if main else (lambda text: None))
+        if _foreign_grid(path) is not None:
+            raise ConfigError(f"{path}: the report writes its own grids under this name, but this file was not "
+                              "written by a report: move it away")
     before = _points_done(path) if main else None
     replaced = None
     try:
-        surface = compute()
+        surface = compute(path)
     except ValueError as err:
         if not path.exists() or str(path) not in str(err):
             raise
@@ -152,7 +212,7 @@ def grid(path: Path, compute: Callable[[], object], log: Log, say, *, main: bool
             say(f"  replacing {path}: {replaced}")
             path.unlink()
         before = None
-        surface = compute()
+        surface = compute(path)
     if not main:
         return surface
     n = surface.meta["n_points"]
@@ -167,6 +227,38 @@ def grid(path: Path, compute: Callable[[], object], log: Log, say, *, main: bool
     say(f"  reused {path}" if status == "reused" else f"  wrote {path}" + (f" ({status})" if before else ""))
     log.files.append((path, status))
     return surface
+
+
+def _foreign_grid(path: Path) -> str | None:
+    """``None`` when there is no file at ``path`` or the report wrote it (``meta["report"]``); else
+    ``"complete"`` for another command's finished grid, or what keeps it from answering."""
+    from losslens.landscape._grid_file import read_grid
+
+    if not path.exists():
+        return None
+    try:
+        stored = read_grid(path)
+    except LosslensError as err:
+        return f"an unreadable file ({err})"
+    if "report" in stored["meta"]:
+        return None
+    return "complete" if stored["done"].all() else "a partial grid"
+
+
+def _same_grid(path: Path, compute: Callable[[Path], object]) -> object | None:
+    """The surface of another command's complete grid file ``path`` if it is the grid ``compute`` asks for,
+    else ``None``. The file is left untouched: the grid machinery (which opens a file it resumes for
+    writing) checks and loads a private copy beside it, removed afterwards."""
+    copy = path.with_name(f".{path.name}.report-check-{os.getpid()}")
+    shutil.copyfile(path, copy)
+    try:
+        return compute(copy)
+    except ValueError as err:
+        if str(copy) not in str(err):
+            raise
+        return None
+    finally:
+        copy.unlink(missing_ok=True)
 
 
 def differences(old, new, prefix: str = "") -> list[str]:

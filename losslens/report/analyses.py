@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,12 @@ NEEDS: dict[str, tuple[str, ...]] = {  # the steps a step reads ("replay" reads 
 }
 GRID_STEPS: tuple[str, ...] = ("surface", "interpolation", "hessian_plane", "trajectory_plane")
 EMBEDDINGS: tuple[str, ...] = ("pca", "tsne")
+
+
+def _top(pairs, k: int):
+    """The top ``k`` of ``Eigenpairs`` sorted by decreasing eigenvalue, with their residual norms."""
+    return replace(pairs, values=pairs.values[:k], vectors=pairs.vectors[:k],
+                               meta={**pairs.meta, "residual_norms": pairs.meta["residual_norms"][:k]})
 
 
 class StepFailed(Exception):
@@ -186,16 +192,32 @@ class Analyses:
         return {"run": self.subject.name,
                 "checkpoints": [[p.name, file_sha256(p)] for p in self._need_run("this step").checkpoints]}
 
-    def _result(self, log: Log, file: str, cls: type, request: dict, compute):
-        value = _store.result(self.path(file), cls, request, compute, log, self.say)
-        self.metas[self.path(file)] = value.meta
+    def _same_evaluation(self, meta: dict) -> bool:
+        """Whether another command's Hessian result (its ``meta`` holds the operator's, i.e. the evaluator's
+        ``meta()``) was computed with this evaluator's identity at this checkpoint (same weights hash)."""
+        ours = self.ev.meta()
+        keys = [k for k in self.ev.identity() if k in ours]
+        theirs = {k: meta.get(k) for k in keys} | {"dtype": (meta.get("plan") or {}).get("dtype"),
+                                                   "sha256": (meta.get("checkpoint") or {}).get("sha256")}
+        return _store.jsonable(theirs) == _store.jsonable({k: ours[k] for k in keys} | {
+            "dtype": ours["plan"]["dtype"], "sha256": (ours["checkpoint"] or {}).get("sha256")})
+
+    def _answers(self, test):
+        """``answers`` for ``_store.result``: another command's Hessian result of this evaluation that passes
+        ``test`` (the request's options read from the result), as it is."""
+        return lambda old: old if old.meta.get("backend") == "losslens" and self._same_evaluation(old.meta) \
+            and test(old) else None
+
+    def _result(self, log: Log, file: str, cls: type, request: dict, compute, answers=None):
+        value = _store.result(self.path(file), cls, request, compute, log, self.say, answers)
+        self.metas[log.files[-1][0]] = value.meta
         return value
 
     def _grid(self, log: Log, file: str, compute):
         """``compute(path)`` of the grid file ``file``, reused, resumed or replaced (``_store.grid``)."""
-        path = self.path(file)
-        value = _store.grid(path, lambda: compute(path), log, self.say, main=self.group.is_main)
-        self.metas[path] = value.meta
+        value = _store.grid(self.path(file), compute, log, self.say, main=self.group.is_main)
+        if self.group.is_main:
+            self.metas[log.files[-1][0]] = value.meta
         return value
 
     def _caller_meta(self, **extra) -> dict:
@@ -230,21 +252,29 @@ class Analyses:
         return HessianOperator(self.ev)
 
     def _eigenpairs(self, log: Log):
+        """The top ``top_k`` eigenpairs (Lanczos, ARPACK's ``tol`` 1e-6); another command's file of this
+        evaluation with at least ``top_k`` of them, at this tolerance or tighter, answers: its top ``top_k``."""
         from losslens.landscape.hessian import Eigenpairs, eigenpairs
 
-        o = self.options
-        request = {"analysis": "eigenpairs", "k": o.top_k, "seed": o.seed, **self._evaluation()}
+        o, tol = self.options, 1e-6
+        request = {"analysis": "eigenpairs", "k": o.top_k, "which": "largest", "tol": tol, "backend": "losslens",
+                   "seed": o.seed, **self._evaluation()}
+        answers = self._answers(lambda old: old.which == "largest" and old.tol <= tol and len(old.values) >= o.top_k)
         return self._result(log, "eigenpairs.h5", Eigenpairs, request,
-                            lambda: eigenpairs(self._operator(), k=o.top_k, seed=o.seed))
+                            lambda: eigenpairs(self._operator(), k=o.top_k, tol=tol, seed=o.seed),
+                            lambda old: None if answers(old) is None else _top(old, o.top_k))
 
     def _trace(self, log: Log):
         from losslens.landscape.spectrum import TraceEstimate, trace
 
         o = self.options
-        request = {"analysis": "trace", "method": "hutch++", "n_matvec": o.trace_samples, "seed": o.seed,
-                   **self._evaluation()}
+        request = {"analysis": "trace", "method": "hutch++", "n_matvec": o.trace_samples, "backend": "losslens",
+                   "seed": o.seed, **self._evaluation()}
+        answers = self._answers(lambda old: (old.method, old.n_matvec, old.meta.get("seed"))
+                                == ("hutch++", o.trace_samples, o.seed))
         return self._result(log, "trace.h5", TraceEstimate, request,
-                            lambda: trace(self._operator(), method="hutch++", n_matvec=o.trace_samples, seed=o.seed))
+                            lambda: trace(self._operator(), method="hutch++", n_matvec=o.trace_samples, seed=o.seed),
+                            answers)
 
     def _density(self, log: Log):
         from losslens.landscape.spectrum import Spectrum, density
@@ -252,9 +282,11 @@ class Analyses:
         o = self.options
         n_lanczos = min(o.lanczos_steps, self.ev.space.size)
         request = {"analysis": "density", "n_vectors": o.density_vectors, "n_lanczos": n_lanczos, "seed": o.seed,
-                   **self._evaluation()}
+                   "backend": "losslens", **self._evaluation()}
+        answers = self._answers(lambda old: (old.meta.get("n_vectors"), old.meta.get("n_lanczos"), old.meta.get("seed"))
+                                == (o.density_vectors, n_lanczos, o.seed))
         return self._result(log, "spectrum.h5", Spectrum, request, lambda: density(
-            self._operator(), n_vectors=o.density_vectors, n_lanczos=n_lanczos, seed=o.seed))
+            self._operator(), n_vectors=o.density_vectors, n_lanczos=n_lanczos, seed=o.seed), answers)
 
     def _hessian_plane(self, log: Log):
         """The plane of the top two Hessian eigenvectors (those of ``eigenpairs.h5``), as ``losslens fit``

@@ -8,7 +8,8 @@ planes of all subjects are compared, and rank 0 draws every section (``sections.
 
 With one subject its files go straight into ``OUT`` under the names of the individual commands
 (``surface.h5``, ``eigenpairs.h5``, ...), so a report reuses what ``losslens surface`` and the others
-computed there; with several, into ``OUT/<name>/``.
+computed there when it answers the report's request, and otherwise writes ``report-<name>`` beside it
+(``_store``); with several, into ``OUT/<name>/``.
 """
 
 from __future__ import annotations

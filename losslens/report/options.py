@@ -28,9 +28,14 @@ class ReportOptions:
     Attributes:
         model, model_kwargs: the architecture (default: the built-in model a checkpoint records).
         data: the data set (default: the built-in one a checkpoint records, else ``digits``).
-        split: ``"train"`` or ``"test"``. subset: evaluate a seeded subset of this many samples (``None``: all).
+        split: ``"train"`` or ``"test"``.
+        subset: evaluate a seeded subset of this many samples (``None``: all).
         seed: seeds the subset, the random directions, the Hessian estimators, t-SNE and the replay.
-        device, bn, threads, unsafe_pickle: as for ``Evaluator``.
+        device: ``"auto"`` (CUDA when available) or a torch device.
+        bn: BatchNorm mode, ``"eval"`` (running statistics), ``"batch"`` or ``"recalibrate"``.
+        threads: intra-op CPU threads of the evaluations, ``"auto"`` (measured) or a number.
+        unsafe_pickle: load pickles holding arbitrary Python objects, which can run code from the
+            file (only for files you trust).
         steps, range: the 2D surface's grid, ``steps`` x ``steps`` points on ``range`` squared, along two
             filter-normalized random directions (Li et al. 2018).
         interpolation_steps, extrapolate: the line from the initialization to the checkpoint,
@@ -110,9 +115,9 @@ class ReportOptions:
 
     def replay_optimizers(self) -> tuple[str, ...]:
         """The optimizers replayed: those given, else ``REPLAY_OPTIMIZERS`` that are installed."""
-        from losslens.core.optimizers import is_available
+        from losslens.core.optimizers import installed
 
-        return self.optimizers or tuple(n for n in REPLAY_OPTIMIZERS if is_available(n))
+        return self.optimizers or tuple(installed(REPLAY_OPTIMIZERS))
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -23,7 +23,13 @@ PNG_DPI = 96  # two 6.8-inch figures side by side on a 1400-pixel page
 
 @dataclass(frozen=True)
 class Table:
-    """A table of figures: ``columns`` and one list of cells per row (numbers, strings or ``None``)."""
+    """A table of figures: ``columns`` and one list of cells per row (numbers, strings or ``None``).
+
+    Attributes:
+        caption: what the table shows.
+        columns: the column names.
+        rows: one tuple of cells per row (numbers, strings or ``None``), in the order of ``columns``.
+    """
 
     caption: str
     columns: tuple[str, ...]
@@ -76,6 +82,17 @@ class Section:
         warnings: what the analysis warned about. provenance: one ``Provenance`` per result file.
         error: why the analysis failed (the section then holds only this), ``None`` otherwise.
         details: further text shown collapsed (e.g. a failure's traceback).
+
+    Attributes:
+        id: the HTML anchor.
+        title: the heading.
+        text: a short explanation (plain text).
+        figures: ``Plot`` and ``Image`` items.
+        tables: ``Table`` items.
+        warnings: what the analysis warned about.
+        provenance: one ``Provenance`` per result file.
+        error: why the analysis failed (the section then holds only this), ``None`` otherwise.
+        details: further text shown collapsed (e.g. a failure's traceback).
     """
 
     id: str
@@ -91,7 +108,13 @@ class Section:
 
 @dataclass(frozen=True)
 class Report:
-    """The sections of a report and its own provenance (``meta``: inputs, options, versions, files)."""
+    """The sections of a report and its own provenance (``meta``: inputs, options, versions, files).
+
+    Attributes:
+        title: the page's title.
+        sections: the ``Section`` items, in the page's order.
+        meta: the report's own provenance: inputs, options, versions and the files written.
+    """
 
     title: str
     sections: tuple[Section, ...]
@@ -121,7 +144,8 @@ class Report:
         body = ["</head>", "<body>", f"<h1>{_e(self.title)}</h1>", self._toc()]
         counter = iter(range(len(plots)))
         body += [_section(s, counter) for s in self.sections]
-        body += [_provenance_block("Report provenance", self.meta), "</body>", "</html>", ""]
+        body += [_provenance_block("Report provenance", self.meta)] + ([_REFIT] if plots else [])
+        body += ["</body>", "</html>", ""]
         return "\n".join(head + body)
 
     def write(self, path: str | os.PathLike) -> Path:
@@ -189,9 +213,10 @@ def _figure(item, section_id: str, counter) -> str:
 
 
 def _table(t: Table) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in t.columns)
+    head = "".join(f"<th>{_e(c).replace('_', '_<wbr>')}</th>" for c in t.columns)  # long names may wrap
     rows = "".join("<tr>" + "".join(f"<td>{_e(cell(v))}</td>" for v in row) + "</tr>" for row in t.rows)
-    return f"<table><caption>{_e(t.caption)}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return (f'<div class="table-box"><table><caption>{_e(t.caption)}</caption><thead><tr>{head}</tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>")
 
 
 def _provenance_block(summary: str, meta: dict) -> str:
@@ -199,7 +224,7 @@ def _provenance_block(summary: str, meta: dict) -> str:
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts.items())
     text = json.dumps(meta, indent=1, default=str)
     return (f'<details class="provenance"><summary>{_e(summary)}</summary>'
-            + (f"<table>{rows}</table>" if rows else "")
+            + (f'<div class="table-box"><table>{rows}</table></div>' if rows else "")
             + f"<details><summary>all metadata</summary><pre>{_e(text)}</pre></details></details>")
 
 
@@ -266,24 +291,40 @@ def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
+# Each plotly figure is drawn while the page is parsed, before the boxes after it exist (a table beside it
+# narrows it later), and plotly's own "responsive" follows only the window: refit each one to its box
+# whenever that box changes size, and once at load.
+_REFIT = """<script>window.addEventListener("load", function () {
+  if (!window.ResizeObserver || !window.Plotly) return;
+  var refit = new ResizeObserver(function (entries) {
+    entries.forEach(function (e) { if (e.target.offsetWidth) Plotly.Plots.resize(e.target); });
+  });
+  document.querySelectorAll(".js-plotly-plot").forEach(function (div) { refit.observe(div); });
+});</script>"""
+
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1400px;margin:0 auto;padding:0 1.5em 3em;
-color:#222;line-height:1.45}
+color:#222;line-height:1.45;overflow-wrap:break-word}
 h1{margin-top:.8em}h2{border-bottom:2px solid #446;padding-bottom:.2em;margin-top:2em}
 nav#contents{background:#f4f5f8;padding:.5em 1.5em;border-radius:6px}nav#contents h2{margin-top:.5em}
-nav#contents ol{columns:2}
+nav#contents ol{columns:2 18em;column-gap:3em}nav#contents li{break-inside:avoid}
 section{margin-bottom:2em}
-.figures{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
-.figures figure{flex:0 1 auto;margin:0;max-width:100%}.figures figure.plot{flex:1 1 100%}
+.figures{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start;min-width:0}
+.figures figure{flex:0 1 auto;margin:0;max-width:100%;min-width:0}.figures figure.plot{flex:1 1 100%}
 .figures figure.half{flex:1 1 calc(50% - .5em)}figure img{max-width:100%;height:auto;border:1px solid #ddd}
-.tables{display:flex;flex-wrap:wrap;gap:0 2.5em;align-items:flex-start}
-#summary .content{display:grid;grid-template-columns:minmax(0,3fr) minmax(0,2fr);gap:2em;align-items:start}
+.tables{display:flex;flex-wrap:wrap;gap:0 2.5em;align-items:flex-start;min-width:0;max-width:100%}
+.table-box{max-width:100%;overflow-x:auto;min-width:0}
+#summary .content{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
+#summary .figures{flex:1 1 440px}#summary .tables{flex:0 1 auto}
 figcaption{font-size:.9em;color:#555}
 table{border-collapse:collapse;margin:1em 0;font-size:.9em}caption{text-align:left;font-weight:600;padding:.3em 0}
 th,td{border:1px solid #ccd;padding:.25em .6em;text-align:left;vertical-align:top}
+td{max-width:40em}details.provenance td{word-break:break-all}
 thead th{background:#eef}tbody tr:nth-child(even){background:#fafafd}
 .warnings{background:#fff6e0;border-left:4px solid #e0a000;padding:.2em 1em;margin:1em 0}
 .warn{color:#a06000}.bad{color:#b00020;font-weight:600}.ok{color:#2a7a2a}
 details{margin:.4em 0}details.provenance>summary{cursor:pointer;color:#335}
 pre{font-size:11px;background:#f7f7f7;padding:.6em;overflow-x:auto;max-height:30em}
+@media (max-width:700px){body{padding:0 .75em 2em}.figures figure.half{flex-basis:100%}
+#summary .figures{flex-basis:100%}}
 """

@@ -96,15 +96,18 @@ def _hessian(a: Analyses, id: str, title: str) -> Section:
     values, residuals = pairs.values.tolist(), pairs.meta["residual_norms"]
     top = abs(values[0]) or 1.0
     eig_rows = tuple((i + 1, v, r, r / top) for i, (v, r) in enumerate(zip(values, residuals)))
-    rows = [("trace", f"{tr.value:.6g} ± {tr.stderr:.2g} ({tr.method}, {tr.n_matvec} Hessian-vector products)"),
-            ("parameters P", a.ev.space.size), ("mean eigenvalue trace / P", tr.value / a.ev.space.size)]
+    P = a.ev.space.size
+    rows = [("trace", f"{estimate(tr.value, tr.stderr)} ({tr.method}, {tr.n_matvec} Hessian-vector products)"),
+            ("parameters P", P), ("mean eigenvalue trace / P", estimate(tr.value / P, tr.stderr / P))]
     figures = [Image.of(plot_eigenvalues(pairs), "top eigenvalues (Lanczos), with their residual norms")]
     if spectrum is not None:
         definite = spectrum.lambda_min > 0 and math.isfinite(spectrum.condition)
         rows += [("lowest and highest Ritz value", f"{spectrum.lambda_min:.4g}, {spectrum.lambda_max:.4g}"),
                  ("condition number", spectrum.condition if definite else
-                  "undefined: the Hessian is not positive definite here"),
-                 ("trace from the density's start vectors", spectrum.trace_estimate)]
+                  "undefined: the Hessian is not positive definite here")]
+        if spectrum.trace_stderr is not None:  # one start vector gives no error bar: no row
+            slq = estimate(spectrum.trace_estimate, spectrum.trace_stderr)
+            rows.append(("trace from the density's start vectors", f"{slq} (SLQ, {len(spectrum.nodes)} start vectors)"))
         figures.append(Image.of(plot_density(spectrum), "eigenvalue density (stochastic Lanczos quadrature), "
                                                         "log scale"))
     checks = eigenpair_checks(values, residuals)
@@ -182,6 +185,7 @@ def _fit(a: Analyses, id: str, title: str) -> Section:
         checks.append("the fitted minimum lies on the edge of the grid: the surface keeps descending beyond it")
     if fit.n_excluded:
         checks.append(f"{fit.n_excluded} points with a NaN or infinite loss were left out of the fit")
+    checks += _degenerate(fit)
     text = ("The plane through w0 along the top two Hessian eigenvectors (unit vectors, the eigenpairs above), with "
             f"a {fit.model} fitted by least squares, as in the book chapter. On these axes the fitted curvature is a "
             "second derivative along the same directions as the eigenvalues, so the two can be compared: a check of "
@@ -205,15 +209,20 @@ def _replay(a: Analyses, id: str, title: str) -> Section:
     checks = [f"{label} {status} (at step {stop['step']})" for label, status, stop in
               zip(r.labels, r.status, r.meta["stops"]) if status != "completed"]
     objective = r.meta["objective"]
-    on = (f"the {objective['model']} fit above (a smooth stand-in for the loss on the Hessian plane)"
-          if objective.get("kind") == "fit" else f"the test function {objective.get('function')} (there is no fit)")
+    on_fit = objective.get("kind") == "fit"
+    on = (f"the {objective['model']} fit above (a smooth stand-in for the loss on the Hessian plane: the values "
+          "are the fit's, not the loss)" if on_fit else
+          f"the test function {objective.get('function')} (there is no fit)")
+    if on_fit and a.done("fit") is not None:
+        checks += ["the replay runs on a degenerate fit (see the fit's section)"] if _degenerate(a.done("fit")) else []
+    header = tuple(_replay_value(on_fit) if c == "final_loss" else c for c in columns)
     text = (f"Optimizers run side by side from one start on {on}; tolerance {r.meta['tol']:g} above the lowest value. "
             "Flags compare each learning rate with the gradient-descent stability limit 2 / lambda_max at the start "
             "and at the minimum.")
     return assemble(a, "replay", id, title, text,
                     [Image.of(plot_paths(r), "paths over the objective's contours"),
-                     Image.of(plot_convergence(r), "loss per step")],
-                    [Table("Summary", columns, rows)], checks)
+                     Image.of(plot_convergence(r), f"{'fitted ' if on_fit else ''}value per step")],
+                    [Table("Summary", header, rows)], checks)
 
 
 def _trajectory(a: Analyses, id: str, title: str) -> Section:
@@ -317,7 +326,7 @@ def _key_figures(a: Analyses) -> list[tuple[str, object]]:
     if pairs is not None:
         rows.append(("Hessian top eigenvalues", [float(v) for v in pairs.values]))
     if tr is not None:
-        rows.append(("Hessian trace", f"{tr.value:.4g} ± {tr.stderr:.2g}"))
+        rows.append(("Hessian trace", estimate(tr.value, tr.stderr)))
     m, t = a.done("multiscale"), a.done("topology")
     if m is not None:
         rows.append(("roughness", m.roughness))
@@ -326,11 +335,15 @@ def _key_figures(a: Analyses) -> list[tuple[str, object]]:
     fit = a.done("fit")
     if fit is not None:
         rows += [("fit R^2", fit.r2), ("fitted curvature", fit.curvature.tolist())]
+        if _degenerate(fit):
+            rows.append(("fit", "degenerate (see its section)"))
     r = a.done("replay")
     if r is not None:
         completed = [row for row in r.summary_rows() if row["status"] == "completed"] or r.summary_rows()
         best = min(completed, key=lambda row: row["final_loss"])
-        rows.append(("replay: lowest final loss", f"{best['optimizer']} ({best['final_loss']:.4g})"))
+        on_fit = r.meta["objective"].get("kind") == "fit"
+        rows.append((f"replay: lowest {_replay_value(on_fit).replace('_', ' ')}",
+                     f"{best['optimizer']} ({best['final_loss']:.4g})"))
     pca = a.done("trajectory_pca")
     if pca is not None:
         rows.append(("trajectory: variance on PC1 + PC2", float(sum(pca.explained_variance_ratio[:2]))))
@@ -349,7 +362,8 @@ def comparison(result, log, failure, planes: dict[str, str]) -> Section:
     text = ("The planes of this report side by side: " + "; ".join(f"{k}: {v}" for k, v in planes.items())
             + ". Per plane its loss range, basins and loops (topology), roughness (multiscale) and sharpness "
             "lambda_max at its centre; per pair the bottleneck and Wasserstein distances of their persistence "
-            "diagrams (in loss units; they need no common grid).")
+            "diagrams (in loss units; they need no common grid; classes that never die are matched among themselves "
+            "and how many are left over is its own column).")
     rows = tuple(tuple(r.get(c) for c in TABLE_COLUMNS) for r in result.rows)
     distances = tuple(tuple(d.get(c) for c in DISTANCE_COLUMNS) for d in result.distances)
     warnings = tuple(dict.fromkeys(log.warnings + list(result.meta["warnings"])))
@@ -386,6 +400,26 @@ def eigenpair_checks(values: list[float], residuals: list[float]) -> list[str]:
                        f"eigenvalue, against a residual of {r:.3g} (Davis-Kahan: sin(angle) <= {bound:.2g}); "
                        "directions along it are arbitrary")
     return out
+
+
+def _replay_value(on_fit: bool) -> str:
+    """What a replay's final value is: the fit's value (a stand-in for the loss), or a test function's."""
+    return "final_fitted_value" if on_fit else "final_function_value"
+
+
+def _degenerate(fit) -> list[str]:
+    """Why a fit is degenerate (a parameter at its bound, a standard error larger than its value), as
+    ``SurfaceFit`` records it; empty when it is not, or when the fit records no such flag."""
+    if not getattr(fit, "degenerate", False):
+        return []
+    return [f"the {fit.model} fit is degenerate: {w}" for w in getattr(fit, "warnings", ())] or [
+        f"the {fit.model} fit is degenerate"]
+
+
+def estimate(value: float, stderr: float) -> str:
+    """``value ± stderr``, said to be not resolved when the standard error is not smaller than the value."""
+    text = f"{value:.6g} ± {stderr:.2g}"
+    return text if stderr < abs(value) else f"not resolved: error larger than value ({text})"
 
 
 def _point_rows(s) -> list[tuple]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Sequence
@@ -40,6 +39,7 @@ import torch
 
 from losslens import _io
 from losslens.errors import ConfigError
+from losslens.results import ResultDisplay, to_dataframe
 from losslens.trajectories._table import write_csv
 from losslens.trajectories.paths import DEFAULT_THRESHOLD, TrajectoryPaths, plane_surface, trajectory_paths
 from losslens.trajectories.pca import DEFAULT_BUDGET, trajectory_pca
@@ -57,8 +57,8 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
 RUNS_DIR = "runs"  # under the output directory: one run directory per optimizer
 
 
-@dataclass(frozen=True, eq=False)
-class OptimizerComparison:
+@dataclass(frozen=True, eq=False, repr=False)
+class OptimizerComparison(ResultDisplay):
     """Runs compared on one joint PCA plane.
 
     Attributes:
@@ -76,6 +76,10 @@ class OptimizerComparison:
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write the table as CSV with the header ``COMPARISON_COLUMNS``; returns the path."""
         return write_csv(path, self.table, COMPARISON_COLUMNS)
+
+    def to_pandas(self):
+        """The table, one row per run, as a ``pandas.DataFrame`` (pandas is needed)."""
+        return to_dataframe(self.table, COMPARISON_COLUMNS)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to an HDF5 file (kind ``comparison``), the paths included; returns the path."""
@@ -179,11 +183,18 @@ def train_optimizers(
     Args:
         optimizers: optimizer names (see ``losslens.core.optimizers``); default
             ``COMPARISON_DEFAULTS``, without those whose package is missing (lion needs
-            ``pytorch-optimizer``), which are skipped with a warning.
+            ``pytorch-optimizer``), which are skipped with one warning each (``installed``).
         out: the output directory.
         lrs: learning rates by name, over ``DEFAULT_LRS``.
         options: optimizer options by name (``{"momentum": {"dampening": 0.9}}``), over ``DEFAULT_OPTIONS``.
-        model, data, epochs, batch_size, seed, model_kwargs, device, progress: as in ``train``.
+        model: a built-in model name or import string, built for the data and initialized with ``seed``.
+        data: a data set name or import string (its train split trained on, its test split evaluated).
+        epochs: passes over the training set of each run.
+        batch_size: samples per optimizer step.
+        seed: the seed of the common initialization and of the batches' order.
+        model_kwargs: options of a built-in model (``{"hidden": [128, 64]}``).
+        device: ``"auto"`` (CUDA when available) or a torch device.
+        progress: show progress bars.
 
     Returns:
         ``(run directories, notes)``: the runs in the order of ``optimizers``, and a note per
@@ -193,15 +204,12 @@ def train_optimizers(
         ConfigError: an unknown or repeated optimizer, one without a default learning rate and
             none given, a learning rate for an optimizer not compared.
     """
-    from losslens.core.optimizers import COMPARISON_DEFAULTS, is_available, make_optimizer, resolve_optimizer
+    from losslens.core.optimizers import COMPARISON_DEFAULTS, installed, make_optimizer, resolve_optimizer
 
     notes = []
     if optimizers is None:
-        optimizers = [o for o in COMPARISON_DEFAULTS if is_available(o)]
-        notes = [f"{o} skipped: its optimizer package is not installed (lion: pip install pytorch-optimizer)"
-                 for o in COMPARISON_DEFAULTS if o not in optimizers]
-        for note in notes:
-            warnings.warn(note, stacklevel=2)
+        optimizers = installed(COMPARISON_DEFAULTS)
+        notes = [f"{o} skipped: pytorch-optimizer is not installed" for o in COMPARISON_DEFAULTS if o not in optimizers]
     optimizers = list(optimizers)
     if len(set(optimizers)) != len(optimizers) or not optimizers:
         raise ConfigError(f"give each optimizer once (and at least one), got {optimizers}")
@@ -268,6 +276,29 @@ def compare_optimizers(
 
     The plane's origin is the common initialization (the first run's first checkpoint), where every
     path starts, so each residual measures how much of a run's displacement from it the plane hides.
+
+    Args:
+        optimizers: optimizer names (see ``losslens.core.optimizers``); default ``COMPARISON_DEFAULTS`` without
+            those whose package is missing (each said once in a warning).
+        out: the output directory; the runs go to ``out/runs/<name>``.
+        lrs: learning rates by name, over ``DEFAULT_LRS``.
+        options: optimizer options by name (``{"momentum": {"dampening": 0.9}}``), over ``DEFAULT_OPTIONS``.
+        model: a built-in model name or import string, built for the data and initialized with ``seed``.
+        data: a data set name or import string (its train split trained on, its test split evaluated).
+        epochs: passes over the training set of each run.
+        batch_size: samples per optimizer step.
+        seed: the seed of the common initialization and of the batches' order.
+        model_kwargs: options of a built-in model (``{"hidden": [128, 64]}``).
+        device: ``"auto"`` (CUDA when available) or a torch device.
+        evaluator: the ``Evaluator`` of the plane's loss; default the first run's model on its data's ``split``.
+        split: the split evaluated when ``evaluator`` is not given: ``"train"`` or ``"test"``.
+        threshold: the largest relative residual (share of a checkpoint's displacement from the origin off the
+            plane) of a trusted point.
+        steps: grid points per axis of the plane, or ``(nx, ny)``.
+        margin: the grid extends this fraction of the paths' span beyond them.
+        surface_path: HDF5 file of the plane's surface (resumed when it holds the same grid); ``None`` keeps it in
+            memory.
+        progress: show progress bars.
 
     Returns:
         ``(comparison, surface)`` as ``compare_runs``; ``comparison.meta["notes"]`` lists skipped

@@ -29,6 +29,7 @@ import numpy as np
 
 from losslens import _io
 from losslens.errors import ConfigError
+from losslens.results import ResultDisplay
 from losslens.trajectories._table import write_csv
 from losslens.trajectories.pca import TrajectoryPCA, checkpoint_from_record, checkpoint_record, trajectory_pca
 from losslens.trajectories.series import Checkpoint
@@ -39,8 +40,8 @@ EMBEDDING_COLUMNS: tuple[str, ...] = ("method", "run", "step", "epoch", "x", "y"
 MIN_TSNE_ITER = 250  # scikit-learn's lower bound on max_iter
 
 
-@dataclass(frozen=True, eq=False)
-class Embedding:
+@dataclass(frozen=True, eq=False, repr=False)
+class Embedding(ResultDisplay):
     """Checkpoints placed in the plane by one method, with the trustworthiness of the picture.
 
     Attributes:

@@ -38,25 +38,28 @@ Box = tuple[tuple[float, float], tuple[float, float]]
 
 class Objective:
     """A loss of two coordinates for replays.
-
-    Args:
-        fn: ``(K, 2)`` tensor -> ``(K,)`` tensor, differentiable twice by autograd; ``None`` in a
-            subclass that overrides ``value_and_grad``.
-        name: what it is, for titles and metadata.
-        domain: ``((x_min, x_max), (y_min, y_max))``: where it is defined when ``strict``, else a box
-            for pictures.
-        strict: a path that leaves ``domain`` stops there (the objective is undefined outside).
-        minimum: its minimum ``(x, y)`` when known; min_value: its value there when known.
-        start: a default start point.
-        meta: provenance (JSON-compatible).
-        value_name: what its values are, for tables and axes: ``"loss"``, or ``"fitted loss"`` for a
-            fit (the fit's value, not the model's loss); kept in ``meta["value_name"]``.
     """
 
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor] | None = None, *, name: str = "objective",
                  domain: Box | None = None, strict: bool = False, minimum: tuple[float, float] | None = None,
                  min_value: float | None = None, start: tuple[float, float] | None = None, meta: dict | None = None,
                  value_name: str = "loss"):
+        """A loss of two coordinates.
+
+        Args:
+            fn: ``(K, 2)`` tensor -> ``(K,)`` tensor, differentiable twice by autograd; ``None`` in a
+                subclass that overrides ``value_and_grad``.
+            name: what it is, for titles and metadata.
+            domain: ``((x_min, x_max), (y_min, y_max))``: where it is defined when ``strict``, else a box
+                for pictures.
+            strict: a path that leaves ``domain`` stops there (the objective is undefined outside).
+            minimum: its minimum ``(x, y)`` when known.
+            min_value: its value there when known.
+            start: a default start point.
+            meta: provenance (JSON-compatible).
+            value_name: what its values are, for tables and axes: ``"loss"``, or ``"fitted loss"`` for a
+                fit (the fit's value, not the model's loss); kept in ``meta["value_name"]``.
+        """
         if strict and domain is None:
             raise ValueError("a strict objective needs its domain")
         self.fn, self.name, self.domain, self.strict = fn, name, domain, strict
@@ -112,7 +115,12 @@ class Objective:
 
 
 def function_objective(function: str | AnalyticFunction, **options) -> Objective:
-    """A test function of ``losslens.landscape.functions`` (by name, with its options) as an objective."""
+    """A test function of ``losslens.landscape.functions`` (by name, with its options) as an objective.
+
+    Args:
+        function: a test function or its name (``losslens.landscape.functions.FUNCTIONS``).
+        options: keyword options of the function made by name (e.g. ``kappa``).
+    """
     f = get_function(function, **options) if isinstance(function, str) else function
     return Objective(f, name=f.name, domain=f.domain, minimum=f.minima[0] if f.minima else None,
                      min_value=f.min_value, start=f.start,
@@ -121,6 +129,9 @@ def function_objective(function: str | AnalyticFunction, **options) -> Objective
 
 def fit_objective(fit) -> Objective:
     """A fitted plane (a ``SurfaceFit``) as an objective, defined everywhere; its box is the grid's.
+
+    Args:
+        fit: a ``SurfaceFit`` of a plane.
 
     Raises:
         ConfigError: a fit of a line.
@@ -157,6 +168,10 @@ def grid_objective(surface) -> Objective:
 def as_objective(thing) -> Objective:
     """An ``Objective`` from an objective, a test function (or its name), a ``SurfaceFit``, a surface
     (``x``, ``y``, ``loss``: its grid), or a callable ``(K, 2) -> (K,)``.
+
+    Args:
+        thing: an ``Objective``, a test function or its name, a ``SurfaceFit``, a surface, or a callable ``(K, 2) ->
+            (K,)``.
 
     Raises:
         ConfigError: none of these.
@@ -201,16 +216,6 @@ class PlaneLoss(Objective):
     directions: weight-space distances for unit directions (Hessian eigenvectors), fractions of the
     weights' norms for filter-normalized random ones.
 
-    Args:
-        evaluator: the ``Evaluator`` whose mean loss is descended (any dtype and device; values come
-            back as float64 on the CPU).
-        directions: ``Directions`` with two rows or a ``(2, P)`` tensor; default the surface's.
-        w0: ``(P,)`` the plane's origin; default the surface's, else ``evaluator.w0``.
-        surface: the loss on a grid of this plane (a ``Surface``), for pictures and defaults.
-        domain: ``((x_min, x_max), (y_min, y_max))`` for pictures; default the surface's box.
-        start: a default start point; default halfway from the box's centre to its upper-left corner.
-        name: for titles.
-
     Raises:
         ValueError: directions that are not two vectors of the evaluator's size, or a surface of another
             plane (origin or directions) or of another loss (evaluator settings), naming what differs.
@@ -220,6 +225,18 @@ class PlaneLoss(Objective):
 
     def __init__(self, evaluator, directions=None, *, w0=None, surface=None, domain: Box | None = None,
                  start: tuple[float, float] | None = None, name: str = "true loss in the plane"):
+        """The loss of ``evaluator`` on the plane of ``directions`` through ``w0``.
+
+        Args:
+            evaluator: the ``Evaluator`` whose mean loss is descended (any dtype and device; values come
+                back as float64 on the CPU).
+            directions: ``Directions`` with two rows or a ``(2, P)`` tensor; default the surface's.
+            w0: ``(P,)`` the plane's origin; default the surface's, else ``evaluator.w0``.
+            surface: the loss on a grid of this plane (a ``Surface``), for pictures and defaults.
+            domain: ``((x_min, x_max), (y_min, y_max))`` for pictures; default the surface's box.
+            start: a default start point; default halfway from the box's centre to its upper-left corner.
+            name: for titles.
+        """
         from losslens.landscape.directions import Directions
 
         if directions is None:

@@ -37,6 +37,7 @@ import torch
 
 from losslens import _io
 from losslens.core.evaluator import EvalResult
+from losslens.results import ResultDisplay, to_dataframe
 from losslens.trajectories._table import write_csv
 from losslens.trajectories.pca import (
     DEFAULT_BUDGET, TrajectoryPCA, checkpoint_from_record, checkpoint_record, trajectory_pca,
@@ -49,8 +50,8 @@ PATHS_COLUMNS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True, eq=False)
-class TrajectoryPaths:
+@dataclass(frozen=True, eq=False, repr=False)
+class TrajectoryPaths(ResultDisplay):
     """Checkpoints of one or several runs on a PCA plane, with residuals and true/plane losses.
 
     Attributes:
@@ -62,7 +63,8 @@ class TrajectoryPaths:
             same run (0 for a run's first), in the full weight space.
         distance_from_init: ``(T,)`` distance to the first checkpoint of the same run (its
             initialization, for a run of ``losslens train``), in the full weight space.
-        true_loss: ``(T,)`` :math:`L(x_t)`. plane_loss: ``(T,)`` :math:`L(p_t)`.
+        true_loss: ``(T,)`` :math:`L(x_t)`.
+        plane_loss: ``(T,)`` :math:`L(p_t)`, the loss at the projection on the plane.
         true_metrics, plane_metrics: ``{name: (T,)}`` the evaluator's metrics at the same points.
         meta: ``threshold``; ``pca`` (explained variance ratio and singular values of the two
             components, origin index and checkpoint, points and parameters); the evaluator's
@@ -137,6 +139,15 @@ class TrajectoryPaths:
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write ``paths_table()`` as CSV with the header ``PATHS_COLUMNS``; returns the path."""
         return write_csv(path, self.paths_table(), PATHS_COLUMNS)
+
+    def key_figures(self) -> dict:
+        """Runs, checkpoints, the trust threshold and how many checkpoints are above it."""
+        return {"runs": self.runs, "checkpoints": len(self), "threshold": self.threshold,
+                "untrusted": int((~self.trusted).sum())}
+
+    def to_pandas(self):
+        """``paths_table()`` as a ``pandas.DataFrame`` (pandas is needed)."""
+        return to_dataframe(self.paths_table(), PATHS_COLUMNS)
 
     def save_projection(self, path: str | os.PathLike, run: str | None = None) -> Path:
         """A projection file of the older loss-landscape tool (tomgoldstein/loss-landscape): one run's
@@ -299,6 +310,11 @@ def plane_grid(paths: TrajectoryPaths, steps: int | tuple[int, int] = 41, margin
     """``(x, y)`` grid coordinates covering every projected point and the origin, each axis widened
     by ``margin`` times its span on both sides (a span of 0 counts as 1).
 
+    Args:
+        paths: the ``TrajectoryPaths`` whose projected points the grid covers.
+        steps: grid points per axis, or ``(nx, ny)``.
+        margin: the fraction of each axis's span added on both sides (>= 0).
+
     Raises:
         ValueError: fewer than 2 steps, or a negative margin.
     """
@@ -330,6 +346,16 @@ def plane_surface(
 
     Computed by ``losslens.landscape.surface.surface_2d`` (resumable with ``path``, shared among
     torchrun processes), with ``meta`` (the caller's provenance) and the runs and threshold of the paths.
+
+    Args:
+        evaluator: the ``Evaluator`` that computes every value.
+        pca: the ``TrajectoryPCA`` whose origin :math:`o` and directions :math:`v_1, v_2` span the plane.
+        paths: the ``TrajectoryPaths`` on that plane (they set the grid's extent).
+        steps: grid points per axis, or ``(nx, ny)``.
+        margin: the fraction of each axis's span added on both sides (>= 0).
+        path: HDF5 file of the surface, resumed when it holds the same grid; ``None`` keeps it in memory.
+        progress: show a progress bar over the grid points.
+        meta: the caller's provenance, stored in the surface's ``meta``.
 
     Returns:
         The surface, its ``loss`` of shape ``(ny, nx)`` (``loss[iy, ix]`` at ``(x[ix], y[iy])``).

@@ -47,13 +47,14 @@ import torch
 
 from losslens import _io
 from losslens.landscape.directions import Directions
+from losslens.results import ResultDisplay
 from losslens.trajectories.series import Checkpoint, CheckpointSeries
 
 DEFAULT_BUDGET = 2 << 30  # bytes of checkpoints the Gram pass holds at once
 
 
-@dataclass(frozen=True, eq=False)
-class TrajectoryPCA:
+@dataclass(frozen=True, eq=False, repr=False)
+class TrajectoryPCA(ResultDisplay):
     """Principal components of one or several runs' checkpoints (one basis for all).
 
     Attributes:

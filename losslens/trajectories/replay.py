@@ -52,6 +52,7 @@ import torch
 from losslens import _io
 from losslens.core.optimizers import make_optimizer
 from losslens.errors import ConfigError
+from losslens.results import ResultDisplay, to_dataframe
 from losslens.trajectories.objectives import Objective, as_objective
 
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step")
@@ -69,7 +70,14 @@ BACKGROUND_POINTS = 121  # per axis, for the contour behind the paths
 class OptimizerSpec:
     """One optimizer of a replay: its name (as ``losslens.core.optimizers`` resolves it), learning rate,
     options, and the label it gets in tables and legends (default: the name, with the rate if two
-    optimizers share a name)."""
+    optimizers share a name).
+
+    Attributes:
+        name: the optimizer's name, as ``losslens.core.optimizers`` resolves it.
+        lr: its learning rate (``None``: the replay's ``lr``).
+        options: its options (``{"betas": [0.9, 0.99]}``).
+        label: its name in tables and legends (default: the name, with the rate if two optimizers share a name).
+    """
 
     name: str
     lr: float | None = None
@@ -77,8 +85,8 @@ class OptimizerSpec:
     label: str | None = None
 
 
-@dataclass(frozen=True, eq=False)
-class Replay:
+@dataclass(frozen=True, eq=False, repr=False)
+class Replay(ResultDisplay):
     """The paths of several optimizers on one objective.
 
     Attributes:
@@ -196,11 +204,7 @@ class Replay:
         Raises:
             ValueError: an unknown table.
         """
-        columns = self.columns(table)
-        if table == "paths":
-            rows = [[label, int(r[0]), *map(float, r[1:])] for label, p in zip(self.labels, self.paths) for r in p]
-        else:
-            rows = [[r[c] for c in SUMMARY_COLUMNS] for r in self.summary_rows()]
+        rows, columns = self._table(table)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:
@@ -208,6 +212,22 @@ class Replay:
             writer.writerow(columns)
             writer.writerows([["" if v is None else v for v in row] for row in rows])
         return path
+
+    def to_pandas(self, table: str = "paths"):
+        """``table`` (as in ``to_csv``) as a ``pandas.DataFrame`` (pandas is needed); ``None`` where a
+        value does not apply.
+
+        Raises:
+            ValueError: an unknown table.
+        """
+        return to_dataframe(*self._table(table))
+
+    def _table(self, table: str) -> tuple[list[list], tuple[str, ...]]:
+        """``(rows, columns)`` of ``"paths"`` or ``"summary"``, the columns as ``columns`` names them."""
+        columns = self.columns(table)
+        if table == "paths":
+            return [[label, int(r[0]), *map(float, r[1:])] for label, p in zip(self.labels, self.paths) for r in p], columns
+        return [[r[c] for c in SUMMARY_COLUMNS] for r in self.summary_rows()], columns
 
     def save(self, path: str | Path) -> Path:
         """Write to an HDF5 file (kind ``replay``)."""
@@ -259,8 +279,10 @@ def replay(
         start: ``(x, y)``; default the objective's ``start``.
         steps: updates per optimizer.
         options: ``{name: {option: value}}`` for optimizers listed by name (momentum, betas, ...).
-        schedule: ``"constant"``, ``"cosine"`` or ``"step"``; warmup: steps of linear warmup;
-            step_size, gamma: the ``step`` schedule's period and factor.
+        schedule: ``"constant"``, ``"cosine"`` or ``"step"``.
+        warmup: steps of linear warmup of the learning rate from 0.
+        step_size: the ``step`` schedule's period, in updates.
+        gamma: the ``step`` schedule's factor: the rate is multiplied by it every ``step_size`` updates.
         clip: clip each gradient's norm at this value (``None``: no clipping).
         noise: scale :math:`\\sigma` of the Gaussian noise added to the gradients.
         seed: seeds the noise and any randomness of the optimizers (SophiaH's Hutchinson vectors);

@@ -66,14 +66,6 @@ class CheckpointSeries:
     """The checkpoints of one run in training order, loaded lazily as flat vectors.
 
     Build it with ``from_run``, ``from_glob``, ``from_paths`` or ``open`` (any of them).
-
-    Args:
-        checkpoints: the checkpoints, in order.
-        model: a model of the architecture the checkpoints fit (only read).
-        space: the parameter space of the vectors (default ``ParameterSpace(model)``; pass
-            ``evaluator.space`` to evaluate them).
-        metadata: what is known of the run (``run.json`` without the checkpoints), or ``{}``.
-        unsafe_pickle: as in ``load_checkpoint`` (only for files you trust).
     """
 
     def __init__(
@@ -85,6 +77,17 @@ class CheckpointSeries:
         metadata: dict | None = None,
         unsafe_pickle: bool = False,
     ):
+        """The checkpoints of one run, read one at a time.
+
+        Args:
+            checkpoints: the checkpoints, in order.
+            model: a model of the architecture the checkpoints fit (only read).
+            space: the parameter space of the vectors (default ``ParameterSpace(model)``; pass
+                ``evaluator.space`` to evaluate them).
+            metadata: what is known of the run (``run.json`` without the checkpoints), or ``{}``.
+            unsafe_pickle: load pickles holding arbitrary Python objects, which can run code from the
+                file (only for files you trust).
+        """
         if not checkpoints:
             raise ConfigError("a checkpoint series needs at least one checkpoint")
         self.checkpoints: tuple[Checkpoint, ...] = tuple(checkpoints)
@@ -104,20 +107,22 @@ class CheckpointSeries:
 
         Args:
             run_dir: a directory written by ``losslens train``.
-            model: the architecture; by default built from ``run.json`` (model name and options,
-                input shape, outputs).
+            model: the architecture; by default the built-in model ``run.json`` names, built from its
+                options, input shape and outputs (an import string there is refused, never imported:
+                pass the model).
             space: as in the constructor.
             name: the run's name (default: the directory's name).
 
         Raises:
-            ConfigError: no ``run.json``, or a model that ``run.json`` cannot rebuild.
+            ConfigError: no ``run.json`` or a malformed one (see ``TrainRun.load``), or a model that
+                ``run.json`` cannot rebuild.
         """
         from losslens.core.train import TrainRun
 
         run = TrainRun.load(run_dir)
         name = name or Path(run_dir).resolve().name
         items = [
-            Checkpoint(name, i, int(c["step"]), float(c["epoch"]), run.out / c["file"])
+            Checkpoint(name, i, c["step"], c["epoch"], run.out / c["file"])
             for i, c in enumerate(run.metadata["checkpoints"])
         ]
         if model is None:
@@ -143,7 +148,9 @@ class CheckpointSeries:
             model: the architecture the files fit.
             run: the run's name (default: the name of the files' common directory).
             order: ``"auto"`` (metadata steps, else epochs, else numbers in the names) or ``"given"``.
-            space, unsafe_pickle: as in the constructor.
+            space: the parameter space of the vectors (default ``ParameterSpace(model)``).
+            unsafe_pickle: load pickles holding arbitrary Python objects, which can run code from the
+                file (only for files you trust).
 
         Raises:
             ConfigError: no files, an unknown order, names without numbers or with equal keys.
@@ -271,7 +278,8 @@ def checkpoint_vectors(
         paths: checkpoint files (a single path gives one row).
         model: a model of the architecture the checkpoints fit (only read).
         space: the parameter space of the vectors (``evaluator.space``).
-        unsafe_pickle: as in ``load_checkpoint`` (only for files you trust).
+        unsafe_pickle: load pickles holding arbitrary Python objects, which can run code from the
+            file (only for files you trust).
 
     Returns:
         ``(T, P)`` CPU tensor in the space's dtypes.
@@ -291,17 +299,26 @@ def run_evaluator(series: CheckpointSeries, split: str = "train", *, device: str
     """An ``Evaluator`` of a run's model (at its last checkpoint) on its data set's ``split``, with the
     run's loss and, for classification, accuracy.
 
+    Args:
+        series: a ``CheckpointSeries`` of a run (``CheckpointSeries.from_run``).
+        split: ``"train"`` or ``"test"``.
+        device: ``"auto"`` (CUDA when available) or a torch device.
+
     Raises:
         ConfigError: a series without a run's metadata, or whose data set cannot be loaded by name
-            (one given as tensors): build the evaluator yourself then.
+            (one given as tensors, or an import string, which is never imported from run.json):
+            build the evaluator yourself then.
     """
-    from losslens.core.data import load_dataset
+    from losslens.core.data import DATASET_NAMES, load_dataset
     from losslens.core.evaluator import Evaluator
+    from losslens.core.provenance import trusted_name
 
     info = series.metadata
     if not info.get("data") or not info.get("loss"):
         raise ConfigError(f"run {series.run!r}: no run.json data set and loss to build an evaluator from; pass one")
-    data = load_dataset(info["data"], split)
+    name = trusted_name(info["data"], DATASET_NAMES, what="data set", flag="an evaluator (evaluator=...) on",
+                        source=f"run {series.run!r}'s run.json")
+    data = load_dataset(name, split)
     metrics = ("accuracy",) if data.task == "classification" else ()
     return Evaluator.from_checkpoint(series[-1].path, series.model, data, loss_fn=info["loss"], metrics=metrics,
                                      device=device, unsafe_pickle=series.unsafe_pickle)
@@ -310,6 +327,11 @@ def run_evaluator(series: CheckpointSeries, split: str = "train", *, device: str
 def run_series(run_dir: str | os.PathLike, evaluator, *, name: str | None = None) -> CheckpointSeries:
     """A run's checkpoints read with ``evaluator``'s architecture, as points of its parameter space
     (a checkpoint that does not fit is named with its keys).
+
+    Args:
+        run_dir: a run directory written by ``train`` (``run.json`` and its checkpoints).
+        evaluator: the ``Evaluator`` whose model architecture and parameter space read the checkpoints.
+        name: the run's name (default: the directory's name).
 
     Raises:
         ConfigError: not a run directory. CheckpointError (when read): a file that does not fit.
@@ -355,14 +377,17 @@ def natural_key(name: str) -> tuple:
 
 
 def model_of_run(info: dict, where) -> nn.Module:
-    """The model a ``run.json`` describes, built again (its weights are the checkpoints' business).
+    """The built-in model a ``run.json`` describes, built again (its weights are the checkpoints' business).
 
     Raises:
-        ConfigError: the run was trained on a module given as an object, which cannot be rebuilt.
+        ConfigError: the run was trained on a module given as an object, which cannot be rebuilt, or
+            on a model named by an import string, which a file may not make losslens import.
     """
-    from losslens.core.models import build_model
+    from losslens.core.models import MODEL_NAMES, build_model
+    from losslens.core.provenance import trusted_name
 
-    name = info.get("model")
+    name = trusted_name(info.get("model"), MODEL_NAMES, what="model", flag="the model (model=...) built from",
+                        source=f"{where}/run.json")
     if not name:
         raise ConfigError(
             f"{where}: the run was trained on a model given as a module ({info.get('model_class')}), which cannot "

@@ -2,6 +2,8 @@
 
 import csv
 import json
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -100,7 +102,7 @@ def test_topology_options(tmp_path, capsys):
     Z = wells()
     Z[0, 0] = np.inf
     path = write_surface(tmp_path / "surface.h5", Z)
-    assert main(["topology", str(path), "--threshold", "2", "--construction", "cells", "--normalize",
+    assert main(["topology", str(path), "--min-persistence", "2", "--construction", "cells", "--normalize",
                  "--out", str(tmp_path / "o")]) == 0
     captured = capsys.readouterr()
     assert "one basin" in captured.out and "1 non-finite value (0 NaN, 1 inf)" in captured.err
@@ -147,10 +149,45 @@ def test_bad_flags_and_files_give_one_line_and_status_2(tmp_path, capsys):
     one_line_error(capsys, "multiscale", str(path), "--level", "0", contains="--level")
     one_line_error(capsys, "multiscale", str(path), "--level", "9", contains="valid levels are 1..4")
     one_line_error(capsys, "multiscale", str(path), "--preset", "paper", contains="--preset")
-    one_line_error(capsys, "topology", str(path), "--threshold", "-1", contains="threshold must be")
+    one_line_error(capsys, "topology", str(path), "--min-persistence", "-1", contains="threshold must be")
     one_line_error(capsys, "topology", str(path), "--construction", "pixels", contains="--construction")
     one_line_error(capsys, "topology", str(tmp_path / "missing.h5"), contains="no such file")
     (tmp_path / "text.h5").write_text("not hdf5")
     one_line_error(capsys, "multiscale", str(tmp_path / "text.h5"), contains="not an HDF5 file")
     one_line_error(capsys, "compare-surfaces", str(path), contains="at least 2 surface files")
     one_line_error(capsys, "compare-surfaces", str(path), str(path), "--names", "a", contains="1 names for 2 files")
+
+
+def test_repeated_coordinates_are_refused_by_every_analysis(tmp_path, capsys):
+    y = Y.copy()
+    y[7] = y[6]  # two rows of the grid at one place
+    path = write_surface(tmp_path / "dup.h5", wells(), y=y)
+    good = write_surface(tmp_path / "good.h5", wells())
+    for argv in (["multiscale", path], ["topology", path], ["plot", path], ["compare-surfaces", good, path]):
+        one_line_error(capsys, *map(str, argv),
+                       contains=f"{path}: y coordinates must be strictly increasing: {float(y[6])!r} is repeated "
+                                "(y[6] = y[7])")
+
+
+def test_compare_surfaces_returns_when_the_basin_counts_differ(tmp_path):
+    """One well against three: gudhi's hera Wasserstein never returned on such diagrams."""
+    from losslens.landscape.surface import Surface
+
+    XX, YY = np.meshgrid(X, Y)
+    def plateau(wells):  # noqa: E306 - minima 5 - depth at the centres (grid points), merging at 5
+        return 5.0 - sum(d * np.maximum(0.0, 1.0 - ((XX - cx) ** 2 + (YY - cy) ** 2) / 0.09) for cx, cy, d in wells)
+    a = Surface.from_arrays(X, Y, plateau([(1.0, 0.5, 3.0)])).save(tmp_path / "one.h5")
+    three = plateau([(1.0, 0.5, 3.0), (2.2, 1.0, 2.0), (3.0, 1.5, 1.0)])
+    b = Surface.from_arrays(X, Y, three).save(tmp_path / "three.h5")
+    done = subprocess.run([sys.executable, "-m", "losslens", "compare-surfaces", str(a), str(b), "--out",
+                           str(tmp_path / "o")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (pair,) = json.loads((tmp_path / "o" / "compare_surfaces.json").read_text())["distances"]
+    # H0: [[2, inf]] against [[2, inf], [3, 5], [4, 5]]: the essential classes match (gap 0), the two finite
+    # points go to the diagonal at (5 - 3) / 2 = 1 and (5 - 4) / 2 = 0.5 (sup norm)
+    assert pair["bottleneck_h0"] == pytest.approx(1.0) and pair["wasserstein_h0"] == pytest.approx(1.5)
+    assert pair["essential_count_difference_h0"] == 0 and pair["essential_count_difference_h1"] == 0
+    assert pair["bottleneck_h1"] == 0 and pair["wasserstein_h1"] == 0
+    with open(tmp_path / "o" / "distances.csv") as f:
+        assert next(csv.DictReader(f))["essential_count_difference_h0"] == "0"
+

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -48,10 +49,20 @@ def test_replay_with_no_arguments_descends_the_quadratic(tmp_path, capsys):
     assert "lambda_max at the start 10" in stdout
 
 
+def test_replay_says_once_that_lion_is_left_out_without_pytorch_optimizer(monkeypatch):
+    from losslens.cli.replay import _optimizers
+
+    monkeypatch.setitem(sys.modules, "pytorch_optimizer", None)  # the package missing: importing it fails
+    with pytest.warns(UserWarning) as said:
+        assert _optimizers(None) == ["sgd", "momentum", "adam"]
+    assert [str(w.message) for w in said] == [
+        "lion skipped: it comes from pytorch-optimizer, which is not installed (pip install pytorch-optimizer)"]
+
+
 def test_replay_flags_reach_the_api(tmp_path):
     out = tmp_path / "f"
     assert main(["replay", "--function", "quadratic", "--condition", "4", "--optimizers", "sgd,adam,book-momentum",
-                 "--lr", "0.02,adam=0.1", "--option", "adam.betas=[0.8,0.9]", "--steps", "7", "--start", "1", "-1",
+                 "--lr", "0.02,adam=0.1", "--option", "adam.betas=[0.8,0.9]", "--updates", "7", "--start", "1", "-1",
                  "--schedule", "step", "--step-size", "3", "--gamma", "0.5", "--clip", "5", "--noise", "0.01",
                  "--seed", "3", "--out", str(out)]) == 0
     r = Replay.load(out / "replay.h5")
@@ -104,14 +115,14 @@ def test_fit_a_reference_file_then_replay_on_the_fit_the_grid_and_a_fit_of_it(tm
     assert info["r2"] == pytest.approx(1.0, abs=1e-9) and info["fitted_curvature"][0] == pytest.approx(2.5 / 0.25)
     assert info["meta"]["source"]["legacy"] == "loss-landscape" and info["meta"]["source"]["data"]["split"] == "train"
 
-    assert main(["replay", str(out / "fit.h5"), "--optimizers", "sgd", "--steps", "5", "--out", str(tmp_path / "a")]) == 0
+    assert main(["replay", str(out / "fit.h5"), "--optimizers", "sgd", "--updates", "5", "--out", str(tmp_path / "a")]) == 0
     assert Replay.load(tmp_path / "a" / "replay.h5").meta["objective"]["kind"] == "fit"
     assert "final_fitted_loss" in (tmp_path / "a" / "summary.csv").read_text().splitlines()[0]
     assert "final fitted loss" in capsys.readouterr().out  # the fit's value, not the model's loss
-    assert main(["replay", str(surface_file), "--optimizers", "adam", "--steps", "5", "--out", str(tmp_path / "b")]) == 0
+    assert main(["replay", str(surface_file), "--optimizers", "adam", "--updates", "5", "--out", str(tmp_path / "b")]) == 0
     grid = Replay.load(tmp_path / "b" / "replay.h5")
     assert grid.meta["objective"]["kind"] == "grid" and grid.meta["start"] == pytest.approx([-0.875, 1.125])
-    assert main(["replay", str(surface_file), "--fit", "quadratic", "--optimizers", "sgd", "--steps", "5",
+    assert main(["replay", str(surface_file), "--fit", "quadratic", "--optimizers", "sgd", "--updates", "5",
                  "--out", str(tmp_path / "c")]) == 0
     assert Replay.load(tmp_path / "c" / "replay.h5").meta["objective"]["model"] == "quadratic"
     assert main(["replay", str(out / "fit.h5"), "--fit", "gaussian", "--out", str(tmp_path / "d")]) == 2
@@ -119,13 +130,13 @@ def test_fit_a_reference_file_then_replay_on_the_fit_the_grid_and_a_fit_of_it(tm
 
 
 def test_fit_flags(tmp_path, capsys, surface_file):
-    assert main(["fit", str(surface_file), "--model", "mixture", "--components", "2", "--offset", "max",
+    assert main(["fit", str(surface_file), "--fit-model", "mixture", "--components", "2", "--offset", "max",
                  "--out", str(tmp_path)]) == 0
     fit = SurfaceFit.load(tmp_path / "fit.h5")
     assert fit.model == "mixture" and fit.names[1] == "A_1" and len(fit.names) == 11
     assert fit.parameters["offset"] == pytest.approx(Surface.load(surface_file).loss.max())
-    for argv, message in ((["--model", "gaussian", "--components", "2"], "--components applies to --model mixture"),
-                          (["--model", "quadratic", "--offset", "max"], "--offset applies to the Gaussian"),
+    for argv, message in ((["--fit-model", "gaussian", "--components", "2"], "--components applies to --fit-model mixture"),
+                          (["--fit-model", "quadratic", "--offset", "max"], "--offset applies to the Gaussian"),
                           (["--offset", "top"], "--offset must be free, max or a number")):
         assert main(["fit", str(surface_file), "--out", str(tmp_path)] + argv) == 2
         assert message in capsys.readouterr().err
@@ -144,7 +155,7 @@ def test_fit_prints_and_saves_a_degenerate_fit_and_refuses_too_few_points(tmp_pa
     assert main(["fit", str(tiny), "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err
     assert "6 free parameters" in err and "4 finite points" in err and len(err.strip().splitlines()) == 1
-    assert main(["fit", str(surface_file), "--model", "mixture", "--components", "100",
+    assert main(["fit", str(surface_file), "--fit-model", "mixture", "--components", "100",
                  "--out", str(tmp_path / "t")]) == 2
     assert "of 100 components has 501 free parameters" in capsys.readouterr().err
 

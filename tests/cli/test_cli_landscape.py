@@ -181,6 +181,16 @@ def test_hessian_warns_of_a_density_from_one_lanczos_step(tmp_path, capsys, chec
     assert len(info["density"]["warnings"]) == 2 and info["density"]["lambda_max"] < info["lambda_max"]
 
 
+def test_hessian_says_when_the_trace_is_not_resolved(tmp_path, capsys, checkpoints, monkeypatch):
+    from losslens.landscape import spectrum
+
+    monkeypatch.setattr(spectrum, "trace", lambda *a, **k: TraceEstimate(12.23, 16.0, 12, "hutch++", {}))
+    out = tmp_path / "h"
+    assert main(["hessian", checkpoints[0], "--trace-samples", "12", "--out", str(out)] + FAST) == 0
+    assert "trace 12.23 ± 16 (hutch++, 12 Hessian-vector products): not resolved" in capsys.readouterr().out
+    assert json.loads((out / "hessian.json").read_text())["trace"]["resolved"] is False
+
+
 def test_plot_redraws_saved_results(tmp_path, capsys, checkpoints):
     src = tmp_path / "src"
     assert main(["surface", checkpoints[0], "--steps", "3", "--out", str(src)] + FAST) == 0
@@ -269,7 +279,7 @@ def corrupt(tmp_path):
         (["interpolate", "--extrapolate", "1e400"], "--extrapolate", "1e400"),
         (["train", "--lr", "nan"], "--lr", "nan"),
         (["trajectory", "--perplexity", "inf"], "--perplexity", "inf"),
-        (["topology", "s.h5", "--threshold", "nan"], "--threshold", "nan"),
+        (["topology", "s.h5", "--min-persistence", "nan"], "--min-persistence", "nan"),
         (["report", "--replay-lr=-inf"], "--replay-lr", "-inf"),
         (["surface", "--seed", str(2**70)], "--seed", str(2**70)),
         (["train", "--seed", "-1"], "--seed", "-1"),
@@ -329,7 +339,7 @@ def test_bad_flags_give_one_error_line(capsys, checkpoints, argv, message):
         (["surface", "CKPT", "--model", "cnn"], "does not fit the model"),
         (["plot", "MISSING"], "missing.safetensors: no such file"),
         (["plot", "CORRUPT"], "not an HDF5 file"),
-        (["plot", "DAMAGED"], "damaged.h5: damaged or not a surface file"),
+        (["plot", "DAMAGED"], "damaged.h5: damaged surface file: dataset xcoordinates is missing"),
         (["plot", "EIGEN", "--log"], "a log scale applies to loss surfaces"),
     ],
 )

@@ -59,9 +59,9 @@ def test_argparse_type_error_returns_nonzero(capsys):
 
 
 def test_evaluate_checkpoint_uses_its_metadata_and_writes_json(run_dir, tmp_path, capsys):
-    out = tmp_path / "eval" / "result.json"
+    out = tmp_path / "eval" / "evaluation.json"
     ckpt = run_dir / "step_000006.safetensors"
-    assert main(["evaluate", str(ckpt), "--split", "train", "--device", "cpu", "--out", str(out)]) == 0
+    assert main(["evaluate", str(ckpt), "--split", "train", "--device", "cpu", "--out", str(out.parent)]) == 0
     stdout = capsys.readouterr().out
     assert f"wrote {out}" in stdout and "loss" in stdout and "accuracy" in stdout
     result = json.loads(out.read_text())["results"]["train"]

@@ -1,6 +1,7 @@
 """The trajectory commands in-process: trajectory, compare, dynamics; their files and exact column names."""
 
 import csv
+import sys
 
 import pytest
 
@@ -41,12 +42,26 @@ def test_trajectory_without_arguments_trains_the_default_run_then_reuses_it(tmp_
     assert "--max-iter: expected an integer >= 250" in capsys.readouterr().err
 
 
-def test_compare_trains_optimizers_and_writes_the_table_paths_and_plane(tmp_path, capsys):
+def test_compare_trains_optimizers_and_writes_the_table_paths_and_plane(tmp_path, capsys, monkeypatch):
+    from losslens.core import optimizers
+
+    monkeypatch.setitem(sys.modules, "pytorch_optimizer", None)  # the package missing: importing it fails
+    monkeypatch.setattr(optimizers, "COMPARISON_DEFAULTS", ("sgd", "adam", "lion"))
     out = tmp_path / "c"
-    args = ["compare", "--optimizers", "sgd", "adam", "--lr", "sgd=0.05", "--epochs", "2", "--model-arg",
-            "hidden=[8]", "--out", str(out)] + FAST
+    args = ["compare", "--lr", "sgd=0.05", "--epochs", "2", "--model-arg", "hidden=[8]", "--out", str(out)] + FAST
     assert main(args) == 0
-    stdout = capsys.readouterr().out
+    captured = capsys.readouterr()
+    stdout = captured.out
+    assert (stdout + captured.err).count("lion skipped") == 1 and "lion skipped: it comes from pytorch-optimizer, " \
+        "which is not installed (pip install pytorch-optimizer)" in captured.err
+    lines = stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("optimizer "))
+    assert lines[head].split() == ["optimizer", "final_train_loss", "final_test_loss", "final_train_acc",
+                                   "final_test_acc", "path_length", "distance_from_init", "max_rel_residual",
+                                   "n_untrusted", "epochs", "lr"]
+    assert lines[head + 1].split()[0] == "sgd" and len(lines[head + 1]) == len(lines[head])  # aligned under the names
+    assert lines[head + 3] == "runs (checkpoints and run.json):"
+    assert [line.split() for line in lines[head + 4:head + 6]] == [[o, str(out / "runs" / o)] for o in ("sgd", "adam")]
     for name in ("comparison.csv", "paths.csv", "comparison.h5", "comparison_surface.h5", "comparison.png",
                  "comparison.html"):
         assert f"wrote {out / name}" in stdout and (out / name).stat().st_size > 0
@@ -71,8 +86,7 @@ def test_dynamics_of_a_run(tmp_path, capsys):
     data = (subset(load_dataset("digits", "train"), 128), subset(load_dataset("digits", "test"), 64))
     train("mlp", data, epochs=2, lr=1e-2, out=tmp_path / "run", model_kwargs={"hidden": [8]}, progress=False)
     out = tmp_path / "d"
-    assert main(["dynamics", str(tmp_path / "run"), "--sharpness", "--out", str(out), "--subset", "100",
-                 "--device", "cpu"]) == 0
+    assert main(["dynamics", str(tmp_path / "run"), "--out", str(out), "--subset", "100", "--device", "cpu"]) == 0
     stdout = capsys.readouterr().out
     for name in ("dynamics.csv", "dynamics.h5", "dynamics.png"):
         assert f"wrote {out / name}" in stdout
@@ -80,7 +94,12 @@ def test_dynamics_of_a_run(tmp_path, capsys):
     assert header == ["kind", "step", "epoch", "loss", "loss_improvement", "grad_norm", "weight_norm",
                       "change_since_previous", "change_since_init", "lr", "sharpness", "stability_threshold"]
     assert [r["step"] for r in rows] == ["0", "2", "4"] and all(r["sharpness"] for r in rows)
-    assert rows[0]["loss_improvement"] == "" and float(rows[0]["stability_threshold"]) == pytest.approx(200.0)
+    # Adam (the default optimizer) at lr 1e-2: its limit (2 + 2 beta1)/((1 - beta1) lr) = 3800, not 2/lr = 200
+    assert rows[0]["loss_improvement"] == "" and float(rows[0]["stability_threshold"]) == pytest.approx(3800.0)
+    assert "sharpness" in stdout and "edge of stability (2+2β1)/((1-β1)lr), β1=0.9 = 3800" in stdout
+    assert main(["dynamics", str(tmp_path / "run"), "--no-sharpness", "--out", str(tmp_path / "n"), "--subset", "100",
+                 "--device", "cpu"]) == 0
+    assert all(r["sharpness"] == "" for r in _csv(tmp_path / "n" / "dynamics.csv")[0])
 
 
 def test_a_stale_plane_file_is_replaced_not_resumed(tmp_path, capsys, monkeypatch):
@@ -91,3 +110,4 @@ def test_a_stale_plane_file_is_replaced_not_resumed(tmp_path, capsys, monkeypatc
     assert f"replacing {out / 'trajectory_surface.h5'}" in capsys.readouterr().out
     assert main(["trajectory", "--out", str(out), "--margin", "-1"] + FAST) == 2  # a bad option keeps the file
     assert "margin must be >= 0" in capsys.readouterr().err and (out / "trajectory_surface.h5").is_file()
+

@@ -18,7 +18,7 @@ def default_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("true")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_common, "DEFAULT_EPOCHS", 1)
-        assert main(["replay", "--true-loss", "--grid", "5", "--steps", "3", "--optimizers", "sgd,adam",
+        assert main(["replay", "--true-loss", "--steps", "5", "--updates", "3", "--optimizers", "sgd,adam",
                      "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
     return out
 
@@ -48,20 +48,20 @@ def test_true_loss_of_the_default_model(default_out):
 def test_a_rerun_resumes_the_grid_and_keeps_its_directions(default_out, capsys, monkeypatch):
     monkeypatch.setattr(_common, "DEFAULT_EPOCHS", 1)  # the same default run, found finished
     before = Surface.load(default_out / "true_plane.h5")
-    assert main(["replay", "--true-loss", "--grid", "5", "--steps", "2", "--optimizers", "sgd", "--out",
+    assert main(["replay", "--true-loss", "--steps", "5", "--updates", "2", "--optimizers", "sgd", "--out",
                  str(default_out), "--device", "cpu", "--no-progress"]) == 0
     stdout = capsys.readouterr().out
     assert "using the default model" in stdout and "nothing to compute" in stdout and "already holds all 25" in stdout
     after = Surface.load(default_out / "true_plane.h5")
     assert np.array_equal(after.directions.vectors.numpy(), before.directions.vectors.numpy())
-    assert main(["replay", "--true-loss", "--grid", "6", "--out", str(default_out), "--device", "cpu"]) == 2
+    assert main(["replay", "--true-loss", "--steps", "6", "--out", str(default_out), "--device", "cpu"]) == 2
     assert "holds a different grid" in capsys.readouterr().err
 
 
 def test_a_checkpoint_file_and_random_directions(default_out, tmp_path):
     checkpoint = sorted((default_out / "default-model").glob("*.safetensors"))[-1]
     out = tmp_path / "random"
-    assert main(["replay", "--true-loss", str(checkpoint), "--dirs", "random", "--grid", "4", "--steps", "2",
+    assert main(["replay", "--true-loss", str(checkpoint), "--dirs", "random", "--steps", "4", "--updates", "2",
                  "--optimizers", "sgd", "--seed", "3", "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
     surface = Surface.load(out / "true_plane.h5")
     assert surface.directions.kind == "random" and surface.directions.meta["seed"] == 3
@@ -72,7 +72,7 @@ def test_a_checkpoint_file_and_random_directions(default_out, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--dirs", "random"], "--dirs applies to --true-loss only"),
-    (["--grid", "9", "--data", "digits"], "--grid, --data apply to --true-loss only"),
+    (["--steps", "9", "--data", "digits"], "--steps, --data apply to --true-loss only"),
     (["--true-loss", "--function", "beale"], "not --function and --true-loss"),
     (["--true-loss", "--condition", "3"], "--condition is the quadratic's"),
     (["--true-loss", "--range", "1", "-1"], "--range must be two finite numbers A < B"),

@@ -296,3 +296,70 @@ def test_load_model_builds_the_model_with_the_checkpoint_weights(tmp_path):
         assert torch.equal(a, b), name
     with pytest.raises(CheckpointError, match="shape"):
         load_model(tmp_path / "m.safetensors", "mlp", input_shape=(1, 8, 8), num_classes=3)
+
+
+# -- tied weights (GPT-2's lm_head.weight is transformer.wte.weight) ---------------------------
+
+
+def test_tied_tensor_is_written_once_as_save_model_writes_it(tmp_path):
+    from safetensors.torch import load_file, load_model as st_load_model
+
+    model = TiedNet()
+    save_checkpoint(model, tmp_path / "ours.safetensors")
+    save_model(model, str(tmp_path / "theirs.safetensors"))
+    assert set(load_file(tmp_path / "ours.safetensors")) == set(load_file(tmp_path / "theirs.safetensors")) == {
+        "embed.weight"}
+    other = TiedNet()
+    nn.init.zeros_(other.embed.weight)
+    st_load_model(other, tmp_path / "ours.safetensors")  # strict: the duplicate name would be "unexpected"
+    assert torch.equal(other.head.weight, model.head.weight)
+    assert_same(load_checkpoint(tmp_path / "ours.safetensors", model), model.state_dict())
+
+
+def test_a_missing_key_without_a_tie_partner_is_still_an_error(tmp_path):
+    untied = nn.ModuleDict({"embed": nn.Embedding(6, 4), "head": nn.Linear(4, 6, bias=False)})
+    save_model(TiedNet(), str(tmp_path / "tied.safetensors"))  # holds embed.weight only
+    with pytest.raises(CheckpointError, match=r"1 missing key\(s\): head.weight"):
+        load_checkpoint(tmp_path / "tied.safetensors", untied)
+
+
+class NextToken(nn.Module):
+    """A tiny GPT-2 (tied embedding and head) predicting the token after a sequence."""
+
+    def __init__(self, seed):
+        import transformers
+
+        super().__init__()
+        torch.manual_seed(seed)
+        config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=30, n_positions=8,
+                                         bos_token_id=0, eos_token_id=0)
+        self.lm = transformers.GPT2LMHeadModel(config).eval()
+
+    def forward(self, x):
+        return self.lm(input_ids=x).logits[:, -1]
+
+
+def test_gpt2_trained_by_the_trainer_and_saved_by_the_user_loads_with_equal_outputs(tmp_path):
+    pytest.importorskip("transformers")
+    from safetensors.torch import load_model as st_load_model
+
+    from losslens.core.data import TensorData
+    from losslens.core.train import train
+
+    model = NextToken(seed=0)
+    assert model.lm.lm_head.weight is model.lm.transformer.wte.weight
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randint(1, 30, (8, 5), generator=g), torch.randint(0, 30, (8,), generator=g)
+    data = TensorData(x, y, "tokens", "train", "classification", 30, (5,))
+    run = train(model, data, optimizer="sgd", lr=0.5, epochs=1, batch_size=8, out=tmp_path / "run", progress=False)
+    trained = NextToken(seed=1)
+    trained.load_state_dict(load_checkpoint(run.checkpoints[-1], trained))
+    by_safetensors = NextToken(seed=2)
+    st_load_model(by_safetensors, run.checkpoints[-1])
+    assert torch.equal(trained(x), by_safetensors(x)) and not torch.equal(trained(x), model(x))  # one step taken
+    assert trained.lm.lm_head.weight is trained.lm.transformer.wte.weight
+
+    save_model(trained, str(tmp_path / "user.safetensors"))  # the user's file: one of the tied names
+    loaded = NextToken(seed=3)
+    loaded.load_state_dict(load_checkpoint(tmp_path / "user.safetensors", loaded))
+    assert torch.equal(loaded(x), trained(x))

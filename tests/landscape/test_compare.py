@@ -140,3 +140,18 @@ def test_bad_files_are_named(tmp_path):
     write_reference_file(tmp_path / "short.h5", X, Y, np.zeros(10))
     with pytest.raises(LosslensError, match=r"train_loss holds 10 values, but the coordinates make a 33 x 24 grid"):
         Surface.load(tmp_path / "short.h5")
+
+
+def test_diagrams_beyond_the_exact_matching_get_no_wasserstein_and_a_warning(monkeypatch):
+    import importlib
+
+    topo = importlib.import_module("losslens.landscape.topology")  # the module, not the function of that name
+    a, b = topology(surface(landscape())), topology(surface(landscape(seed=1)))
+    limit = len(a.diagram_h0) + len(b.diagram_h0) - 3  # two essential classes and one finite point too many
+    monkeypatch.setattr(topo, "MATCHING_POINTS", limit)
+    result = compare_surfaces([surface(landscape()), surface(landscape(seed=1))], names=["A", "B"])
+    (pair,) = result.distances
+    assert pair["wasserstein_h0"] is None and pair["bottleneck_h0"] == pytest.approx(bottleneck(a, b))
+    assert any(w.startswith(f"A vs B: no wasserstein_h0: the exact Wasserstein matching is limited to {limit}")
+               for w in result.meta["warnings"])
+    assert "-" in result.format_table().splitlines()[-1].split()  # an empty cell, not a made-up number

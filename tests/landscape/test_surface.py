@@ -233,8 +233,11 @@ def test_resuming_a_file_of_another_grid_names_what_differs(quadratic, tmp_path)
     not_a_surface = tmp_path / "notes.h5"
     with h5py.File(not_a_surface, "w") as f:
         f["notes"] = np.ones(3)
-    with pytest.warns(UserWarning, match="not a surface file.*starting it over"):
+    with pytest.raises(LosslensError, match="notes.h5: holds an HDF5 file that is not a losslens result.*will not "
+                       "overwrite"):
         surface_2d(ev, ev.w0, dirs, X_COORDS, Y_COORDS, path=not_a_surface, progress=False)
+    with h5py.File(not_a_surface) as f:
+        assert list(f) == ["notes"]  # left as it was
     with pytest.raises(ValueError, match="plane"):
         surface_1d(ev, ev.w0, Directions(dirs.vectors[:1], "random", {}), X_COORDS, path=path, progress=False)
 
@@ -313,9 +316,10 @@ def test_files_without_points_or_unreadable_are_started_over(quadratic, tmp_path
     with pytest.warns(UserWarning, match="holds no computed point; starting it over"):
         assert surface_2d(ev, ev.w0, dirs, X_COORDS, Y_COORDS, path=path, progress=False).complete
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 3])  # a truncated file
-    with pytest.warns(UserWarning, match="starting it over"):
+    path.write_bytes(data[: len(data) // 3])  # a truncated file: damaged, kept aside, never deleted
+    with pytest.warns(UserWarning, match="damaged.*kept it as .*grid.h5.damaged and starting over"):
         assert surface_2d(ev, ev.w0, dirs, X_COORDS, Y_COORDS, path=path, progress=False).complete
+    assert (tmp_path / "grid.h5.damaged").read_bytes() == data[: len(data) // 3]
     with pytest.raises(LosslensError, match=f"{path.name}"):
         path.write_bytes(data[: len(data) // 3])
         Surface.load(path)
@@ -421,7 +425,7 @@ def test_load_errors_name_the_file(tmp_path):
     broken = tmp_path / "broken.h5"
     with h5py.File(broken, "w") as f:
         f.attrs["losslens_kind"], f.attrs["losslens_format"], f.attrs["meta"] = "surface", 2, "{}"
-    with pytest.raises(LosslensError, match="broken.h5: damaged or not a surface file"):
+    with pytest.raises(LosslensError, match="broken.h5: damaged surface file: dataset xcoordinates is missing"):
         Surface.load(broken)
 
 
@@ -466,3 +470,20 @@ def test_plain_tensor_directions_are_wrapped_as_custom(quadratic):
     s = surface_2d(ev, ev.w0, dirs.vectors.clone(), X_COORDS, Y_COORDS, progress=False)
     assert s.directions.kind == "custom"
     np.testing.assert_allclose(s.loss, paraboloid(X, y, ev.w0, dirs.vectors.double(), X_COORDS, Y_COORDS), rtol=1e-12)
+
+
+def test_a_surface_refuses_repeated_or_decreasing_coordinates(tmp_path):
+    """Built from arrays or read from a file (here the reference tool's layout): one error naming the axis,
+    the value and, for a file, the file."""
+    Z = np.zeros((3, 4))
+    with pytest.raises(ValueError, match=r"^x coordinates must be strictly increasing: 0\.5 is repeated "
+                                         r"\(x\[1\] = x\[2\]\)$"):
+        Surface.from_arrays([0.0, 0.5, 0.5, 1.0], [0.0, 1.0, 2.0], Z)
+    with pytest.raises(ValueError, match=r"^y coordinates must be strictly increasing: y\[2\] = 0\.5 follows "
+                                         r"y\[1\] = 1\.0$"):
+        Surface.from_arrays([0.0, 0.5, 0.7, 1.0], [0.0, 1.0, 0.5], Z)
+    path = tmp_path / "dup.h5"
+    with h5py.File(path, "w") as f:
+        f["xcoordinates"], f["ycoordinates"], f["train_loss"] = [0.0, 0.5, 0.7, 1.0], [0.0, 0.0, 1.0], Z
+    with pytest.raises(LosslensError, match=rf"^{path}: y coordinates must be strictly increasing: 0\.0 is repeated"):
+        Surface.load(path)

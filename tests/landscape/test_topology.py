@@ -10,7 +10,8 @@ import pytest
 
 from losslens.landscape._grid_values import fill_nonfinite
 from losslens.landscape.topology import (
-    THRESHOLD_FRACTION, Topology, TopologyStability, bottleneck, topology, topology_stability, wasserstein,
+    MATCHING_POINTS, THRESHOLD_FRACTION, Topology, TopologyStability, bottleneck, essential_count_difference,
+    topology, topology_stability, wasserstein,
 )
 
 # a non-square grid with different ranges on each axis: nx = 41 along x, ny = 21 along y
@@ -163,9 +164,63 @@ def test_wasserstein_against_a_hand_computed_matching():
     assert wasserstein(d1, d2) == pytest.approx(0.7, rel=1e-5)
     assert wasserstein(d1, d2, order=2) == pytest.approx(math.sqrt(0.2**2 + 0.5**2), rel=1e-5)
     assert bottleneck(d1, d2) == pytest.approx(0.5)
-    assert bottleneck(d1, d2[:1]) == math.inf  # different numbers of classes that never die
+    # different numbers of classes that never die: the extra one is counted apart, the distance stays finite
+    assert bottleneck(d1, d2[:1]) == pytest.approx(0.2) and wasserstein(d1, d2[:1]) == pytest.approx(0.2)
+    assert essential_count_difference(d1, d2[:1]) == 1 and essential_count_difference(d1, d2) == 0
     with pytest.raises(ValueError, match="order must be >= 1"):
         wasserstein(d1, d2, order=0.5)
+
+
+def test_analyses_of_any_surface_object_refuse_repeated_coordinates():
+    from losslens.landscape.multiscale import multiscale
+
+    x = X.copy()
+    x[3] = x[4]
+    for analyse in (topology, multiscale):
+        with pytest.raises(ValueError, match=rf"^{analyse.__name__}: x coordinates must be strictly increasing: "
+                                             rf"{float(x[3])!r} is repeated \(x\[3\] = x\[4\]\)"):
+            analyse(surface(wells(), x=x))
+
+
+def test_distances_return_where_hera_never_does():
+    """gudhi.hera.wasserstein_distance([[0, inf]], [[1, inf], [2, 3], [4, 5]]) loops forever."""
+    a, b = np.array([[0.0, np.inf]]), np.array([[1.0, np.inf], [2.0, 3.0], [4.0, 5.0]])
+    # essentials 0 <-> 1 (gap 1); both finite points to the diagonal at (d - b) / 2 = 0.5 each (L-inf ground norm)
+    assert wasserstein(a, b) == pytest.approx(1.0 + 0.5 + 0.5)
+    assert wasserstein(a, b, order=2) == pytest.approx(math.sqrt(1 + 0.25 + 0.25))
+    assert wasserstein(a, b, internal_p=2) == pytest.approx(1.0 + 2 * 0.5 * math.sqrt(2))
+    assert bottleneck(a, b) == pytest.approx(1.0)
+    assert essential_count_difference(a, b) == 0
+    # unequal counts of essentials: the optimal partial matching, not the first in order (10 <-> 10, 0 left over)
+    c, d = np.array([[10.0, np.inf]]), np.array([[0.0, np.inf], [10.5, np.inf], [1.0, 2.0]])
+    assert wasserstein(c, d) == pytest.approx(0.5 + 0.5) and bottleneck(c, d) == pytest.approx(0.5)
+    assert essential_count_difference(c, d) == 1
+    assert wasserstein(np.zeros((0, 2)), d[:2]) == 0.0 and bottleneck(np.zeros((0, 2)), d[:2]) == 0.0
+
+
+def test_distances_agree_with_gudhi_where_gudhi_returns():
+    """Random diagrams, only finite points or one essential class on each side with as many finite points."""
+    import gudhi.hera
+
+    rng = np.random.default_rng(0)
+    for trial in range(12):
+        n, m = rng.integers(0, 25, size=2)
+        if trial % 3 == 2:
+            n = m
+        a, b = (np.sort(rng.random((k, 2)), axis=1) * 3 for k in (n, m))
+        if trial % 3 == 2:  # equal counts of essentials
+            a, b = np.vstack([a, [[rng.random(), np.inf]]]), np.vstack([b, [[rng.random(), np.inf]]])
+        for order, p in ((1.0, math.inf), (2.0, math.inf), (1.0, 2.0), (3.0, 1.0)):
+            expected = gudhi.hera.wasserstein_distance(a, b, order=order, internal_p=p, delta=1e-9)
+            assert wasserstein(a, b, order=order, internal_p=p) == pytest.approx(expected, rel=1e-7, abs=1e-12)
+        assert bottleneck(a, b) == pytest.approx(gudhi.bottleneck_distance(a, b), rel=1e-12, abs=1e-12)
+
+
+def test_wasserstein_is_bounded_in_size():
+    half = MATCHING_POINTS // 2 + 1
+    a = np.column_stack([np.zeros(half), np.linspace(1, 2, half)])
+    with pytest.raises(ValueError, match=f"limited to {MATCHING_POINTS} finite points.*found {half} \\+ {half}"):
+        wasserstein(a, a)
 
 
 def test_bottleneck_is_stable_under_perturbation():

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from losslens.landscape.fit import fit_surface
@@ -96,3 +97,41 @@ def test_fit_figures_of_a_line():
     assert isinstance(plot_residuals(fit), Figure)
     with pytest.raises(ValueError, match="draws a SurfaceFit"):
         plot_fit("fit.h5")
+
+
+def test_replay_axes_are_named_after_the_plane_and_the_page_has_a_loss_scale():
+    g = np.random.default_rng(0)
+    Xg, Yg = np.meshgrid(X, Y)
+    data = 3.0 - 2.0 * np.exp(-((Xg - 0.3) ** 2 / 1.2 + (Yg - 0.2) ** 2 / 0.8)) + 1e-3 * g.normal(size=Xg.shape)
+    surface = SimpleNamespace(x=X, y=Y, loss=data, meta={"directions_kind": "hessian"})
+    r = replay(fit_surface(surface, "gaussian"), ["sgd", "adam"], lr=0.05, steps=10)
+    ax = plot_paths(r).axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("direction 1 (α, hessian)", "direction 2 (β, hessian)")
+    page = animate_paths(r)
+    assert (page.layout.xaxis.title.text, page.layout.yaxis.title.text) == (ax.get_xlabel(), ax.get_ylabel())
+    scales = [t for t in page.data if t.marker is not None and t.marker.showscale]
+    assert len(scales) == 1 and scales[0].marker.colorbar.title.text == "fitted loss"  # a fit's values
+    lo, hi = scales[0].marker.cmin, scales[0].marker.cmax
+    assert lo == pytest.approx(data.min(), abs=0.2) and hi == pytest.approx(data.max(), abs=0.2)
+    function = plot_paths(replay("rosenbrock", ["adam"], lr=0.01, steps=3)).axes[0]
+    assert (function.get_xlabel(), function.get_ylabel()) == ("x", "y")  # a test function's own variables
+
+
+def test_the_minimum_is_drawn_large_and_on_top(four):
+    ax = plot_paths(four).axes[0]
+    star = next(line for line in ax.lines if line.get_label() == "minimum")
+    assert star.get_markersize() >= 16 and star.get_markeredgecolor() == "black"
+    assert star.get_zorder() > max(line.get_zorder() for line in ax.lines if line is not star)
+
+
+def test_log_axes_label_readable_ticks_only():
+    r = replay("quadratic", ["sgd"], lr=0.01, steps=40)  # the loss spans a few decades
+    fig = plot_convergence(r)
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    major = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert len(major) >= 2
+    values = [float(t) for t in major]
+    mantissas = {round(v / 10 ** np.floor(np.log10(v) + 1e-9), 6) for v in values}
+    assert mantissas <= {1.0, 2.0, 5.0}, major
+    assert not [t.get_text() for t in ax.get_yticklabels(minor=True) if t.get_text()]

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from losslens.plot.trajectories import (
@@ -49,9 +50,9 @@ def test_paths_over_the_contour_keep_the_surface_orientation(paths, surface):
         assert xs.min() >= low - 1e-9 and xs.max() <= high + 1e-9  # loss = x: bands of x, not of y
     labels = ax.get_legend_handles_labels()[1]
     assert {"sgd", "adam", "start", "end"} <= set(labels)
-    assert "untrusted: rel. residual > 0.1 (3)" in labels
-    crosses = [line for line in ax.lines if line.get_label().startswith("untrusted")][0]
-    np.testing.assert_array_equal(crosses.get_xdata(), paths.coords[~paths.trusted, 0])
+    assert "open: rel. residual > 0.1 (3 of 8)" in labels
+    open_points = np.concatenate([line.get_xdata() for line in ax.lines if line.get_gid() == "untrusted"])
+    np.testing.assert_array_equal(np.sort(open_points), np.sort(paths.coords[~paths.trusted, 0]))
     with pytest.raises(ValueError, match=r"\(ny, nx\) = \(4, 7\).*found \(7, 4\)"):
         plot_paths(paths, SimpleNamespace(x=surface.x, y=surface.y, loss=surface.loss.T, meta={}))
     assert isinstance(plot_paths(paths), Figure)  # without a surface
@@ -81,14 +82,42 @@ def test_embedding_scatter_shows_runs_and_trustworthiness():
     assert "trustworthiness 0.56" in figure.layout.title.text and len(figure.data) == 2
 
 
-def test_dynamics_panel():
+def test_dynamics_panel_never_draws_the_limit_alone():
     n = 5
     values = {c: np.linspace(1, 2, n) for c in DYNAMICS_COLUMNS[1:]}
     values["sharpness"] = np.full(n, np.nan)
-    fig = plot_dynamics(Dynamics(("step",) * n, values))
-    assert len(fig.axes) == 6
-    texts = [t.get_text() for t in fig.axes[5].texts]
-    assert texts == []  # the stability threshold is drawn even without sharpness
-    values["stability_threshold"] = np.full(n, np.nan)
-    fig = plot_dynamics(Dynamics(("step",) * n, values))
-    assert [t.get_text() for t in fig.axes[5].texts] == ["not recorded"]
+    meta = {"sharpness_note": "left out (sharpness=False, --no-sharpness)",
+            "stability": {"value": 38.0, "formula": "2(1+β)/lr, momentum β=0.9", "of": "hessian", "note": ""}}
+    fig = plot_dynamics(Dynamics(("step",) * n, values, meta))
+    assert len(fig.axes) == 6 and fig.axes[5].get_lines() == []  # no lone flat line of the limit
+    (text,) = [t.get_text().replace("\n", " ") for t in fig.axes[5].texts]
+    assert text == "λmax not computed: left out (sharpness=False, --no-sharpness)"
+    values["sharpness"] = np.linspace(3, 4, n)
+    values["stability_threshold"] = np.full(n, 38.0)
+    ax = plot_dynamics(Dynamics(("step",) * n, values, meta)).axes[5]
+    limit = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(ax.get_lines()) == 2 and list(limit[0].get_ydata()) == [38.0] * n
+    assert "edge of stability 2(1+β)/lr, momentum β=0.9" in limit[0].get_label()
+
+
+def _bbox(artist, fig):
+    return artist.get_window_extent(fig.canvas.get_renderer())
+
+
+def test_paths_legend_is_outside_the_plot_and_the_colour_bar_and_every_run_looks_different(paths, surface):
+    """Two runs on exactly the same path (adam under adamw) both show: colour, line style and marker differ."""
+    same = TrajectoryPaths(paths.checkpoints[:4] + tuple(Checkpoint("adamw", c.index, c.step, c.epoch, c.path)
+                                                        for c in paths.checkpoints[:4]),
+                           np.vstack([paths.coords[:4]] * 2), np.concatenate([paths.residual[:4]] * 2),
+                           np.concatenate([paths.distance[:4]] * 2), np.ones(8), np.arange(8.0), np.ones(8), np.ones(8),
+                           meta=paths.meta)
+    fig = plot_paths(same, surface)
+    FigureCanvasAgg(fig).draw()
+    ax, bar = fig.axes[0], fig.axes[1]
+    legend = _bbox(ax.get_legend(), fig)
+    assert not legend.overlaps(_bbox(bar.yaxis.label, fig))
+    assert not legend.overlaps(_bbox(ax.patch, fig))  # not over the paths either
+    runs = {line.get_label(): line for line in ax.lines if line.get_label() in ("sgd", "adamw")}
+    styles = [(line.get_color(), line.get_linestyle(), line.get_marker()) for line in runs.values()]
+    assert len(styles) == 2 and all(a != b for a, b in zip(*styles))
+    assert bar.get_ylabel() == "loss on the plane"

@@ -218,7 +218,8 @@ def test_plotly_plane_keeps_the_surface_layout(plane):
     z = np.asarray(surface.z)
     assert z.shape == (len(plane.y), len(plane.x))  # plotly's rows run along y, as the surface's
     np.testing.assert_array_equal(z, plane.loss)
-    np.testing.assert_array_equal(np.asarray(contour.z), plane.loss)
+    np.testing.assert_array_equal(np.asarray(contour.customdata), plane.loss)  # hover shows the loss
+    assert np.argmin(np.asarray(contour.z)) == np.argmin(z)  # its colour: the level number, in the same layout
     assert np.argmin(z) == np.ravel_multi_index((list(plane.y).index(Y_MIN), list(plane.x).index(X_MIN)), z.shape)
     assert fig.layout.xaxis.automargin and fig.layout.margin.t >= 100  # two-line titles and axis titles fit
 
@@ -268,3 +269,77 @@ def test_density_and_eigenvalue_plots(tmp_path):
     segments = bars.lines[2][0].get_segments()
     np.testing.assert_allclose([s[1, 1] - s[0, 1] for s in segments], [0.5, 1.0])
     assert "adam/step_000220" in ax.get_title()
+
+
+def test_png_and_html_of_a_plane_draw_the_same_log_levels_with_readable_ticks(plane):
+    fig = plot_contour(plane, filled=True)
+    levels = contour_set(fig).levels
+    bar = fig.axes[1]
+    assert bar.get_ylabel() == "cross_entropy loss (log scale)"
+    fig.canvas.draw()
+    assert [t.get_text() for t in bar.get_yticklabels()] == ["0.1", "0.2", "0.5", "1", "2", "5", "10", "20"]
+    assert [t.get_text() for t in bar.get_yticklabels(minor=True)] == []
+    contour = plotly_figure(plane).data[1]
+    assert contour.contours.start == 0 and contour.contours.end == len(levels) - 1 and contour.contours.size == 1
+    # plotly draws the level number: its boundaries at 0, 1, 2, ... are exactly matplotlib's levels
+    index = np.asarray(contour.z)
+    np.testing.assert_allclose(np.interp(index, np.arange(len(levels)), levels), plane.loss, rtol=1e-12)
+    assert contour.colorbar.title.text == "cross_entropy loss (log scale)"
+    assert list(contour.colorbar.ticktext) == ["0.1", "0.2", "0.5", "1", "2", "5", "10", "20"]
+    np.testing.assert_allclose(np.interp(contour.colorbar.tickvals, np.arange(len(levels)), levels),
+                               [0.1, 0.2, 0.5, 1, 2, 5, 10, 20], rtol=1e-9)
+    # the basin shows: a quarter of the plane's points below the median loss gets a quarter of the colours
+    low = index[plane.loss <= np.quantile(plane.loss, 0.25)]
+    assert low.max() > 0.2 * (len(levels) - 1)
+
+
+def test_one_function_gives_both_renderers_their_levels(plane, monkeypatch):
+    from losslens.plot import interactive, surfaces
+
+    calls = []
+    original = surfaces.contour_levels
+
+    def spy(Z, *args, **kwargs):
+        calls.append(np.array(Z))
+        return original(Z, *args, **kwargs)
+
+    monkeypatch.setattr(surfaces, "contour_levels", spy)
+    monkeypatch.setattr(interactive, "contour_levels", spy)
+    plot_contour(plane, filled=True)
+    plotly_figure(plane)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(calls[0], calls[1])
+
+
+def test_linear_levels_have_readable_ticks(plane):
+    shifted = Surface.from_arrays(plane.x, plane.y, plane.loss - 1.0)
+    fig = plot_contour(shifted, filled=True, levels="linear")
+    bar = fig.axes[1]
+    assert "log" not in bar.get_ylabel()
+    fig.canvas.draw()
+    assert [t.get_text() for t in bar.get_yticklabels()] == ["0", "5", "10", "15", "20", "25"]
+
+
+def test_interpolation_names_both_checkpoints_and_ticks_accuracy_at_readable_values(segment):
+    line = Surface(segment.x, None, {"train": {"loss": segment.loss, "accuracy": np.linspace(0.069, 0.455, 21)}},
+                   segment.directions, dict(META))
+    fig = plot_1d(line)
+    fig.canvas.draw()
+    title = fig.axes[0].get_title()
+    assert "A = a.safetensors (t = 0)" in title and "B = b.safetensors (t = 1)" in title
+    twin = fig.axes[1]
+    assert [t.get_text() for t in twin.get_yticklabels()
+            if line.metrics["accuracy"].min() <= t.get_position()[1] <= 0.455] == ["10%", "20%", "30%", "40%"]
+    page = plotly_figure(line)
+    assert "A = a.safetensors" in page.layout.title.text and "B = b.safetensors" in page.layout.title.text
+    assert list(page.layout.yaxis2.ticktext) == ["10%", "20%", "30%", "40%"]
+    np.testing.assert_allclose(page.layout.yaxis2.tickvals, [0.1, 0.2, 0.3, 0.4])
+
+
+def test_readable_ticks():
+    from losslens.plot.surfaces import readable_ticks
+
+    np.testing.assert_allclose(readable_ticks(0.08, 2.2, True), [0.1, 0.2, 0.5, 1, 2])
+    np.testing.assert_allclose(readable_ticks(0.3, 0.9, True), [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    np.testing.assert_allclose(readable_ticks(1e-12, 1.0, True), 10.0 ** np.arange(-12, 1, 2))  # every 2nd power
+    np.testing.assert_allclose(readable_ticks(0.069, 0.455, False), [0.1, 0.2, 0.3, 0.4])

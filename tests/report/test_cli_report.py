@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +21,7 @@ from losslens.landscape.surface import Surface
 from losslens.report import ReportOptions
 
 FAST = ["--subset", "100", "--device", "cpu", "--threads", "1", "--no-progress", "--steps", "9", "--plane-steps", "5",
-        "--trace-samples", "8", "--density-vectors", "1", "--lanczos-steps", "10", "--replay-steps", "20"]
+        "--trace-samples", "8", "--density-vectors", "1", "--lanczos-steps", "10", "--replay-updates", "20"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -35,6 +38,61 @@ def test_report_of_a_run_writes_the_page_and_the_result_files(run_dir, tmp_path,
                  "--skip", "hessian"] + FAST) == 0
     stdout = capsys.readouterr().out
     assert "[hessian]" not in stdout and f"reused {out / 'surface.h5'}" in stdout
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _files(out: Path) -> dict[str, str]:
+    """Each result file the report shows, with what it did with it (from report.json)."""
+    report = json.loads((out / "report.json").read_text())
+    return {Path(f["path"]).name: f["status"] for s in report["sections"] for f in s["files"]
+            if f["path"].endswith(".h5")}
+
+
+TINY_CLI = ["--subset", "100", "--device", "cpu", "--threads", "1", "--no-progress"]
+
+
+def test_report_keeps_another_commands_surface_of_another_grid_and_reuses_one_of_its_grid(run_dir, tmp_path):
+    ckpt, out = str(sorted(run_dir.glob("*.safetensors"))[-1]), tmp_path / "x"
+    assert main(["surface", ckpt, "--steps", "5", "--out", str(out)] + TINY_CLI) == 0
+    before = _sha(out / "surface.h5")
+    assert main(["report", ckpt, "--out", str(out), "--sections", "surface"] + FAST[:-2] + ["--steps", "4"]) == 0
+    assert _sha(out / "surface.h5") == before and _files(out) == {"report-surface.h5": "computed"}
+    assert Surface.load(out / "report-surface.h5").shape == (4, 4)
+    assert main(["report", ckpt, "--out", str(out), "--sections", "surface"] + FAST[:-2] + ["--steps", "5"]) == 0
+    assert _sha(out / "surface.h5") == before and _files(out) == {"surface.h5": "reused"}
+
+
+def test_report_takes_the_top_k_of_hessians_eigenpairs_and_leaves_the_file(run_dir, tmp_path):
+    from losslens.landscape.hessian import Eigenpairs
+
+    ckpt, out = str(sorted(run_dir.glob("*.safetensors"))[-1]), tmp_path / "h"
+    assert main(["hessian", ckpt, "--top-k", "4", "--trace-samples", "8", "--out", str(out)] + TINY_CLI) == 0
+    before = {name: _sha(out / name) for name in ("eigenpairs.h5", "trace.h5", "hessian.json")}
+    assert main(["report", ckpt, "--out", str(out), "--sections", "hessian", "--no-density"] + FAST) == 0
+    assert {name: _sha(out / name) for name in before} == before
+    assert _files(out) == {"eigenpairs.h5": "reused", "trace.h5": "reused"}
+    stored = Eigenpairs.load(out / "eigenpairs.h5").values.tolist()
+    report = json.loads((out / "report.json").read_text())
+    rows = next(t["rows"] for s in report["sections"] for t in s["tables"] if t["caption"] == "Top eigenvalues")
+    assert len(stored) == 4 and [r["eigenvalue"] for r in rows] == stored[:2]
+    assert json.loads((out / "hessian.json").read_text())["eigenvalues"] == stored
+
+
+def test_report_of_a_run_into_its_own_folder_keeps_the_dynamics_recorded_in_training(run_dir, tmp_path):
+    from losslens.trajectories.dynamics import Dynamics
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    recorded = Dynamics.load(run / "dynamics.h5")
+    before = _sha(run / "dynamics.h5")
+    assert main(["report", str(run), "--out", str(run), "--sections", "dynamics"] + FAST) == 0
+    assert _sha(run / "dynamics.h5") == before and _files(run) == {"report-dynamics.h5": "computed"}
+    computed = Dynamics.load(run / "report-dynamics.h5")
+    assert len(computed.rows()) == len(list(run.glob("step_*.safetensors"))) == 3
+    assert len(recorded.rows()) != 3  # the training's own rows, kept
 
 
 def test_report_without_input_trains_the_default_model_first(tmp_path, capsys, monkeypatch):
@@ -85,7 +143,7 @@ def test_the_defaults_are_those_of_the_individual_commands():
     assert (o.top_k, o.trace_samples, o.density_vectors, o.lanczos_steps) == (
         hessian.top_k, hessian.trace_samples, hessian.density_vectors, hessian.lanczos_steps)
     assert (o.plane_steps, o.fit_model) == (fit.DEFAULT_STEPS, parse(["fit"]).fit_model)
-    assert (o.replay_lr, o.replay_steps, o.seed) == (replay.DEFAULT_LR, plays.steps, plays.seed)
+    assert (o.replay_lr, o.replay_steps, o.seed) == (replay.DEFAULT_LR, plays.updates, plays.seed)
     assert list(o.replay_optimizers()) == replay._optimizers(None)
     assert (o.trajectory_steps, o.threshold, o.margin, o.tsne_max_iter) == (
         trajectory.steps, trajectory.threshold, trajectory.margin, trajectory.max_iter)

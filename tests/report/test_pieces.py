@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from losslens.errors import ConfigError
+from losslens.errors import ConfigError, LosslensError
 from losslens.landscape.spectrum import TraceEstimate, trace
 from losslens.report import _store
 from losslens.report.options import ReportOptions, check_sections
@@ -42,14 +42,32 @@ def test_a_result_is_reused_only_for_the_same_request_and_keeps_its_warnings(tmp
     assert said[0] == f"  recomputing {path}: it answers another request (differing: evaluator.data)"
 
 
-def test_a_file_without_request_or_unreadable_is_recomputed(tmp_path):
-    path, calls = tmp_path / "trace.h5", []
+def test_another_commands_file_or_an_unreadable_one_is_kept_and_the_result_goes_beside_it(tmp_path):
+    path, beside, calls = tmp_path / "trace.h5", tmp_path / "report-trace.h5", []
     trace(H, method="hutchinson", n_matvec=4, seed=0).save(path)  # as losslens hessian writes it
-    _, _, said = _trace(path, {"n": 4}, calls)
-    assert len(calls) == 1 and said[0] == f"  recomputing {path}: it records no report request"
+    kept = path.read_bytes()
+    _, log, said = _trace(path, {"analysis": "trace", "n": 4}, calls)
+    assert len(calls) == 1 and path.read_bytes() == kept and log.files == [(beside, "computed")]
+    assert said[0] == (f"  keeping {path} (it is not the report's and does not answer trace): the report's result "
+                       f"goes to {beside}")
+    _, log, _ = _trace(path, {"analysis": "trace", "n": 4}, calls)  # the report's own file beside it is reused
+    assert len(calls) == 1 and log.files == [(beside, "reused")]
     path.write_bytes(b"not hdf5")
-    _, _, said = _trace(path, {"n": 4}, calls)
-    assert len(calls) == 2 and said[0].startswith(f"  recomputing {path}: it cannot be read")
+    _, log, _ = _trace(path, {"analysis": "trace", "n": 4}, calls)
+    assert path.read_bytes() == b"not hdf5" and log.files == [(beside, "reused")]
+    trace(H, method="hutchinson", n_matvec=4, seed=0).save(beside)  # a file the report did not write, on its name
+    with pytest.raises(ConfigError, match="report-trace.h5: the report writes its own results under this name"):
+        _trace(path, {"analysis": "trace", "n": 4}, calls)
+
+
+def test_another_commands_file_that_answers_is_reused_as_it_is(tmp_path):
+    path, calls = tmp_path / "trace.h5", []
+    trace(H, method="hutchinson", n_matvec=4, seed=0).save(path)
+    kept = path.read_bytes()
+    log = _store.Log()
+    value = _store.result(path, TraceEstimate, {"n": 4}, lambda: calls.append(1), log, print,
+                          answers=lambda old: old if old.n_matvec == 4 else None)
+    assert not calls and log.files == [(path, "reused")] and path.read_bytes() == kept and value.n_matvec == 4
 
 
 def test_differences_name_the_dotted_keys():
@@ -130,3 +148,23 @@ def test_eigenpair_checks_flag_large_residuals_and_undetermined_eigenvectors():
     close = eigenpair_checks([10.0, 10.0 - 1e-6, 3.0], [1e-6, 1e-6, 1e-9])  # a double eigenvalue: bound 1
     assert [w.split(":")[0] for w in close] == ["eigenvector 1 is not determined", "eigenvector 2 is not determined"]
     assert "sin(angle) <= 1" in close[0] and eigenpair_checks([5.0, 5.0], [0.0, 0.0])[0].endswith("are arbitrary")
+
+
+def test_an_estimate_whose_error_exceeds_it_is_said_to_be_not_resolved():
+    from losslens.report.sections import estimate
+
+    assert estimate(52.41, 0.23) == "52.41 ± 0.23"
+    assert estimate(12.23, 16) == "not resolved: error larger than value (12.23 ± 16)"
+    assert estimate(-3.0, 3.0).startswith("not resolved")
+    assert not TraceEstimate(12.23, 16.0, 8, "hutch++").resolved and TraceEstimate(52.41, 0.23, 8, "hutch++").resolved
+
+
+def test_the_slq_trace_has_the_standard_error_of_its_per_vector_estimates():
+    from losslens.landscape.spectrum import Spectrum
+
+    def spectrum(nodes, weights):
+        return Spectrum(np.linspace(0, 5, 10), np.zeros(10), np.array(nodes), np.array(weights), 0.1, {"n_params": 10})
+
+    two = spectrum([[1.0, 3.0], [4.0, 4.0]], [[0.5, 0.5], [0.5, 0.5]])  # per vector: 10 * 2 = 20 and 10 * 4 = 40
+    assert two.trace_estimate == pytest.approx(30.0) and two.trace_stderr == pytest.approx(10.0)
+    assert spectrum([[1.0, 3.0]], [[0.5, 0.5]]).trace_stderr is None  # one vector: no spread, no error bar

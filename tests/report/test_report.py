@@ -47,6 +47,13 @@ def _statuses(report) -> dict[str, str]:
     return {Path(p.path).name: p.status for s in report.sections for p in s.provenance if p.path.endswith(".h5")}
 
 
+def _in_provenance(node) -> bool:
+    """Whether a node lies in a provenance block (``<details>``), whose tables have no ``<tbody>``."""
+    while node is not None and node.tag != "details":
+        node = node.parent
+    return node is not None
+
+
 def _facts(section) -> dict[str, object]:
     """The ``figure -> value`` rows of a section's two-column tables."""
     return {row[0]: row[1] for t in section.tables if t.columns == ("figure", "value") for row in t.rows}
@@ -68,7 +75,7 @@ def test_the_page_has_every_section_with_its_figures_tables_and_provenance_and_l
             assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
         assert s.find_all("div", "plotly-graph-div") or images, f"{s.attrs['id']} has no figure"
         tables = s.find_all("table")
-        assert tables and all(t.find_all("tbody")[0].find_all("tr") for t in tables if not t.parent.tag == "details")
+        assert tables and all(t.find_all("tbody")[0].find_all("tr") for t in tables if not _in_provenance(t))
         assert s.find_all("details", "provenance"), f"{s.attrs['id']} has no provenance"
     toc = [a.attrs["href"] for a in ids["contents"].find_all("a")]
     assert toc == [f"#{s.attrs['id']}" for s in sections]
@@ -113,6 +120,38 @@ def test_the_numbers_are_those_of_the_result_files_and_of_an_independent_evaluat
     assert rows["checkpoint sha256"] == file_sha256(last)
     assert rows["data"].startswith("digits, train split, 100 samples")
     assert "bn=eval" in rows["loss, BatchNorm"] and "torch" in rows["versions"]
+
+
+def test_every_trace_estimate_in_the_report_has_its_error_bar(built):
+    from losslens.landscape.spectrum import Spectrum, TraceEstimate
+
+    spectrum, tr = Spectrum.load(built.out / "spectrum.h5"), TraceEstimate.load(built.out / "trace.h5")
+    per_vector = spectrum.meta["n_params"] * (spectrum.weights * spectrum.nodes).sum(axis=1)  # 2 start vectors
+    facts = _facts(built.report.section("hessian"))
+    slq = f"{per_vector.mean():.6g} ± {per_vector.std(ddof=1) / np.sqrt(2):.2g} (SLQ, 2 start vectors)"
+    assert facts["trace from the density's start vectors"] in (slq, f"not resolved: error larger than value ({slq})")
+    assert facts["trace"].startswith(f"{tr.value:.6g} ± {tr.stderr:.2g} (hutch++")
+    P = spectrum.meta["n_params"]
+    assert facts["mean eigenvalue trace / P"] == f"{tr.value / P:.6g} ± {tr.stderr / P:.2g}"
+
+
+def test_a_replay_on_the_fit_reports_the_fits_value_not_the_loss(built):
+    summary = dict(built.report.section("summary").tables[0].rows)
+    best = min(built.report.section("replay").tables[0].as_dicts(), key=lambda row: row["final_fitted_value"])
+    assert summary["replay: lowest final fitted value"] == f"{best['optimizer']} ({best['final_fitted_value']:.4g})"
+    assert not any("loss" in label for label in summary if label.startswith("replay"))
+
+
+def test_a_degenerate_fit_is_flagged_with_its_reasons():
+    from types import SimpleNamespace
+
+    from losslens.report.sections import _degenerate
+
+    why = "offset = 1152 ± 3.2e+04: the standard error exceeds the value"
+    assert _degenerate(SimpleNamespace(model="gaussian", degenerate=True, warnings=(why,))) == [
+        f"the gaussian fit is degenerate: {why}"]
+    assert _degenerate(SimpleNamespace(model="gaussian", degenerate=False, warnings=())) == []
+    assert _degenerate(SimpleNamespace(model="quadratic")) == []  # a fit that records no such flag
 
 
 def test_warnings_of_the_analyses_are_in_their_sections(built):
@@ -172,6 +211,9 @@ def test_a_run_and_a_checkpoint_side_by_side(run_dir, tmp_path):
     assert all((out / who / name).is_file() for who in ("trained", "init") for name in ("surface.h5", "fit.h5"))
     names = [row[0] for row in report.section("comparison").tables[0].rows]
     assert names == ["trained/surface", "trained/hessian_plane", "init/surface", "init/hessian_plane"]
+    distances = report.section("comparison").tables[1]  # one global basin per plane: no class left over
+    column = distances.columns.index("essential_count_difference_h0")
+    assert len(distances.rows) == 6 and all(row[column] == 0 for row in distances.rows)
     # the sharpness of each plane is its subject's top Hessian eigenvalue
     top = Eigenpairs.load(out / "init" / "eigenpairs.h5").values[0].item()
     assert report.section("comparison").tables[0].rows[2][-1] == pytest.approx(top)

@@ -118,7 +118,9 @@ def test_dynamics_of_a_saved_run(tmp_path):
     np.testing.assert_allclose(d["change_since_init"], [float((w - ws[0]).norm()) for w in ws], rtol=1e-6)
     np.testing.assert_allclose(d["change_since_previous"][1:], [float((b - a).norm()) for a, b in zip(ws, ws[1:])],
                                rtol=1e-6)
-    assert np.isfinite(d["sharpness"]).all() and d["stability_threshold"][0] == pytest.approx(2 / 1e-2)
+    assert np.isfinite(d["sharpness"]).all()
+    assert d["stability_threshold"][0] == pytest.approx(3.8 / (0.1 * 1e-2))  # Adam (the default), beta1 = 0.9
+    assert d.meta["stability"]["of"] == "preconditioned" and "no Adam second moments" in d.meta["sharpness_note"]
 
 
 def test_save_load_and_csv_columns(tmp_path):
@@ -137,3 +139,135 @@ def test_save_load_and_csv_columns(tmp_path):
     assert math.isnan(d["grad_norm"][0])  # no .grad yet
     with pytest.raises(ValueError, match="every must be a positive integer"):
         DynamicsRecorder(model, every=0)
+
+
+# -- the edge of stability per optimizer -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("optimizer, lr, options, limit, of", [
+    ("SGD", 0.1, {}, 20.0, "hessian"),  # 2/lr
+    ("SGD", 0.1, {"momentum": 0.9}, 38.0, "hessian"),  # 2(1 + beta)/lr
+    ("SGD", 0.1, {"momentum": 0.8, "dampening": 0.8}, 180.0, "hessian"),  # 2(1 + beta)/((1 - tau) lr)
+    ("SGD", 0.1, {"momentum": 0.9, "nesterov": True}, 3.8 / 0.28, "hessian"),  # (2 + 2 beta)/((1 + 2 beta) lr)
+    ("Adam", 1e-3, {}, 38_000.0, "preconditioned"),  # (2 + 2 beta1)/((1 - beta1) lr) = 38/lr at beta1 = 0.9
+    ("AdamW", 1e-3, {"betas": (0.5, 0.999)}, 6_000.0, "preconditioned"),
+    (None, 0.5, {}, 4.0, "hessian"),  # no optimizer: gradient descent
+])
+def test_stability_limit_per_optimizer(optimizer, lr, options, limit, of):
+    from losslens.trajectories.dynamics import stability_limit
+
+    found = stability_limit(optimizer, lr, options)
+    assert found.value == pytest.approx(limit, rel=1e-12) and found.of == of
+
+
+@pytest.mark.parametrize("optimizer", ["RMSprop", "Adagrad", "Lion"])
+def test_no_limit_is_drawn_for_optimizers_without_one(optimizer):
+    from losslens.trajectories.dynamics import stability_limit
+
+    found = stability_limit(optimizer, 1e-3, {})
+    assert math.isnan(found.value) and found.note == f"no known edge-of-stability limit for {optimizer}"
+
+
+@pytest.mark.parametrize("options", [{}, {"momentum": 0.9}, {"momentum": 0.8, "dampening": 0.8},
+                                     {"momentum": 0.9, "nesterov": True}])
+def test_the_limit_is_where_torch_sgd_starts_to_diverge_on_a_quadratic(options):
+    """Ground truth: torch.optim.SGD on L = lambda w^2 / 2 converges just below the limit, diverges just above."""
+    from losslens.trajectories.dynamics import stability_limit
+
+    lr = 0.1
+    limit = stability_limit("SGD", lr, options).value
+    for factor, diverges in ((0.97, False), (1.03, True)):
+        w = torch.ones(1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.SGD([w], lr=lr, **options)
+        for _ in range(1000):
+            opt.zero_grad()
+            (factor * limit * w.pow(2).sum() / 2).backward()
+            opt.step()
+        size = abs(float(w.detach()))
+        assert (not size < 1e3) if diverges else size < 1e-3, (factor, size)
+
+
+def test_a_momentum_run_records_and_draws_its_own_limit(tmp_path):
+    from losslens.core.data import load_dataset, subset
+    from losslens.core.train import train
+    from losslens.plot.trajectories import plot_dynamics
+
+    data = (subset(load_dataset("digits", "train"), 128), subset(load_dataset("digits", "test"), 32))
+    run = train("mlp", data, optimizer="momentum", lr=0.05, epochs=1, seed=0, out=tmp_path / "run",
+                model_kwargs={"hidden": [6]}, progress=False)
+    recorded = Dynamics.load(run.out / "dynamics.h5")  # by the trainer's recorder
+    d = dynamics_of_run(run.out)  # recomputed, with the sharpness by default
+    for dynamics in (recorded, d):
+        np.testing.assert_allclose(dynamics["stability_threshold"], 2 * 1.9 / 0.05)  # not 2/lr = 40
+    ax = plot_dynamics(d).axes[5]
+    (limit,) = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    np.testing.assert_allclose(limit.get_ydata(), 76.0)
+    assert "2(1+β)/lr, momentum β=0.9" in limit.get_label()
+
+
+def test_default_dynamics_include_a_bounded_lambda_max(tmp_path):
+    """lambda_max by default, equal to a converged Lanczos run, within the bound of products it states."""
+    from losslens.core.data import load_dataset, subset
+    from losslens.core.train import train
+    from losslens.landscape.hessian import HessianOperator, eigenpairs
+    from losslens.trajectories.dynamics import MAX_SHARPNESS_MATVECS
+    from losslens.trajectories.series import CheckpointSeries, run_evaluator
+
+    data = (subset(load_dataset("digits", "train"), 128), subset(load_dataset("digits", "test"), 32))
+    run = train("mlp", data, optimizer="sgd", lr=0.1, epochs=1, seed=0, out=tmp_path / "run",
+                model_kwargs={"hidden": [6]}, progress=False)
+    d = dynamics_of_run(run.out)
+    assert d.meta["sharpness"] is True and f"at most {MAX_SHARPNESS_MATVECS} Hessian-vector" in d.meta["sharpness_note"]
+    assert all(0 < n <= MAX_SHARPNESS_MATVECS for n in d.meta["sharpness_products"])
+    series = CheckpointSeries.from_run(run.out)
+    ev = run_evaluator(series)
+    for i in range(len(series)):
+        truth = eigenpairs(HessianOperator(ev, series.vector(i).to(ev.dtype)), k=1, tol=1e-10).values[0]
+        assert d["sharpness"][i] == pytest.approx(float(truth), rel=1e-3)
+    off = dynamics_of_run(run.out, sharpness=False)
+    assert np.isnan(off["sharpness"]).all() and "left out" in off.meta["sharpness_note"]
+
+
+def test_adam_records_the_preconditioned_sharpness():
+    """lambda_max(P^-1 H) with P = (1 - beta1^(t+1)) (sqrt(v_t / (1 - beta2^t)) + eps), by hand on least squares."""
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(16, 4, generator=g, dtype=torch.float64), torch.randn(16, 1, generator=g, dtype=torch.float64)
+    model = nn.Linear(4, 1, bias=False).double()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.99), eps=1e-3)
+    recorder = DynamicsRecorder(model, optimizer=opt, sharpness_data=(X, y), loss_fn="mse")
+    for _ in range(3):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(X), y)
+        loss.backward()
+        opt.step()
+        recorder.step(model, loss)
+    d = recorder.result()
+    v = opt.state[model.weight]["exp_avg_sq"].reshape(-1)
+    p = (1 - 0.8 ** 4) * ((v / (1 - 0.99 ** 3)).sqrt() + 1e-3)
+    H = 2 / len(X) * X.T @ X
+    truth = float(torch.linalg.eigvalsh(H / p.sqrt()[:, None] / p.sqrt()[None, :])[-1])
+    assert d["sharpness"][-1] == pytest.approx(truth, rel=1e-6)
+    assert d["stability_threshold"][-1] == pytest.approx(3.6 / (0.2 * 0.01))
+    assert d.meta["stability"]["sharpness"] == "preconditioned"
+
+
+def test_the_sharpness_stops_within_its_bound_when_lanczos_does_not_converge():
+    """A dense spectrum (top eigenvalue not separated): NaN after at most MAX_SHARPNESS_MATVECS products."""
+    from scipy.sparse.linalg import LinearOperator
+
+    from losslens.trajectories.dynamics import MAX_SHARPNESS_MATVECS, sharpness_of
+
+    class Diagonal:
+        def __init__(self, d):
+            self.d, self.shape, self.n_matvec = d, (len(d), len(d)), 0
+
+        def to_scipy(self):
+            def matvec(x):
+                self.n_matvec += 1
+                return self.d * x.reshape(-1)
+            return LinearOperator(self.shape, matvec=matvec, dtype=np.float64)
+
+    value, n = sharpness_of(Diagonal(np.linspace(0, 1, 20_000)))
+    assert math.isnan(value) and 0 < n <= MAX_SHARPNESS_MATVECS
+    value, n = sharpness_of(Diagonal(np.r_[np.linspace(0, 1, 20_000), 1.5]))
+    assert value == pytest.approx(1.5, rel=1e-3) and n <= MAX_SHARPNESS_MATVECS
