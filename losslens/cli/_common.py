@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 from pathlib import Path
 
 from losslens.core._batchnorm import BN_MODES
@@ -23,6 +24,7 @@ from losslens.core.provenance import CheckpointMeta, trusted_name
 from losslens.core.train import TrainRun, resolve_loss, train
 from losslens.errors import ConfigError
 
+MAX_SEED = 2**32 - 1  # the widest range every consumer takes (t-SNE's random_state is a numpy RandomState seed)
 DEFAULT_MODEL = "mlp"
 DEFAULT_DATA = "digits"
 DEFAULT_SUBSET = 5000  # samples evaluated by default: a seeded subset of larger sets
@@ -47,7 +49,7 @@ def add_model_data_args(parser: argparse.ArgumentParser) -> None:
         f"(default: {DEFAULT_DATA}, or the built-in data set a losslens checkpoint records)",
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N, ...")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help=f"random seed, 0 to {MAX_SEED} (default: 0)")
     parser.add_argument("--threads", type=_threads, default="auto", metavar="N|auto",
                         help="intra-op CPU threads of the evaluations (default: auto, measured: one unless more "
                         "are clearly faster)")
@@ -134,6 +136,31 @@ def int_at_least(minimum: int):
 
     parse.__name__ = f"integer >= {minimum}"
     return parse
+
+
+def finite_float(text: str) -> float:
+    """An ``argparse`` type: a finite number (``nan`` and ``inf`` are usage errors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+finite_float.__name__ = "finite number"
+
+
+def seed(text: str) -> int:
+    """An ``argparse`` type: a random seed, an integer in ``[0, MAX_SEED]``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}")
+    return value
 
 
 def _subset(text: str) -> int | None:

@@ -6,16 +6,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from losslens.cli._common import describe, evaluators, int_at_least, is_main_process, save_figure
+from losslens.cli._common import describe, evaluators, finite_float, int_at_least, is_main_process, save_figure
 
 
 def add_plane_args(parser: argparse.ArgumentParser) -> None:
     """``--threshold``, ``--steps``, ``--margin`` and ``--log``."""
-    parser.add_argument("--threshold", type=float, default=0.1,
+    parser.add_argument("--threshold", type=finite_float, default=0.1,
                         help="largest relative residual (the share of a checkpoint's displacement from the origin "
                         "that lies off the plane) of a point drawn as trusted (default: 0.1)")
     parser.add_argument("--steps", type=int_at_least(2), default=41, help="grid points per axis of the plane (default: 41)")
-    parser.add_argument("--margin", type=float, default=0.1,
+    parser.add_argument("--margin", type=finite_float, default=0.1,
                         help="the plane's grid extends this fraction of the paths' span beyond them (default: 0.1)")
     parser.add_argument("--log", action="store_true", help="draw the loss on a logarithmic scale")
 

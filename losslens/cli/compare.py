@@ -16,6 +16,7 @@ Under torchrun, each process trains every W-th optimizer and the plane's grid is
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from losslens.cli._common import (
@@ -95,8 +96,8 @@ def listed(values: list[str]) -> list[str]:
 
 
 def _float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"--lr {name}={value!r}: the learning rate must be a number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"--lr {name}={value!r}: the learning rate must be a finite number")
     return float(value)
 
 

@@ -1,7 +1,8 @@
 """``losslens fit``: a closed-form fit of a loss surface (Gaussian bowl, rotated, mixture, quadratic).
 
 Writes ``OUT/fit.json`` (parameters with standard errors, R^2, RMSE, the fitted minimum and curvature,
-the surface's Hessian eigenvalues along its directions when known, the stability limit 2/lambda_max),
+the surface's Hessian eigenvalues along its directions when known, the stability limit 2/lambda_max,
+``degenerate`` and its ``warnings``, also printed),
 ``OUT/fit.h5`` (the ``SurfaceFit``, which ``losslens replay OUT/fit.h5`` descends),
 ``OUT/fit_3d.png`` (``fit_1d.png`` for a line) and ``OUT/fit_residuals.png``.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from pathlib import Path
 
 from losslens.cli._common import (
@@ -73,12 +74,16 @@ def run(args: argparse.Namespace) -> int:
     written = [pairs.save(out / "eigenpairs.h5"), tr.save(out / "trace.h5")]
     spectrum, condition = None, None
     if args.density:
-        spectrum = density(H, n_vectors=args.density_vectors, n_lanczos=min(args.lanczos_steps, ev.space.size),
-                           seed=args.seed, backend=args.backend)
+        with warnings.catch_warnings():  # recorded in the spectrum, printed below
+            warnings.filterwarnings("ignore", message="losslens: (only|the density's support)")
+            spectrum = density(H, n_vectors=args.density_vectors, n_lanczos=min(args.lanczos_steps, ev.space.size),
+                               seed=args.seed, backend=args.backend, known_eigenvalues=values)
         definite = spectrum.lambda_min > 0 and math.isfinite(spectrum.condition)
         condition = spectrum.condition if definite else None
         print(f"density: eigenvalues in [{spectrum.lambda_min:.6g}, {spectrum.lambda_max:.6g}], condition number "
               + (f"{condition:.6g}" if definite else "undefined (the Hessian is not positive definite here)"))
+        for note in spectrum.warnings:
+            print(f"warning: {note}")
         written.append(spectrum.save(out / "spectrum.h5"))
     say_written(written)
     write_json(out / "hessian.json", {
@@ -97,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         "density": None if spectrum is None else {
             "file": "spectrum.h5", "lambda_min": spectrum.lambda_min, "lambda_max": spectrum.lambda_max,
             "sigma": spectrum.sigma, "n_vectors": args.density_vectors, "n_lanczos": spectrum.meta["n_lanczos"],
+            "warnings": list(spectrum.warnings),
         },
         "files": {"eigenpairs": "eigenpairs.h5", "trace": "trace.h5"},
         "seed": args.seed,

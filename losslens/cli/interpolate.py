@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from losslens.cli._common import add_landscape_args, default_run, describe, evaluators, int_at_least, say_written
+from losslens.cli._common import (
+    add_landscape_args, default_run, describe, evaluators, finite_float, int_at_least, say_written,
+)
 from losslens.errors import ConfigError
 
 
@@ -28,7 +30,7 @@ def register(subparsers) -> None:
     parser.add_argument("endpoints", metavar="A B", nargs="*", help="two checkpoint files (t = 0 and t = 1)")
     add_landscape_args(parser)
     parser.add_argument("--steps", type=int_at_least(2), default=41, help="grid points on the line, at least 2 (default: 41)")
-    parser.add_argument("--extrapolate", type=float, default=0.5,
+    parser.add_argument("--extrapolate", type=finite_float, default=0.5,
                         help="how far the grid goes beyond each endpoint, in units of |w_B - w_A| (default: 0.5)")
     parser.add_argument("--log", action="store_true", help="draw the loss on a logarithmic scale")
     parser.set_defaults(func=run)

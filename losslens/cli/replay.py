@@ -5,7 +5,8 @@ Writes ``OUT/paths.csv`` (columns ``optimizer, step, x, y, loss, grad_norm, lr``
 step t the point after t updates), ``OUT/summary.csv`` (one row per optimizer: final loss, steps to the
 tolerance, path length, oscillation, the learning rate against 2/lambda_max), ``OUT/replay.h5`` (the
 ``Replay``), ``OUT/replay_paths.png``, ``OUT/replay_convergence.png`` and ``OUT/replay.html`` (the
-paths animated).
+paths animated). On a fit the values are the fit's, not the model's loss: the columns, the printout and the
+pictures call them ``fitted loss`` (``fitted_loss``, ``final_fitted_loss``).
 
 What is descended: ``--function NAME`` (a test function); a FILE that is a fit (``losslens fit``'s
 ``fit.h5``: the fitted function); a FILE that is a surface (its bicubic grid interpolant, which a path
@@ -32,7 +33,7 @@ import math
 from pathlib import Path
 
 from losslens.cli._common import (
-    DEFAULT_SUBSET, add_landscape_args, checked_range, int_at_least, save_figure,
+    DEFAULT_SUBSET, add_landscape_args, checked_range, finite_float, int_at_least, save_figure,
 )
 from losslens.errors import ConfigError
 from losslens.landscape.fit import MODELS
@@ -64,7 +65,7 @@ def register(subparsers) -> None:
     parser.add_argument("file", metavar="FILE.h5", nargs="?", help="a fit file or a surface file")
     parser.add_argument("--function", choices=tuple(FUNCTIONS), metavar="NAME",
                         help=f"a test function: {', '.join(FUNCTIONS)}")
-    parser.add_argument("--condition", type=float, metavar="KAPPA",
+    parser.add_argument("--condition", type=finite_float, metavar="KAPPA",
                         help="the quadratic's condition number (default: 10)")
     parser.add_argument("--fit", choices=MODELS, metavar="MODEL",
                         help=f"replay on a fit of the surface FILE instead of its grid: {', '.join(MODELS)}")
@@ -74,7 +75,7 @@ def register(subparsers) -> None:
     parser.add_argument("--dirs", choices=TRUE_LOSS_DIRS,
                         help="--true-loss: the plane's directions, hessian (the top two eigenvectors, unit norm: "
                         "coordinates are distances in weight space) or random (filter-normalized) (default: hessian)")
-    parser.add_argument("--range", nargs=2, type=float, metavar=("A", "B"),
+    parser.add_argument("--range", nargs=2, type=finite_float, metavar=("A", "B"),
                         help="coordinates along both directions of the grid drawn behind the paths, [A, B]^2 (--true-loss; "
                         "default: -2 2 for "
                         "hessian directions, -1 1 for random ones); the paths may leave it")
@@ -91,16 +92,16 @@ def register(subparsers) -> None:
                         help="an optimizer option, VALUE in JSON (--option momentum.momentum=0.8); repeatable")
     parser.add_argument("--updates", type=int_at_least(1), default=200, metavar="N",
                         help="updates per optimizer (default: 200)")
-    parser.add_argument("--start", nargs=2, type=float, metavar=("X", "Y"),
+    parser.add_argument("--start", nargs=2, type=finite_float, metavar=("X", "Y"),
                         help="start point (default: the function's, or halfway to the grid's upper-left corner)")
     parser.add_argument("--schedule", default="constant", choices=SCHEDULES, help="learning-rate schedule")
     parser.add_argument("--warmup", type=int_at_least(0), default=0, metavar="N", help="steps of linear warmup")
     parser.add_argument("--step-size", type=int_at_least(1), metavar="N", help="period of --schedule step")
-    parser.add_argument("--gamma", type=float, default=0.1, help="factor of --schedule step (default: 0.1)")
-    parser.add_argument("--clip", type=float, metavar="C", help="clip each gradient's norm at C")
-    parser.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
+    parser.add_argument("--gamma", type=finite_float, default=0.1, help="factor of --schedule step (default: 0.1)")
+    parser.add_argument("--clip", type=finite_float, metavar="C", help="clip each gradient's norm at C")
+    parser.add_argument("--noise", type=finite_float, default=0.0, metavar="SIGMA",
                         help="scale of Gaussian gradient noise (default: 0)")
-    parser.add_argument("--tol", type=float, default=1e-3, help="loss tolerance of steps-to-tolerance (default: 1e-3)")
+    parser.add_argument("--tol", type=finite_float, default=1e-3, help="loss tolerance of steps-to-tolerance (default: 1e-3)")
     add_landscape_args(parser, both=False)  # --seed also seeds the noise and random optimizers
     parser.set_defaults(func=run)
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 
-from losslens.cli._common import add_landscape_args, default_run, int_at_least, parse_key_values, set_distributed_run
+from losslens.cli._common import (
+    add_landscape_args, default_run, finite_float, int_at_least, parse_key_values, set_distributed_run,
+)
 from losslens.errors import ConfigError
 from losslens.landscape.fit import MODELS
 from losslens.report.options import SECTIONS, ReportOptions
@@ -49,12 +51,12 @@ def register(subparsers) -> None:
     parser.add_argument("--title", help="the page's title")
     surface = parser.add_argument_group("2D surface (random filter-normalized directions)")
     surface.add_argument("--steps", type=int_at_least(2), default=41, help="grid points per axis (default: 41)")
-    surface.add_argument("--range", nargs=2, type=float, default=(-1.0, 1.0), metavar=("A", "B"),
+    surface.add_argument("--range", nargs=2, type=finite_float, default=(-1.0, 1.0), metavar=("A", "B"),
                          help="coordinates along both directions (default: -1 1)")
     line = parser.add_argument_group("line from the initialization (runs)")
     line.add_argument("--interpolation-steps", type=int_at_least(2), default=41, metavar="N",
                       help="points of the line (default: 41)")
-    line.add_argument("--extrapolate", type=float, default=0.5,
+    line.add_argument("--extrapolate", type=finite_float, default=0.5,
                       help="how far the line goes beyond each end, in units of |w - w_init| (default: 0.5)")
     hessian = parser.add_argument_group("Hessian")
     hessian.add_argument("--top-k", type=int_at_least(2), default=2, metavar="K",
@@ -73,15 +75,15 @@ def register(subparsers) -> None:
     fit.add_argument("--fit-model", default="gaussian", choices=MODELS, help="the closed form (default: gaussian)")
     fit.add_argument("--optimizers", metavar="LIST",
                      help="comma-separated optimizers replayed (default: sgd,momentum,adam, and lion when installed)")
-    fit.add_argument("--replay-lr", type=float, default=0.05, metavar="LR", help="their learning rate (default: 0.05)")
+    fit.add_argument("--replay-lr", type=finite_float, default=0.05, metavar="LR", help="their learning rate (default: 0.05)")
     fit.add_argument("--replay-updates", dest="replay_steps", type=int_at_least(1), default=200, metavar="N",
                      help="updates per optimizer (default: 200)")
     trajectory = parser.add_argument_group("trajectory and dynamics (runs)")
     trajectory.add_argument("--trajectory-steps", type=int_at_least(2), default=41, metavar="N",
                             help="grid points per axis of the PCA plane (default: 41)")
-    trajectory.add_argument("--threshold", type=float, default=0.1,
+    trajectory.add_argument("--threshold", type=finite_float, default=0.1,
                             help="largest relative residual off the PCA plane of a trusted point (default: 0.1)")
-    trajectory.add_argument("--perplexity", type=float, help="t-SNE perplexity (default: min(30, (T - 1) / 3))")
+    trajectory.add_argument("--perplexity", type=finite_float, help="t-SNE perplexity (default: min(30, (T - 1) / 3))")
     trajectory.add_argument("--max-iter", type=int_at_least(250), default=1000, help="t-SNE iterations (default: 1000)")
     trajectory.add_argument("--sharpness", action=argparse.BooleanOptionalAction, default=None,
                             help="the top Hessian eigenvalue at every checkpoint (dynamics): by default when its "

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from losslens.cli._common import (
-    add_default_checkpoint_arg, add_landscape_args, checked_range, default_run, describe, evaluators, int_at_least,
+    add_default_checkpoint_arg, add_landscape_args, checked_range, default_run, describe, evaluators, finite_float,
+    int_at_least,
     is_main_process, say_written, set_distributed_run,
 )
 from losslens.errors import ConfigError
@@ -42,9 +43,9 @@ def register(subparsers) -> None:
                         help="random (filter-normalized Gaussian), hessian (top eigenvectors) or pca (of a "
                         "trajectory, --checkpoints); hessian and pca directions have unit norm, so their --range is a "
                         "distance in weight space (default: random)")
-    parser.add_argument("--range", nargs=2, type=float, default=(-1.0, 1.0), metavar=("A", "B"),
+    parser.add_argument("--range", nargs=2, type=finite_float, default=(-1.0, 1.0), metavar=("A", "B"),
                         help="coordinates along the first direction, A < B (default: -1 1)")
-    parser.add_argument("--yrange", nargs=2, type=float, metavar=("A", "B"), help="along the second (default: --range)")
+    parser.add_argument("--yrange", nargs=2, type=finite_float, metavar=("A", "B"), help="along the second (default: --range)")
     parser.add_argument("--steps", type=int_at_least(2), default=41, help="grid points along x (default: 41)")
     parser.add_argument("--ysteps", type=int_at_least(2), metavar="N", help="grid points along y (default: --steps)")
     parser.add_argument("--1d", dest="one_d", action="store_true", help="a line along one direction instead of a plane")

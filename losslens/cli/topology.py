@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from losslens.cli._common import save_figure, write_json
+from losslens.cli._common import finite_float, save_figure, write_json
 from losslens.landscape.topology import CONSTRUCTIONS, THRESHOLD_FRACTION
 
 
@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("surface", metavar="SURFACE.h5", help="the surface file")
     parser.add_argument("--out", metavar="DIR", help="output directory (default: the surface file's directory)")
-    parser.add_argument("--min-persistence", dest="threshold", type=float, metavar="T",
+    parser.add_argument("--min-persistence", dest="threshold", type=finite_float, metavar="T",
                         help=f"noise threshold on persistence (default: {THRESHOLD_FRACTION} of the value range)")
     parser.add_argument("--construction", default="vertices", choices=CONSTRUCTIONS,
                         help="vertices: grid values as vertices, 4-connectivity; cells: as pixels, 8-connectivity "

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from losslens.cli._common import DEFAULT_DATA, DEFAULT_MODEL, add_model_data_args, int_at_least, parse_key_values
+from losslens.cli._common import (
+    DEFAULT_DATA, DEFAULT_MODEL, add_model_data_args, finite_float, int_at_least, parse_key_values,
+)
 from losslens.core.train import DYNAMICS_FILE, LOSS_NAMES, RUN_FILE, train
 
 
@@ -17,7 +19,7 @@ def register(subparsers) -> None:
     )
     add_model_data_args(parser)
     parser.add_argument("--optimizer", default="adam", help="any torch.optim optimizer, any case (default: adam)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
+    parser.add_argument("--lr", type=finite_float, default=1e-3, help="learning rate (default: 1e-3)")
     parser.add_argument(
         "--optimizer-arg",
         action="append",
@@ -25,7 +27,7 @@ def register(subparsers) -> None:
         metavar="KEY=VALUE",
         help="optimizer option, VALUE in JSON (--optimizer-arg momentum=0.9); repeatable",
     )
-    parser.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default: 0)")
+    parser.add_argument("--weight-decay", type=finite_float, default=0.0, help="weight decay (default: 0)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs, passes over the training set (default: 10)")
     parser.add_argument("--batch-size", type=int, default=64, help="samples per step (default: 64)")
     parser.add_argument("--loss", help=f"{' or '.join(LOSS_NAMES)} (default: by the data's task)")

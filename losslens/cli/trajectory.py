@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from losslens.cli._common import (
-    add_landscape_args, default_run, int_at_least, is_main_process, save_figure, set_distributed_run,
+    add_landscape_args, default_run, finite_float, int_at_least, is_main_process, save_figure, set_distributed_run,
 )
 from losslens.cli._trajectories import add_plane_args, plane, runs_evaluator, summary, write_paths
 
@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     parser.add_argument("runs", metavar="RUN_DIR", nargs="*", help="run directories (default: the default model's run)")
     add_landscape_args(parser, both=False)
     add_plane_args(parser)
-    parser.add_argument("--perplexity", type=float, help="t-SNE perplexity, below the number of checkpoints "
+    parser.add_argument("--perplexity", type=finite_float, help="t-SNE perplexity, below the number of checkpoints "
                         "(default: min(30, (T - 1) / 3))")
     parser.add_argument("--max-iter", type=int_at_least(250), default=1000, help="t-SNE iterations (default: 1000)")
     parser.add_argument("--phate", action="store_true", help="also a PHATE embedding (needs the GPL-2 phate package)")

@@ -10,7 +10,8 @@
   1994), batched over the vectors. Hessian operators hold one while they work at a point (Lanczos
   asks tens of products there); it is built only when its activations fit the memory budget.
 
-Each batch weighs its share of the set's units (``Evaluator.batch_weight``). With ``bn="batch"`` the
+Each batch weighs its share of the set's units (``Evaluator.batch_weight``); one without units is
+skipped (``Evaluator.weighted_batches``). With ``bn="batch"`` the
 batches are the evaluation batches themselves, since batch statistics (and so the function
 differentiated) depend on them; ``bn="recalibrate"`` is refused (the running statistics would have to
 be differentiated as functions of ``w``). The differentiated passes run ``scaled_dot_product_attention``
@@ -43,7 +44,7 @@ def gradient(ev, w: torch.Tensor) -> torch.Tensor:
     """``(P,)`` gradient of the mean loss at ``w``."""
     g = torch.zeros_like(w)
     with math_attention():
-        for inputs, target in ev.data.batches(grad_batch_size(ev, 1)):
+        for inputs, target in ev.weighted_batches(grad_batch_size(ev, 1)):
             g += grad(ev.batch_loss)(w, inputs, target) * ev.batch_weight(inputs, target)
     return g
 
@@ -58,7 +59,7 @@ def values_and_gradients(ev, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
         return torch.cat([value[None], g])
 
     with math_attention():
-        for inputs, target in ev.data.batches(grad_batch_size(ev, len(W))):
+        for inputs, target in ev.weighted_batches(grad_batch_size(ev, len(W))):
             both = ev.runner.map(one, (W, inputs, target), (0, None, None), compilable=False)
             both = both * ev.batch_weight(inputs, target)
             losses += both[:, 0]
@@ -74,7 +75,7 @@ def hvp(ev, w: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         return jvp(lambda w_: grad(ev.batch_loss)(w_, inputs, target), (w,), (v,))[1]
 
     with math_attention():
-        for inputs, target in ev.data.batches(grad_batch_size(ev, len(V))):
+        for inputs, target in ev.weighted_batches(grad_batch_size(ev, len(V))):
             products = ev.runner.map(one, (V, inputs, target), (0, None, None), vectorize=True, compilable=False)
             out += products * ev.batch_weight(inputs, target)
     return out
@@ -87,7 +88,7 @@ class GradientGraph:
         self.w = w.clone()
         self._parts = []
         with torch.enable_grad(), math_attention():
-            for inputs, target in ev.data.batches(grad_batch_size(ev, 1)):
+            for inputs, target in ev.weighted_batches(grad_batch_size(ev, 1)):
                 leaf = w.detach().clone().requires_grad_()
                 loss = ev.batch_loss(leaf, inputs, target) * ev.batch_weight(inputs, target)
                 self._parts.append((leaf, torch.autograd.grad(loss, leaf, create_graph=True)[0]))

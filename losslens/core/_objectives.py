@@ -40,6 +40,7 @@ IGNORE_INDEX = -100
 UNITS: tuple[str, ...] = ("auto", "samples", "targets", "shifted_targets")
 TOKEN_LOSSES: tuple[str, ...] = ("causal_lm", "masked_lm", "token_classification")
 LOSS_NAMES: tuple[str, ...] = ("cross_entropy", "mse", *TOKEN_LOSSES, "model")
+NONNEGATIVE_LOSSES: tuple[str, ...] = ("cross_entropy", "mse", *TOKEN_LOSSES)  # "model": whatever the model returns
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 

@@ -453,6 +453,13 @@ class Evaluator:
         """The batch's share of the whole set's units: its weight in the mean over the set."""
         return float(self._objective.count(target, inputs)) / self.n_units
 
+    def weighted_batches(self, batch_size: int):
+        """The data's ``(inputs, target)`` batches of ``batch_size`` that hold units: a batch with none
+        (every label -100) weighs nothing, and a model's own loss is NaN there (a mean over nothing)."""
+        for inputs, target in self.data.batches(batch_size):
+            if self._objective.count(target, inputs) > 0:
+                yield inputs, target
+
     def _run(self, K: int, params_of: Callable[[slice], dict], coeffs1: torch.Tensor | None) -> EvalResult:
         """Loss and metric means at ``K`` points, chunk by chunk; ``coeffs1`` (``(K, 1 + m)``, a
         leading 1 per row) selects the first-layer fast path. On CUDA an out-of-memory error halves
@@ -486,6 +493,8 @@ class Evaluator:
         sums = torch.zeros(k, 1 + len(self._metrics), dtype=self.dtype, device=self.device)
         for i, (inputs, target) in enumerate(self.data.batches(self.plan.batch_size)):
             units = self._objective.count(target, inputs).to(self.dtype)
+            if units == 0:  # weighs nothing (and a model's own loss is NaN there: a mean over nothing)
+                continue
             if coeffs1 is None:
                 means = self.runner.map(self._point_means, (params, buffers, inputs, target), (0, 0, None, None))
             else:

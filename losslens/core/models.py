@@ -20,6 +20,8 @@ from losslens._imports import is_import_string, resolve_import_string
 from losslens.errors import ConfigError
 
 MODEL_NAMES: tuple[str, ...] = ("mlp", "cnn", "resnet", "resnet-noskip")
+MAX_PARAMETERS = 2_000_000_000  # a built-in model's options may not ask for more (counted before allocating)
+_RESNET_BLOCK_PARAMS = sum(2 * 9 * c * c + 4 * c for c in (16, 32, 64))  # one block per stage, BatchNorm included
 
 
 def build_model(
@@ -45,6 +47,9 @@ def build_model(
       parameter-free "option A" ones (subsample, then zero-pad the new channels).
     - ``resnet-noskip``: the same network with the skip connections removed. Both have exactly the
       same parameter names and shapes, so a checkpoint or a direction of one fits the other.
+
+    Options are checked before anything is allocated: widths and block counts are positive integers,
+    and the model may have at most ``MAX_PARAMETERS`` (2e9) parameters.
 
     Any other name must be an import string ``package.module:factory``; the factory is called with
     no arguments and must return an ``nn.Module`` (``input_shape`` and ``num_classes`` do not apply).
@@ -104,15 +109,23 @@ def _mlp(input_shape: tuple[int, ...], num_classes: int, hidden: Sequence[int] =
     for s in input_shape:
         width *= s
     if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__") or not all(
-        isinstance(h, int) and h > 0 for h in hidden
+        isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden
     ):
         raise ConfigError(f"mlp: hidden must be a list of positive layer widths, e.g. [64, 32]; got {hidden!r}")
+    sizes = [width, *hidden, num_classes]
+    _check_size("mlp", f"hidden={list(hidden)!r}", sum((a + 1) * b for a, b in zip(sizes, sizes[1:])))
     layers: list[nn.Module] = [nn.Flatten()]
     for h in hidden:
         layers += [nn.Linear(width, int(h)), nn.ReLU()]
         width = int(h)
     layers.append(nn.Linear(width, num_classes))
     return nn.Sequential(*layers)
+
+
+def _check_size(model: str, option: str, n_params: int) -> None:
+    if n_params > MAX_PARAMETERS:
+        raise ConfigError(f"model {model!r} with {option} would have {n_params:.3g} parameters, more than the "
+                          f"{MAX_PARAMETERS:.0e} a built-in model may have")
 
 
 def _image_shape(input_shape: tuple[int, ...], model: str, min_size: int) -> tuple[int, int, int]:
@@ -178,8 +191,10 @@ class ResNet(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, *, blocks_per_stage: int = 1, skip: bool = True):
         super().__init__()
-        if int(blocks_per_stage) < 1:
-            raise ConfigError(f"blocks_per_stage must be at least 1, got {blocks_per_stage}")
+        if isinstance(blocks_per_stage, bool) or not isinstance(blocks_per_stage, int) or blocks_per_stage < 1:
+            raise ConfigError(f"blocks_per_stage must be an integer of at least 1, got {blocks_per_stage!r}")
+        _check_size("resnet" if skip else "resnet-noskip", f"blocks_per_stage={blocks_per_stage}",
+                    blocks_per_stage * _RESNET_BLOCK_PARAMS)
         self.conv1 = _conv3x3(in_channels, 16)
         self.bn1 = nn.BatchNorm2d(16)
         stages, c_in = [], 16

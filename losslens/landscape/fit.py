@@ -28,6 +28,24 @@ grid's extent: nothing narrower than the grid resolves, nothing much wider than 
 centres within one extent of the grid, ``theta`` in :math:`[-\\pi/2, \\pi/2]`. A mixture grows one
 component at a time: each new one starts where the data lies deepest below the previous fit.
 
+A non-negative loss (a surface whose ``meta["loss"]`` names a built-in loss, all of which are
+non-negative, or else whose values are all >= 0; ``nonnegative`` overrides the rule) gets a fit
+that stays >= 0: the Gaussian models are fitted in the coordinates ``(m, A_1, ..., A_K, ...)`` with the
+depths :math:`A_k = c\\,a_k` with :math:`c \\ge 0` and :math:`a_k \\in [0, 1]` (box bounds): each well
+bottoms out at or above 0, which for one Gaussian is exactly :math:`z \\ge 0` everywhere. A mixture's
+components can add up below 0 where they overlap; its lowest point lies in the grid's box (its centres
+do, and the wells only deepen towards them), so when that point is below 0 the offset is raised by
+the difference (``meta["least_squares"]["lifted"]``, flagged when it matters). A quadratic is not held: one
+below 0 on the grid is flagged.
+
+A fit needs more points than free parameters (one more at least, for the standard errors); a
+mixture's K is refused (given) or capped (chosen) at what the points support. A fit is *degenerate*
+(``SurfaceFit.degenerate``, the reasons in ``SurfaceFit.warnings``) when a free parameter ends at one
+of its bounds (a well's bottom held at 0 included; ``theta``'s bounds are one orientation, so not counted),
+a standard error is not finite or larger than its value (offset, depths, widths) or than the grid's
+extent (centres), the fitted minimum of a non-negative loss is below 0 or was lifted to 0, or the solver stopped
+before converging.
+
 Points where the loss is NaN or inf are left out (and counted). The fit reports its parameters with
 standard errors :math:`\\sqrt{\\mathrm{diag}\\, s^2 (J^T J)^{-1}}`, :math:`s^2 = \\mathrm{RSS}/(n - p)`;
 :math:`R^2 = 1 - \\mathrm{RSS}/\\mathrm{TSS}`; the RMSE :math:`\\sqrt{\\mathrm{RSS}/n}`; the residual map; the
@@ -52,11 +70,13 @@ import torch
 from scipy.optimize import least_squares, minimize
 
 from losslens import _io
+from losslens.core import NONNEGATIVE_LOSSES
 from losslens.errors import ConfigError
 from losslens.results import ResultDisplay
 
 MODELS: tuple[str, ...] = ("gaussian", "rotated", "mixture", "quadratic")
 CRITERIA: tuple[str, ...] = ("bic", "aic")
+_TOL = {"ftol": 1e-12, "xtol": 1e-12, "gtol": 1e-12}  # tight: a well's bottom at 0 is reached to ~1e-8
 
 
 # -- the models, in torch ------------------------------------------------------------------------
@@ -188,8 +208,10 @@ class SurfaceFit(ResultDisplay):
         minimum_value: the fitted function's value there.
         hessian: ``(d, d)`` the fitted function's Hessian at ``minimum``.
         surface_eigenvalues: ``(d,)`` the surface's Hessian eigenvalues along its directions, when known.
-        meta: ``source`` (the surface's meta), ``options``, ``least_squares`` (status, nfev, cost),
-            ``aic``, ``bic``, ``minimum_on_boundary`` and, for a mixture with K chosen, ``criterion``.
+        meta: ``source`` (the surface's meta), ``options`` (``nonnegative`` among them: whether the fit
+            was held >= 0), ``least_squares`` (status, nfev, cost), ``aic``, ``bic``, ``minimum_on_boundary``
+            and, for a mixture with K chosen, ``criterion``.
+        warnings: why the fit is degenerate, one sentence each naming the parameter (empty: it is not).
     """
 
     KIND: ClassVar[str] = "fit"
@@ -207,10 +229,16 @@ class SurfaceFit(ResultDisplay):
     hessian: np.ndarray
     surface_eigenvalues: np.ndarray | None
     meta: dict
+    warnings: tuple[str, ...] = ()
 
     @property
     def ndim(self) -> int:
         return 1 if self.y is None else 2
+
+    @property
+    def degenerate(self) -> bool:
+        """Whether the fit is degenerate (see the module docstring; ``warnings`` says why)."""
+        return bool(self.warnings)
 
     @property
     def parameters(self) -> dict[str, float]:
@@ -280,6 +308,7 @@ class SurfaceFit(ResultDisplay):
             "fitted_hessian": self.hessian.tolist(), "fitted_curvature": self.curvature.tolist(),
             "surface_eigenvalues": None if self.surface_eigenvalues is None else self.surface_eigenvalues.tolist(),
             "stable_lr": self.stable_lr,
+            "degenerate": self.degenerate, "warnings": list(self.warnings),
             "meta": self.meta,
         }
 
@@ -297,6 +326,7 @@ class SurfaceFit(ResultDisplay):
         if self.surface_eigenvalues is not None:
             lines.append("surface's Hessian eigenvalues along its directions (at w0): "
                          + ", ".join(f"{v:.4g}" for v in self.surface_eigenvalues))
+        lines += [f"degenerate fit: {w}" for w in self.warnings]
         return "\n".join(lines)
 
     def save(self, path: str | Path) -> Path:
@@ -304,7 +334,8 @@ class SurfaceFit(ResultDisplay):
         arrays = {"params": self.params, "stderr": self.stderr, "x": self.x, "y": self.y, "data": self.data,
                   "fitted": self.fitted, "minimum": self.minimum, "hessian": self.hessian,
                   "surface_eigenvalues": self.surface_eigenvalues}
-        header = {"model": self.model, "names": list(self.names), "minimum_value": self.minimum_value}
+        header = {"model": self.model, "names": list(self.names), "minimum_value": self.minimum_value,
+                  "warnings": list(self.warnings)}
         return _io.write_h5(path, self.KIND, arrays, {**header, "meta": self.meta})
 
     @classmethod
@@ -316,7 +347,7 @@ class SurfaceFit(ResultDisplay):
     def _unpack(cls, a: dict, m: dict) -> "SurfaceFit":
         return cls(m["model"], tuple(m["names"]), a["params"], a["stderr"], a["x"], a.get("y"), a["data"],
                    a["fitted"], a["minimum"], float(m["minimum_value"]), a["hessian"], a.get("surface_eigenvalues"),
-                   m["meta"])
+                   m["meta"], tuple(m.get("warnings", ())))
 
 
 # -- fitting -------------------------------------------------------------------------------------
@@ -330,6 +361,7 @@ def fit_surface(
     components: int | None = None,
     criterion: str = "bic",
     max_components: int = 4,
+    nonnegative: bool | None = None,
 ) -> SurfaceFit:
     """Fit ``model`` to a surface by least squares.
 
@@ -341,10 +373,13 @@ def fit_surface(
             (the book's choice), or a number to fix it at.
         components: a mixture's K; ``None`` chooses it in ``1..max_components`` by ``criterion``.
         criterion: ``"bic"`` or ``"aic"``.
-        max_components: the largest K tried when ``components`` is ``None``.
+        max_components: the largest K tried when ``components`` is ``None`` (capped at what the
+            points support).
+        nonnegative: hold the fit >= 0 (see the module docstring); ``None``: when the surface's
+            ``meta["loss"]`` is a built-in loss or every value is >= 0.
 
     Raises:
-        ConfigError: an invalid option (the valid ones are listed).
+        ConfigError: an invalid option (the valid ones are listed), or no more points than parameters.
         ValueError: a loss whose shape does not match ``x`` and ``y``, or too few finite points.
     """
     ndim = 1 if surface.y is None else 2
@@ -361,11 +396,15 @@ def fit_surface(
     x, y, data = _grid(surface)
     pts, z = _points(x, y, data)
     fixed = _offset_value(offset, z)
+    nonneg = _is_nonnegative(nonnegative, getattr(surface, "meta", None) or {}, z)
+    if nonneg and fixed is not None and fixed < 0:
+        raise ConfigError(f"offset {fixed:g} is below 0, which a non-negative loss never reaches")
+    max_components = _supported_components(model, ndim, len(z), fixed is not None, components, max_components)
 
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):  # small dense problems: threads only oversubscribe
-        theta, free, ls, info = _fit(model, pts, z, fixed, x, y, components, criterion, max_components)
+        theta, free, ls, info = _fit(model, pts, z, fixed, x, y, components, criterion, max_components, nonneg)
     t = torch.as_tensor(theta)
     fitted = _on_grid(model, t, x, y)
     residual = _evaluate(model, t, pts).numpy() - z
@@ -375,21 +414,26 @@ def fit_surface(
     f = FittedFunction(model, theta, ndim)
     hess = torch.autograd.functional.hessian(lambda p: f(p[None])[0], torch.as_tensor(minimum)).numpy()
     k = (len(theta) - 1) // (1 + 2 * ndim) if model == "mixture" else 1
+    names = _names(model, ndim, k)
     meta = {
         "source": dict(getattr(surface, "meta", None) or {}),
         "options": {"model": model, "offset": offset, "components": k if model == "mixture" else None,
                     "criterion": criterion if model == "mixture" and components is None else None,
-                    "max_components": max_components if model == "mixture" and components is None else None},
+                    "max_components": max_components if model == "mixture" and components is None else None,
+                    "nonnegative": nonneg},
         "least_squares": ls,
         **_criteria(rss, len(z), int(free.sum())),
         "minimum_on_boundary": on_edge,
         **info,
     }
-    return SurfaceFit(model, _names(model, ndim, k), np.asarray(theta, float), stderr, x, y, data, fitted,
-                      np.asarray(minimum, float), float(min_value), hess, _plane_eigenvalues(surface, ndim), meta)
+    warnings = _warnings(names, np.asarray(theta, float), stderr, free, ls, nonneg, float(min_value),
+                         _scales(x, y)[3])
+    return SurfaceFit(model, names, np.asarray(theta, float), stderr, x, y, data, fitted,
+                      np.asarray(minimum, float), float(min_value), hess, _plane_eigenvalues(surface, ndim), meta,
+                      warnings)
 
 
-def _fit(model, pts, z, fixed, x, y, components, criterion, max_components):
+def _fit(model, pts, z, fixed, x, y, components, criterion, max_components, nonneg):
     """``(theta, free mask, least-squares info, extra meta)`` of the chosen model."""
     if model == "quadratic":
         design = _jacobian(model, torch.zeros(len(_names(model, pts.shape[1])), dtype=torch.float64), pts)
@@ -397,15 +441,48 @@ def _fit(model, pts, z, fixed, x, y, components, criterion, max_components):
         return theta, np.ones(len(theta), bool), {"method": "linear least squares"}, {}
     if model != "mixture":
         theta0, lo, hi = _initial(model, pts, z, fixed, x, y)
-        theta, free, ls, _ = _solve(model, pts, z, theta0, lo, hi, fixed is not None)
+        theta, free, ls, _ = _solve(model, pts, z, theta0, lo, hi, fixed is not None, nonneg)
         return theta, free, ls, {}
-    runs = _grow_mixture(pts, z, fixed, components or max_components, x, y)
+    runs = _grow_mixture(pts, z, fixed, components or max_components, x, y, nonneg)
     if components is not None:
         return (*runs[components - 1][:3], {})
     scores = {name: {str(k): _criteria(r[3], len(z), int(r[1].sum()))[name] for k, r in enumerate(runs, 1)}
               for name in CRITERIA}
     best = int(min(scores[criterion], key=scores[criterion].get))
     return (*runs[best - 1][:3], {"criterion": {"name": criterion, "chosen": best, **scores}})
+
+
+def _is_nonnegative(nonnegative: bool | None, meta: dict, z: np.ndarray) -> bool:
+    """Whether the fit is held >= 0: as asked, else when the surface's loss is a built-in one (all are
+    non-negative) or its values are all >= 0."""
+    if nonnegative is None:
+        return meta.get("loss") in NONNEGATIVE_LOSSES or bool(z.min() >= 0)
+    if nonnegative and z.min() < -1e-6 * max(1.0, float(np.abs(z).max())):
+        raise ConfigError(f"nonnegative=True, but the surface has values down to {z.min():.4g}")
+    return bool(nonnegative)
+
+
+def _n_free(model: str, ndim: int, k: int, offset_fixed: bool) -> int:
+    return len(_names(model, ndim, k)) - int(offset_fixed and model != "quadratic")
+
+
+def _supported_components(model, ndim, n, offset_fixed, components, max_components) -> int:
+    """``max_components`` capped at the largest K whose free parameters are fewer than the ``n`` points.
+
+    Raises:
+        ConfigError: the model (with ``components``, or one component) has no fewer parameters than points.
+    """
+    k = components or 1
+    p = _n_free(model, ndim, k, offset_fixed)
+    if p >= n:
+        what = f"a {ndim}-D {model}" + (f" of {k} components" if model == "mixture" else "")
+        raise ConfigError(f"{what} has {p} free parameters, and a fit with standard errors needs more points than "
+                          f"parameters: this surface has {n} finite points (use a finer grid"
+                          + (" or fewer --components)" if model == "mixture" else ")"))
+    while model == "mixture" and components is None and max_components > 1 \
+            and _n_free(model, ndim, max_components, offset_fixed) >= n:
+        max_components -= 1
+    return max_components
 
 
 def _check_model(model: str, ndim: int) -> None:
@@ -430,7 +507,7 @@ def _points(x, y, data) -> tuple[torch.Tensor, np.ndarray]:
     """The finite grid points as ``(N, d)`` coordinates and ``(N,)`` values."""
     coords = [x] if y is None else np.meshgrid(x, y)  # (ny, nx), like data
     keep = np.isfinite(data)
-    if keep.sum() < 3:
+    if keep.sum() < 2:
         raise ValueError(f"a fit needs finite loss values; this surface has {int(keep.sum())} of {data.size}")
     pts = np.stack([c[keep] for c in coords], axis=1)
     return torch.as_tensor(pts), data[keep]
@@ -485,34 +562,69 @@ def _initial(model, pts, z, fixed, x, y):
     return np.array(theta0), np.array(lower), np.array(upper)
 
 
-def _solve(model, pts, z, theta0, lower, upper, offset_fixed: bool):
+def _solve(model, pts, z, theta0, lower, upper, offset_fixed: bool, nonneg: bool):
     """Least squares from ``theta0``; the offset (entry 0) held when ``offset_fixed``.
 
+    The solver's coordinates ``u`` are the free parameters, except for a non-negative loss
+    (``nonneg``): there each depth is :math:`A_k = c\\,a_k`, :math:`c \\ge 0`, :math:`a_k \\in [0, 1]`.
+
     Returns:
-        ``(theta, free mask, least-squares info, RSS)``.
+        ``(theta, free mask, least-squares info, RSS)``; the info names the parameters ending at a
+        bound (``at_bound``: ``[index, bound]`` pairs; ``theta``'s bounds are one orientation and not
+        counted; none when the fit is exact, its RMSE within 1e-6 of the data's range).
     """
-    free = np.ones(len(theta0), bool)
+    p, d = len(theta0), pts.shape[1]
+    depths = np.arange(1, p, 1 + 2 * d) if model == "mixture" else np.array([1])
+    free = np.ones(p, bool)
     free[0] = not offset_fixed
-    base = torch.as_tensor(np.where(free, 0.0, theta0))
-    select = torch.eye(len(theta0), dtype=torch.float64)[:, torch.as_tensor(free)]  # free -> full
+    index = np.flatnonzero(free)
+    u0, lo, hi = theta0[free].copy(), lower[free].copy(), upper[free].copy()
+    slots = np.searchsorted(index, depths)  # the depths' places in u
+    c0 = max(float(theta0[0]), 0.0)
+    if nonneg and not offset_fixed:
+        lo[0] = 0.0
+    if nonneg:
+        u0[slots], lo[slots], hi[slots] = (theta0[depths] / c0 if c0 > 0 else 0.0), 0.0, 1.0
+        if not offset_fixed:
+            u0[0] = c0
 
-    def residual(t):
-        return (_evaluate(model, base + select @ torch.as_tensor(t), pts) - torch.as_tensor(z)).numpy()
+    def theta_of(u: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's parameters at ``u`` and their ``(p, f)`` derivatives by ``u``."""
+        theta, D = theta0.copy(), np.eye(p)[:, free]
+        theta[free] = u
+        if nonneg:
+            c = theta[0]
+            theta[depths] = c * u[slots]
+            D[depths, slots] = c
+            if not offset_fixed:
+                D[depths, 0] = u[slots]
+        return torch.as_tensor(theta), torch.as_tensor(D)
 
-    def jac(t):
-        return _jacobian(model, base + select @ torch.as_tensor(t), pts)[:, torch.as_tensor(free)].numpy()
+    def residual(u):
+        return (_evaluate(model, theta_of(u)[0], pts) - torch.as_tensor(z)).numpy()
 
-    start = np.clip(theta0[free], lower[free], upper[free])
-    result = least_squares(residual, start, jac=jac, bounds=(lower[free], upper[free]),
-                           method="trf", x_scale="jac", max_nfev=200 * (1 + int(free.sum())))
-    theta = theta0.copy()
-    theta[free] = result.x
+    def jac(u):
+        theta, D = theta_of(u)
+        return (_jacobian(model, theta, pts) @ D).numpy()
+
+    result = least_squares(residual, np.clip(u0, lo, hi), jac=jac, bounds=(lo, hi),
+                           method="trf", x_scale="jac", max_nfev=200 * (1 + int(free.sum())), **_TOL)
+    theta = theta_of(result.x)[0].numpy()
+    depth_like = np.isin(index, [0, *depths])
+    scale = np.where(depth_like, max(float(np.ptp(z)), 1e-12), max(float(np.ptp(pts.numpy(), axis=0).max()), 1e-12))
+    units = np.ones(len(index))  # a bound of a_k in A_k's units
+    if nonneg:
+        scale[slots], units[slots] = 1.0, theta[0]
+    exact = math.sqrt(2 * result.cost / len(z)) <= 1e-6 * max(float(np.ptp(z)), 1e-300)  # nothing held it back
+    at_bound = [[int(index[i]), float(b * units[i])] for i in range(len(index)) for b in (lo[i], hi[i])
+                if np.isfinite(b) and abs(result.x[i] - b) <= 1e-6 * max(abs(b), scale[i])
+                and not (model == "rotated" and index[i] == 6) and not exact]
     info = {"method": "scipy least_squares (trf)", "status": int(result.status), "message": result.message,
-            "nfev": int(result.nfev), "cost": float(result.cost)}
+            "nfev": int(result.nfev), "cost": float(result.cost), "at_bound": at_bound}
     return theta, free, info, float(2 * result.cost)
 
 
-def _grow_mixture(pts, z, fixed, k_max: int, x, y) -> list:
+def _grow_mixture(pts, z, fixed, k_max: int, x, y, nonneg: bool) -> list:
     """Mixtures of 1..k_max components, each started from the previous one plus a component where the
     data lies deepest below it (``_solve``'s results, one per K)."""
     h, lows, highs, spans = _scales(x, y)
@@ -523,16 +635,51 @@ def _grow_mixture(pts, z, fixed, k_max: int, x, y) -> list:
     lower = np.concatenate([lower[:1], per_lo])
     upper = np.concatenate([upper[:1], per_hi])
     theta0 = np.clip(theta0, lower, upper)
-    runs = [_solve("mixture", pts, z, theta0, lower, upper, fixed is not None)]
+
+    def solve(start):
+        """``_solve``, the offset then raised by what the mixture dips below 0 (non-negative loss, free offset)."""
+        theta, free, info, rss = _solve("mixture", pts, z, start, lower, upper, fixed is not None, nonneg)
+        low = _minimum("mixture", torch.as_tensor(theta), pts, z, x, y)[1] if nonneg and fixed is None else 0.0
+        if low < 0:
+            theta[0] -= low
+            info["lifted"] = -low
+            rss = float(((_evaluate("mixture", torch.as_tensor(theta), pts).numpy() - z) ** 2).sum())
+        return theta, free, info, rss
+
+    runs = [solve(theta0)]
     for _ in range(1, k_max):
         theta = runs[-1][0]
         below = z - _evaluate("mixture", torch.as_tensor(theta), pts).numpy()
         i = int(np.argmin(below))
         new = np.concatenate([[max(-below[i], 1e-12)], pts[i].numpy(), np.clip(0.1 * spans, h, None)])
         lower, upper = np.concatenate([lower, per_lo]), np.concatenate([upper, per_hi])
-        runs.append(_solve("mixture", pts, z, np.clip(np.concatenate([theta, new]), lower, upper), lower, upper,
-                           fixed is not None))
+        runs.append(solve(np.clip(np.concatenate([theta, new]), lower, upper)))
     return runs
+
+
+def _warnings(names, theta, stderr, free, ls: dict, nonneg: bool, min_value: float, spans) -> tuple[str, ...]:
+    """Why a fit is degenerate (see the module docstring), one sentence each."""
+    out = [f"{names[i]} = {theta[i]:.4g} is held at the offset: the well's bottom is at 0, the least a "
+           "non-negative loss takes" if names[i].startswith("A") and b > 0 else
+           f"{names[i]} = {theta[i]:.4g} is at its bound {b:g}" for i, b in ls.get("at_bound", [])]
+    if ls.get("lifted", 0.0) > 1e-6 * max(abs(theta[0]), 1e-12):
+        out.append(f"offset was raised by {ls['lifted']:.3g} from its least-squares value: the overlapping "
+                   "components dipped below 0")
+    extent = float(spans.max())
+    for i in np.flatnonzero(free):
+        name, v, s = names[i], theta[i], stderr[i]
+        kind = name.split("_")[0]
+        if not np.isfinite(s):
+            out.append(f"{name} has a non-finite standard error ({s})")
+        elif kind in ("offset", "A", "s1", "s2") and s > abs(v):
+            out.append(f"{name} = {v:.4g} ± {s:.2g}: the standard error exceeds the value")
+        elif kind in ("x0", "y0") and s > extent:
+            out.append(f"{name} = {v:.4g} ± {s:.2g}: the standard error exceeds the grid's extent {extent:.3g}")
+    if nonneg and min_value < 0:
+        out.append(f"the fitted minimum {min_value:.4g} is below 0, which this non-negative loss never reaches")
+    if ls.get("status") == 0:
+        out.append("the solver stopped at its evaluation limit before converging")
+    return tuple(out)
 
 
 def _criteria(rss: float, n: int, p: int) -> dict[str, float]:
@@ -561,10 +708,11 @@ def _on_grid(model, theta: torch.Tensor, x, y) -> np.ndarray:
 
 def _minimum(model, theta: torch.Tensor, pts, z, x, y) -> tuple[np.ndarray, float, bool]:
     """The lowest point of the fitted function on the grid's box, by L-BFGS-B from the model's own
-    candidates (the centres; the quadratic's stationary point) and the data's lowest point."""
+    candidates (the centres; the quadratic's stationary point), the data's lowest point and the fit's
+    lowest grid point."""
     _, lows, highs, _ = _scales(x, y)
     d = len(lows)
-    candidates = [pts[int(np.argmin(z))].numpy()]
+    candidates = [pts[int(np.argmin(z))].numpy(), pts[int(torch.argmin(_evaluate(model, theta, pts)))].numpy()]
     if model in ("gaussian", "mixture"):
         candidates += list(theta[1:].reshape(-1, 1 + 2 * d)[:, 1:1 + d].numpy())
     elif model == "rotated":

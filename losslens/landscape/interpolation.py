@@ -12,7 +12,9 @@ saved, resumed, loaded and drawn like any surface. The loss barrier of the segme
 
 .. math::  B = \\max_{t \\in [0, 1]} L(w(t)) - \\max(L(w(0)), L(w(1))),
 
-measured on the grid, which always holds ``t = 0`` and ``t = 1`` exactly (``barrier``).
+measured on the grid, which always holds ``t = 0`` and ``t = 1`` exactly (``barrier``), and at least one
+point strictly between them: a default grid with none is refused, and so
+is ``extrapolate`` above ``MAX_EXTRAPOLATE`` (so far out the grid says nothing about the segment).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from losslens.landscape.directions import _flat, between
 from losslens.landscape.surface import Surface, surface_1d
 
 _SNAP = 1e-10  # grid values this close (relative to the grid's span) to 0 or 1 are set to 0 or 1
+MAX_EXTRAPOLATE = 10.0  # the default grid reaches at most this far beyond each endpoint (in |w_b - w_a|)
 
 
 def interpolate(
@@ -51,7 +54,8 @@ def interpolate(
             is sorted, duplicates dropped, values within ``1e-10`` of the span from 0 or 1 set to 0
             or 1, and 0 and 1 added when missing, so its size can exceed ``steps``.
         steps: points of the default grid (at least 2).
-        extrapolate: how far the default grid goes beyond each endpoint, in units of :math:`\\|w_b - w_a\\|`.
+        extrapolate: how far the default grid goes beyond each endpoint, in units of :math:`\\|w_b - w_a\\|`
+            (0 to ``MAX_EXTRAPOLATE``).
         names: labels of the two endpoints (checkpoint names), kept in the direction's ``endpoints``.
         path: HDF5 file written as points are computed; an existing file of the same line is resumed
             (another line's is refused, naming what differs). ``None`` keeps it in memory.
@@ -64,7 +68,8 @@ def interpolate(
 
     Raises:
         ValueError: vectors whose shape is not ``(P,)``, identical endpoints, or a bad grid
-            (``steps < 2``, negative ``extrapolate``, an empty or non-finite ``t``).
+            (``steps < 2``, ``extrapolate`` outside ``[0, MAX_EXTRAPOLATE]``, a default grid with no point
+            strictly between 0 and 1, an empty or non-finite ``t``).
     """
     first = evaluator[0] if isinstance(evaluator, (list, tuple)) else evaluator
     P = first.space.size
@@ -85,7 +90,7 @@ def barrier(line: Surface) -> float:
         line: a 1-D ``Surface`` of ``interpolate`` whose grid holds ``t = 0`` and ``t = 1``.
 
     Raises:
-        ValueError: not a 1-D surface, or its grid misses ``t = 0`` or ``t = 1``.
+        ValueError: not a 1-D surface, or its grid misses ``t = 0`` or ``t = 1`` or any point between them.
     """
     if line.ndim != 1:
         raise ValueError("the barrier is defined on a line (a 1-D surface), not on a plane")
@@ -94,6 +99,9 @@ def barrier(line: Surface) -> float:
     if any(len(e) == 0 for e in ends):
         raise ValueError("the barrier needs the endpoints t=0 and t=1 on the grid, and the line misses one of them")
     inside = (t >= 0.0) & (t <= 1.0)
+    if inside.sum() < 3:
+        raise ValueError("the barrier needs points strictly between t=0 and t=1, and the line has none: "
+                         "sample the segment more finely")
     return float(np.max(loss[inside]) - max(loss[ends[0][0]], loss[ends[1][0]]))
 
 
@@ -102,9 +110,12 @@ def _grid(t, steps: int, extrapolate: float) -> np.ndarray:
     if t is None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
             raise ValueError(f"steps must be an integer of at least 2, got {steps!r}")
-        if not (math.isfinite(extrapolate) and extrapolate >= 0):
-            raise ValueError(f"extrapolate must be a finite number >= 0, got {extrapolate!r}")
+        if not (math.isfinite(extrapolate) and 0 <= extrapolate <= MAX_EXTRAPOLATE):
+            raise ValueError(f"extrapolate must be a number from 0 to {MAX_EXTRAPOLATE:g}, got {extrapolate!r}")
         grid = np.linspace(-extrapolate, 1.0 + extrapolate, steps)
+        if not np.any((grid > _SNAP) & (grid < 1.0 - _SNAP)):
+            raise ValueError(f"{steps} steps over [-{extrapolate:g}, {1 + extrapolate:g}] put no point strictly between "
+                             "t=0 and t=1, so the barrier would not be measured: use more steps")
     else:
         grid = np.asarray(t.cpu() if isinstance(t, torch.Tensor) else t, dtype=np.float64)
         if grid.ndim != 1 or grid.size == 0:

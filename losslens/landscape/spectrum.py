@@ -23,7 +23,12 @@ for polynomials of degree :math:`< 2m`. Averaged over start vectors and smoothed
 .. math::  \\phi(x) = \\frac{1}{n_v} \\sum_{l=1}^{n_v} \\sum_{j=1}^{m} \\tau^{(l)}_j \\,
            \\mathcal N(x;\\, \\theta^{(l)}_j, \\sigma^2)
 
-estimates the spectral density :math:`\\frac1P \\sum_i \\delta(x - \\lambda_i)`.
+estimates the spectral density :math:`\\frac1P \\sum_i \\delta(x - \\lambda_i)`. With few steps the
+extreme nodes lie far inside the spectrum (one step gives one node, the Rayleigh quotient
+:math:`v^T H v`): fewer than ``MIN_LANCZOS`` steps (and fewer than ``P``, and no Krylov space
+exhausted), or a support (the nodes
++- 5 sigma) that misses an eigenvalue found otherwise (``known_eigenvalues``, e.g. the top ones by
+Lanczos), is recorded in ``Spectrum.warnings`` and warned about.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from losslens.results import ResultDisplay
 
 TRACE_METHODS: tuple[str, ...] = ("hutchinson", "hutch++")
 SIGMA_FRACTION = 0.01  # default sigma, as a fraction of the node range
+MIN_LANCZOS = 10  # fewer Lanczos steps (unless P): the extreme nodes are far inside the spectrum
 
 
 @dataclass(frozen=True, repr=False)
@@ -99,7 +105,7 @@ class Spectrum(ResultDisplay):
         weights: ``(n_vectors, m)`` quadrature weights :math:`\\tau^{(l)}_j`; each row sums to 1.
         sigma: standard deviation of the Gaussian kernel.
         meta: ``n_params`` (P), ``backend``, ``seed``, ``n_matvec``, ``integral`` (of the density over
-            the grid), and the operator's provenance.
+            the grid), ``warnings`` and the operator's provenance.
     """
 
     grid: np.ndarray
@@ -109,6 +115,11 @@ class Spectrum(ResultDisplay):
     sigma: float
     meta: dict = field(default_factory=dict)
     KIND: ClassVar[str] = "spectrum"
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Why the density may mislead (too few Lanczos steps, a known eigenvalue outside its support)."""
+        return tuple(self.meta.get("warnings", ()))
 
     @property
     def lambda_max(self) -> float:
@@ -240,6 +251,7 @@ def density(
     sigma: float | None = None,
     seed: int = 0,
     backend: Literal["losslens", "pyhessian"] = "losslens",
+    known_eigenvalues=None,
 ) -> Spectrum:
     """Eigenvalue density of ``H`` by stochastic Lanczos quadrature.
 
@@ -262,6 +274,8 @@ def density(
             (of the nodes' magnitude when they all coincide, and 1 when they are all 0).
         seed: seeds the start vectors.
         backend: ``"losslens"`` or ``"pyhessian"``.
+        known_eigenvalues: eigenvalues found otherwise (the top ones by Lanczos): a warning when the
+            support of the density (its nodes +- 5 sigma) misses one.
 
     Raises:
         ValueError: an invalid option.
@@ -297,9 +311,29 @@ def density(
     if abs(integral - 1) > 1e-2:
         warnings.warn(f"losslens: the density integrates to {integral:.4f} over the grid: the grid is too coarse "
                       f"for sigma={sigma:.3g} or does not cover the nodes", stacklevel=2)
+    notes = _cautions(nodes, weights, sigma, n_lanczos, P, known_eigenvalues)
+    for note in notes:
+        warnings.warn(f"losslens: {note}", stacklevel=2)
     meta = {"backend": backend, "seed": seed, "n_matvec": used, "n_vectors": n_vectors, "n_lanczos": n_lanczos,
-            "integral": integral, **op.meta()}
+            "integral": integral, "warnings": notes, **op.meta()}
     return Spectrum(grid, phi, nodes, weights, sigma, meta)
+
+
+def _cautions(nodes: np.ndarray, weights: np.ndarray, sigma: float, m: int, P: int, known) -> list[str]:
+    """Why a density may mislead (see the module docstring). Few steps are fine when every start
+    vector exhausted its Krylov space (a node of weight 0 follows the breakdown): the quadrature is exact."""
+    out = []
+    exhausted = bool((weights < 1e-12).any(axis=1).all())
+    if m < min(MIN_LANCZOS, P) and not exhausted:
+        out.append(f"only {m} Lanczos step{'s' * (m > 1)} per start vector (fewer than {MIN_LANCZOS}): the density's "
+                   f"extreme eigenvalues lie far inside the spectrum; use {MIN_LANCZOS} or more")
+    lo, hi = float(nodes.min()) - 5 * sigma, float(nodes.max()) + 5 * sigma
+    missed = [float(v) for v in (known if known is not None else ()) if not lo <= float(v) <= hi]
+    if missed:
+        out.append(f"the density's support [{lo:.4g}, {hi:.4g}] misses the eigenvalue"
+                   f"{'s' * (len(missed) > 1)} {', '.join(f'{v:.4g}' for v in missed)} found by Lanczos: too few "
+                   "Lanczos steps")
+    return out
 
 
 def _slq(op, n_vectors: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -49,7 +49,7 @@ def plot_paths(replay: Replay, *, ax=None, levels=30, log: bool | None = None):
         z = _log_gap(z) if log else z
         scheme = contour_levels(z, levels)
         cs = ax.contour(x, y, np.ma.masked_invalid(z), levels=scheme.values, cmap="viridis", linewidths=0.8)
-        colour_bar(fig, ax, cs, scheme, "log10 (loss - min)" if log else "loss")
+        colour_bar(fig, ax, cs, scheme, f"log10 ({replay.value_name} - min)" if log else replay.value_name)
         ax.set_xlim(x[0], x[-1])
         ax.set_ylim(y[0], y[-1])
     start = replay.meta["start"]
@@ -101,7 +101,7 @@ def plot_convergence(replay: Replay, *, ax=None, log: bool | None = None):
     if log:
         log_axis(ax.yaxis)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss" + (" (log scale)" if log else ""))
+    ax.set_ylabel(replay.value_name + (" (log scale)" if log else ""))
     ax.set_title(_title(replay), fontsize="medium")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize="small")
     return fig
@@ -126,7 +126,7 @@ def animate_paths(replay: Replay, *, max_frames: int = MAX_FRAMES):
     traces = []
     if replay.background is not None:
         x, y, z = replay.background
-        traces += _contour_lines(x, y, z)
+        traces += _contour_lines(x, y, z, name=replay.value_name)
     start = replay.meta["start"]
     traces.append(go.Scatter(x=[start[0]], y=[start[1]], mode="markers", name="start",
                              marker={"color": "black", "size": 10}))
@@ -142,7 +142,7 @@ def animate_paths(replay: Replay, *, max_frames: int = MAX_FRAMES):
         return go.Scatter(
             x=[p["x"][i] for p, i in zip(paths, at)], y=[p["y"][i] for p, i in zip(paths, at)], mode="markers",
             marker={"color": colors, "size": 11, "line": {"color": "white", "width": 1}}, showlegend=False,
-            hovertext=[f"{label}: step {int(p['step'][i])}, loss {p['loss'][i]:.4g}"
+            hovertext=[f"{label}: step {int(p['step'][i])}, {replay.value_name} {p['loss'][i]:.4g}"
                        for label, p, i in zip(replay.labels, paths, at)], hoverinfo="text")
 
     frames = [go.Frame(data=[points(int(t))], traces=[len(traces)], name=str(int(t))) for t in shown]
@@ -166,7 +166,7 @@ def animate_paths(replay: Replay, *, max_frames: int = MAX_FRAMES):
     return fig
 
 
-def _contour_lines(x: np.ndarray, y: np.ndarray, z: np.ndarray, n_levels: int = 24) -> list:
+def _contour_lines(x: np.ndarray, y: np.ndarray, z: np.ndarray, n_levels: int = 24, name: str = "loss") -> list:
     """The loss's contour lines as plain scatter traces, one per level (viridis colours), and the colour
     bar of their loss scale (on an invisible point).
 
@@ -185,7 +185,7 @@ def _contour_lines(x: np.ndarray, y: np.ndarray, z: np.ndarray, n_levels: int = 
     cmap = matplotlib.colormaps["viridis"]
     traces = [go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
                          marker={"color": [levels[0]], "colorscale": "Viridis", "cmin": levels[0], "cmax": levels[-1],
-                                 "showscale": True, "colorbar": {"title": {"text": "loss", "side": "right"}}})]
+                                 "showscale": True, "colorbar": {"title": {"text": name, "side": "right"}}})]
     for k, level in enumerate(levels):
         lines = generator.lines(level)
         if not lines:

@@ -9,7 +9,8 @@ whatever the number of optimizers. Optimizers that need curvature (SophiaH, AdaH
 The objectives here are torch functions differentiated by autograd (``Objective(fn)``):
 
 - ``function_objective``: an analytic test function (``losslens.landscape.functions``);
-- ``fit_objective``: a fitted surface (``SurfaceFit.function()``);
+- ``fit_objective``: a fitted surface (``SurfaceFit.function()``): its values are the fit's, so they are
+  named ``"fitted loss"`` (``Objective.value_name``), never the loss;
 - ``grid_objective``: the measured grid itself, through the bicubic interpolating spline of
   ``scipy.interpolate.RectBivariateSpline`` (``s=0``: it passes through every grid value), wrapped in
   ``torch.autograd.Function`` with its exact first and second derivatives. It is defined on the grid's
@@ -41,7 +42,8 @@ class Objective:
 
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor] | None = None, *, name: str = "objective",
                  domain: Box | None = None, strict: bool = False, minimum: tuple[float, float] | None = None,
-                 min_value: float | None = None, start: tuple[float, float] | None = None, meta: dict | None = None):
+                 min_value: float | None = None, start: tuple[float, float] | None = None, meta: dict | None = None,
+                 value_name: str = "loss"):
         """A loss of two coordinates.
 
         Args:
@@ -55,12 +57,14 @@ class Objective:
             min_value: its value there when known.
             start: a default start point.
             meta: provenance (JSON-compatible).
+            value_name: what its values are, for tables and axes: ``"loss"``, or ``"fitted loss"`` for a
+                fit (the fit's value, not the model's loss); kept in ``meta["value_name"]``.
         """
         if strict and domain is None:
             raise ValueError("a strict objective needs its domain")
         self.fn, self.name, self.domain, self.strict = fn, name, domain, strict
-        self.minimum, self.min_value, self.start = minimum, min_value, start
-        self.meta = {"name": name, **(meta or {})}
+        self.minimum, self.min_value, self.start, self.value_name = minimum, min_value, start, value_name
+        self.meta = {"name": name, "value_name": value_name, **(meta or {})}
 
     @property
     def has_hessian(self) -> bool:
@@ -136,7 +140,7 @@ def fit_objective(fit) -> Objective:
         raise ConfigError("a replay moves two coordinates; this fit is of a line")
     box = ((float(fit.x.min()), float(fit.x.max())), (float(fit.y.min()), float(fit.y.max())))
     return Objective(fit.function(), name=f"{fit.model} fit", domain=box, minimum=tuple(map(float, fit.minimum)),
-                     min_value=fit.minimum_value, start=_default_start(box),
+                     min_value=fit.minimum_value, start=_default_start(box), value_name="fitted loss",
                      meta={"kind": "fit", "model": fit.model, "parameters": fit.parameters, "source": fit.meta})
 
 

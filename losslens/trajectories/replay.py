@@ -108,6 +108,25 @@ class Replay(ResultDisplay):
     background: tuple[np.ndarray, np.ndarray, np.ndarray] | None
     meta: dict
 
+    @property
+    def value_name(self) -> str:
+        """What the ``loss`` column holds: ``"fitted loss"`` on a fit (the fit's value, not the model's
+        loss), else ``"loss"``."""
+        objective = self.meta.get("objective") or {}
+        return objective.get("value_name") or ("fitted loss" if objective.get("kind") == "fit" else "loss")
+
+    def columns(self, table: str = "paths") -> tuple[str, ...]:
+        """The CSV columns of ``table`` (``PATH_COLUMNS`` or ``SUMMARY_COLUMNS``), ``loss`` named by
+        ``value_name`` (``fitted_loss``, ``final_fitted_loss`` on a fit).
+
+        Raises:
+            ValueError: an unknown table.
+        """
+        if table not in ("paths", "summary"):
+            raise ValueError(f"unknown table {table!r}; valid: paths, summary")
+        name = self.value_name.replace(" ", "_")
+        return tuple(c.replace("loss", name) for c in (PATH_COLUMNS if table == "paths" else SUMMARY_COLUMNS))
+
     def path(self, label: str) -> dict[str, np.ndarray]:
         """The columns of one optimizer's path: ``step, x, y, loss, grad_norm, lr``.
 
@@ -129,7 +148,8 @@ class Replay(ResultDisplay):
         return float(losses.min()) if len(losses) else math.nan
 
     def summary_rows(self) -> list[dict]:
-        """One dict per optimizer with the ``SUMMARY_COLUMNS`` (see the module doc)."""
+        """One dict per optimizer with the ``SUMMARY_COLUMNS`` (see the module doc); on a fit ``final_loss``
+        is the fitted loss (``value_name``)."""
         lam = self.meta.get("lambda_max") or {}
         target, tol = self.target, float(self.meta["tol"])
         rows = []
@@ -155,8 +175,10 @@ class Replay(ResultDisplay):
         """A table of the summary figures, with the stability limits spelled out."""
         m = self.meta
         lam = m.get("lambda_max") or {}
+        value = self.value_name
         head = [f"replay on {m['objective'].get('name', 'objective')} from ({m['start'][0]:.4g}, {m['start'][1]:.4g}), "
-                f"{m['steps']} steps; tolerance {m['tol']:g} above {self.target:.6g}"]
+                f"{m['steps']} steps; tolerance {m['tol']:g} above {self.target:.6g}"
+                + (f"; values are the {value} (the fit's, not the model's loss)" if value != "loss" else "")]
         for where in ("start", "minimum"):
             v = lam.get(where)
             if v is not None:
@@ -164,7 +186,7 @@ class Replay(ResultDisplay):
                 head.append(f"lambda_max at the {where} {v:.4g}: gradient descent is stable for lr < {limit}")
         rows = self.summary_rows()
         width = max(len(r["optimizer"]) for r in rows)
-        head.append(f"{'optimizer':<{width}}  {'lr':>8}  {'final loss':>11}  {'to tol':>6}  {'length':>8}  "
+        head.append(f"{'optimizer':<{width}}  {'lr':>8}  {'final ' + value:>11}  {'to tol':>6}  {'length':>8}  "
                     f"{'turns':>5}  status")
         for r in rows:
             where = [w for w in ("start", "minimum") if r[f"lr_above_2_over_lambda_{w}"]]
@@ -176,7 +198,8 @@ class Replay(ResultDisplay):
 
     def to_csv(self, path: str | Path, table: str = "paths") -> Path:
         """Write ``table``: ``"paths"`` (columns ``PATH_COLUMNS``, one row per optimizer and step) or
-        ``"summary"`` (``SUMMARY_COLUMNS``, one row per optimizer; an empty cell for none).
+        ``"summary"`` (``SUMMARY_COLUMNS``, one row per optimizer; an empty cell for none), the loss's
+        columns named by ``value_name`` (``columns``).
 
         Raises:
             ValueError: an unknown table.
@@ -200,12 +223,11 @@ class Replay(ResultDisplay):
         return to_dataframe(*self._table(table))
 
     def _table(self, table: str) -> tuple[list[list], tuple[str, ...]]:
-        """``(rows, columns)`` of ``"paths"`` or ``"summary"``."""
+        """``(rows, columns)`` of ``"paths"`` or ``"summary"``, the columns as ``columns`` names them."""
+        columns = self.columns(table)
         if table == "paths":
-            return [[label, int(r[0]), *map(float, r[1:])] for label, p in zip(self.labels, self.paths) for r in p], PATH_COLUMNS
-        if table == "summary":
-            return [[r[c] for c in SUMMARY_COLUMNS] for r in self.summary_rows()], SUMMARY_COLUMNS
-        raise ValueError(f"unknown table {table!r}; valid: paths, summary")
+            return [[label, int(r[0]), *map(float, r[1:])] for label, p in zip(self.labels, self.paths) for r in p], columns
+        return [[r[c] for c in SUMMARY_COLUMNS] for r in self.summary_rows()], columns
 
     def save(self, path: str | Path) -> Path:
         """Write to an HDF5 file (kind ``replay``)."""

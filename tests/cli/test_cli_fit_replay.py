@@ -117,6 +117,8 @@ def test_fit_a_reference_file_then_replay_on_the_fit_the_grid_and_a_fit_of_it(tm
 
     assert main(["replay", str(out / "fit.h5"), "--optimizers", "sgd", "--updates", "5", "--out", str(tmp_path / "a")]) == 0
     assert Replay.load(tmp_path / "a" / "replay.h5").meta["objective"]["kind"] == "fit"
+    assert "final_fitted_loss" in (tmp_path / "a" / "summary.csv").read_text().splitlines()[0]
+    assert "final fitted loss" in capsys.readouterr().out  # the fit's value, not the model's loss
     assert main(["replay", str(surface_file), "--optimizers", "adam", "--updates", "5", "--out", str(tmp_path / "b")]) == 0
     grid = Replay.load(tmp_path / "b" / "replay.h5")
     assert grid.meta["objective"]["kind"] == "grid" and grid.meta["start"] == pytest.approx([-0.875, 1.125])
@@ -140,6 +142,22 @@ def test_fit_flags(tmp_path, capsys, surface_file):
         assert message in capsys.readouterr().err
     assert main(["fit", str(tmp_path / "fit.h5"), "--out", str(tmp_path)]) == 2
     assert "holds a losslens fit result, not a surface" in capsys.readouterr().err
+
+
+def test_fit_prints_and_saves_a_degenerate_fit_and_refuses_too_few_points(tmp_path, capsys, surface_file):
+    g = np.linspace(-1.0, 1.0, 9)
+    flat = 1.0 + 0.01 * np.random.default_rng(1).standard_normal((9, 9))  # no well to fit
+    assert main(["fit", str(write_surface(tmp_path / "flat.h5", g, g, flat)), "--out", str(tmp_path / "f")]) == 0
+    assert "degenerate fit: " in capsys.readouterr().out
+    info = json.loads((tmp_path / "f" / "fit.json").read_text())
+    assert info["degenerate"] is True and info["warnings"] == list(SurfaceFit.load(tmp_path / "f" / "fit.h5").warnings)
+    tiny = write_surface(tmp_path / "tiny.h5", [0.0, 1.0], [0.0, 1.0], np.ones((2, 2)))
+    assert main(["fit", str(tiny), "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "6 free parameters" in err and "4 finite points" in err and len(err.strip().splitlines()) == 1
+    assert main(["fit", str(surface_file), "--fit-model", "mixture", "--components", "100",
+                 "--out", str(tmp_path / "t")]) == 2
+    assert "of 100 components has 501 free parameters" in capsys.readouterr().err
 
 
 def test_fit_with_no_argument_fits_the_default_models_hessian_plane(tmp_path, capsys, monkeypatch):

@@ -171,6 +171,16 @@ def test_hessian_writes_result_files_and_summary(tmp_path, capsys, checkpoints):
     assert f"trace {info['trace']['value']:.6g} ± " in stdout
 
 
+def test_hessian_warns_of_a_density_from_one_lanczos_step(tmp_path, capsys, checkpoints):
+    out = tmp_path / "h"
+    assert main(["hessian", checkpoints[0], "--top-k", "1", "--trace-samples", "4", "--density",
+                 "--density-vectors", "1", "--lanczos-steps", "1", "--out", str(out)] + FAST) == 0
+    stdout = capsys.readouterr().out
+    assert "warning: only 1 Lanczos step per start vector" in stdout and "found by Lanczos" in stdout
+    info = json.loads((out / "hessian.json").read_text())
+    assert len(info["density"]["warnings"]) == 2 and info["density"]["lambda_max"] < info["lambda_max"]
+
+
 def test_hessian_says_when_the_trace_is_not_resolved(tmp_path, capsys, checkpoints, monkeypatch):
     from losslens.landscape import spectrum
 
@@ -260,6 +270,35 @@ def corrupt(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "argv, flag, value",
+    [
+        (["surface", "--range", "-1", "inf"], "--range", "inf"),
+        (["surface", "--yrange", "nan", "1"], "--yrange", "nan"),
+        (["replay", "--start", "0", "nan"], "--start", "nan"),
+        (["replay", "--noise", "inf"], "--noise", "inf"),
+        (["interpolate", "--extrapolate", "1e400"], "--extrapolate", "1e400"),
+        (["train", "--lr", "nan"], "--lr", "nan"),
+        (["trajectory", "--perplexity", "inf"], "--perplexity", "inf"),
+        (["topology", "s.h5", "--min-persistence", "nan"], "--min-persistence", "nan"),
+        (["report", "--replay-lr=-inf"], "--replay-lr", "-inf"),
+        (["surface", "--seed", str(2**70)], "--seed", str(2**70)),
+        (["train", "--seed", "-1"], "--seed", "-1"),
+        (["hessian", "--seed", "4294967296"], "--seed", "4294967296"),
+    ],
+)
+def test_non_finite_numbers_and_seeds_out_of_range_are_usage_errors(capsys, argv, flag, value):
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.splitlines()
+    expected = "an integer from 0 to 4294967295" if flag == "--seed" else "a finite number"
+    assert len(lines) == 1 and f"argument {flag}: expected {expected}, got '{value}'" in lines[0]
+
+
+def test_a_learning_rate_of_infinity_is_refused(capsys):
+    assert main(["compare", "--lr", "sgd=Infinity"]) == 2
+    assert "--lr sgd=inf: the learning rate must be a finite number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     "argv, message",
     [
         (["surface", "CKPT", "--dirs", "banana"], "argument --dirs: invalid choice: 'banana'"),
@@ -290,12 +329,13 @@ def test_bad_flags_give_one_error_line(capsys, checkpoints, argv, message):
         (["interpolate", "CKPT", "MISSING"], "missing.safetensors"),
         (["interpolate", "CKPT"], "interpolate takes two checkpoints A B"),
         (["interpolate", "CKPT", "CKPT"], "the same point"),
+        (["interpolate", "CKPT", "CKPT2", "--extrapolate", "1e30"], "extrapolate must be a number from 0 to 10"),
+        (["interpolate", "CKPT", "CKPT2", "--steps", "2", "--extrapolate", "0"], "no point strictly between t=0 and t=1"),
         (["surface", "CKPT", "--checkpoints", "CKPT"], "--checkpoints applies only to --dirs pca, not to --dirs random"),
         (["surface", "CKPT", "--dirs", "hessian", "--norm", "layer"], "--norm applies only to --dirs random"),
         (["surface", "CKPT", "--1d", "--ysteps", "3"], "a --1d line has none"),
         (["surface", "CKPT", "--range", "1", "1"], "--range must be two finite numbers A < B, got 1 1"),
         (["surface", "CKPT", "--range", "1", "-1"], "--range must be two finite numbers A < B"),
-        (["surface", "CKPT", "--range", "-1", "inf"], "--range must be two finite numbers"),
         (["surface", "CKPT", "--model", "cnn"], "does not fit the model"),
         (["plot", "MISSING"], "missing.safetensors: no such file"),
         (["plot", "CORRUPT"], "not an HDF5 file"),
@@ -311,7 +351,7 @@ def test_bad_input_gives_one_line(tmp_path, capsys, checkpoints, corrupt, argv, 
     import torch
 
     eigen = Eigenpairs(torch.ones(1), torch.ones(1, 2), "largest", 0.0, 1, {"residual_norms": [0.0]})
-    names = {"CKPT": checkpoints[0], "MISSING": str(tmp_path / "missing.safetensors"), "CORRUPT": corrupt,
+    names = {"CKPT": checkpoints[0], "CKPT2": checkpoints[1], "MISSING": str(tmp_path / "missing.safetensors"), "CORRUPT": corrupt,
              "FIFO": str(tmp_path / "fifo.safetensors"), "DAMAGED": str(damaged),
              "EIGEN": str(eigen.save(tmp_path / "eigen.h5"))}
     argv = [names.get(a, a) for a in argv] + ["--out", str(tmp_path / "o")] * (argv[0] != "plot") + \

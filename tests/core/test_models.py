@@ -69,6 +69,32 @@ def test_unknown_option_lists_valid_ones():
         build_model("mlp", width=3)
 
 
+@pytest.mark.parametrize("name, options, message", [
+    ("mlp", {"hidden": [10**12]}, r"hidden=\[1000000000000\] would have 7.5e\+13 parameters, more than the 2e\+09"),
+    ("mlp", {"hidden": [1e12]}, "hidden must be a list of positive layer widths"),
+    ("mlp", {"hidden": [True]}, "hidden must be a list of positive layer widths"),
+    ("resnet", {"blocks_per_stage": 10**9}, r"blocks_per_stage=1000000000 would have 9.72e\+13 parameters"),
+    ("resnet-noskip", {"blocks_per_stage": "2"}, "blocks_per_stage must be an integer of at least 1, got '2'"),
+    ("resnet", {"blocks_per_stage": 0}, "blocks_per_stage must be an integer of at least 1"),
+])
+def test_options_are_checked_before_anything_is_allocated(name, options, message):
+    with pytest.raises(ConfigError, match=message):
+        build_model(name, input_shape=(1, 8, 8), **options)
+
+
+def test_options_from_a_checkpoints_metadata_give_one_line(tmp_path, capsys):
+    import json
+
+    from losslens.cli.main import main
+    from losslens.core.checkpoints import save_checkpoint
+
+    path = save_checkpoint(build_model("mlp", input_shape=(64,)), tmp_path / "m.safetensors",
+                           metadata={"model": "mlp", "model_kwargs": json.dumps({"hidden": [10**12]})})
+    assert main(["evaluate", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hidden=[1000000000000] would have" in err
+
+
 def test_image_models_need_image_inputs():
     with pytest.raises(ConfigError, match=r"\(C, H, W\).*\[20\]"):
         build_model("cnn", input_shape=(20,))

@@ -97,6 +97,30 @@ def test_gpt2_on_padded_batches_equals_the_token_weighted_loop(loss, vectorize):
     assert 0 <= float(res.metrics["accuracy"][0]) <= 1
 
 
+@pytest.mark.parametrize("vectorize", [False, True])
+def test_a_batch_without_targets_weighs_nothing_under_the_models_own_loss(vectorize):
+    """A batch whose labels are all -100: the model's own loss is NaN there (a mean over no token); it
+    counts 0 units, so it adds nothing and the result is causal_lm's token-weighted mean."""
+    model = gpt2()
+    items = padded_sequences(12)
+    with torch.no_grad():  # every other label is the model's own guess: an accuracy well above 0
+        for it in items:
+            it["labels"][1::2] = model(it["input_ids"][None]).logits[0].argmax(-1)[:-1][0::2]
+    for it in items[4:8]:  # the second batch of 4: no target token
+        it["labels"] = torch.full_like(it["labels"], -100)
+    loader = DataLoader(items, batch_size=4, collate_fn=pad)
+    own, ref = (Evaluator(model, loss, loader, device="cpu", vectorize=vectorize, threads=1)
+                for loss in ("model", "causal_lm"))
+    W = points(own)
+    a, b = own.evaluate(W), ref.evaluate(W)
+    assert torch.isfinite(a.loss).all() and float(a.metrics["accuracy"][0]) > 0.3
+    torch.testing.assert_close(a.loss, b.loss, rtol=2e-6, atol=0)
+    torch.testing.assert_close(a.metrics["accuracy"], b.metrics["accuracy"], rtol=1e-12, atol=1e-12)
+    g = own.gradient(own.w0)
+    assert torch.isfinite(g).all()
+    torch.testing.assert_close(g, ref.gradient(ref.w0), rtol=1e-4, atol=1e-7)
+
+
 def test_gpt2_affine_equals_evaluate_and_the_model_is_unchanged():
     model = gpt2().train()
     for p in model.parameters():

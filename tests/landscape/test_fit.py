@@ -212,6 +212,68 @@ def test_bad_options_and_shapes_are_refused():
         fit_surface(SimpleNamespace(x=X, y=Y, loss=np.full_like(s.loss, np.nan), meta={}))
 
 
+SMALL = np.linspace(-1.0, 1.0, 15)
+
+
+def flat_bottomed(x, y):
+    """A non-negative loss whose flat bottom (0.02 within 0.4 of (0.1, -0.1)) a free Gaussian overshoots below 0."""
+    return 0.02 + 2 * np.maximum(np.hypot(x - 0.1, y + 0.1) - 0.4, 0) ** 2
+
+
+@pytest.mark.parametrize("model, options", [("gaussian", {}), ("rotated", {}), ("mixture", {"components": 2})])
+def test_a_fit_of_a_non_negative_loss_stays_non_negative(model, options):
+    s = plane(flat_bottomed, x=SMALL, y=SMALL, meta={"loss": "cross_entropy"})
+    if model == "gaussian":
+        free = fit_surface(s, model, nonnegative=False)
+        assert free.minimum_value < -0.1 and not free.meta["options"]["nonnegative"]  # what was shown before
+    fit = fit_surface(s, model, **options)
+    assert fit.meta["options"]["nonnegative"] and fit.minimum_value >= 0 and fit.fitted.min() >= 0
+    far = torch.as_tensor(np.random.default_rng(0).uniform(-5, 5, (4000, 2)))
+    assert float(fit.function()(far).min()) >= -1e-12  # everywhere, not only on the grid
+    assert fit.degenerate and any("well's bottom is at 0" in w for w in fit.warnings)
+    assert "degenerate fit: " in fit.summary()
+
+
+def test_the_loss_named_in_the_metadata_decides_before_the_values():
+    s = plane(flat_bottomed, x=SMALL, y=SMALL, meta={"loss": "mse"})
+    s.loss[0, 0] = -1e-7  # float rounding of a loss that cannot be negative
+    assert fit_surface(s).minimum_value >= 0
+    s.meta["loss"] = "my_score"  # not known non-negative, and one value below 0: not held
+    assert fit_surface(s).minimum_value < -0.1
+    with pytest.raises(ConfigError, match="values down to -1.5"):
+        fit_surface(plane(lambda x, y: x - 0.5 + 0 * y, x=SMALL, y=SMALL), nonnegative=True)
+
+
+def test_a_degenerate_fit_says_so_and_keeps_saying_it(tmp_path, noisy):
+    assert not noisy[1].degenerate and noisy[1].warnings == ()
+    flat = plane(lambda x, y: 1.0 + 0 * x, 0.01, seed=1, x=SMALL, y=SMALL)  # no well: nothing is determined
+    fit = fit_surface(flat, "gaussian")
+    assert fit.degenerate
+    assert any(w.startswith("offset = ") and "standard error exceeds the value" in w for w in fit.warnings)
+    assert any("is at its bound" in w for w in fit.warnings)
+    loaded = SurfaceFit.load(fit.save(tmp_path / "fit.h5"))
+    assert loaded.degenerate and loaded.warnings == fit.warnings
+    assert fit.to_dict()["degenerate"] is True and fit.to_dict()["warnings"] == list(fit.warnings)
+
+
+@pytest.mark.parametrize("steps, model, options, message", [
+    (2, "gaussian", {}, "6 free parameters.*4 finite points"),
+    (2, "quadratic", {}, "6 free parameters.*4 finite points"),
+    (5, "mixture", {"components": 100}, "of 100 components has 501 free parameters.*25 finite points"),
+])
+def test_fits_with_no_more_points_than_parameters_are_refused(steps, model, options, message):
+    g = np.linspace(-1.0, 1.0, steps)
+    with pytest.raises(ConfigError, match=message):
+        fit_surface(plane(lambda x, y: x**2 + y**2, x=g, y=g), model, **options)
+
+
+def test_a_mixtures_components_are_capped_at_what_the_points_support():
+    g = np.linspace(-1.0, 1.0, 3)  # 9 points: K = 1 has 6 parameters, K = 2 has 11
+    fit = fit_surface(plane(lambda x, y: x**2 + y**2, x=g, y=g), "mixture", max_components=4)
+    assert fit.meta["options"]["max_components"] == 1 and fit.meta["options"]["components"] == 1
+    assert np.isfinite(fit.stderr).all()
+
+
 @pytest.mark.parametrize("model, theta, d", [
     ("gaussian", [3.0, 2.5, 0.4, -0.3, 0.8, 0.5], 2),
     ("gaussian", [3.0, 2.5, 0.4, 0.8], 1),

@@ -1,6 +1,8 @@
 """Tests of losslens.landscape.interpolation: a line between two points is a 1-D surface; exact
 parabolas, barriers, the grid, round trips."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -107,6 +109,23 @@ def test_bad_arguments(quadratic):
         interpolate(ev, w_a, w_b, extrapolate=-1.0)
     with pytest.raises(ValueError, match="finite"):
         interpolate(ev, w_a, w_b, t=[0.0, float("nan")])
+
+
+def test_the_grid_always_samples_the_segment_and_the_barrier_reads_its_ends(quadratic):
+    ev, _, X, y, w_a, w_b = quadratic
+    for extrapolate in (1e30, 10.5, math.inf):  # so far out that the grid says nothing of the segment
+        with pytest.raises(ValueError, match="extrapolate must be a number from 0 to 10"):
+            interpolate(ev, w_a, w_b, extrapolate=extrapolate)
+    with pytest.raises(ValueError, match=r"4 steps over \[-1, 2\] put no point strictly between t=0 and t=1"):
+        interpolate(ev, w_a, w_b, steps=4, extrapolate=1.0)  # -1, 0, 1, 2
+    assert interpolate(ev, w_a, w_b, steps=3, extrapolate=0.5).x.tolist() == [-0.5, 0.0, 0.5, 1.0, 1.5]
+    line = interpolate(ev, w_a, w_b, steps=4, extrapolate=0.5)  # two points inside the segment
+    assert line.x.tolist() == pytest.approx([-0.5, 0.0, 1 / 6, 5 / 6, 1.0, 1.5])
+    assert line.x[1] == 0.0 and line.x[4] == 1.0  # A and B exactly
+    loss = line.loss
+    assert barrier(line) == pytest.approx(max(loss[1:5]) - max(loss[1], loss[4]), rel=1e-12)
+    with pytest.raises(ValueError, match="strictly between t=0 and t=1"):
+        barrier(interpolate(ev, w_a, w_b, t=[-1.0, 0.0, 1.0, 2.0]))
 
 
 def test_save_load_resume_round_trip(tmp_path):

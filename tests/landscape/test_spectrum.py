@@ -141,6 +141,18 @@ def test_density_on_a_given_grid_and_sigma():
         density(H, n_vectors=1, n_lanczos=30, grid=np.linspace(0.0, 1.0, 50))
 
 
+def test_too_few_lanczos_steps_are_flagged_and_a_missed_top_eigenvalue_too(tmp_path):
+    with pytest.warns(UserWarning) as caught:
+        one = density(H, n_vectors=2, n_lanczos=1, known_eigenvalues=[4.0])
+    assert [str(w.message) for w in caught] == [f"losslens: {note}" for note in one.warnings]
+    assert one.lambda_max < 3.0  # the Rayleigh quotients, far inside [-1, 4]
+    assert "fewer than 10" in one.warnings[0] and "misses the eigenvalue 4 found by Lanczos" in one.warnings[1]
+    assert Spectrum.load(one.save(tmp_path / "s.h5")).warnings == one.warnings
+    assert density(H, n_vectors=2, n_lanczos=40, known_eigenvalues=[4.0, 3.9]).warnings == ()
+    small = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))  # 3 steps are exact here
+    assert density(small, n_vectors=1, n_lanczos=3, known_eigenvalues=[3.0]).warnings == ()
+
+
 def test_density_save_load_and_seed(tmp_path):
     spec = density(H, n_vectors=2, n_lanczos=20, seed=4)
     assert np.array_equal(density(H, n_vectors=2, n_lanczos=20, seed=4).nodes, spec.nodes)

@@ -110,7 +110,7 @@ def test_replay_axes_are_named_after_the_plane_and_the_page_has_a_loss_scale():
     page = animate_paths(r)
     assert (page.layout.xaxis.title.text, page.layout.yaxis.title.text) == (ax.get_xlabel(), ax.get_ylabel())
     scales = [t for t in page.data if t.marker is not None and t.marker.showscale]
-    assert len(scales) == 1 and scales[0].marker.colorbar.title.text == "loss"
+    assert len(scales) == 1 and scales[0].marker.colorbar.title.text == "fitted loss"  # a fit's values
     lo, hi = scales[0].marker.cmin, scales[0].marker.cmax
     assert lo == pytest.approx(data.min(), abs=0.2) and hi == pytest.approx(data.max(), abs=0.2)
     function = plot_paths(replay("rosenbrock", ["adam"], lr=0.01, steps=3)).axes[0]

@@ -308,6 +308,23 @@ def test_save_load_and_tables(tmp_path):
         r.to_csv(tmp_path / "x.csv", "steps")
 
 
+def test_a_replay_on_a_fit_calls_its_values_the_fitted_loss(tmp_path):
+    from losslens.landscape.fit import fit_surface
+    from losslens.plot.replay import plot_convergence
+
+    g = np.linspace(-1.0, 1.0, 9)
+    X, Y = np.meshgrid(g, g)
+    fit = fit_surface(SimpleNamespace(x=g, y=g, loss=1.0 - np.exp(-(X**2 + Y**2)), meta={}))
+    r = Replay.load(replay(fit, ["sgd"], lr=0.1, steps=3).save(tmp_path / "replay.h5"))
+    assert r.value_name == "fitted loss" and replay("quadratic", ["sgd"], steps=1).value_name == "loss"
+    assert "fitted_loss" in r.columns("paths") and "final_fitted_loss" in r.columns("summary")
+    with open(r.to_csv(tmp_path / "summary.csv", "summary")) as f:
+        header = next(csv.reader(f))
+    assert "final_fitted_loss" in header and "final_loss" not in header
+    assert "final fitted loss" in r.summary() and "not the model's loss" in r.summary()
+    assert plot_convergence(r).axes[0].get_ylabel().startswith("fitted loss")
+
+
 def test_background_covers_the_domain_and_the_paths_and_has_the_plane_layout():
     r = replay(book_objective(), [OptimizerSpec("sgd", 0.1)], start=(-1.0, 1.0), steps=100)
     x, y, z = r.background
