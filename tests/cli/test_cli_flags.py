@@ -27,6 +27,7 @@ MEANING = {
     "--top-k": "eigenvalues", "--trace-samples": "hessian-vector products", "--units": "averages over",
     "--unsafe-pickle": "pickles", "--yrange": "along the second", "--ysteps": "grid points along y",
     "--norm": "normalization of random directions", "--ignore": "biasbn", "--checkpoints": "in training order",
+    "--no-sharpness": "top hessian eigenvalue",
 }
 # The commands whose input is result files: their output goes beside it by default.
 READ_RESULTS = {"plot", "multiscale", "topology", "compare-surfaces", "export"}

@@ -5,7 +5,14 @@
 //   clipped: a box cut off by an ancestor that hides its overflow (its content cannot be reached);
 //   overlap: two boxes (tables, figures, figure captions, warnings, headings, paragraphs) that are not nested
 //            and intersect.
-window.addEventListener("load", () => setTimeout(() => {
+// Plotly refits a figure to its box asynchronously (a ResizeObserver on the page): the measure waits until no
+// figure is drawn wider than its box, or 5 s, so a slow machine measures the settled page, not a frame in between.
+const drawnWider = () => [...document.querySelectorAll(".js-plotly-plot")].some((plot) => {
+  const box = plot.getBoundingClientRect();
+  return [...plot.querySelectorAll(".main-svg")].some((svg) => svg.getBoundingClientRect().right > box.right + 1);
+});
+const settled = (then, tries = 50) => (tries > 0 && drawnWider() ? setTimeout(() => settled(then, tries - 1), 100) : then());
+window.addEventListener("load", () => setTimeout(() => settled(() => {
   const width = document.documentElement.clientWidth;
   const scrolls = (el) => ["auto", "scroll"].includes(getComputedStyle(el).overflowX);
   const hides = (el) => ["hidden", "clip"].includes(getComputedStyle(el).overflowX);
@@ -57,4 +64,4 @@ window.addEventListener("load", () => setTimeout(() => {
   pre.id = "layout-check";
   pre.textContent = JSON.stringify(out);
   window.parent.document.body.appendChild(pre);
-}, 500));
+}), 500));
