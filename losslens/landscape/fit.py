@@ -72,6 +72,7 @@ from scipy.optimize import least_squares, minimize
 from losslens import _io
 from losslens.core import NONNEGATIVE_LOSSES
 from losslens.errors import ConfigError
+from losslens.landscape._grid_values import check_increasing
 from losslens.results import ResultDisplay
 
 MODELS: tuple[str, ...] = ("gaussian", "rotated", "mixture", "quadratic")
@@ -500,6 +501,9 @@ def _grid(surface) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     if data.shape != shape:
         raise ValueError(f"the surface's loss has shape {list(data.shape)}, expected {list(shape)} "
                          "(ny, nx) from its x and y")
+    check_increasing(x, "x")
+    if y is not None:
+        check_increasing(y, "y")
     return x, y, data
 
 

@@ -406,8 +406,9 @@ def eigenpair_checks(values: list[float], residuals: list[float]) -> list[str]:
 
 
 def _replay_value(on_fit: bool) -> str:
-    """What a replay's final value is: the fit's value (a stand-in for the loss), or a test function's."""
-    return "final_fitted_value" if on_fit else "final_function_value"
+    """What a replay's final value is: the fit's value (a stand-in for the loss; named as in the replay's CSV,
+    ``Replay.columns``), or a test function's."""
+    return "final_fitted_loss" if on_fit else "final_function_value"
 
 
 def _degenerate(fit) -> list[str]:

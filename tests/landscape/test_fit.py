@@ -210,6 +210,9 @@ def test_bad_options_and_shapes_are_refused():
         fit_surface(SimpleNamespace(x=X, y=Y, loss=s.loss.T, meta={}))
     with pytest.raises(ValueError, match="finite loss values"):
         fit_surface(SimpleNamespace(x=X, y=Y, loss=np.full_like(s.loss, np.nan), meta={}))
+    repeated = np.concatenate([Y[:3], Y[2:-1]])  # y[2] twice: two rows of points in one place
+    with pytest.raises(ValueError, match=r"y coordinates must be strictly increasing: .* is repeated \(y\[2\] = y\[3\]\)"):
+        fit_surface(SimpleNamespace(x=X, y=repeated, loss=s.loss, meta={}))
 
 
 SMALL = np.linspace(-1.0, 1.0, 15)
