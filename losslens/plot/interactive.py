@@ -109,9 +109,14 @@ def plotly_contour(x, y, z: np.ndarray, scheme: ContourLevels, what: str):
     )
 
 
-def _readable_axis(values: np.ndarray, log: bool) -> dict:
+def readable_axis(values: np.ndarray, log: bool) -> dict:
     """Plotly axis settings that tick ``values``' range at ``readable_ticks`` (as the matplotlib
-    figures), as percentages when every value is a fraction in ``[0, 1]`` (accuracy)."""
+    figures), as percentages when every value is a fraction in ``[0, 1]`` (accuracy).
+
+    Args:
+        values: the values the axis shows (non-finite ones, and non-positive ones on a log axis, ignored).
+        log: whether the axis is logarithmic.
+    """
     finite = values[np.isfinite(values) & ((values > 0) if log else True)]
     if not len(finite) or finite.min() == finite.max():
         return {}
@@ -185,8 +190,8 @@ def _line(surface: Surface, log: bool):
     drawn = np.clip(loss, LOG_FLOOR, None) if log else loss
     fig.update_yaxes(title_text=value_label(surface.meta, "loss", False) + (" (log scale)" if log else "") + note,
                      type="log" if log else "linear", automargin=True, secondary_y=False,
-                     **(_readable_axis(drawn, log=True) if log else {}))
+                     **(readable_axis(drawn, log=True) if log else {}))
     if other:
         fig.update_yaxes(title_text=", ".join(other), automargin=True, secondary_y=True,
-                         **_readable_axis(np.concatenate([np.ravel(v) for v in other.values()]), log=False))
+                         **readable_axis(np.concatenate([np.ravel(v) for v in other.values()]), log=False))
     return fig

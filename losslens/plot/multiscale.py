@@ -13,6 +13,7 @@ import numpy as np
 
 from losslens.landscape.multiscale import Multiscale
 from losslens.plot._base import new_axes, new_figure
+from losslens.plot.surfaces import log_axis
 
 ORIENTATION_NAMES: dict[str, str] = {"h": "H (along y)", "v": "V (along x)", "d": "D (diagonal)"}
 COLORS: dict[str, str] = {"h": "C0", "v": "C1", "d": "C2"}
@@ -79,7 +80,7 @@ def plot_energy(result, *, ax=None, log: bool = False):
     ax.set_xlabel("level (1 = finest)")
     ax.set_ylabel("fraction of the energy decomposed" + (" (log scale)" if log else ""))
     if log:
-        ax.set_yscale("log")
+        log_axis(ax.yaxis)
     m = ms.meta
     ax.set_title(f"roughness {ms.roughness:.3g} ({m['wavelet']}, {m['mode']}, detrend {m['detrend']})",
                  fontsize="medium")

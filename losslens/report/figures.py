@@ -15,6 +15,8 @@ def plotly_history(run):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    from losslens.plot.interactive import readable_axis
+
     history = list(run.history)
     epochs = [h["epoch"] for h in history]
     keys = [k for k in history[0] if k not in ("epoch", "step")] if history else []
@@ -27,9 +29,12 @@ def plotly_history(run):
     title = f"training of {run.out.name}: {info.get('optimizer')}, lr {info.get('lr')}, batch {info.get('batch_size')}"
     fig.update_layout(legend={"orientation": "h", "y": -0.2}, title={"text": title})
     fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(title_text="loss", type="log", secondary_y=False)
+    def values(loss: bool) -> np.ndarray:
+        return np.array([h.get(k) for h in history for k in keys if k.endswith("_loss") == loss], dtype=np.float64)
+
+    fig.update_yaxes(title_text="loss (log scale)", type="log", secondary_y=False, **readable_axis(values(True), log=True))
     if any(not k.endswith("_loss") for k in keys):
-        fig.update_yaxes(title_text="accuracy", tickmode="auto", showgrid=False, secondary_y=True)
+        fig.update_yaxes(title_text="accuracy", showgrid=False, secondary_y=True, **readable_axis(values(False), log=False))
     return fig
 
 

@@ -168,3 +168,21 @@ def test_the_slq_trace_has_the_standard_error_of_its_per_vector_estimates():
     two = spectrum([[1.0, 3.0], [4.0, 4.0]], [[0.5, 0.5], [0.5, 0.5]])  # per vector: 10 * 2 = 20 and 10 * 4 = 40
     assert two.trace_estimate == pytest.approx(30.0) and two.trace_stderr == pytest.approx(10.0)
     assert spectrum([[1.0, 3.0]], [[0.5, 0.5]]).trace_stderr is None  # one vector: no spread, no error bar
+
+
+def test_training_curves_tick_the_log_loss_axis_at_readable_values_only():
+    """The loss axis is logarithmic and labelled at 1-2-5 values, never at every minor tick ("2 1 9 8 7")."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from losslens.report.figures import plotly_history
+
+    history = [{"epoch": e, "train_loss": 2.3 * 0.6 ** e, "test_loss": 2.3 * 0.65 ** e, "train_accuracy": 0.1 + 0.08 * e}
+               for e in range(11)]
+    run = SimpleNamespace(history=history, metadata={"optimizer": "Adam", "lr": 3e-3, "batch_size": 64}, out=Path("r"))
+    layout = plotly_history(run).layout
+    assert layout.yaxis.type == "log" and layout.yaxis.title.text == "loss (log scale)"
+    ticks = list(layout.yaxis.tickvals)
+    assert 3 <= len(ticks) <= 9 and set(np.round(ticks / 10.0 ** np.floor(np.log10(ticks)), 6)) <= {1.0, 2.0, 5.0}
+    assert list(layout.yaxis.ticktext) == [f"{t:.4g}" for t in ticks]
+    assert list(layout.yaxis2.ticktext)[-1].endswith("%")  # accuracy in percent
