@@ -25,8 +25,8 @@ import torch
 from losslens.core.data import load_dataset
 from losslens.core.evaluator import Evaluator
 from losslens.core.models import build_model
-from losslens.landscape.hessian import eigenpairs
-from losslens.landscape.operator import HessianOperator
+from losslens.curvature.hessian import eigenpairs
+from losslens.curvature.operator import HessianOperator
 
 METHODS = (("losslens", 1e-6), ("pyhessian", 1e-3))
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

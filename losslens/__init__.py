@@ -12,10 +12,12 @@ from losslens.core import (  # noqa: E402
     EvalResult, Evaluator, ParameterSpace, TrainRun, build_model, load_checkpoint, load_dataset, load_model,
     save_checkpoint, subset, train,
 )
+from losslens.curvature import (  # noqa: E402
+    Eigenpairs, HessianOperator, Spectrum, TraceEstimate, density, eigenpairs, trace,
+)
 from losslens.landscape import (  # noqa: E402
-    Directions, Eigenpairs, HessianOperator, Multiscale, Spectrum, Surface, SurfaceComparison, SurfaceFit, Topology,
-    TraceEstimate, barrier, between, compare_surfaces, density, eigenpairs, fit_surface, hessian_directions,
-    interpolate, multiscale, random_directions, surface_1d, surface_2d, topology, trace,
+    Directions, Multiscale, Surface, SurfaceComparison, SurfaceFit, Topology, barrier, between, compare_surfaces,
+    fit_surface, hessian_directions, interpolate, multiscale, random_directions, surface_1d, surface_2d, topology,
 )
 from losslens.report import Report, ReportOptions, build_report  # noqa: E402
 from losslens.results import load_result  # noqa: E402
@@ -33,7 +35,7 @@ __all__ = [
     # landscape
     "Directions", "random_directions", "hessian_directions", "pca_directions", "between", "Surface",
     "surface_1d", "surface_2d", "interpolate", "barrier",
-    # Hessian
+    # curvature
     "HessianOperator", "Eigenpairs", "eigenpairs", "TraceEstimate", "trace", "Spectrum", "density",
     # analyses of surfaces
     "Multiscale", "multiscale", "Topology", "topology", "SurfaceComparison", "compare_surfaces", "SurfaceFit",

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-PACKAGES = ("losslens", "losslens.core", "losslens.landscape", "losslens.trajectories", "losslens.plot",
-            "losslens.report")
+PACKAGES = ("losslens", "losslens.core", "losslens.landscape", "losslens.curvature", "losslens.trajectories",
+            "losslens.plot", "losslens.report")
 SECTION = re.compile(r"^(Args|Attributes):$")
 OTHER_SECTION = re.compile(r"^(Returns|Raises|Yields|Examples?|Notes?|Warnings?|See Also|Kind|Methods):")
 ENTRY = re.compile(r"^(\*{0,2}\w+(?:, *\*{0,2}\w+)*)(?: \([^)]*\))?: ?(.*)$")

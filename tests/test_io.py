@@ -17,9 +17,9 @@ import torch
 from losslens import _io
 from losslens.cli.main import main
 from losslens.core.evaluator import Evaluator
+from losslens.curvature.hessian import Eigenpairs
 from losslens.errors import LosslensError
 from losslens.landscape.directions import Directions
-from losslens.landscape.hessian import Eigenpairs
 from losslens.landscape.surface import Surface, surface_2d
 from losslens.landscape.topology import topology
 from losslens.results import load_result

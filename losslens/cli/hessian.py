@@ -18,7 +18,7 @@ from losslens.cli._common import (
     add_default_checkpoint_arg, add_landscape_args, default_run, describe, evaluators, int_at_least, say_written,
     write_json,
 )
-from losslens.landscape._pyhessian import BACKENDS
+from losslens.curvature._pyhessian import BACKENDS
 
 
 def register(subparsers) -> None:
@@ -50,9 +50,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from losslens.landscape.hessian import eigenpairs
-    from losslens.landscape.operator import HessianOperator
-    from losslens.landscape.spectrum import density, trace
+    from losslens.curvature.hessian import eigenpairs
+    from losslens.curvature.operator import HessianOperator
+    from losslens.curvature.spectrum import density, trace
     from losslens.plot.render import render
 
     if args.checkpoint is None:

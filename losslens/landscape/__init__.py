@@ -1,5 +1,7 @@
-"""Landscapes: directions, 1D/2D surfaces, lines between checkpoints, the Hessian, analytic test
-functions, and the analyses of surfaces (fits, multiscale, topology, comparisons)."""
+"""Landscapes: what is drawn on a grid: directions, 1D/2D surfaces, lines between checkpoints, curvature
+maps, analytic test functions, and the analyses of surfaces (fits, multiscale, topology, comparisons).
+
+The Hessian operator, its eigenpairs, trace and density live in ``losslens.curvature``."""
 
 from losslens.landscape._distributed import init_distributed_from_env
 from losslens.landscape.compare import SurfaceComparison, compare_surfaces
@@ -7,11 +9,8 @@ from losslens.landscape.curvature import CurvatureMap, curvature_map
 from losslens.landscape.directions import Directions, between, hessian_directions, random_directions
 from losslens.landscape.fit import SurfaceFit, fit_surface, model_function
 from losslens.landscape.functions import FUNCTIONS, AnalyticFunction, get_function
-from losslens.landscape.hessian import Eigenpairs, eigenpairs
 from losslens.landscape.interpolation import barrier, interpolate
 from losslens.landscape.multiscale import Multiscale, multiscale
-from losslens.landscape.operator import HessianOperator
-from losslens.landscape.spectrum import Spectrum, TraceEstimate, density, trace
 from losslens.landscape.surface import Surface, surface_1d, surface_2d
 from losslens.landscape.topology import (
     Basin, Topology, TopologyStability, bottleneck, topology, topology_stability, wasserstein,
@@ -22,8 +21,7 @@ __all__ = [
     "Directions", "random_directions", "hessian_directions", "between",
     # surfaces and lines
     "Surface", "surface_1d", "surface_2d", "interpolate", "barrier", "init_distributed_from_env",
-    # the Hessian
-    "HessianOperator", "Eigenpairs", "eigenpairs", "TraceEstimate", "trace", "Spectrum", "density",
+    # curvature on a plane (the Hessian itself is in losslens.curvature)
     "CurvatureMap", "curvature_map",
     # analyses of surfaces
     "Multiscale", "multiscale", "Topology", "Basin", "topology", "bottleneck", "wasserstein", "TopologyStability",

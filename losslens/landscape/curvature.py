@@ -19,6 +19,12 @@ the loss diverged, holds NaN and is counted in a warning.
 
 The grid is stored like a surface's (``_grid_file.py``), written point by point: running again with
 the same ``path`` resumes an interrupted map.
+
+Why this module is in ``landscape/`` and not ``curvature/``: what it owns is the grid, not the
+curvature. A ``CurvatureMap`` is a ``Surface`` (same axes, directions, resumable grid file, figures and
+``losslens plot``), built with the surface's helpers and ``_grid_file``; the eigenvalues at each point
+come whole from ``losslens.curvature`` (``HessianOperator``, ``eigenpairs``). So ``landscape`` imports
+``curvature`` here (as ``hessian_directions`` does), and ``curvature`` imports nothing of ``landscape``.
 """
 
 from __future__ import annotations
@@ -29,9 +35,9 @@ import warnings
 import numpy as np
 import torch
 
+from losslens.curvature.hessian import NotConverged, eigenpairs
+from losslens.curvature.operator import HessianOperator, NonFiniteHessian
 from losslens.landscape import _grid_file as gf
-from losslens.landscape.hessian import NotConverged, eigenpairs
-from losslens.landscape.operator import HessianOperator, NonFiniteHessian
 from losslens.landscape.surface import Surface, _as_directions, _coordinates, _header, _numpy, _progress, _spec
 
 __all__ = ["CurvatureMap", "curvature_map", "CURVATURE_NAMES"]

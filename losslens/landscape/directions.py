@@ -185,7 +185,7 @@ def hessian_directions(
 ) -> Directions:
     """The ``k`` Hessian eigenvectors of largest eigenvalue at ``w``, as unit directions.
 
-    Computed by ``losslens.landscape.hessian.eigenpairs`` (Lanczos on Hessian-vector products of
+    Computed by ``losslens.curvature.hessian.eigenpairs`` (Lanczos on Hessian-vector products of
     the evaluator). Each eigenvector is normalized to :math:`\\|d\\| = 1` and its sign fixed so that
     its entry of largest magnitude is positive (eigenvectors are defined up to sign), so the same
     seed gives the same directions.
@@ -202,8 +202,8 @@ def hessian_directions(
         (descending), ``meta["residual_norms"]`` (:math:`\\|H d_i - \\lambda_i d_i\\|`) and the
         evaluator's ``meta()`` under ``meta["evaluator"]``.
     """
-    from losslens.landscape.hessian import eigenpairs
-    from losslens.landscape.operator import HessianOperator
+    from losslens.curvature.hessian import eigenpairs
+    from losslens.curvature.operator import HessianOperator
 
     _check_count("k", k)
     at = "w0" if w is None else "given"

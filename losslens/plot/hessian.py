@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from losslens.landscape.hessian import Eigenpairs
-from losslens.landscape.spectrum import Spectrum
+from losslens.curvature.hessian import Eigenpairs
+from losslens.curvature.spectrum import Spectrum
 from losslens.plot._base import load_as, new_axes
 from losslens.plot.surfaces import log_axis, title_of
 

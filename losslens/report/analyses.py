@@ -247,14 +247,14 @@ class Analyses:
             path=path, progress=self.progress, meta=self._caller_meta(endpoints=[start, end])))
 
     def _operator(self):
-        from losslens.landscape.operator import HessianOperator
+        from losslens.curvature.operator import HessianOperator
 
         return HessianOperator(self.ev)
 
     def _eigenpairs(self, log: Log):
         """The top ``top_k`` eigenpairs (Lanczos, ARPACK's ``tol`` 1e-6); another command's file of this
         evaluation with at least ``top_k`` of them, at this tolerance or tighter, answers: its top ``top_k``."""
-        from losslens.landscape.hessian import Eigenpairs, eigenpairs
+        from losslens.curvature.hessian import Eigenpairs, eigenpairs
 
         o, tol = self.options, 1e-6
         request = {"analysis": "eigenpairs", "k": o.top_k, "which": "largest", "tol": tol, "backend": "losslens",
@@ -265,7 +265,7 @@ class Analyses:
                             lambda old: None if answers(old) is None else _top(old, o.top_k))
 
     def _trace(self, log: Log):
-        from losslens.landscape.spectrum import TraceEstimate, trace
+        from losslens.curvature.spectrum import TraceEstimate, trace
 
         o = self.options
         request = {"analysis": "trace", "method": "hutch++", "n_matvec": o.trace_samples, "backend": "losslens",
@@ -277,7 +277,7 @@ class Analyses:
                             answers)
 
     def _density(self, log: Log):
-        from losslens.landscape.spectrum import Spectrum, density
+        from losslens.curvature.spectrum import Spectrum, density
 
         o = self.options
         n_lanczos = min(o.lanczos_steps, self.ev.space.size)

@@ -423,7 +423,7 @@ class DynamicsRecorder:
         """Top eigenvalue of the Hessian on the sharpness batch (of :math:`P^{-1}H` for Adam once it has
         second moments), on the evaluator's private copy of the model."""
         from losslens.core.evaluator import Evaluator
-        from losslens.landscape.hessian import HessianOperator
+        from losslens.curvature.operator import HessianOperator
 
         p = next(iter(model.parameters()))
         preconditioner = None
@@ -497,7 +497,7 @@ def dynamics_of_run(
         loss = float(evaluator.evaluate(point[None]).loss[0])
         sharp = float("nan")
         if sharpness:
-            from losslens.landscape.hessian import HessianOperator
+            from losslens.curvature.operator import HessianOperator
 
             sharp, n = sharpness_of(HessianOperator(evaluator, point), seed=seed)
             products.append(n)

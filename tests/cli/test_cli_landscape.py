@@ -15,9 +15,9 @@ from losslens.core.checkpoints import save_checkpoint
 from losslens.core.evaluator import Evaluator
 from losslens.core.models import build_model
 from losslens.core.provenance import CheckpointMeta
-from losslens.landscape.hessian import Eigenpairs
+from losslens.curvature.hessian import Eigenpairs
+from losslens.curvature.spectrum import Spectrum, TraceEstimate
 from losslens.landscape.interpolation import barrier
-from losslens.landscape.spectrum import Spectrum, TraceEstimate
 from losslens.landscape.surface import Surface
 
 FAST = ["--subset", "100", "--device", "cpu", "--no-progress"]
@@ -182,7 +182,7 @@ def test_hessian_warns_of_a_density_from_one_lanczos_step(tmp_path, capsys, chec
 
 
 def test_hessian_says_when_the_trace_is_not_resolved(tmp_path, capsys, checkpoints, monkeypatch):
-    from losslens.landscape import spectrum
+    from losslens.curvature import spectrum
 
     monkeypatch.setattr(spectrum, "trace", lambda *a, **k: TraceEstimate(12.23, 16.0, 12, "hutch++", {}))
     out = tmp_path / "h"

@@ -140,8 +140,8 @@ def test_gpt2_affine_equals_evaluate_and_the_model_is_unchanged():
 def test_hessian_through_default_attention_equals_eager_and_an_independent_lanczos():
     from scipy.sparse.linalg import LinearOperator, eigsh
 
-    from losslens.landscape.hessian import eigenpairs
-    from losslens.landscape.operator import HessianOperator
+    from losslens.curvature.hessian import eigenpairs
+    from losslens.curvature.operator import HessianOperator
 
     sdpa, eager = gpt2("sdpa").double(), gpt2("eager").double()
     eager.load_state_dict(sdpa.state_dict())

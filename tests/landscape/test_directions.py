@@ -166,7 +166,7 @@ def test_save_load_round_trip(tmp_path, space_w0):
 
 
 def test_hessian_directions_are_top_eigenvectors():
-    pytest.importorskip("losslens.landscape.hessian")
+    pytest.importorskip("losslens.curvature.hessian")
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
     x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))

@@ -7,11 +7,11 @@ import torch
 from matplotlib.contour import QuadContourSet
 from matplotlib.figure import Figure
 
+from losslens.curvature.hessian import Eigenpairs
+from losslens.curvature.spectrum import Spectrum
 from losslens.errors import LosslensError
 from losslens.landscape.directions import Directions, between
-from losslens.landscape.hessian import Eigenpairs
 from losslens.landscape.interpolation import barrier
-from losslens.landscape.spectrum import Spectrum
 from losslens.landscape.surface import Surface
 from losslens.plot import (
     plot_1d, plot_3d, plot_contour, plot_density, plot_eigenvalues, plotly_figure, render, write_html,

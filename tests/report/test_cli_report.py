@@ -66,7 +66,7 @@ def test_report_keeps_another_commands_surface_of_another_grid_and_reuses_one_of
 
 
 def test_report_takes_the_top_k_of_hessians_eigenpairs_and_leaves_the_file(run_dir, tmp_path):
-    from losslens.landscape.hessian import Eigenpairs
+    from losslens.curvature.hessian import Eigenpairs
 
     ckpt, out = str(sorted(run_dir.glob("*.safetensors"))[-1]), tmp_path / "h"
     assert main(["hessian", ckpt, "--top-k", "4", "--trace-samples", "8", "--out", str(out)] + TINY_CLI) == 0

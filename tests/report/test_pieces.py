@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from losslens.curvature.spectrum import TraceEstimate, trace
 from losslens.errors import ConfigError, LosslensError
-from losslens.landscape.spectrum import TraceEstimate, trace
 from losslens.report import _store
 from losslens.report.options import ReportOptions, check_sections
 from losslens.report.page import Image, Report, Section, Table, cell, key_facts
@@ -160,7 +160,7 @@ def test_an_estimate_whose_error_exceeds_it_is_said_to_be_not_resolved():
 
 
 def test_the_slq_trace_has_the_standard_error_of_its_per_vector_estimates():
-    from losslens.landscape.spectrum import Spectrum
+    from losslens.curvature.spectrum import Spectrum
 
     def spectrum(nodes, weights):
         return Spectrum(np.linspace(0, 5, 10), np.zeros(10), np.array(nodes), np.array(weights), 0.1, {"n_params": 10})

@@ -15,8 +15,8 @@ from _report_page import by_id, parse, plotly_ids
 from _report_tiny import TINY
 from losslens.core.evaluator import Evaluator
 from losslens.core.provenance import file_sha256
-from losslens.landscape.hessian import Eigenpairs
-from losslens.landscape.operator import HessianOperator
+from losslens.curvature.hessian import Eigenpairs
+from losslens.curvature.operator import HessianOperator
 from losslens.landscape.surface import Surface
 from losslens.report import SECTIONS, build_report
 
@@ -123,7 +123,7 @@ def test_the_numbers_are_those_of_the_result_files_and_of_an_independent_evaluat
 
 
 def test_every_trace_estimate_in_the_report_has_its_error_bar(built):
-    from losslens.landscape.spectrum import Spectrum, TraceEstimate
+    from losslens.curvature.spectrum import Spectrum, TraceEstimate
 
     spectrum, tr = Spectrum.load(built.out / "spectrum.h5"), TraceEstimate.load(built.out / "trace.h5")
     per_vector = spectrum.meta["n_params"] * (spectrum.weights * spectrum.nodes).sum(axis=1)  # 2 start vectors

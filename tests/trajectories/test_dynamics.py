@@ -209,7 +209,7 @@ def test_default_dynamics_include_a_bounded_lambda_max(tmp_path):
     """lambda_max by default, equal to a converged Lanczos run, within the bound of products it states."""
     from losslens.core.data import load_dataset, subset
     from losslens.core.train import train
-    from losslens.landscape.hessian import HessianOperator, eigenpairs
+    from losslens.curvature.hessian import HessianOperator, eigenpairs
     from losslens.trajectories.dynamics import MAX_SHARPNESS_MATVECS
     from losslens.trajectories.series import CheckpointSeries, run_evaluator
 

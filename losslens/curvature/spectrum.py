@@ -46,8 +46,8 @@ from scipy.integrate import trapezoid
 from scipy.linalg import eigh_tridiagonal
 
 from losslens._io import load, write_h5
-from losslens.landscape import _pyhessian
-from losslens.landscape.operator import HessianOperator, as_operator
+from losslens.curvature import _pyhessian
+from losslens.curvature.operator import HessianOperator, as_operator
 from losslens.results import ResultDisplay
 
 TRACE_METHODS: tuple[str, ...] = ("hutchinson", "hutch++")

@@ -1,4 +1,4 @@
-"""Fixtures shared by the Hessian tests."""
+"""Fixtures shared by the Hessian tests (tests/curvature/, and the curvature map's in tests/landscape/)."""
 
 import copy
 
@@ -8,7 +8,7 @@ from torch import nn
 from torch.func import functional_call, hessian
 
 from losslens.core.evaluator import Evaluator
-from losslens.landscape.operator import HessianOperator
+from losslens.curvature.operator import HessianOperator
 
 
 @pytest.fixture(scope="module")

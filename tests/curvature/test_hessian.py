@@ -1,4 +1,4 @@
-"""Tests of losslens/landscape/hessian.py: the Hessian operator and its eigenpairs, against ground truth.
+"""Tests of losslens/curvature/hessian.py: the Hessian operator and its eigenpairs, against ground truth.
 
 Ground truth: a dense symmetric matrix with a known spectrum, and the dense Hessian of a tiny MLP
 (8-6-3 on random data, float64) from ``torch.func.hessian`` of the loss as a function of the flat
@@ -15,9 +15,9 @@ from scipy.sparse.linalg import eigsh
 from torch import nn
 
 from losslens.core.evaluator import Evaluator
+from losslens.curvature.hessian import Eigenpairs, eigenpairs
+from losslens.curvature.operator import HessianOperator, NonFiniteHessian
 from losslens.errors import ConfigError
-from losslens.landscape.hessian import Eigenpairs, eigenpairs
-from losslens.landscape.operator import HessianOperator, NonFiniteHessian
 
 
 def known_matrix(P=120, seed=0):

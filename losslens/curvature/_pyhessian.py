@@ -29,8 +29,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from losslens.curvature.operator import HessianOperator
 from losslens.errors import ConfigError
-from losslens.landscape.operator import HessianOperator
 
 BACKENDS: tuple[str, ...] = ("losslens", "pyhessian")
 _CRITERIA = {"cross_entropy": nn.CrossEntropyLoss, "mse": nn.MSELoss}

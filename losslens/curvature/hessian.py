@@ -21,9 +21,9 @@ import torch
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
 from losslens._io import load, write_h5
+from losslens.curvature import _pyhessian
+from losslens.curvature.operator import HessianOperator, as_operator
 from losslens.errors import LosslensError
-from losslens.landscape import _pyhessian
-from losslens.landscape.operator import HessianOperator, as_operator
 from losslens.results import ResultDisplay
 
 WHICH: tuple[str, ...] = ("largest", "smallest")

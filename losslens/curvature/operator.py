@@ -8,7 +8,7 @@ one double-backward pass; otherwise every product is recomputed forward-over-rev
 evaluator. It has ``@``, ``shape``, ``dtype``, ``device`` and ``to_scipy()``, so
 ``scipy.sparse.linalg.eigsh`` works on it unchanged.
 
-Every estimator of ``losslens.landscape`` also accepts a dense symmetric ``(P, P)`` tensor in place of
+Every estimator of ``losslens.curvature`` also accepts a dense symmetric ``(P, P)`` tensor in place of
 the operator (``as_operator``), so tests can pass a matrix whose spectrum is known.
 """
 
