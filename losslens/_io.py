@@ -31,6 +31,7 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
+from losslens._version import __version__
 from losslens.errors import LosslensError
 
 T = TypeVar("T")
@@ -89,8 +90,6 @@ def atomic(path: Path):
 
 def set_header(f, kind: str, meta: dict) -> None:
     """Store ``kind`` and ``meta`` (JSON) in the attributes of an open HDF5 file."""
-    from losslens import __version__
-
     f.attrs["losslens_kind"] = kind
     f.attrs["losslens_version"] = __version__
     f.attrs["losslens_format"] = FORMAT_VERSION

@@ -1,6 +1,6 @@
 """The core: parameter space, the batched evaluator, checkpoints, models, data and the trainer."""
 
-from losslens.core._objectives import NONNEGATIVE_LOSSES
+from losslens.core.losses import NONNEGATIVE_LOSSES
 from losslens.core.checkpoints import load_checkpoint, load_metadata, load_model, save_checkpoint
 from losslens.core.data import DATASET_NAMES, BatchData, TensorData, as_tensors, load_dataset, subset
 from losslens.core.evaluator import EvalResult, Evaluator

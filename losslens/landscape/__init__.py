@@ -1,7 +1,7 @@
 """Landscapes: directions, 1D/2D surfaces, lines between checkpoints, the Hessian, analytic test
 functions, and the analyses of surfaces (fits, multiscale, topology, comparisons)."""
 
-from losslens.landscape._distributed import init_distributed_from_env
+from losslens._distributed import init_distributed_from_env
 from losslens.landscape.compare import SurfaceComparison, compare_surfaces
 from losslens.landscape.curvature import CurvatureMap, curvature_map
 from losslens.landscape.directions import Directions, between, hessian_directions, random_directions

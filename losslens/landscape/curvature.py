@@ -17,7 +17,7 @@ bounded. The residual norms :math:`\\lVert Hv - \\lambda v \\rVert` (which bound
 error) are kept beside them. A point where Lanczos does not converge within ``maxiter``, or where
 the loss diverged, holds NaN and is counted in a warning.
 
-The grid is stored like a surface's (``_grid_file.py``), written point by point: running again with
+The grid is stored like a surface's (``grid_file.py``), written point by point: running again with
 the same ``path`` resumes an interrupted map.
 """
 
@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 import torch
 
-from losslens.landscape import _grid_file as gf
+from losslens.landscape import grid_file as gf
 from losslens.landscape.hessian import NotConverged, eigenpairs
 from losslens.landscape.operator import HessianOperator, NonFiniteHessian
 from losslens.landscape.surface import Surface, _as_directions, _coordinates, _header, _numpy, _progress, _spec

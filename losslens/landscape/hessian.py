@@ -27,6 +27,7 @@ from losslens.landscape.operator import HessianOperator, as_operator
 from losslens.results import ResultDisplay
 
 WHICH: tuple[str, ...] = ("largest", "smallest")
+BACKENDS = _pyhessian.BACKENDS  # "losslens" (Lanczos) or "pyhessian"
 
 
 class NotConverged(LosslensError, RuntimeError):
