@@ -15,10 +15,10 @@ import math
 from pathlib import Path
 
 from losslens.core.batchnorm import BN_MODES
-from losslens.core.losses import LOSS_NAMES, UNITS, resolve_loss
 from losslens.core.checkpoints import load_model
 from losslens.core.data import DATASET_NAMES, BatchData, TensorData, load_dataset, subset
 from losslens.core.evaluator import Evaluator
+from losslens.core.losses import LOSS_NAMES, UNITS, resolve_loss
 from losslens.core.models import MODEL_NAMES
 from losslens.core.provenance import CheckpointMeta, trusted_name
 from losslens.core.train import TrainRun

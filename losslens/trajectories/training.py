@@ -24,15 +24,22 @@ DYNAMICS_CSV = "dynamics.csv"
 
 
 class RecordDynamics:
-    """The trainer's callback (``losslens.core.train.TrainCallback``) that records the run's dynamics.
-
-    Every ``every_steps`` steps (by default at the last step of each epoch) and every epoch: mini-batch
-    loss, gradient norm, weight norm, movement, learning rate; with ``sharpness_samples``, also the top
-    Hessian eigenvalue (for Adam and AdamW of the Hessian preconditioned by the optimizer's second
-    moments) on a seeded subset of this many training samples, against the optimizer's edge of stability.
-    """
+    """The trainer's callback (``losslens.core.train.TrainCallback``) that records the run's dynamics
+    (``DynamicsRecorder``) into ``dynamics.h5`` and ``dynamics.csv`` after every epoch."""
 
     def __init__(self, every_steps: int | None = None, sharpness_samples: int | None = None):
+        """Record mini-batch loss, gradient norm, weight norm, movement and learning rate.
+
+        Args:
+            every_steps: record every this many steps (default: at the last step of each epoch); every
+                epoch is recorded too.
+            sharpness_samples: also record the top Hessian eigenvalue (for Adam and AdamW of the Hessian
+                preconditioned by the optimizer's second moments) on a seeded subset of this many training
+                samples, against the optimizer's edge of stability.
+
+        Raises:
+            ConfigError: a count that is not positive.
+        """
         for name, value in (("dynamics_every_steps", every_steps), ("sharpness_samples", sharpness_samples)):
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
@@ -49,6 +56,7 @@ class RecordDynamics:
         self.out = out
 
     def step(self, model: nn.Module, loss: torch.Tensor) -> None:
+        """Count the step (recorded every ``every_steps``)."""
         self.recorder.step(model, loss)
 
     def epoch(self, model: nn.Module, entry: dict) -> None:
@@ -65,11 +73,20 @@ def train_with_dynamics(model, data="digits", *, dynamics_every_steps: int | Non
     ``dynamics.h5`` and ``dynamics.csv``; ``losslens.train`` is this function.
 
     Args:
-        model, data, options: those of ``losslens.core.train.train``.
+        model: a built-in model name or import string, or a module (deep-copied, never changed).
+        data: a data set name or import string, one ``TensorData`` or a ``(train, test)`` pair of them.
         dynamics_every_steps: record the dynamics every this many steps (by default at the last step of
             each epoch); every epoch is recorded too.
-        sharpness_samples: also record the sharpness on a seeded subset of this many training samples.
-        callbacks: further callbacks of the trainer.
+        sharpness_samples: also record the top Hessian eigenvalue (preconditioned for Adam and AdamW)
+            on a seeded subset of this many training samples, against the optimizer's edge of stability.
+        callbacks: further callbacks of the trainer (``losslens.core.train.TrainCallback``).
+        options: the trainer's options (``out``, required; ``optimizer``, ``lr``, ``epochs``,
+            ``batch_size``, ``seed``, ``save_every_steps``, ``optimizer_kwargs``, ``loss``,
+            ``weight_decay``, ``model_kwargs``, ``device``, ``overwrite``, ``progress``), each described in
+            ``help(losslens.core.train.train)``.
+
+    Returns:
+        The ``TrainRun``.
 
     Raises:
         ConfigError: those of ``train``, or a count that is not positive.
