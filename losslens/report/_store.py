@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from losslens._io import _jsonable
+from losslens._io import json_default
 from losslens._version import __version__
 from losslens.errors import ConfigError, LosslensError
 
@@ -55,7 +55,7 @@ def versions() -> dict[str, str]:
 
 def jsonable(obj):
     """``obj`` as it reads back from a result file's JSON metadata (tuples as lists, numpy scalars as numbers)."""
-    return json.loads(json.dumps(obj, default=_jsonable, sort_keys=True))
+    return json.loads(json.dumps(obj, default=json_default, sort_keys=True))
 
 
 def content_hash(*arrays) -> str:
