@@ -6,11 +6,10 @@ carry their axes and provenance (plotting lives in ``losslens.plot``; ``load_res
 result file).
 """
 
-__version__ = "0.2.0"
-
+from losslens._version import __version__
 from losslens.core import (  # noqa: E402
     EvalResult, Evaluator, ParameterSpace, TrainRun, build_model, load_checkpoint, load_dataset, load_model,
-    save_checkpoint, subset, train,
+    save_checkpoint, subset,
 )
 from losslens.curvature import (  # noqa: E402
     Eigenpairs, HessianOperator, Spectrum, TraceEstimate, density, eigenpairs, trace,
@@ -26,6 +25,7 @@ from losslens.trajectories import (  # noqa: E402
     TrajectoryPCA, compare_optimizers, compare_runs, dynamics_of_run, embed, pca_directions, replay, trajectory_paths,
     trajectory_pca,
 )
+from losslens.trajectories.training import train_with_dynamics as train  # noqa: E402  (the trainer, dynamics recorded)
 
 __all__ = [
     "__version__",

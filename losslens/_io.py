@@ -31,6 +31,7 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
+from losslens._version import __version__
 from losslens.errors import LosslensError
 
 T = TypeVar("T")
@@ -89,12 +90,10 @@ def atomic(path: Path):
 
 def set_header(f, kind: str, meta: dict) -> None:
     """Store ``kind`` and ``meta`` (JSON) in the attributes of an open HDF5 file."""
-    from losslens import __version__
-
     f.attrs["losslens_kind"] = kind
     f.attrs["losslens_version"] = __version__
     f.attrs["losslens_format"] = FORMAT_VERSION
-    f.attrs["meta"] = json.dumps(meta, default=_jsonable)
+    f.attrs["meta"] = json.dumps(meta, default=json_default)
 
 
 def load(path: str | Path, kind: str, build: Callable[[dict[str, np.ndarray], dict], T],
@@ -453,7 +452,9 @@ def _holder(fd: int) -> str:
         return "another process"
 
 
-def _jsonable(value):
+def json_default(value):
+    """What ``json.dumps(..., default=json_default)`` writes for a value JSON has no type for: numpy scalars
+    as numbers, arrays and tuples as lists, anything else (paths, dtypes, devices) as its text."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, (np.ndarray, tuple)):

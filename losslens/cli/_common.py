@@ -14,14 +14,14 @@ import json
 import math
 from pathlib import Path
 
-from losslens.core._batchnorm import BN_MODES
-from losslens.core._objectives import LOSS_NAMES, UNITS
+from losslens.core.batchnorm import BN_MODES
 from losslens.core.checkpoints import load_model
 from losslens.core.data import DATASET_NAMES, BatchData, TensorData, load_dataset, subset
 from losslens.core.evaluator import Evaluator
+from losslens.core.losses import LOSS_NAMES, UNITS, resolve_loss
 from losslens.core.models import MODEL_NAMES
 from losslens.core.provenance import CheckpointMeta, trusted_name
-from losslens.core.train import TrainRun, resolve_loss, train
+from losslens.core.train import TrainRun
 from losslens.errors import ConfigError
 
 MAX_SEED = 2**32 - 1  # the widest range every consumer takes (t-SNE's random_state is a numpy RandomState seed)
@@ -116,7 +116,7 @@ def set_distributed_run(parser: argparse.ArgumentParser, run) -> None:
 
 
 def _in_process_group(run, args: argparse.Namespace) -> int:
-    from losslens.landscape._distributed import process_group
+    from losslens._distributed import process_group
 
     with process_group(args.dist_timeout):
         return run(args)
@@ -298,6 +298,8 @@ def default_run(args: argparse.Namespace) -> TrainRun:
     """
     import torch.distributed as dist
 
+    from losslens.trajectories.training import train_with_dynamics
+
     run_dir = Path(args.out) / DEFAULT_RUN_DIR
     name, kwargs = model_spec(args)
     data = data_name(args)
@@ -313,8 +315,9 @@ def default_run(args: argparse.Namespace) -> TrainRun:
         else:
             print(f"no checkpoint given: training the default model, {name} on {data} for {DEFAULT_EPOCHS} epochs, "
                   f"into {run_dir}")
-            train(name, data, epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR, seed=0, out=run_dir, model_kwargs=kwargs,
-                  device=args.device, overwrite=True, progress=not args.no_progress)
+            train_with_dynamics(name, data, epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR, seed=0, out=run_dir,
+                                model_kwargs=kwargs, device=args.device, overwrite=True,
+                                progress=not args.no_progress)
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
     return TrainRun.load(run_dir)

@@ -18,7 +18,7 @@ from losslens.cli._common import (
     add_default_checkpoint_arg, add_landscape_args, default_run, describe, evaluators, int_at_least, say_written,
     write_json,
 )
-from losslens.curvature._pyhessian import BACKENDS
+from losslens.curvature.hessian import BACKENDS
 
 
 def register(subparsers) -> None:

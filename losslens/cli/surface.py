@@ -112,7 +112,7 @@ def _summary(surface) -> str:
 
 def _readable(path: Path) -> bool:
     from losslens.errors import LosslensError
-    from losslens.landscape._grid_file import read_grid
+    from losslens.landscape.grid_file import read_grid
 
     if not path.exists():
         return False

@@ -7,7 +7,9 @@ import argparse
 from losslens.cli._common import (
     DEFAULT_DATA, DEFAULT_MODEL, add_model_data_args, finite_float, int_at_least, parse_key_values,
 )
-from losslens.core.train import DYNAMICS_FILE, LOSS_NAMES, RUN_FILE, train
+from losslens.core.losses import TRAINING_LOSSES
+from losslens.core.train import DYNAMICS_FILE, RUN_FILE
+from losslens.trajectories.training import DYNAMICS_CSV, train_with_dynamics
 
 
 def register(subparsers) -> None:
@@ -30,7 +32,7 @@ def register(subparsers) -> None:
     parser.add_argument("--weight-decay", type=finite_float, default=0.0, help="weight decay (default: 0)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs, passes over the training set (default: 10)")
     parser.add_argument("--batch-size", type=int, default=64, help="samples per step (default: 64)")
-    parser.add_argument("--loss", help=f"{' or '.join(LOSS_NAMES)} (default: by the data's task)")
+    parser.add_argument("--loss", help=f"{' or '.join(TRAINING_LOSSES)} (default: by the data's task)")
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory to write (required: a run is a "
                         "directory of its own)")
     parser.add_argument("--save-every-steps", type=int, metavar="N", help="also save a checkpoint every N steps")
@@ -45,7 +47,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = train(
+    result = train_with_dynamics(
         args.model or DEFAULT_MODEL,
         args.data or DEFAULT_DATA,
         optimizer=args.optimizer,
@@ -71,5 +73,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {len(result.checkpoints)} checkpoints to {result.out}: "
           f"{result.checkpoints[0].name} ... {result.checkpoints[-1].name}")
     print(f"wrote {result.out / RUN_FILE}")
-    print(f"wrote {result.out / 'dynamics.csv'} and {result.out / DYNAMICS_FILE}")
+    print(f"wrote {result.out / DYNAMICS_CSV} and {result.out / DYNAMICS_FILE}")
     return 0

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from losslens.plot.trajectories import plot_embeddings, plotly_embedding
     from losslens.trajectories import embed, plane_surface, run_series, trajectory_paths, trajectory_pca
-    from losslens.trajectories._table import write_csv
+    from losslens.trajectories.table import write_csv
     from losslens.trajectories.embeddings import EMBEDDING_COLUMNS
 
     main = is_main_process()

@@ -1,9 +1,10 @@
-"""The core: parameter space, the batched evaluator, checkpoints, models, data and the trainer."""
+"""The core: parameter space, the batched evaluator, checkpoints, models, data and the trainer (which records
+what its callbacks record: ``losslens.train`` adds the dynamics recorder of ``losslens.trajectories``)."""
 
-from losslens.core._objectives import NONNEGATIVE_LOSSES
 from losslens.core.checkpoints import load_checkpoint, load_metadata, load_model, save_checkpoint
 from losslens.core.data import DATASET_NAMES, BatchData, TensorData, as_tensors, load_dataset, subset
 from losslens.core.evaluator import EvalResult, Evaluator
+from losslens.core.losses import NONNEGATIVE_LOSSES
 from losslens.core.models import MODEL_NAMES, build_model
 from losslens.core.params import ParameterSpace
 from losslens.core.train import TrainRun, train

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from losslens.core._objectives import IGNORE_INDEX, Objective, model_loss, read_output
+from losslens.core.losses import IGNORE_INDEX, Objective, model_loss, read_output
 from losslens.errors import ConfigError
 
 

@@ -7,7 +7,7 @@ each, the mean over the whole evaluation set
 .. math::  L(w) = \\frac{1}{N} \\sum_{b} n_b \\, \\bar\\ell_b(w)
 
 where ``\\bar\\ell_b`` is the loss function's mean over the ``n_b`` units of batch ``b`` (samples, or
-target tokens that are not ignored: see ``_objectives.py``) and ``N`` the units of the whole set (a
+target tokens that are not ignored: see ``losses.py``) and ``N`` the units of the whole set (a
 weighted mean, not a mean of batch means). Batches may have any structure (``_batches.py``): a tensor,
 several inputs, dicts in the Hugging Face style; outputs too (a tensor, a tuple, a ``ModelOutput``). The model runs as ``functional_call(model, params, x)`` on a
 private copy, so the caller's model (parameters, mode, ``.grad``) is never touched.
@@ -15,7 +15,7 @@ private copy, so the caller's model (parameters, mode, ``.grad``) is never touch
 The jobs are split over private modules: ``_plan`` (the execution plan: device, batch size, vmap,
 layout, threads, compile), ``_data`` (the evaluation set on the device), ``_runner`` (vmap or one
 point after another, compiled or not, with fallbacks), ``_first_layer`` (the affine fast path of
-lines and planes), ``_batchnorm`` (BatchNorm modes), ``_derivatives`` (gradient, Hessian-vector
+lines and planes), ``batchnorm`` (BatchNorm modes), ``derivatives`` (gradient, Hessian-vector
 products), ``_checks`` (inputs and targets) and ``provenance`` (what is evaluated). This module
 holds the loss loop over chunks of points and data batches.
 """
@@ -35,11 +35,11 @@ from torch import nn
 from torch.func import functional_call
 
 from losslens.core import _batches as bt
-from losslens.core import _batchnorm as bnm
-from losslens.core import _checks, _derivatives
+from losslens.core import batchnorm as bnm
+from losslens.core import _checks, derivatives
 from losslens.core import _first_layer as fl
 from losslens.core._data import EvalData
-from losslens.core._objectives import Function, make_objective, read_output, resolve_metric
+from losslens.core.losses import Function, make_objective, read_output, resolve_loss, resolve_metric
 from losslens.core._plan import (
     ExecutionPlan, batch_size_for, check_option, choose_threads, chunk_size, compile_is_worth_it, forward_flops,
     resolve_device, wants_channels_last,
@@ -311,7 +311,6 @@ class Evaluator:
         from losslens.core.data import subset as take_subset
         from losslens.core.models import MODEL_NAMES
         from losslens.core.provenance import CheckpointMeta, trusted_name
-        from losslens.core.train import resolve_loss
 
         if isinstance(data, str):
             data = take_subset(load_dataset(data, split, seed=seed), subset, seed=seed)
@@ -378,14 +377,14 @@ class Evaluator:
     def gradient(self, w: torch.Tensor) -> torch.Tensor:
         """``(P,)`` gradient of the mean loss over the evaluation set at ``w``."""
         with self.runner.threads():
-            return _derivatives.gradient(self, self._points(w, "w")[0])
+            return derivatives.gradient(self, self._points(w, "w")[0])
 
     def values_and_gradients(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean loss ``(K,)`` and its gradient ``(K, P)`` at each row of ``W``, in one pass over the
         data (the points vmapped when the plan vmaps, else one after another); float64 losses."""
         W = self._points(W)
         with self.runner.threads():
-            losses, grads = _derivatives.values_and_gradients(self, W)
+            losses, grads = derivatives.values_and_gradients(self, W)
         return losses.double(), grads
 
     def hvp(self, w: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
@@ -394,7 +393,7 @@ class Evaluator:
         instead when it multiplies many vectors at one point)."""
         single = torch.as_tensor(V).dim() == 1
         with self.runner.threads():
-            out = _derivatives.hvp(self, self._points(w, "w")[0], self._points(V, "V"))
+            out = derivatives.hvp(self, self._points(w, "w")[0], self._points(V, "V"))
         return out[0] if single else out
 
     def module_at(self, w: torch.Tensor) -> nn.Module:

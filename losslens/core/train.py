@@ -17,26 +17,39 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol, Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from losslens.core._objectives import loss_function
 from losslens.core.checkpoints import save_checkpoint
 from losslens.core.data import TensorData, load_dataset
 from losslens.core._plan import resolve_device
 from losslens.core.evaluator import Evaluator
+from losslens.core.losses import loss_function, resolve_loss
 from losslens.core.models import build_model
 from losslens.core.optimizers import make_optimizer
 from losslens.core.provenance import CheckpointMeta
 from losslens.errors import ConfigError
 
-LOSS_NAMES: tuple[str, ...] = ("cross_entropy", "mse")
 RUN_FILE = "run.json"
 DYNAMICS_FILE = "dynamics.h5"
-_LOSS_TASK = {"cross_entropy": "classification", "mse": "regression"}
+
+
+class TrainCallback(Protocol):
+    """What ``train`` calls while it trains (``losslens.trajectories.RecordDynamics`` is one). A callback
+    only reads: it changes neither the model, its ``.grad``, the optimizer nor a random number generator."""
+
+    def begin(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, train_set: TensorData, loss: str,
+              seed: int, out: Path, steps_per_epoch: int) -> None:
+        """Once, before the first step, with the model being trained and its optimizer."""
+
+    def step(self, model: nn.Module, loss: torch.Tensor) -> None:
+        """After every optimizer step, with the step's mini-batch loss (at the weights before the step)."""
+
+    def epoch(self, model: nn.Module, entry: dict) -> None:
+        """After every epoch, with its row of ``run.json`` (``epoch``, ``step``, ``train_loss``, ...)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,8 +158,7 @@ def train(
     device: str | torch.device = "auto",
     overwrite: bool = False,
     progress: bool = True,
-    dynamics_every_steps: int | None = None,
-    sharpness_samples: int | None = None,
+    callbacks: Sequence[TrainCallback] = (),
 ) -> TrainRun:
     """Train a model with any ``torch.optim`` optimizer, saving its trajectory to ``out``.
 
@@ -178,26 +190,21 @@ def train(
         device: ``"auto"`` (CUDA when available) or a torch device.
         overwrite: replace the checkpoints and ``run.json`` of an earlier run in ``out``.
         progress: show a progress bar over the epochs with the latest losses.
-        dynamics_every_steps: record the training dynamics (``losslens.trajectories.DynamicsRecorder``:
-            mini-batch loss, gradient norm, weight norm, movement, learning rate) every this many
-            steps; by default at the last step of each epoch. Every epoch is recorded too.
-        sharpness_samples: also record the top Hessian eigenvalue (for Adam and AdamW of the
-            Hessian preconditioned by the optimizer's second moments), against the optimizer's edge of
-            stability, on a seeded subset of this many training samples, at every record.
+        callbacks: called while training (``TrainCallback``): ``losslens.trajectories.RecordDynamics``
+            records the training dynamics into ``dynamics.h5`` and ``dynamics.csv``, as
+            ``losslens.train`` (``losslens.trajectories.train_with_dynamics``) and ``losslens train`` do.
 
     Returns:
         The ``TrainRun``; ``run.json`` is rewritten after every epoch, so an interrupted run is
-        described up to its last epoch; ``dynamics.csv`` and ``dynamics.h5`` hold the dynamics.
+        described up to its last epoch.
 
     Raises:
         ConfigError: an unknown optimizer, loss, model or data set, options that do not fit, or an
             ``out`` that already holds a run (without ``overwrite``).
     """
     _check_positive(epochs=epochs, batch_size=batch_size, lr=lr)
-    for name, value in (("save_every_steps", save_every_steps), ("dynamics_every_steps", dynamics_every_steps),
-                        ("sharpness_samples", sharpness_samples)):
-        if value is not None:
-            _check_positive(**{name: value})
+    if save_every_steps is not None:
+        _check_positive(save_every_steps=save_every_steps)
     train_set, test_set, data_name = _datasets(data)
     loss = resolve_loss(loss, train_set)
     device = resolve_device(device)
@@ -286,7 +293,9 @@ def train(
         torch.manual_seed(seed)
         save(0)
         record(0, 0)
-        recorder = _recorder(net, opt, dynamics_every_steps or steps_per_epoch, train_set, loss, sharpness_samples, seed)
+        for callback in callbacks:
+            callback.begin(net, opt, train_set=train_set, loss=loss, seed=seed, out=out,
+                           steps_per_epoch=steps_per_epoch)
         step = 0
         with tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=not progress) as bar:
             for epoch in bar:
@@ -304,27 +313,16 @@ def train(
 
                     value = opt.step(closure)  # every torch.optim optimizer takes a closure; LBFGS needs one
                     step += 1
-                    recorder.step(net, value)
+                    for callback in callbacks:
+                        callback.step(net, value)
                     if save_every_steps and step % save_every_steps == 0 and step % steps_per_epoch:
                         save(step)
                 save(step)
                 entry = record(epoch, step)
-                recorder.epoch(net, entry["train_loss"])
-                dynamics = recorder.result(meta={"run": str(out)})
-                dynamics.save(out / DYNAMICS_FILE)
-                dynamics.to_csv(out / "dynamics.csv")
+                for callback in callbacks:
+                    callback.epoch(net, entry)
                 bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k.endswith("_loss")})
     return TrainRun.load(out)
-
-
-def _recorder(net, opt, every: int, train_set: TensorData, loss: str, sharpness_samples: int | None, seed: int):
-    """The dynamics recorder of a run (the sharpness on a seeded subset of the training set)."""
-    from losslens.core.data import subset
-    from losslens.trajectories.dynamics import DynamicsRecorder
-
-    sharp = None if sharpness_samples is None else subset(train_set, sharpness_samples, seed=seed)
-    return DynamicsRecorder(net, every=every, optimizer=opt, sharpness_data=sharp,
-                            loss_fn=loss if sharp is not None else None, seed=seed)
 
 
 def _check_positive(**values) -> None:
@@ -344,21 +342,6 @@ def _datasets(data) -> tuple[TensorData, TensorData | None, str]:
         f"cannot train on {type(data).__name__}: give a data set name or import string, a TensorData, "
         "or a (train, test) pair of TensorData"
     )
-
-
-def resolve_loss(loss: str | None, data: TensorData) -> str:
-    """``loss``, checked against the task of ``data``; by default the loss of that task.
-
-    Raises:
-        ConfigError: an unknown loss, or one for the other task.
-    """
-    if loss is None:
-        return "cross_entropy" if data.task == "classification" else "mse"
-    if loss not in LOSS_NAMES:
-        raise ConfigError(f"unknown loss {loss!r}; valid: {', '.join(LOSS_NAMES)}")
-    if _LOSS_TASK[loss] != data.task:
-        raise ConfigError(f"loss {loss!r} is for {_LOSS_TASK[loss]}, but {data.name!r} is a {data.task} data set")
-    return loss
 
 
 def _prepare_out(out: Path, overwrite: bool) -> Path:

@@ -27,6 +27,7 @@ from losslens.errors import LosslensError
 from losslens.results import ResultDisplay
 
 WHICH: tuple[str, ...] = ("largest", "smallest")
+BACKENDS = _pyhessian.BACKENDS  # "losslens" (Lanczos) or "pyhessian"
 
 
 class NotConverged(LosslensError, RuntimeError):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 
-from losslens.core._derivatives import GradientGraph
+from losslens.core.derivatives import GradientGraph
 from losslens.core.evaluator import Evaluator
 from losslens.errors import LosslensError
 

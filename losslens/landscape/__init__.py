@@ -3,7 +3,7 @@ maps, analytic test functions, and the analyses of surfaces (fits, multiscale, t
 
 The Hessian operator, its eigenpairs, trace and density live in ``losslens.curvature``."""
 
-from losslens.landscape._distributed import init_distributed_from_env
+from losslens._distributed import init_distributed_from_env
 from losslens.landscape.compare import SurfaceComparison, compare_surfaces
 from losslens.landscape.curvature import CurvatureMap, curvature_map
 from losslens.landscape.directions import Directions, between, hessian_directions, random_directions

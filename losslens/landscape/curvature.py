@@ -17,7 +17,7 @@ bounded. The residual norms :math:`\\lVert Hv - \\lambda v \\rVert` (which bound
 error) are kept beside them. A point where Lanczos does not converge within ``maxiter``, or where
 the loss diverged, holds NaN and is counted in a warning.
 
-The grid is stored like a surface's (``_grid_file.py``), written point by point: running again with
+The grid is stored like a surface's (``grid_file.py``), written point by point: running again with
 the same ``path`` resumes an interrupted map.
 
 Why this module is in ``landscape/`` and not ``curvature/``: what it owns is the grid, not the
@@ -37,7 +37,7 @@ import torch
 
 from losslens.curvature.hessian import NotConverged, eigenpairs
 from losslens.curvature.operator import HessianOperator, NonFiniteHessian
-from losslens.landscape import _grid_file as gf
+from losslens.landscape import grid_file as gf
 from losslens.landscape.surface import Surface, _as_directions, _coordinates, _header, _numpy, _progress, _spec
 
 __all__ = ["CurvatureMap", "curvature_map", "CURVATURE_NAMES"]

@@ -13,8 +13,8 @@ One ``Surface`` type holds lines and planes, along any directions (random, Hessi
 segment between two checkpoints, see ``interpolation.py``), for one or several data splits.
 
 With ``path=...`` the grid lives in an HDF5 file written as it is computed, in the reference tool's
-layout (see ``_grid_file.py``); running again with the same path resumes an interrupted grid. Under
-``torchrun`` the points are shared among the processes (see ``_distributed.py``).
+layout (see ``grid_file.py``); running again with the same path resumes an interrupted grid. Under
+``torchrun`` the points are shared among the processes (see ``losslens/_distributed.py``).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from losslens.errors import LosslensError
-from losslens.landscape import _grid_file as gf
-from losslens.landscape._distributed import Group
+from losslens.landscape import grid_file as gf
+from losslens._distributed import Group
 from losslens.landscape._grid_values import check_increasing
 from losslens.landscape.directions import Directions
 from losslens.results import ResultDisplay
@@ -156,7 +156,7 @@ class Surface(ResultDisplay):
         return tuple(index)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the surface to an HDF5 file (the layout of ``_grid_file.py``); returns the path."""
+        """Write the surface to an HDF5 file (the layout of ``grid_file.py``); returns the path."""
         metric_names = tuple(n for n in self.values[self.split] if n != "loss")
         meta = {k: v for k, v in self.meta.items() if k not in ("n_done", "n_nonfinite", "seconds", "points_per_second")}
         meta |= {"splits": list(self.values), "metrics": list(metric_names)}

@@ -34,7 +34,8 @@ from typing import Callable
 
 import numpy as np
 
-from losslens._io import _jsonable
+from losslens._io import json_default
+from losslens._version import __version__
 from losslens.errors import ConfigError, LosslensError
 
 BESIDE = "report-"  # the prefix of the report's own file beside another command's
@@ -43,8 +44,6 @@ _VERSIONS = ("torch", "numpy", "scipy", "h5py", "scikit-learn", "PyWavelets", "g
 
 def versions() -> dict[str, str]:
     """Versions of Python, losslens and the libraries its results depend on (``None``: not installed)."""
-    from losslens import __version__
-
     out = {"python": platform.python_version(), "losslens": __version__}
     for name in _VERSIONS:
         try:
@@ -56,7 +55,7 @@ def versions() -> dict[str, str]:
 
 def jsonable(obj):
     """``obj`` as it reads back from a result file's JSON metadata (tuples as lists, numpy scalars as numbers)."""
-    return json.loads(json.dumps(obj, default=_jsonable, sort_keys=True))
+    return json.loads(json.dumps(obj, default=json_default, sort_keys=True))
 
 
 def content_hash(*arrays) -> str:
@@ -232,7 +231,7 @@ def grid(path: Path, compute: Callable[[Path], object], log: Log, say, *, main: 
 def _foreign_grid(path: Path) -> str | None:
     """``None`` when there is no file at ``path`` or the report wrote it (``meta["report"]``); else
     ``"complete"`` for another command's finished grid, or what keeps it from answering."""
-    from losslens.landscape._grid_file import read_grid
+    from losslens.landscape.grid_file import read_grid
 
     if not path.exists():
         return None
@@ -273,7 +272,7 @@ def differences(old, new, prefix: str = "") -> list[str]:
 
 def _points_done(path: Path) -> int | None:
     """Points already computed in a grid file; ``None`` when there is no readable file."""
-    from losslens.landscape._grid_file import read_grid
+    from losslens.landscape.grid_file import read_grid
 
     if not path.exists():
         return None

@@ -109,7 +109,7 @@ class Analyses:
     Args:
         subject: what is analysed. options: the analyses' options.
         evaluator: the subject's ``Evaluator`` (its checkpoint, data, split and settings).
-        group: the torchrun processes (``losslens.landscape._distributed.Group``).
+        group: the torchrun processes (``losslens._distributed.Group``).
         replay_on_fit: replay on the fit of the Hessian plane; else on the analytic quadratic.
         progress: progress bars of the grids. say: prints a line (called on rank 0 only).
     """

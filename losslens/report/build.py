@@ -67,7 +67,7 @@ def build_report(
     Raises:
         ConfigError: no input, an input that is neither a checkpoint nor a run, bad options or sections.
     """
-    from losslens.landscape._distributed import Group
+    from losslens._distributed import Group
 
     started = time.perf_counter()
     options = options or ReportOptions()

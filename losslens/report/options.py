@@ -85,7 +85,7 @@ class ReportOptions:
     sharpness: bool | None = None
 
     def __post_init__(self):
-        from losslens.core._batchnorm import BN_MODES
+        from losslens.core.batchnorm import BN_MODES
         from losslens.landscape.fit import MODELS
 
         _choice("split", self.split, SPLITS)

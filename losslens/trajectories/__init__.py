@@ -2,7 +2,7 @@
 embeddings scored by trustworthiness, optimizer comparisons and training dynamics; and optimizers
 replayed on two-parameter objectives (analytic functions, fits, measured grids, the true loss in a plane).
 
-Runs written by ``losslens.core.train`` (``losslens train``) are the series these tools read.
+Runs written by ``train_with_dynamics`` (``losslens.train``, ``losslens train``) or ``losslens.core.train`` are the series these tools read.
 """
 
 from losslens.trajectories.comparison import OptimizerComparison, compare_optimizers, compare_runs, train_optimizers
@@ -15,6 +15,7 @@ from losslens.trajectories.paths import TrajectoryPaths, plane_grid, plane_surfa
 from losslens.trajectories.pca import TrajectoryPCA, pca_directions, trajectory_pca
 from losslens.trajectories.replay import OptimizerSpec, Replay, replay
 from losslens.trajectories.series import Checkpoint, CheckpointSeries, checkpoint_vectors, run_evaluator, run_series
+from losslens.trajectories.training import RecordDynamics, train_with_dynamics
 
 __all__ = [
     # series
@@ -27,7 +28,7 @@ __all__ = [
     # optimizers
     "OptimizerComparison", "compare_runs", "compare_optimizers", "train_optimizers",
     # dynamics
-    "Dynamics", "DynamicsRecorder", "dynamics_of_run",
+    "Dynamics", "DynamicsRecorder", "dynamics_of_run", "RecordDynamics", "train_with_dynamics",
     # optimizer replays
     "Objective", "as_objective", "function_objective", "fit_objective", "grid_objective", "PlaneLoss", "OptimizerSpec",
     "Replay",

@@ -40,7 +40,7 @@ import torch
 from losslens import _io
 from losslens.errors import ConfigError
 from losslens.results import ResultDisplay, to_dataframe
-from losslens.trajectories._table import write_csv
+from losslens.trajectories.table import write_csv
 from losslens.trajectories.paths import DEFAULT_THRESHOLD, TrajectoryPaths, plane_surface, trajectory_paths
 from losslens.trajectories.pca import DEFAULT_BUDGET, trajectory_pca
 from losslens.trajectories.series import CheckpointSeries, run_evaluator, run_series
@@ -230,8 +230,8 @@ def train_optimizers(
         opt, kwargs = make_optimizer(name, [torch.zeros(1, requires_grad=True)], lr, extra)  # as train records them
         recipes[name] = (lr, extra, {"optimizer": type(opt).__name__, "optimizer_kwargs": _jsonable(kwargs), "lr": lr})
 
-    from losslens.core.train import train
-    from losslens.landscape._distributed import Group
+    from losslens.trajectories.training import train_with_dynamics
+    from losslens._distributed import Group
 
     group = Group()
     root = Path(out) / RUNS_DIR
@@ -243,9 +243,9 @@ def train_optimizers(
         run_dir, (lr, extra, recorded) = root / name, recipes[name]
         if _finished(run_dir, {**common, **recorded}):
             continue
-        train(model, data, optimizer=name, lr=lr, optimizer_kwargs=extra, epochs=epochs,
-              batch_size=batch_size, seed=seed, out=run_dir, model_kwargs=model_kwargs, device=device, overwrite=True,
-              progress=progress)
+        train_with_dynamics(model, data, optimizer=name, lr=lr, optimizer_kwargs=extra, epochs=epochs,
+                            batch_size=batch_size, seed=seed, out=run_dir, model_kwargs=model_kwargs, device=device,
+                            overwrite=True, progress=progress)
     if group.active:
         torch.distributed.barrier()
     return [root / name for name in optimizers], notes

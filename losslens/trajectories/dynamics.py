@@ -54,7 +54,7 @@ from torch import nn
 from losslens import _io
 from losslens.core.params import ParameterSpace
 from losslens.results import ResultDisplay, to_dataframe
-from losslens.trajectories._table import write_csv
+from losslens.trajectories.table import write_csv
 
 DYNAMICS_COLUMNS: tuple[str, ...] = (
     "kind", "step", "epoch", "loss", "loss_improvement", "grad_norm", "weight_norm", "change_since_previous",

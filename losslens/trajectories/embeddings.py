@@ -30,7 +30,7 @@ import numpy as np
 from losslens import _io
 from losslens.errors import ConfigError
 from losslens.results import ResultDisplay
-from losslens.trajectories._table import write_csv
+from losslens.trajectories.table import write_csv
 from losslens.trajectories.pca import TrajectoryPCA, checkpoint_from_record, checkpoint_record, trajectory_pca
 from losslens.trajectories.series import Checkpoint
 

@@ -38,7 +38,7 @@ import torch
 from losslens import _io
 from losslens.core.evaluator import EvalResult
 from losslens.results import ResultDisplay, to_dataframe
-from losslens.trajectories._table import write_csv
+from losslens.trajectories.table import write_csv
 from losslens.trajectories.pca import (
     DEFAULT_BUDGET, TrajectoryPCA, checkpoint_from_record, checkpoint_record, trajectory_pca,
 )

@@ -9,7 +9,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.optim.swa_utils import update_bn
 
-from losslens.core._derivatives import GradientGraph
+from losslens.core.derivatives import GradientGraph
 from losslens.core.evaluator import Evaluator
 from losslens.core.params import ParameterSpace
 from losslens.errors import ConfigError

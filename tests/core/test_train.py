@@ -126,20 +126,4 @@ def test_existing_run_is_not_overwritten_silently(tmp_path):
         train(nn.Linear(20, 4), data, epochs=1, out=tmp_path, progress=False)
     run = train(nn.Linear(20, 4), data, epochs=1, batch_size=16, out=tmp_path, overwrite=True, progress=False)
     assert [p.name for p in run.checkpoints] == ["step_000000.safetensors", "step_000002.safetensors"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dynamics.csv", "dynamics.h5", "run.json"] + [
-        p.name for p in run.checkpoints]
-
-
-def test_the_trainer_records_the_dynamics(tmp_path):
-    from losslens.trajectories.dynamics import Dynamics
-
-    data = (subset(load_dataset("digits", "train"), 96), subset(load_dataset("digits", "test"), 32))
-    run = train("mlp", data, optimizer="sgd", lr=0.1, epochs=2, batch_size=32, out=tmp_path, progress=False,
-                dynamics_every_steps=2, sharpness_samples=48)
-    dyn = Dynamics.load(tmp_path / "dynamics.h5")
-    assert list(dyn.kind) == ["step", "epoch", "step", "step", "epoch"]  # steps 2, 4, 6 (3 steps per epoch)
-    np.testing.assert_array_equal(dyn["step"][dyn["kind"] == "epoch"], [3, 6])
-    assert (dyn["stability_threshold"] == 20.0).all() and np.isfinite(dyn["sharpness"]).all()
-    history = run.history
-    np.testing.assert_allclose(dyn["loss"][dyn["kind"] == "epoch"], [h["train_loss"] for h in history[1:]])
-    assert (tmp_path / "dynamics.csv").read_text().splitlines()[0].startswith("kind,step,epoch,loss")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"] + [p.name for p in run.checkpoints]

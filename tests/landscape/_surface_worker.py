@@ -17,7 +17,7 @@ from torch import nn
 
 from losslens.core.evaluator import Evaluator
 from losslens.landscape.directions import random_directions
-from losslens.landscape._distributed import init_distributed_from_env
+from losslens._distributed import init_distributed_from_env
 from losslens.landscape.surface import surface_1d, surface_2d
 
 X_COORDS = np.linspace(-1.0, 1.0, 5)

@@ -14,7 +14,7 @@ from torch import nn
 from losslens.core.evaluator import Evaluator
 from losslens.core.models import build_model
 from losslens.errors import LosslensError
-from losslens.landscape import _grid_file as gf
+from losslens.landscape import grid_file as gf
 from losslens.landscape.directions import Directions, random_directions
 from losslens.landscape.surface import Surface, surface_1d, surface_2d
 

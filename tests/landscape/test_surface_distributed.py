@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from losslens.landscape._distributed import init_distributed_from_env
+from losslens._distributed import init_distributed_from_env
 from losslens.landscape.surface import Surface, surface_2d
 
 WORKER = Path(__file__).with_name("_surface_worker.py")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from losslens.landscape._distributed import init_distributed_from_env
+from losslens._distributed import init_distributed_from_env
 from losslens.trajectories.comparison import compare_optimizers
 
 OPTIMIZERS = ("sgd", "adam", "momentum")
@@ -22,15 +22,15 @@ OPTIMIZERS = ("sgd", "adam", "momentum")
 def main(out: str) -> None:
     distributed = init_distributed_from_env()
     rank = torch.distributed.get_rank() if distributed else 0
-    core_train = importlib.import_module("losslens.core.train")  # the module, not the function losslens.core exports
+    training = importlib.import_module("losslens.trajectories.training")
     trained = []
-    original = core_train.train
+    original = training.train_with_dynamics
 
     def counting(model, data, **kwargs):
         trained.append(kwargs["optimizer"])
         return original(model, data, **kwargs)
 
-    core_train.train = counting
+    training.train_with_dynamics = counting
     comparison, surface = compare_optimizers(
         list(OPTIMIZERS), out=out, epochs=2, model_kwargs={"hidden": [8]}, steps=(5, 4), progress=False,
         surface_path=Path(out) / "surface.h5", device="cpu")

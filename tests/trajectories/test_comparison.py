@@ -54,10 +54,11 @@ def test_table_by_hand_and_one_plane_for_all_runs(tmp_path, two_runs):
 
 
 def test_runs_are_reused_and_bad_requests_refused(tmp_path, monkeypatch):
-    core_train = importlib.import_module("losslens.core.train")  # the module, not the function losslens.core exports
+    training = importlib.import_module("losslens.trajectories.training")
     calls = []
-    original = core_train.train
-    monkeypatch.setattr(core_train, "train", lambda *a, **k: calls.append(k["optimizer"]) or original(*a, **k))
+    original = training.train_with_dynamics
+    monkeypatch.setattr(training, "train_with_dynamics",
+                        lambda *a, **k: calls.append(k["optimizer"]) or original(*a, **k))
     options = {"out": tmp_path, "epochs": 1, "model_kwargs": {"hidden": [4]}, "progress": False, "device": "cpu"}
     runs, notes = train_optimizers(["sgd", "adagrad"], lrs={"adagrad": 0.05}, **options)
     assert [r.name for r in runs] == ["sgd", "adagrad"] and calls == ["sgd", "adagrad"] and notes == []

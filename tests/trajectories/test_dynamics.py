@@ -189,8 +189,8 @@ def test_the_limit_is_where_torch_sgd_starts_to_diverge_on_a_quadratic(options):
 
 def test_a_momentum_run_records_and_draws_its_own_limit(tmp_path):
     from losslens.core.data import load_dataset, subset
-    from losslens.core.train import train
     from losslens.plot.trajectories import plot_dynamics
+    from losslens.trajectories.training import train_with_dynamics as train
 
     data = (subset(load_dataset("digits", "train"), 128), subset(load_dataset("digits", "test"), 32))
     run = train("mlp", data, optimizer="momentum", lr=0.05, epochs=1, seed=0, out=tmp_path / "run",

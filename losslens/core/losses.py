@@ -40,6 +40,8 @@ IGNORE_INDEX = -100
 UNITS: tuple[str, ...] = ("auto", "samples", "targets", "shifted_targets")
 TOKEN_LOSSES: tuple[str, ...] = ("causal_lm", "masked_lm", "token_classification")
 LOSS_NAMES: tuple[str, ...] = ("cross_entropy", "mse", *TOKEN_LOSSES, "model")
+LOSS_TASK: dict[str, str] = {"cross_entropy": "classification", "mse": "regression"}  # the losses train() takes
+TRAINING_LOSSES: tuple[str, ...] = tuple(LOSS_TASK)
 NONNEGATIVE_LOSSES: tuple[str, ...] = ("cross_entropy", "mse", *TOKEN_LOSSES)  # "model": whatever the model returns
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
@@ -221,3 +223,18 @@ def resolve_metric(value: str | Function) -> tuple[str, Function | None]:
     if value != "accuracy":
         raise ConfigError(f"unknown metric {value!r}; valid: accuracy or a callable")
     return "accuracy", None
+
+
+def resolve_loss(loss: str | None, data) -> str:
+    """``loss``, checked against the task of ``data`` (a ``TensorData``); by default the loss of that task.
+
+    Raises:
+        ConfigError: an unknown loss, or one for the other task.
+    """
+    if loss is None:
+        return "cross_entropy" if data.task == "classification" else "mse"
+    if loss not in TRAINING_LOSSES:
+        raise ConfigError(f"unknown loss {loss!r}; valid: {', '.join(TRAINING_LOSSES)}")
+    if LOSS_TASK[loss] != data.task:
+        raise ConfigError(f"loss {loss!r} is for {LOSS_TASK[loss]}, but {data.name!r} is a {data.task} data set")
+    return loss

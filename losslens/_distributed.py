@@ -1,4 +1,5 @@
-"""The processes that share one grid: ``torch.distributed`` when torchrun started several, else one.
+"""The processes that share one piece of work (a grid, a report, runs to train): ``torch.distributed``
+when torchrun started several, else one. Every layer that runs under torchrun uses it.
 
 A surface grid is embarrassingly parallel: each point is an independent evaluation. Under
 ``torchrun --nproc_per_node=W`` every process builds the same evaluator, directions and grid; the

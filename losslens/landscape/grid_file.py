@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from losslens import _io
-from losslens._io import FORMAT_VERSION, _jsonable, open_h5, set_header
+from losslens._io import FORMAT_VERSION, json_default, open_h5, set_header
 from losslens.errors import LosslensError
 
 KIND = "surface"
@@ -189,7 +189,7 @@ class GridFile:
                     group = f.create_group("directions")
                     group.create_dataset("vectors", data=self.spec.vectors)
                     group.attrs["kind"] = self.spec.directions_kind
-                    group.attrs["meta"] = json.dumps(self.spec.directions_meta, default=_jsonable)
+                    group.attrs["meta"] = json.dumps(self.spec.directions_meta, default=json_default)
             os.replace(tmp, self.path)
         except BaseException:
             tmp.unlink(missing_ok=True)
