@@ -597,7 +597,14 @@ class Evaluator:
         return bt.tree_map(lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t, tree)
 
     def _points(self, W, what: str = "W") -> torch.Tensor:
-        W = torch.as_tensor(W)
+        """``W`` as a ``(K, P)`` tensor of the evaluator's dtype and device, or a ValueError naming ``what``."""
+        try:
+            W = torch.as_tensor(W)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"{what}: expected a tensor of points of shape (K, {self.space.size}), "
+                             f"got {type(W).__name__}") from None
+        if W.dtype == torch.bool or W.is_complex():
+            raise ValueError(f"{what}: expected real-valued points, found dtype {str(W.dtype).removeprefix('torch.')}")
         W = W[None] if W.dim() == 1 else W
         if W.dim() != 2 or W.shape[1] != self.space.size or len(W) == 0:
             raise ValueError(f"{what}: expected points of shape (K, {self.space.size}) with K >= 1, "

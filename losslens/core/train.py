@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from losslens.core._checks import check_seed
 from losslens.core._objectives import loss_function
 from losslens.core.checkpoints import save_checkpoint
 from losslens.core.data import TensorData, load_dataset
@@ -194,6 +195,7 @@ def train(
             ``out`` that already holds a run (without ``overwrite``).
     """
     _check_positive(epochs=epochs, batch_size=batch_size, lr=lr)
+    seed = check_seed(seed)
     for name, value in (("save_every_steps", save_every_steps), ("dynamics_every_steps", dynamics_every_steps),
                         ("sharpness_samples", sharpness_samples)):
         if value is not None:

@@ -46,6 +46,7 @@ from scipy.integrate import trapezoid
 from scipy.linalg import eigh_tridiagonal
 
 from losslens._io import load, write_h5
+from losslens.core import check_seed
 from losslens.landscape import _pyhessian
 from losslens.landscape.operator import HessianOperator, as_operator
 from losslens.results import ResultDisplay
@@ -214,6 +215,7 @@ def trace(
     smallest = 2 if method == "hutchinson" else 4
     if not (isinstance(n_matvec, numbers.Integral) and n_matvec >= smallest):
         raise ValueError(f"n_matvec must be an integer >= {smallest} for method {method!r}, found {n_matvec!r}")
+    seed = check_seed(seed)
     op = as_operator(H)
     meta = {"backend": backend, "seed": seed, **op.meta()}
     if backend == "pyhessian":
@@ -282,6 +284,7 @@ def density(
     """
     _pyhessian.check_backend(backend)
     op = as_operator(H)
+    seed = check_seed(seed)
     P = op.shape[0]
     if not (isinstance(n_vectors, numbers.Integral) and n_vectors >= 1):
         raise ValueError(f"n_vectors must be a positive integer, found {n_vectors!r}")

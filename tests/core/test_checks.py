@@ -74,3 +74,49 @@ def test_nonfinite_weights_are_named_with_their_counts():
         model[3].bias[1] = float("inf")
     with pytest.warns(UserWarning, match=r"1.weight \(3 of 192\), 3.bias \(1 of 5\)"):
         Evaluator(model, "cross_entropy", (X, Y), device="cpu")
+
+
+# -- seeds, batch sizes and points of any integer or array type (attacks on the Python API) ---------
+
+@pytest.mark.parametrize("seed", [None, -1, 1.5, 2**70, True, "3"])
+def test_every_seeded_entry_point_refuses_a_seed_no_generator_takes(seed, tmp_path):
+    import numpy as np
+
+    import losslens
+    from losslens.core.data import TensorData
+
+    data = TensorData(X, Y, name="toy", split="train", task="classification", num_classes=5, input_shape=(1, 4, 4))
+    H = torch.eye(4, dtype=torch.float64)
+    calls = {
+        "subset": lambda: losslens.subset(data, 5, seed=seed),
+        "eigenpairs": lambda: losslens.eigenpairs(H, 1, seed=seed),
+        "trace": lambda: losslens.trace(H, seed=seed),
+        "density": lambda: losslens.density(H, n_lanczos=2, seed=seed),
+        "replay": lambda: losslens.replay("rosenbrock", ["sgd"], steps=2, seed=seed),
+        "train": lambda: losslens.train(mlp(), data, epochs=1, seed=seed, out=tmp_path / "run", progress=False),
+        "random_directions": lambda: losslens.random_directions(losslens.ParameterSpace(mlp()), losslens.ParameterSpace(
+            mlp()).flatten(mlp()), seed=seed),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ConfigError, match=r"seed must be an integer from 0 to 2\*\*63 - 1"):
+            call()
+    assert not (tmp_path / "run").exists()
+    assert losslens.random_directions(losslens.ParameterSpace(mlp()), losslens.ParameterSpace(mlp()).flatten(mlp()),
+                                      seed=np.int64(3)).meta["seed"] == 3
+
+
+def test_numpy_integer_batch_size_is_a_batch_size():
+    import numpy as np
+
+    ev = Evaluator(mlp(), "cross_entropy", (X, Y), batch_size=np.int64(7))
+    assert ev.plan.batch_size == 7
+
+
+@pytest.mark.parametrize("W, found", [(None, "got NoneType"), (torch.ones(1, 1, dtype=torch.bool), "dtype bool"),
+                                      (torch.ones(1, 1, dtype=torch.complex64), "dtype complex64"), ("abc", "got str")])
+def test_points_that_are_not_real_numbers_are_named(W, found):
+    ev = Evaluator(mlp(), "cross_entropy", (X, Y))
+    if isinstance(W, torch.Tensor):
+        W = W.expand(1, ev.space.size)
+    with pytest.raises(ValueError, match=f"W: .*{found}"):
+        ev.evaluate(W)
