@@ -26,7 +26,7 @@ def check_model(model) -> nn.Module:
 
 
 def check_batch_size(batch_size) -> None:
-    if batch_size is not None and (_integer(batch_size) is None or batch_size < 1):
+    if batch_size is not None and (integer(batch_size) is None or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
 
 
@@ -37,13 +37,13 @@ def check_seed(seed) -> int:
         seed: a seed given to a losslens function; Python and numpy integers are accepted (every
             generator losslens seeds, torch's and numpy's, takes that range), bools and floats are not.
     """
-    value = _integer(seed)
+    value = integer(seed)
     if value is None or not 0 <= value < 2**63:
         raise ConfigError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
     return value
 
 
-def _integer(value) -> int | None:
+def integer(value) -> int | None:
     """``value`` as an int when it is an integer (Python or numpy, not a bool), else ``None``."""
     if isinstance(value, bool):
         return None

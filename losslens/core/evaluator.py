@@ -193,6 +193,9 @@ class Evaluator:
         self.bn = bnm.check_mode(bn)
         if self.bn != "recalibrate" and (calibration_data is not None or calibration_size is not None):
             raise ValueError("calibration_data and calibration_size apply only to bn='recalibrate'")
+        if calibration_size is not None and (_checks.integer(calibration_size) is None or calibration_size < 2):
+            raise ValueError(f"calibration_size must be an integer of at least 2 (BatchNorm statistics need 2 "
+                             f"samples), got {calibration_size!r}")
         if self.bn == "recalibrate" and include_buffers:
             raise ValueError("bn='recalibrate' re-estimates the buffers, so include_buffers must be False")
         device = resolve_device(device)
@@ -244,6 +247,10 @@ class Evaluator:
                              "come (set the loader's batch_size)")
         batch = self.data.loader_batch_size or 1 if not self.data.as_tensors else \
             batch_size_for(batch_size, self.n_samples, self.bn, device, self.budget, self.activation_bytes)
+        if self.bn == "batch" and self.data.as_tensors and self.n_samples > 1 and 1 in (batch, self.n_samples % batch):
+            raise ValueError(f"bn='batch' normalizes with each batch's own statistics, which need at least 2 samples: "
+                             f"batch_size={batch} over {self.n_samples} samples leaves a batch of 1; choose another "
+                             "batch_size")
         first_batch = next(self.data.batches(batch))
         probe_forward = lambda: self._forward_no_grad(*first_batch)  # noqa: E731
         n_threads, _ = choose_threads(threads, device, probe_forward)

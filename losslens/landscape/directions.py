@@ -142,6 +142,8 @@ def random_directions(
     Raises:
         ValueError: an unknown option, ``n < 1``, or ``w0`` of the wrong shape.
     """
+    if not isinstance(space, ParameterSpace):
+        raise TypeError(f"space must be a ParameterSpace (e.g. evaluator.space), got {type(space).__name__}")
     _check_choice("normalization", normalization, NORMALIZATIONS)
     _check_choice("ignore", ignore, IGNORES)
     _check_count("n", n)

@@ -382,6 +382,8 @@ def fit_surface(
         ConfigError: an invalid option (the valid ones are listed), or no more points than parameters.
         ValueError: a loss whose shape does not match ``x`` and ``y``, or too few finite points.
     """
+    if not all(hasattr(surface, a) for a in ("x", "y", "loss")):
+        raise TypeError(f"fit_surface needs a Surface (load_result reads one from a file), got {type(surface).__name__}")
     ndim = 1 if surface.y is None else 2
     _check_model(model, ndim)
     if criterion not in CRITERIA:

@@ -120,3 +120,21 @@ def test_points_that_are_not_real_numbers_are_named(W, found):
         W = W.expand(1, ev.space.size)
     with pytest.raises(ValueError, match=f"W: .*{found}"):
         ev.evaluate(W)
+
+
+def test_batch_statistics_never_see_a_batch_of_one():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 3))
+    x, y = torch.randn(21, 4), torch.randint(0, 3, (21,))
+    with pytest.raises(ValueError, match="batch_size=4 over 21 samples leaves a batch of 1"):
+        Evaluator(model, "cross_entropy", (x, y), bn="batch", batch_size=4)
+    with pytest.raises(ValueError, match="calibration_size must be an integer of at least 2"):
+        Evaluator(model, "cross_entropy", (x, y), bn="recalibrate", calibration_size=1)
+    ev = Evaluator(model, "cross_entropy", (x, y), bn="batch", batch_size=7)  # 3 batches of 7
+    assert torch.isfinite(ev.evaluate(ev.w0).loss).all()
+
+
+def test_unsigned_byte_labels_are_class_labels():
+    ev = Evaluator(mlp(), "cross_entropy", (X, Y.to(torch.uint8)))
+    ref = nn.functional.cross_entropy(mlp()(X), Y)
+    assert float(ev.evaluate(ev.w0).loss[0]) == pytest.approx(float(ref), abs=1e-5)

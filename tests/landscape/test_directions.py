@@ -196,3 +196,8 @@ def test_random_directions_refuse_a_non_finite_origin():
     w0[0] = float("inf")
     with pytest.raises(ValueError, match="w0 holds 1 NaN or infinite entries"):
         random_directions(space, w0)
+
+
+def test_random_directions_name_a_space_that_is_not_one():
+    with pytest.raises(TypeError, match="space must be a ParameterSpace .*got str"):
+        random_directions("space", torch.ones(3))

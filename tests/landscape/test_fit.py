@@ -301,3 +301,8 @@ def test_a_flat_surface_leaves_the_wells_shape_undetermined_and_says_so():
     err = dict(zip(fit.names, fit.stderr))
     assert all(math.isinf(err[n]) for n in ("x0", "y0", "s1", "s2"))
     assert fit.degenerate and any("non-finite standard error" in w for w in fit.warnings)
+
+
+def test_fit_names_what_is_not_a_surface():
+    with pytest.raises(TypeError, match="needs a Surface .*got str"):
+        fit_surface("surface.h5")
