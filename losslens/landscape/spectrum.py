@@ -298,6 +298,15 @@ def density(
             raise ValueError(f"grid must be a 1-D increasing array of at least 2 points, found shape {grid.shape}")
     elif not (isinstance(grid_size, numbers.Integral) and grid_size >= 2):
         raise ValueError(f"grid_size must be an integer >= 2, found {grid_size!r}")
+    if known_eigenvalues is not None:
+        known = known_eigenvalues.cpu() if isinstance(known_eigenvalues, torch.Tensor) else known_eigenvalues
+        try:
+            known = np.asarray(known, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            known = np.array([np.nan])
+        if not np.isfinite(known).all():
+            raise ValueError(f"known_eigenvalues must be finite numbers, found {known_eigenvalues!r}")
+        known_eigenvalues = known
 
     start = op.n_matvec
     if backend == "pyhessian":
