@@ -211,6 +211,11 @@ class Evaluator:
         bnm.configure(self._module, self.bn)
         self._fixed = self.space.fixed_state(self._module)
         self.w0 = self.space.flatten(self._module, dtype=dtype).to(device)
+        mixed = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.is_floating_point()})
+        if len(mixed) > 1:
+            warnings.warn(f"losslens: the model's parameters mix {', '.join(mixed)}; the evaluator runs all of them in "
+                          f"{str(dtype).removeprefix('torch.')} (dtype=), so a forward that casts between them may fail",
+                          stacklevel=2)
         bad = _checks.nonfinite_tensors(dict(model.state_dict()))
         if bad:
             warnings.warn(f"losslens: the model's weights are not all finite: {', '.join(bad)}", stacklevel=2)

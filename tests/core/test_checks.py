@@ -138,3 +138,17 @@ def test_unsigned_byte_labels_are_class_labels():
     ev = Evaluator(mlp(), "cross_entropy", (X, Y.to(torch.uint8)))
     ref = nn.functional.cross_entropy(mlp()(X), Y)
     assert float(ev.evaluate(ev.w0).loss[0]) == pytest.approx(float(ref), abs=1e-5)
+
+
+def test_a_model_of_mixed_dtypes_is_told_that_it_runs_in_one():
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(16, 6), nn.Linear(6, 5).double()
+
+        def forward(self, x):
+            return self.b(self.a(x.flatten(1)).double())
+
+    with pytest.warns(UserWarning, match="parameters mix float32, float64; the evaluator runs all of them in float32"):
+        with pytest.raises(ConfigError, match="cannot take the data's inputs"):
+            Evaluator(Mixed(), "cross_entropy", (X, Y))
