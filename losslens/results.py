@@ -70,6 +70,8 @@ def load_result(path: str | os.PathLike):
             than its kind needs (``losslens._io.open_h5`` and ``load``); the message names the
             file and the dataset.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load_result needs the path of a result file, got {type(path).__name__}")
     path = Path(path)
     kind = result_kind(path)
     try:

@@ -28,7 +28,7 @@ from torch import nn
 
 from losslens._io import atomic
 from losslens.core._checks import nonfinite_tensors
-from losslens.errors import CheckpointError
+from losslens.errors import CheckpointError, ConfigError
 
 WRAPPER_KEYS: tuple[str, ...] = ("state_dict", "model_state_dict", "model", "net")
 WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
@@ -145,6 +145,8 @@ def save_checkpoint(
             ``{str: str}``.
     """
     state = state_dict_or_model.state_dict() if isinstance(state_dict_or_model, nn.Module) else state_dict_or_model
+    if not isinstance(state, Mapping):
+        raise ConfigError(f"save_checkpoint needs a model or a state dict, got {type(state_dict_or_model).__name__}")
     for name, t in state.items():
         if not isinstance(t, torch.Tensor):
             raise CheckpointError(f"cannot save {name!r} to {path}: it is a {type(t).__name__}, not a tensor")

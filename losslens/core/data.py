@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from losslens._imports import is_import_string, resolve_import_string
+from losslens.core._checks import check_seed
 from losslens.errors import ConfigError
 
 DATASET_NAMES: tuple[str, ...] = ("digits", "synthetic-classification", "synthetic-regression")
@@ -204,6 +205,7 @@ def subset(data: TensorData | BatchData, n: int | None, *, seed: int = 0) -> Ten
     Raises:
         ConfigError: ``n`` is not positive, or the data is an iterable loader (no indices to draw).
     """
+    seed = check_seed(seed)
     if n is None or n >= len(data):
         return data
     if n < 1:

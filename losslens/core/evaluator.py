@@ -193,6 +193,9 @@ class Evaluator:
         self.bn = bnm.check_mode(bn)
         if self.bn != "recalibrate" and (calibration_data is not None or calibration_size is not None):
             raise ValueError("calibration_data and calibration_size apply only to bn='recalibrate'")
+        if calibration_size is not None and (_checks.integer(calibration_size) is None or calibration_size < 2):
+            raise ValueError(f"calibration_size must be an integer of at least 2 (BatchNorm statistics need 2 "
+                             f"samples), got {calibration_size!r}")
         if self.bn == "recalibrate" and include_buffers:
             raise ValueError("bn='recalibrate' re-estimates the buffers, so include_buffers must be False")
         device = resolve_device(device)
@@ -208,6 +211,11 @@ class Evaluator:
         bnm.configure(self._module, self.bn)
         self._fixed = self.space.fixed_state(self._module)
         self.w0 = self.space.flatten(self._module, dtype=dtype).to(device)
+        mixed = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.is_floating_point()})
+        if len(mixed) > 1:
+            warnings.warn(f"losslens: the model's parameters mix {', '.join(mixed)}; the evaluator runs all of them in "
+                          f"{str(dtype).removeprefix('torch.')} (dtype=), so a forward that casts between them may fail",
+                          stacklevel=2)
         bad = _checks.nonfinite_tensors(dict(model.state_dict()))
         if bad:
             warnings.warn(f"losslens: the model's weights are not all finite: {', '.join(bad)}", stacklevel=2)
@@ -244,6 +252,10 @@ class Evaluator:
                              "come (set the loader's batch_size)")
         batch = self.data.loader_batch_size or 1 if not self.data.as_tensors else \
             batch_size_for(batch_size, self.n_samples, self.bn, device, self.budget, self.activation_bytes)
+        if self.bn == "batch" and self.data.as_tensors and self.n_samples > 1 and 1 in (batch, self.n_samples % batch):
+            raise ValueError(f"bn='batch' normalizes with each batch's own statistics, which need at least 2 samples: "
+                             f"batch_size={batch} over {self.n_samples} samples leaves a batch of 1; choose another "
+                             "batch_size")
         first_batch = next(self.data.batches(batch))
         probe_forward = lambda: self._forward_no_grad(*first_batch)  # noqa: E731
         n_threads, _ = choose_threads(threads, device, probe_forward)
@@ -596,7 +608,14 @@ class Evaluator:
         return bt.tree_map(lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t, tree)
 
     def _points(self, W, what: str = "W") -> torch.Tensor:
-        W = torch.as_tensor(W)
+        """``W`` as a ``(K, P)`` tensor of the evaluator's dtype and device, or a ValueError naming ``what``."""
+        try:
+            W = torch.as_tensor(W)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"{what}: expected a tensor of points of shape (K, {self.space.size}), "
+                             f"got {type(W).__name__}") from None
+        if W.dtype == torch.bool or W.is_complex():
+            raise ValueError(f"{what}: expected real-valued points, found dtype {str(W.dtype).removeprefix('torch.')}")
         W = W[None] if W.dim() == 1 else W
         if W.dim() != 2 or W.shape[1] != self.space.size or len(W) == 0:
             raise ValueError(f"{what}: expected points of shape (K, {self.space.size}) with K >= 1, "

@@ -148,7 +148,7 @@ def _aligned(logits: torch.Tensor, target: torch.Tensor, units: str) -> tuple[to
 
 def _token_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """:math:`\\log\\sum_c e^{o_c} - o_y` per target (classes last); ignored labels give any value."""
-    picked = logits.gather(-1, target.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    picked = logits.gather(-1, target.long().clamp_min(0).unsqueeze(-1)).squeeze(-1)
     return logits.logsumexp(-1) - picked
 
 

@@ -17,7 +17,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from losslens.errors import CheckpointError
+from losslens.core._checks import check_model
+from losslens.errors import CheckpointError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class ParameterSpace:
                 (``num_batches_tracked``) are never part of it. Parameters with ``requires_grad=False``
                 (frozen) are fixed state, not part of the vector.
         """
+        check_model(model)
         self.include_buffers = include_buffers
         specs, fixed = [], []
         for name, p in model.named_parameters():  # deduplicates tied parameters
@@ -152,4 +154,6 @@ def _state_of(source: nn.Module | Mapping[str, torch.Tensor]) -> Mapping[str, to
         state = dict(source.named_parameters())
         state.update(source.named_buffers())
         return state
+    if not isinstance(source, Mapping):
+        raise ConfigError(f"expected the model (an nn.Module) or its state dict, got {type(source).__name__}")
     return source

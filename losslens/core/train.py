@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from losslens.core._checks import check_seed
 from losslens.core.checkpoints import save_checkpoint
 from losslens.core.data import TensorData, load_dataset
 from losslens.core._plan import resolve_device
@@ -203,6 +204,7 @@ def train(
             ``out`` that already holds a run (without ``overwrite``).
     """
     _check_positive(epochs=epochs, batch_size=batch_size, lr=lr)
+    seed = check_seed(seed)
     if save_every_steps is not None:
         _check_positive(save_every_steps=save_every_steps)
     train_set, test_set, data_name = _datasets(data)

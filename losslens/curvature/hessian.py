@@ -21,6 +21,7 @@ import torch
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
 from losslens._io import load, write_h5
+from losslens.core import check_seed
 from losslens.curvature import _pyhessian
 from losslens.curvature.operator import HessianOperator, as_operator
 from losslens.errors import LosslensError
@@ -123,6 +124,7 @@ def eigenpairs(
     if which not in WHICH:
         raise ValueError(f"unknown which={which!r}; valid: {', '.join(WHICH)}")
     _pyhessian.check_backend(backend)
+    seed = check_seed(seed)
     op = as_operator(H)
     P = op.shape[0]
     if not (isinstance(k, numbers.Integral) and 1 <= k < P):

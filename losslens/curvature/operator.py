@@ -44,6 +44,8 @@ class HessianOperator:
             evaluator: gives the loss, the data and the parameter space.
             w: ``(P,)`` point (default ``evaluator.w0``, the model's own parameters).
         """
+        if not isinstance(evaluator, Evaluator):
+            raise TypeError(f"a HessianOperator needs an Evaluator, got {type(evaluator).__name__}")
         self.evaluator = evaluator
         P = evaluator.space.size
         point = evaluator.w0 if w is None else torch.as_tensor(w)
@@ -110,6 +112,9 @@ class _DenseOperator:
             raise ValueError(f"a dense Hessian must be a square (P, P) tensor, found shape {list(H.shape)}")
         if not H.is_floating_point():
             raise ValueError(f"a dense Hessian must be floating point, found {H.dtype}")
+        if not torch.isfinite(H).all():
+            raise ValueError(f"a dense Hessian must be finite, found {int((~torch.isfinite(H)).sum())} NaN or "
+                             "infinite entries")
         scale = float(H.abs().max()) if H.numel() else 0.0
         asym = float((H - H.T).abs().max()) if H.numel() else 0.0
         if asym > 1e3 * torch.finfo(H.dtype).eps * max(scale, 1e-300):

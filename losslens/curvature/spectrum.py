@@ -46,6 +46,7 @@ from scipy.integrate import trapezoid
 from scipy.linalg import eigh_tridiagonal
 
 from losslens._io import load, write_h5
+from losslens.core import check_seed
 from losslens.curvature import _pyhessian
 from losslens.curvature.operator import HessianOperator, as_operator
 from losslens.results import ResultDisplay
@@ -214,6 +215,7 @@ def trace(
     smallest = 2 if method == "hutchinson" else 4
     if not (isinstance(n_matvec, numbers.Integral) and n_matvec >= smallest):
         raise ValueError(f"n_matvec must be an integer >= {smallest} for method {method!r}, found {n_matvec!r}")
+    seed = check_seed(seed)
     op = as_operator(H)
     meta = {"backend": backend, "seed": seed, **op.meta()}
     if backend == "pyhessian":
@@ -282,6 +284,7 @@ def density(
     """
     _pyhessian.check_backend(backend)
     op = as_operator(H)
+    seed = check_seed(seed)
     P = op.shape[0]
     if not (isinstance(n_vectors, numbers.Integral) and n_vectors >= 1):
         raise ValueError(f"n_vectors must be a positive integer, found {n_vectors!r}")
@@ -295,6 +298,15 @@ def density(
             raise ValueError(f"grid must be a 1-D increasing array of at least 2 points, found shape {grid.shape}")
     elif not (isinstance(grid_size, numbers.Integral) and grid_size >= 2):
         raise ValueError(f"grid_size must be an integer >= 2, found {grid_size!r}")
+    if known_eigenvalues is not None:
+        known = known_eigenvalues.cpu() if isinstance(known_eigenvalues, torch.Tensor) else known_eigenvalues
+        try:
+            known = np.asarray(known, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            known = np.array([np.nan])
+        if not np.isfinite(known).all():
+            raise ValueError(f"known_eigenvalues must be finite numbers, found {known_eigenvalues!r}")
+        known_eigenvalues = known
 
     start = op.n_matvec
     if backend == "pyhessian":

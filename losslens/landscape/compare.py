@@ -126,9 +126,13 @@ def compare_surfaces(surfaces, names=None) -> SurfaceComparison:
         raise ValueError(f"compare_surfaces needs at least 2 surfaces, found {len(surfaces)}")
     if names is None:
         names = [Path(s).stem if isinstance(s, (str, os.PathLike)) else str(i) for i, s in enumerate(surfaces)]
+        if len(set(names)) < len(names):  # run1/surface.h5 and run2/surface.h5: name them by their paths
+            names = [str(s) if isinstance(s, (str, os.PathLike)) else n for n, s in zip(names, surfaces)]
     names = [str(n) for n in names]
     if len(names) != len(surfaces):
         raise ValueError(f"{len(names)} names for {len(surfaces)} surfaces")
+    if len(set(names)) < len(names):
+        raise ValueError(f"the surfaces' names must be distinct (each row and pair is named by them), got {names}")
     surfaces = [Surface.load(s) if isinstance(s, (str, os.PathLike)) else s for s in surfaces]
     warnings: list[str] = []
     rows, topologies = [], []

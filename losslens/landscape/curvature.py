@@ -35,6 +35,7 @@ import warnings
 import numpy as np
 import torch
 
+from losslens.core import check_seed
 from losslens.curvature.hessian import NotConverged, eigenpairs
 from losslens.curvature.operator import HessianOperator, NonFiniteHessian
 from losslens.landscape import grid_file as gf
@@ -112,7 +113,7 @@ def curvature_map(evaluator, w0, directions, x, y, *, path=None, tol: float = 1e
     w = torch.as_tensor(w0).detach()
     if w.shape != (ev.space.size,):
         raise ValueError(f"w0 must have shape ({ev.space.size},), found {list(w.shape)}")
-    settings = {"tol": float(tol), "maxiter": maxiter, "seed": seed}
+    settings = {"tol": float(tol), "maxiter": maxiter, "seed": check_seed(seed)}
     identity = {ev.data.split or "unspecified": ev.identity(), "lanczos": settings}
     header = _header([ev], dirs, {**(meta or {}), "lanczos": settings}, x, y, 1, identity)
     header["metrics"] = list(CURVATURE_NAMES)  # the values stored beside the loss (not the evaluator's metrics)

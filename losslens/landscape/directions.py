@@ -27,6 +27,7 @@ from typing import ClassVar, Literal
 import torch
 
 from losslens import _io
+from losslens.core import check_seed
 from losslens.core.params import ParameterSpace
 from losslens.results import ResultDisplay
 
@@ -141,12 +142,15 @@ def random_directions(
     Raises:
         ValueError: an unknown option, ``n < 1``, or ``w0`` of the wrong shape.
     """
+    if not isinstance(space, ParameterSpace):
+        raise TypeError(f"space must be a ParameterSpace (e.g. evaluator.space), got {type(space).__name__}")
     _check_choice("normalization", normalization, NORMALIZATIONS)
     _check_choice("ignore", ignore, IGNORES)
     _check_count("n", n)
     w0 = _flat(w0, "w0", space.size)
     w = w0.detach().to(device="cpu", dtype=torch.float64)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    seed = check_seed(seed)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
     d = torch.randn(n, space.size, generator=generator, dtype=torch.float64)
     for spec in space.specs:
         sl = space.slice_of(spec.name)
@@ -274,6 +278,8 @@ def _flat(w, what: str, size: int | None) -> torch.Tensor:
         raise ValueError(
             f"{what} must be a floating vector of shape {expected}, found {w.dtype} of shape {list(w.shape)}"
         )
+    if not torch.isfinite(w).all():
+        raise ValueError(f"{what} holds {int((~torch.isfinite(w)).sum())} NaN or infinite entries")
     return w
 
 

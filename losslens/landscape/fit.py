@@ -383,6 +383,8 @@ def fit_surface(
         ConfigError: an invalid option (the valid ones are listed), or no more points than parameters.
         ValueError: a loss whose shape does not match ``x`` and ``y``, or too few finite points.
     """
+    if not all(hasattr(surface, a) for a in ("x", "y", "loss")):
+        raise TypeError(f"fit_surface needs a Surface (load_result reads one from a file), got {type(surface).__name__}")
     ndim = 1 if surface.y is None else 2
     _check_model(model, ndim)
     if criterion not in CRITERIA:
@@ -692,7 +694,9 @@ def _criteria(rss: float, n: int, p: int) -> dict[str, float]:
 
 
 def _stderr(model, theta: torch.Tensor, pts, free: np.ndarray, rss: float) -> np.ndarray:
-    """:math:`\\sqrt{\\mathrm{diag}\\, s^2 (J^TJ)^{-1}}` over the free parameters (0 for fixed ones)."""
+    """:math:`\\sqrt{\\mathrm{diag}\\, s^2 (J^TJ)^{-1}}` over the free parameters (0 for fixed ones);
+    inf for a parameter the points do not determine (in the null space of a rank-deficient :math:`J`,
+    e.g. a well's centre and widths when its depth is 0), even where the fit is exact (RSS 0)."""
     n, p = len(pts), int(free.sum())
     out = np.zeros(len(theta))
     if n <= p:
@@ -700,7 +704,11 @@ def _stderr(model, theta: torch.Tensor, pts, free: np.ndarray, rss: float) -> np
         return out
     J = _jacobian(model, theta, pts).numpy()[:, free]
     cov = rss / (n - p) * np.linalg.pinv(J.T @ J)
-    out[free] = np.sqrt(np.clip(np.diag(cov), 0, None))
+    err = np.sqrt(np.clip(np.diag(cov), 0, None))
+    _, sv, vt = np.linalg.svd(J, full_matrices=True)
+    null = vt[np.count_nonzero(sv > sv.max(initial=0.0) * max(J.shape) * np.finfo(J.dtype).eps):]
+    err[np.any(np.abs(null) > 1e-8, axis=0)] = np.inf
+    out[free] = err
     return out
 
 

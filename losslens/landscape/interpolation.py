@@ -92,6 +92,8 @@ def barrier(line: Surface) -> float:
     Raises:
         ValueError: not a 1-D surface, or its grid misses ``t = 0`` or ``t = 1`` or any point between them.
     """
+    if not isinstance(line, Surface):
+        raise TypeError(f"the barrier needs the Surface of a line (from interpolate), got {type(line).__name__}")
     if line.ndim != 1:
         raise ValueError("the barrier is defined on a line (a 1-D surface), not on a plane")
     t, loss = line.x, line.loss

@@ -265,6 +265,8 @@ def _compute(evaluators, w0, directions, x, y, *, path, chunk, progress, meta) -
     w = torch.as_tensor(w0).detach()
     if w.shape != (first.space.size,):
         raise ValueError(f"w0 must have shape ({first.space.size},), found {list(w.shape)}")
+    if not torch.isfinite(w).all():
+        raise ValueError("w0 holds NaN or infinite entries")
     group = Group()
     splits = tuple(ev.data.split for ev in evaluators)
     identity = {_split_key(ev.data.split): ev.identity() for ev in evaluators}
@@ -392,6 +394,9 @@ def _as_evaluators(evaluators) -> list:
     evaluators = list(evaluators) if isinstance(evaluators, (list, tuple)) else [evaluators]
     if not evaluators:
         raise ValueError("a surface needs at least one evaluator")
+    for ev in evaluators:
+        if not hasattr(ev, "evaluate_affine"):  # an Evaluator, or a stand-in with its interface
+            raise TypeError(f"a surface needs an Evaluator (or a list of them), got {type(ev).__name__}")
     splits = [ev.data.split for ev in evaluators]
     if len(set(splits)) != len(splits):
         raise ValueError(f"several evaluators must evaluate different data splits, found {splits}")

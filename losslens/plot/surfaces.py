@@ -387,9 +387,14 @@ def _level_values(Z: np.ndarray, levels, vmin, vmax, vlevel) -> np.ndarray:
         pad = max(abs(lo), 1.0) * 1e-6
         return np.array([lo - pad, lo + pad])
     if isinstance(levels, (int, np.integer)) and not isinstance(levels, bool):
-        return np.linspace(lo, hi, max(2, int(levels)))
+        if levels < 2:
+            raise ValueError(f"levels as a number of levels must be at least 2, got {levels}")
+        return np.linspace(lo, hi, int(levels))
     if not isinstance(levels, str):
-        return np.asarray(levels, dtype=np.float64)
+        values = np.asarray(levels, dtype=np.float64)
+        if values.ndim != 1 or not len(values) or not np.isfinite(values).all() or np.any(np.diff(values) <= 0):
+            raise ValueError(f"levels as values must be finite and strictly increasing, got {levels!r}")
+        return values
     if levels not in LEVEL_MODES:
         raise ValueError(f"unknown levels {levels!r}; valid: {', '.join(LEVEL_MODES)}, a number or values")
     if levels == "auto":

@@ -14,9 +14,12 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.colors import BoundaryNorm
 
-from losslens.plot._base import new_axes, new_figure
+from losslens.plot._base import load_as, new_axes, new_figure
 from losslens.plot.interactive import plotly_contour
 from losslens.plot.surfaces import LOG_FLOOR, colour_bar, contour_levels, log_axis
+from losslens.trajectories.dynamics import Dynamics
+from losslens.trajectories.embeddings import Embedding
+from losslens.trajectories.paths import TrajectoryPaths
 
 
 
@@ -33,6 +36,7 @@ def plot_embedding(embedding, *, ax=None):
     Returns:
         The ``matplotlib.figure.Figure``.
     """
+    embedding = load_as(embedding, (Embedding,), "plot_embedding")
     fig, ax = new_axes(ax)
     colour, what = _progress(embedding.checkpoints)
     norm = _norm(colour)
@@ -90,6 +94,7 @@ def plot_paths(paths, surface=None, *, ax=None, levels="auto", log: bool = False
     Raises:
         ValueError: a surface whose loss is not ``(len(y), len(x))``.
     """
+    paths = load_as(paths, (TrajectoryPaths,), "plot_paths")
     fig, ax = new_axes(ax)
     if surface is not None:
         Z = _grid_values(surface, log)
@@ -135,6 +140,7 @@ def plot_path_losses(paths, *, ax=None, log: bool = False):
     Returns:
         The ``matplotlib.figure.Figure``.
     """
+    paths = load_as(paths, (TrajectoryPaths,), "plot_path_losses")
     fig, ax = new_axes(ax)
     x_all, what = _progress(paths.checkpoints)
     bad = ~paths.trusted
@@ -188,6 +194,7 @@ def plot_dynamics(dynamics):
     Returns:
         The ``matplotlib.figure.Figure``.
     """
+    dynamics = load_as(dynamics, (Dynamics,), "plot_dynamics")
     import textwrap
 
     fig = new_figure(figsize=(13, 7))
@@ -271,6 +278,7 @@ def plotly_paths(paths, surface=None, *, log: bool = False):
     Returns:
         A ``plotly.graph_objects.Figure``.
     """
+    paths = load_as(paths, (TrajectoryPaths,), "plotly_paths")
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -306,6 +314,7 @@ def plotly_embedding(embedding):
     Returns:
         A ``plotly.graph_objects.Figure``.
     """
+    embedding = load_as(embedding, (Embedding,), "plotly_embedding")
     import plotly.graph_objects as go
 
     colour, what = _progress(embedding.checkpoints)

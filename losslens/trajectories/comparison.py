@@ -123,7 +123,7 @@ def compare_runs(
         runs: run directories written by ``losslens train`` (the same model).
         evaluator: the ``Evaluator`` of every loss (default: the first run's model on its data set's
             ``split``, ``losslens.trajectories.series.run_evaluator``).
-        labels: a name per run (default: the directories' names).
+        labels: a name per run (default: the directories' names, or their paths when two share a name).
         split: the split of the default evaluator, ``"train"`` or ``"test"``.
         origin: the plane's origin, as in ``trajectory_pca`` (default: the first run's last checkpoint).
         threshold: the largest relative residual of a trusted point.
@@ -141,9 +141,14 @@ def compare_runs(
             directory that is not a run.
     """
     runs = [Path(r) for r in runs]
-    labels = [r.resolve().name for r in runs] if labels is None else [str(x) for x in labels]
+    given = labels is not None
+    labels = [str(x) for x in labels] if given else [r.resolve().name for r in runs]
+    if not given and len(set(labels)) < len(labels):  # a/run and b/run: label them by their paths
+        labels = [str(r.resolve()) for r in runs]
     if len(runs) < 2:
         raise ConfigError(f"a comparison needs at least two runs, got {len(runs)}")
+    if not given and len(set(labels)) < len(labels):
+        raise ConfigError(f"the runs must be different folders, got {[str(r) for r in runs]}")
     if len(labels) != len(runs) or len(set(labels)) != len(labels):
         raise ConfigError(f"labels must name each of the {len(runs)} runs once, got {labels}")
     if evaluator is None:

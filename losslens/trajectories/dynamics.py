@@ -42,6 +42,7 @@ Step and epoch records are kept apart: each compares with the previous record of
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ import torch
 from torch import nn
 
 from losslens import _io
+from losslens.core import check_seed
 from losslens.core.params import ParameterSpace
 from losslens.results import ResultDisplay, to_dataframe
 from losslens.trajectories.table import write_csv
@@ -328,6 +330,9 @@ class DynamicsRecorder:
             raise ValueError("the sharpness needs the loss: give loss_fn ('cross_entropy', 'mse' or a callable)")
         if optimizer is not None and lr is not None:
             raise ValueError("give the optimizer (its lr is read at every record) or lr, not both")
+        if lr is not None and not (isinstance(lr, numbers.Real) and 0 < lr < math.inf):
+            raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+        seed = check_seed(seed)
         self.space = space if space is not None else ParameterSpace(model)
         self.every, self.sharpness_every, self.seed = every, sharpness_every, seed
         self.optimizer, self.lr = optimizer, lr
@@ -477,6 +482,7 @@ def dynamics_of_run(
     from losslens.core.provenance import CheckpointMeta
     from losslens.trajectories.series import CheckpointSeries, run_evaluator, run_series
 
+    seed = check_seed(seed)
     if evaluator is None:
         evaluator = run_evaluator(CheckpointSeries.from_run(run_dir), split)
     series = run_series(run_dir, evaluator)

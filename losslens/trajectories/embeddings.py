@@ -28,6 +28,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from losslens import _io
+from losslens.core import check_seed
 from losslens.errors import ConfigError
 from losslens.results import ResultDisplay
 from losslens.trajectories.table import write_csv
@@ -131,6 +132,7 @@ def embed(
     """
     _check_choice("method", method, METHODS)
     _check_choice("init", init, TSNE_INITS)
+    seed = check_seed(seed, high=2**32)  # t-SNE's and PHATE's numpy RandomState
     pca = source if isinstance(source, TrajectoryPCA) else trajectory_pca(source, 2)
     T = len(pca.checkpoints)
     if T < 3:

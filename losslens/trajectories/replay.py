@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from losslens import _io
+from losslens.core import check_seed
 from losslens.core.optimizers import make_optimizer
 from losslens.errors import ConfigError
 from losslens.results import ResultDisplay, to_dataframe
@@ -298,6 +299,7 @@ def replay(
             several times per step), or SophiaH/AdaHessian on an objective without Hessians.
     """
     obj = as_objective(objective)
+    seed = check_seed(seed)
     _check_options(steps, schedule, warmup, step_size, gamma, clip, noise, tol, lambda_max)
     specs = _specs(optimizers, lr, options)
     start = _start(obj, start)

@@ -363,3 +363,10 @@ def test_gpt2_trained_by_the_trainer_and_saved_by_the_user_loads_with_equal_outp
     loaded = NextToken(seed=3)
     loaded.load_state_dict(load_checkpoint(tmp_path / "user.safetensors", loaded))
     assert torch.equal(loaded(x), trained(x))
+
+
+def test_save_checkpoint_names_what_is_neither_model_nor_state_dict(tmp_path):
+    from losslens.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs a model or a state dict, got str"):
+        save_checkpoint("model", tmp_path / "m.safetensors")

@@ -74,3 +74,89 @@ def test_nonfinite_weights_are_named_with_their_counts():
         model[3].bias[1] = float("inf")
     with pytest.warns(UserWarning, match=r"1.weight \(3 of 192\), 3.bias \(1 of 5\)"):
         Evaluator(model, "cross_entropy", (X, Y), device="cpu")
+
+
+# -- seeds, batch sizes and points of any integer or array type (attacks on the Python API) ---------
+
+@pytest.mark.parametrize("seed", [None, -1, 1.5, 2**70, True, "3"])
+def test_every_seeded_entry_point_refuses_a_seed_no_generator_takes(seed, tmp_path):
+    import numpy as np
+
+    import losslens
+    from losslens.core.data import TensorData
+
+    data = TensorData(X, Y, name="toy", split="train", task="classification", num_classes=5, input_shape=(1, 4, 4))
+    H = torch.eye(4, dtype=torch.float64)
+    calls = {
+        "subset": lambda: losslens.subset(data, 5, seed=seed),
+        "eigenpairs": lambda: losslens.eigenpairs(H, 1, seed=seed),
+        "trace": lambda: losslens.trace(H, seed=seed),
+        "density": lambda: losslens.density(H, n_lanczos=2, seed=seed),
+        "replay": lambda: losslens.replay("rosenbrock", ["sgd"], steps=2, seed=seed),
+        "train": lambda: losslens.train(mlp(), data, epochs=1, seed=seed, out=tmp_path / "run", progress=False),
+        "random_directions": lambda: losslens.random_directions(losslens.ParameterSpace(mlp()), losslens.ParameterSpace(
+            mlp()).flatten(mlp()), seed=seed),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ConfigError, match=r"seed must be an integer from 0 to 2\*\*63 - 1"):
+            call()
+    assert not (tmp_path / "run").exists()
+    assert losslens.random_directions(losslens.ParameterSpace(mlp()), losslens.ParameterSpace(mlp()).flatten(mlp()),
+                                      seed=np.int64(3)).meta["seed"] == 3
+
+
+def test_embeddings_take_the_seeds_numpys_generator_takes():
+    """t-SNE's ``random_state`` is numpy's RandomState: 2**32 and above are refused before scikit-learn sees them."""
+    from losslens.trajectories import embed
+
+    with pytest.raises(ConfigError, match=r"seed must be an integer from 0 to 2\*\*32 - 1, got 4294967296"):
+        embed(torch.randn(6, 5), "tsne", perplexity=2, seed=2**32)
+
+
+def test_numpy_integer_batch_size_is_a_batch_size():
+    import numpy as np
+
+    ev = Evaluator(mlp(), "cross_entropy", (X, Y), batch_size=np.int64(7))
+    assert ev.plan.batch_size == 7
+
+
+@pytest.mark.parametrize("W, found", [(None, "got NoneType"), (torch.ones(1, 1, dtype=torch.bool), "dtype bool"),
+                                      (torch.ones(1, 1, dtype=torch.complex64), "dtype complex64"), ("abc", "got str")])
+def test_points_that_are_not_real_numbers_are_named(W, found):
+    ev = Evaluator(mlp(), "cross_entropy", (X, Y))
+    if isinstance(W, torch.Tensor):
+        W = W.expand(1, ev.space.size)
+    with pytest.raises(ValueError, match=f"W: .*{found}"):
+        ev.evaluate(W)
+
+
+def test_batch_statistics_never_see_a_batch_of_one():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 3))
+    x, y = torch.randn(21, 4), torch.randint(0, 3, (21,))
+    with pytest.raises(ValueError, match="batch_size=4 over 21 samples leaves a batch of 1"):
+        Evaluator(model, "cross_entropy", (x, y), bn="batch", batch_size=4)
+    with pytest.raises(ValueError, match="calibration_size must be an integer of at least 2"):
+        Evaluator(model, "cross_entropy", (x, y), bn="recalibrate", calibration_size=1)
+    ev = Evaluator(model, "cross_entropy", (x, y), bn="batch", batch_size=7)  # 3 batches of 7
+    assert torch.isfinite(ev.evaluate(ev.w0).loss).all()
+
+
+def test_unsigned_byte_labels_are_class_labels():
+    ev = Evaluator(mlp(), "cross_entropy", (X, Y.to(torch.uint8)))
+    ref = nn.functional.cross_entropy(mlp()(X), Y)
+    assert float(ev.evaluate(ev.w0).loss[0]) == pytest.approx(float(ref), abs=1e-5)
+
+
+def test_a_model_of_mixed_dtypes_is_told_that_it_runs_in_one():
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(16, 6), nn.Linear(6, 5).double()
+
+        def forward(self, x):
+            return self.b(self.a(x.flatten(1)).double())
+
+    with pytest.warns(UserWarning, match="parameters mix float32, float64; the evaluator runs all of them in float32"):
+        with pytest.raises(ConfigError, match="cannot take the data's inputs"):
+            Evaluator(Mixed(), "cross_entropy", (X, Y))

@@ -94,3 +94,12 @@ def test_errors_name_the_tensor():
     frozen = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         ParameterSpace(frozen)
+
+
+def test_something_that_is_not_a_model_is_named():
+    from losslens.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be a torch.nn.Module, got str"):
+        ParameterSpace("model")
+    with pytest.raises(ConfigError, match="expected the model .* or its state dict, got Tensor"):
+        ParameterSpace(tied()).flatten(torch.tensor(1.0))  # e.g. a loss passed where the model goes

@@ -211,3 +211,12 @@ def test_pyhessian_backend_missing_is_one_line(net, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyhessian" else real(name, *a))
     with pytest.raises(ConfigError, match="optional PyHessian package .* pip install pyhessian"):
         eigenpairs(op, k=2, backend="pyhessian")
+
+
+def test_operator_and_dense_matrix_refuse_what_has_no_spectrum():
+    with pytest.raises(TypeError, match="needs an Evaluator, got str"):
+        HessianOperator("ev")
+    H = torch.eye(3, dtype=torch.float64)
+    H[1, 1] = float("nan")
+    with pytest.raises(ValueError, match="dense Hessian must be finite, found 1 NaN"):
+        eigenpairs(H, 1)

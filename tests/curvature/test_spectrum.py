@@ -196,3 +196,9 @@ def test_net_trace_and_density_with_both_backends(net):
     assert all(torch.equal(p.detach(), q) for p, q in zip(model.parameters(), params))
     with pytest.raises(RuntimeError, match="removed"):  # PyHessian's torch.eig stand-in is gone again
         torch.eig(torch.eye(2))
+
+
+@pytest.mark.parametrize("known", [[float("nan")], "abc"])
+def test_known_eigenvalues_must_be_numbers(known):
+    with pytest.raises(ValueError, match="known_eigenvalues must be finite numbers"):
+        density(torch.eye(4, dtype=torch.float64), n_lanczos=2, known_eigenvalues=known)

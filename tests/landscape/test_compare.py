@@ -155,3 +155,12 @@ def test_diagrams_beyond_the_exact_matching_get_no_wasserstein_and_a_warning(mon
     assert any(w.startswith(f"A vs B: no wasserstein_h0: the exact Wasserstein matching is limited to {limit}")
                for w in result.meta["warnings"])
     assert "-" in result.format_table().splitlines()[-1].split()  # an empty cell, not a made-up number
+
+
+def test_every_row_has_its_own_name(tmp_path):
+    (tmp_path / "r1").mkdir(), (tmp_path / "r2").mkdir()
+    a = write_reference_file(tmp_path / "r1" / "surface.h5", X, Y, landscape())
+    b = write_reference_file(tmp_path / "r2" / "surface.h5", X, Y, landscape(seed=3))
+    assert compare_surfaces([a, b]).names == (str(a), str(b))
+    with pytest.raises(ValueError, match="names must be distinct"):
+        compare_surfaces([surface(landscape()), surface(landscape(seed=3))], names=["a", "a"])

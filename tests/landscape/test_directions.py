@@ -187,3 +187,17 @@ def test_hessian_directions_are_top_eigenvectors():
         assert torch.allclose(other.vectors, dirs.vectors, atol=1e-6)
     largest = dirs.vectors.gather(1, dirs.vectors.abs().argmax(dim=1, keepdim=True))
     assert (largest > 0).all()
+
+
+def test_random_directions_refuse_a_non_finite_origin():
+    torch.manual_seed(0)
+    space = ParameterSpace(nn.Linear(3, 2))
+    w0 = torch.ones(space.size)
+    w0[0] = float("inf")
+    with pytest.raises(ValueError, match="w0 holds 1 NaN or infinite entries"):
+        random_directions(space, w0)
+
+
+def test_random_directions_name_a_space_that_is_not_one():
+    with pytest.raises(TypeError, match="space must be a ParameterSpace .*got str"):
+        random_directions("space", torch.ones(3))

@@ -294,3 +294,18 @@ def test_closed_form_jacobians_match_finite_differences(model, theta, d):
     fd = torch.stack([(_evaluate(model, t + h * e, pts) - _evaluate(model, t - h * e, pts)) / (2 * h)
                       for e in torch.eye(len(t), dtype=torch.float64)], dim=1)
     np.testing.assert_allclose(_jacobian(model, t, pts).numpy(), fd.numpy(), rtol=1e-6, atol=1e-8)
+
+
+def test_a_flat_surface_leaves_the_wells_shape_undetermined_and_says_so():
+    """A constant loss fits exactly (RSS 0) with depth 0, where centre and widths are free: their
+    standard errors are infinite, not 0, and the fit is degenerate."""
+    fit = fit_surface(plane(lambda x, y: np.ones_like(x)), "gaussian")
+    assert fit.parameters["offset"] == pytest.approx(1.0, abs=1e-9)
+    err = dict(zip(fit.names, fit.stderr))
+    assert all(math.isinf(err[n]) for n in ("x0", "y0", "s1", "s2"))
+    assert fit.degenerate and any("non-finite standard error" in w for w in fit.warnings)
+
+
+def test_fit_names_what_is_not_a_surface():
+    with pytest.raises(TypeError, match="needs a Surface .*got str"):
+        fit_surface("surface.h5")

@@ -146,3 +146,8 @@ def test_save_load_resume_round_trip(tmp_path):
     assert again.meta["seconds"] == back.meta["seconds"]
     with pytest.raises(LosslensError, match="expected a losslens directions file, found surface"):
         Directions.load(path)
+
+
+def test_barrier_names_what_is_not_a_line():
+    with pytest.raises(TypeError, match="needs the Surface of a line .*got str"):
+        barrier("line.h5")

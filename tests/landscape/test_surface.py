@@ -487,3 +487,13 @@ def test_a_surface_refuses_repeated_or_decreasing_coordinates(tmp_path):
         f["xcoordinates"], f["ycoordinates"], f["train_loss"] = [0.0, 0.5, 0.7, 1.0], [0.0, 0.0, 1.0], Z
     with pytest.raises(LosslensError, match=rf"^{path}: y coordinates must be strictly increasing: 0\.0 is repeated"):
         Surface.load(path)
+
+
+def test_surface_names_a_missing_evaluator_and_a_non_finite_origin(quadratic):
+    ev, dirs, _, _ = quadratic
+    with pytest.raises(TypeError, match="needs an Evaluator .*got NoneType"):
+        surface_1d(None, ev.w0, dirs.vectors[:1], [0.0, 1.0], progress=False)
+    w0 = ev.w0.clone()
+    w0[2] = float("nan")
+    with pytest.raises(ValueError, match="w0 holds NaN or infinite entries"):
+        surface_1d(ev, w0, dirs.vectors[:1], [0.0, 1.0], progress=False)

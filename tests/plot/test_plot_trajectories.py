@@ -121,3 +121,12 @@ def test_paths_legend_is_outside_the_plot_and_the_colour_bar_and_every_run_looks
     styles = [(line.get_color(), line.get_linestyle(), line.get_marker()) for line in runs.values()]
     assert len(styles) == 2 and all(a != b for a, b in zip(*styles))
     assert bar.get_ylabel() == "loss on the plane"
+
+
+@pytest.mark.parametrize("name", ["plot_paths", "plot_path_losses", "plot_dynamics", "plot_embedding", "plotly_paths",
+                                  "plotly_embedding"])
+def test_trajectory_plots_name_what_they_draw(name):
+    import losslens.plot
+
+    with pytest.raises(ValueError, match=f"{name} draws a .* not a NoneType"):
+        getattr(losslens.plot, name)(None)

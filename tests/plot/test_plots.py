@@ -343,3 +343,10 @@ def test_readable_ticks():
     np.testing.assert_allclose(readable_ticks(0.3, 0.9, True), [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
     np.testing.assert_allclose(readable_ticks(1e-12, 1.0, True), 10.0 ** np.arange(-12, 1, 2))  # every 2nd power
     np.testing.assert_allclose(readable_ticks(0.069, 0.455, False), [0.1, 0.2, 0.3, 0.4])
+
+
+@pytest.mark.parametrize("levels, message", [(0, "at least 2, got 0"), (-3, "at least 2, got -3"),
+                                             ([1.0, 0.5], "strictly increasing"), ([0.1, np.nan], "finite")])
+def test_levels_that_draw_nothing_meant_are_refused(plane, levels, message):
+    with pytest.raises(ValueError, match=message):
+        plot_contour(plane, levels=levels)

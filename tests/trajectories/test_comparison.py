@@ -141,3 +141,13 @@ def test_runs_of_a_module_are_read_with_the_given_evaluators_architecture(tmp_pa
     with pytest.raises(Exception, match="wide") as err:
         compare_runs([runs[0].out, other.out], ev, steps=(4, 3), progress=False)
     assert "shape" in str(err.value)
+
+
+def test_runs_in_folders_of_one_name_are_told_apart_by_their_paths(tmp_path, two_runs):
+    import shutil
+
+    runs = [shutil.copytree(r.out, tmp_path / side / "run") for side, r in zip("ab", two_runs)]
+    comparison, _ = compare_runs(runs, steps=(4, 3), progress=False)
+    assert comparison.paths.runs == [str(r.resolve()) for r in runs]
+    with pytest.raises(ConfigError, match="the runs must be different folders"):
+        compare_runs([runs[0], runs[0]], steps=(4, 3), progress=False)

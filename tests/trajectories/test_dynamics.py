@@ -271,3 +271,18 @@ def test_the_sharpness_stops_within_its_bound_when_lanczos_does_not_converge():
     assert math.isnan(value) and 0 < n <= MAX_SHARPNESS_MATVECS
     value, n = sharpness_of(Diagonal(np.r_[np.linspace(0, 1, 20_000), 1.5]))
     assert value == pytest.approx(1.5, rel=1e-3) and n <= MAX_SHARPNESS_MATVECS
+
+
+def test_recorder_names_a_bad_model_lr_or_seed():
+    from losslens.errors import ConfigError
+
+    model = nn.Linear(3, 2)
+    with pytest.raises(ConfigError, match="must be a torch.nn.Module, got str"):
+        DynamicsRecorder("model")
+    for lr in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="lr must be a positive finite number"):
+            DynamicsRecorder(model, lr=lr)
+    with pytest.raises(ConfigError, match="seed must be an integer"):
+        DynamicsRecorder(model, seed=None)
+    with pytest.raises(ConfigError, match="expected the model .* got Tensor"):
+        DynamicsRecorder(model, lr=0.1).step(torch.tensor(1.0))  # the loss passed where the model goes
