@@ -98,3 +98,25 @@ def test_compare_takes_lists_as_replay_does():
 
     assert listed(["sgd,adam", "lion"]) == ["sgd", "adam", "lion"] == listed(["sgd", "adam", "lion"])
     assert listed(["sgd=0.1,adam=0.01"]) == ["sgd=0.1", "adam=0.01"]
+
+
+def test_infinite_and_nan_values_are_read_as_values_and_refused_by_the_flag(capsys):
+    from losslens.cli.main import main
+
+    assert main(["surface", "--range", "-inf", "inf"]) == 2
+    assert "argument --range: expected a finite number, got '-inf'" in capsys.readouterr().err
+    assert main(["interpolate", "a", "b", "--extrapolate", "-nan"]) == 2
+    assert "got '-nan'" in capsys.readouterr().err
+
+
+def test_running_out_of_memory_is_one_line_not_a_traceback(monkeypatch, capsys):
+    import losslens.cli.plot
+    from losslens.cli.main import main
+
+    def huge(args):
+        raise MemoryError("Unable to allocate 71.1 PiB for an array with shape (100000000, 100000000)")
+
+    monkeypatch.setattr(losslens.cli.plot, "run", huge)
+    assert main(["plot", "x.h5"]) == 2
+    assert capsys.readouterr().err == ("losslens: error: out of memory: Unable to allocate 71.1 PiB for an array "
+                                       "with shape (100000000, 100000000); ask for less\n")
