@@ -249,8 +249,9 @@ def _user_dataset(spec: str, split: str) -> TensorData | BatchData:
         try:
             signature.bind(**kwargs)
         except TypeError as e:
-            raise ConfigError(f"data set function {spec!r} cannot be called with {'split=' if kwargs else 'no arguments'} "
-                              f"({e}): it must take no required argument other than split") from None
+            how = "split=" if kwargs else "no arguments"
+            raise ConfigError(f"data set function {spec!r} cannot be called with {how} ({e}): "
+                              "it must take no required argument other than split") from None
     result = function(**kwargs)
     if isinstance(result, (DataLoader, Dataset)) and not _plain_pairs(result):
         return BatchData(result, spec, split)
