@@ -74,3 +74,8 @@ def test_nonfinite_weights_are_named_with_their_counts():
         model[3].bias[1] = float("inf")
     with pytest.warns(UserWarning, match=r"1.weight \(3 of 192\), 3.bias \(1 of 5\)"):
         Evaluator(model, "cross_entropy", (X, Y), device="cpu")
+
+
+def test_next_token_loss_on_one_label_per_sample_is_named():
+    with pytest.raises(ConfigError, match=r"causal_lm predicts each next token: .* found targets of shape \[30\]"):
+        Evaluator(mlp(), "causal_lm", (X, Y), device="cpu")
