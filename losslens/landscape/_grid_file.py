@@ -339,7 +339,7 @@ def read_grid(path: str | Path, kind: str = KIND) -> dict:
 
 
 def _read_losslens(f, path: Path, kind: str) -> dict:
-    meta = json.loads(f.attrs["meta"])
+    meta = _io.read_meta(f, path)
     fmt = int(f.attrs.get("losslens_format", _FORMAT_IJ))
     if fmt > FORMAT_VERSION:
         raise LosslensError(f"{path}: written in format {fmt} by a newer losslens; this one reads up to "
@@ -377,7 +377,7 @@ def _read_losslens(f, path: Path, kind: str) -> dict:
         "w0": f["w0"][()] if "w0" in f else None,
         "vectors": None if group is None else group["vectors"][()],
         "directions_kind": None if group is None else str(group.attrs["kind"]),
-        "directions_meta": {} if group is None else json.loads(group.attrs["meta"]),
+        "directions_meta": {} if group is None else _io.read_meta(group, path, "directions/"),
         "meta": meta,
         "progress_seconds": float(f["progress_seconds"][()]) if "progress_seconds" in f else float(meta.get("seconds") or 0),
         "legacy": "losslens 0.1 (the [ix, iy] layout)" if fmt == _FORMAT_IJ else None,
