@@ -363,3 +363,14 @@ def test_gpt2_trained_by_the_trainer_and_saved_by_the_user_loads_with_equal_outp
     loaded = NextToken(seed=3)
     loaded.load_state_dict(load_checkpoint(tmp_path / "user.safetensors", loaded))
     assert torch.equal(loaded(x), trained(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64])
+def test_weights_that_are_not_real_floats_are_refused_not_cast(tmp_path, dtype):
+    model = nn.Linear(3, 2)
+    path = tmp_path / "w.safetensors"
+    save_file({"weight": model.weight.detach().to(dtype), "bias": model.bias.detach()}, str(path))
+    with pytest.raises(CheckpointError, match=rf"1 tensor\(s\) not of real floating point.*: weight \({dtype}\)$"):
+        load_checkpoint(path, model)
+    save_file({k: v.detach().half() for k, v in model.state_dict().items()}, str(path))
+    assert load_checkpoint(path, model)["weight"].dtype == torch.float16  # another float: cast by the loader
