@@ -258,3 +258,11 @@ def test_metadata_that_is_not_a_json_object_is_named(surface_file, tmp_path, met
             f.attrs["meta"] = meta
         with pytest.raises(LosslensError, match=rf"^{path}: attribute meta (must be a JSON object, found )?{found}"):
             load_result(path)
+
+
+def test_values_of_points_a_file_marks_not_done_are_never_read(surface_file):
+    with h5py.File(surface_file, "a") as f:
+        f["done"][0, :] = False  # values stay in the file: written by hand, or by another program
+    surface = Surface.load(surface_file)
+    assert np.isnan(surface.values["train"]["loss"][0]).all()
+    np.testing.assert_array_equal(surface.values["train"]["loss"][1], [3.0, 4.0, 5.0])

@@ -364,16 +364,17 @@ def _read_losslens(f, path: Path, kind: str) -> dict:
     _io.check_shapes(f, path, kind, {key: grid for key in keys.values()} | {"done": grid}, sizes)
     _io.check_shapes(f, path, kind, ({"w0": ("P",)} if "w0" in f else {})
                      | ({"directions/vectors": ("m", "P")} if "directions" in f else {}))
+    done = f["done"][()].astype(bool)
+    done = done.T if transpose else done
     values = {}
     for s in splits:
         values[s] = {}
         for n in names:
             array = np.asarray(f[keys[(n, s)]][()], dtype=np.float64)
-            values[s][n] = array.T if transpose else array
-    done = f["done"][()].astype(bool)
+            values[s][n] = np.where(done, array.T if transpose else array, np.nan)  # nothing where not done
     group = f.get("directions")
     return {
-        "x": x, "y": y, "values": values, "done": done.T if transpose else done,
+        "x": x, "y": y, "values": values, "done": done,
         "w0": f["w0"][()] if "w0" in f else None,
         "vectors": None if group is None else group["vectors"][()],
         "directions_kind": None if group is None else str(group.attrs["kind"]),
