@@ -82,6 +82,8 @@ class TrainRun:
             raise ConfigError(f"{out}: no {RUN_FILE}, so not a training run directory")
         try:
             info = json.loads(path.read_text())
+            if not isinstance(info, dict):
+                raise TypeError(f"it holds a JSON {type(info).__name__}, not an object")
             history = sorted(info.pop("history"), key=lambda h: h["epoch"])
             entries = info["checkpoints"]
         except (ValueError, KeyError, TypeError, AttributeError) as e:

@@ -143,3 +143,10 @@ def test_the_trainer_records_the_dynamics(tmp_path):
     history = run.history
     np.testing.assert_allclose(dyn["loss"][dyn["kind"] == "epoch"], [h["train_loss"] for h in history[1:]])
     assert (tmp_path / "dynamics.csv").read_text().splitlines()[0].startswith("kind,step,epoch,loss")
+
+
+@pytest.mark.parametrize("text, found", [("[1, 2]", "a JSON list"), ('"run"', "a JSON str")])
+def test_a_run_json_that_is_not_an_object_is_named(tmp_path, text, found):
+    (tmp_path / "run.json").write_text(text)
+    with pytest.raises(ConfigError, match=rf"run.json: not the run.json of a training run \(TypeError: it holds {found}"):
+        TrainRun.load(tmp_path)
