@@ -148,5 +148,5 @@ def test_the_trainer_records_the_dynamics(tmp_path):
 @pytest.mark.parametrize("text, found", [("[1, 2]", "a JSON list"), ('"run"', "a JSON str")])
 def test_a_run_json_that_is_not_an_object_is_named(tmp_path, text, found):
     (tmp_path / "run.json").write_text(text)
-    with pytest.raises(ConfigError, match=rf"run.json: not the run.json of a training run \(TypeError: it holds {found}"):
+    with pytest.raises(ConfigError, match=rf"not the run.json of a training run \(TypeError: it holds {found}"):
         TrainRun.load(tmp_path)
