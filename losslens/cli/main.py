@@ -96,6 +96,8 @@ def _main(argv: list[str] | None) -> int:
         return int(args.func(args) or 0)
     except (LosslensError, FileNotFoundError, ValueError, OSError) as e:
         message = " ".join(str(e).split()) or type(e).__name__
+        if isinstance(e, (FileExistsError, NotADirectoryError)) and e.filename:  # mkdir of an output folder
+            message = f"{e.filename}: a file is in the way of a directory losslens writes into ({e.strerror})"
         print(f"losslens: error: {message}", file=sys.stderr)
         return 2
     except MemoryError as e:  # a size asked for (a grid, a subset, a model) that this machine cannot hold

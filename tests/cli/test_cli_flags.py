@@ -10,6 +10,8 @@ directory everywhere but a JSON file in ``evaluate`` (now a directory holding ``
 
 import argparse
 
+import pytest
+
 from losslens.cli._common import DEFAULT_OUT
 from losslens.cli.main import build_parser
 
@@ -120,3 +122,18 @@ def test_running_out_of_memory_is_one_line_not_a_traceback(monkeypatch, capsys):
     assert main(["plot", "x.h5"]) == 2
     assert capsys.readouterr().err == ("losslens: error: out of memory: Unable to allocate 71.1 PiB for an array "
                                        "with shape (100000000, 100000000); ask for less\n")
+
+
+@pytest.mark.parametrize("out, why", [("ck.safetensors", "File exists"), ("ck.safetensors/sub", "Not a directory")])
+def test_an_out_that_is_a_file_is_named_and_the_file_kept(tmp_path, monkeypatch, capsys, out, why):
+    import losslens.cli.plot
+    from losslens.cli._common import write_json
+    from losslens.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ck.safetensors").write_bytes(b"weights")
+    monkeypatch.setattr(losslens.cli.plot, "run", lambda args: write_json(f"{out}/x.json", {}))
+    assert main(["plot", "x.h5"]) == 2
+    assert capsys.readouterr().err == (f"losslens: error: {out}: a file is in the way of a directory losslens "
+                                       f"writes into ({why})\n")
+    assert (tmp_path / "ck.safetensors").read_bytes() == b"weights"
