@@ -218,6 +218,9 @@ class Evaluator:
         if self._objective.uses_model_loss and not isinstance(probe_inputs, Mapping):
             raise ValueError(f"loss_fn='model' needs dict batches: the target is passed to the model as the keyword "
                              f"{target_key!r}, as Hugging Face models take their labels")
+        if target_key != "labels" and not isinstance(probe_inputs, Mapping):
+            raise ValueError(f"target_key={target_key!r} names the target in dict batches; these batches are "
+                             "(input, target) pairs, whose target is the second element")
         self._target_key = target_key
         self.loss_name = self._objective.name
         if metrics is None:

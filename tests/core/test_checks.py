@@ -79,3 +79,8 @@ def test_nonfinite_weights_are_named_with_their_counts():
 def test_next_token_loss_on_one_label_per_sample_is_named():
     with pytest.raises(ConfigError, match=r"causal_lm predicts each next token: .* found one target per sample"):
         Evaluator(mlp(), "causal_lm", (X, Y), device="cpu")
+
+
+def test_a_target_key_for_batches_of_pairs_is_refused_not_ignored():
+    with pytest.raises(ValueError, match="target_key='label' names the target in dict batches; these batches are"):
+        Evaluator(mlp(), "cross_entropy", (X, Y), device="cpu", target_key="label")
