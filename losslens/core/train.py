@@ -196,6 +196,8 @@ def train(
             ``out`` that already holds a run (without ``overwrite``).
     """
     _check_positive(epochs=epochs, batch_size=batch_size, lr=lr)
+    if not lr < _FLOAT32_MAX:  # the optimizers pass lr to float32 kernels, which overflow
+        raise ConfigError(f"lr must be below {_FLOAT32_MAX:.3g} (the largest float32), got {lr}")
     for name, value in (("save_every_steps", save_every_steps), ("dynamics_every_steps", dynamics_every_steps),
                         ("sharpness_samples", sharpness_samples)):
         if value is not None:
@@ -327,6 +329,9 @@ def _recorder(net, opt, every: int, train_set: TensorData, loss: str, sharpness_
     sharp = None if sharpness_samples is None else subset(train_set, sharpness_samples, seed=seed)
     return DynamicsRecorder(net, every=every, optimizer=opt, sharpness_data=sharp,
                             loss_fn=loss if sharp is not None else None, seed=seed)
+
+
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 def _check_positive(**values) -> None:

@@ -117,6 +117,8 @@ def test_option_errors(tmp_path):
         train("mlp", out=tmp_path, optimizer="sgd", optimizer_kwargs={"betas": (0.9, 0.99)})
     with pytest.raises(ConfigError, match="epochs must be positive"):
         train("mlp", out=tmp_path, epochs=0)
+    with pytest.raises(ConfigError, match=r"lr must be below 3.4e\+38 \(the largest float32\), got 1e\+300"):
+        train("mlp", out=tmp_path, lr=1e300)
 
 
 def test_existing_run_is_not_overwritten_silently(tmp_path):
