@@ -103,6 +103,9 @@ def _main(argv: list[str] | None) -> int:
     except MemoryError as e:  # a size asked for (a grid, a subset, a model) that this machine cannot hold
         print(f"losslens: error: out of memory: {' '.join(str(e).split())}; ask for less", file=sys.stderr)
         return 2
+    except OverflowError as e:  # a count beyond what Python or torch can index (--epochs 2**70)
+        print(f"losslens: error: a number given is too large ({e})", file=sys.stderr)
+        return 2
     finally:
         warnings.showwarning = show
 

@@ -137,3 +137,11 @@ def test_an_out_that_is_a_file_is_named_and_the_file_kept(tmp_path, monkeypatch,
     assert capsys.readouterr().err == (f"losslens: error: {out}: a file is in the way of a directory losslens "
                                        f"writes into ({why})\n")
     assert (tmp_path / "ck.safetensors").read_bytes() == b"weights"
+
+
+def test_a_count_too_large_for_python_is_one_line(tmp_path, capsys):
+    from losslens.cli.main import main
+
+    assert main(["train", "--out", str(tmp_path / "run"), "--epochs", str(2**70)]) == 2
+    assert capsys.readouterr().err == ("losslens: error: a number given is too large (Python int too large to convert "
+                                       "to C ssize_t)\n")
