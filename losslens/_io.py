@@ -118,9 +118,28 @@ def load(path: str | Path, kind: str, build: Callable[[dict[str, np.ndarray], di
         try:
             arrays: dict[str, np.ndarray] = {}
             f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-            return build(arrays, json.loads(f.attrs["meta"]))
+            return build(arrays, read_meta(f, path))
+        except LosslensError:
+            raise
         except Exception as err:  # noqa: BLE001 - a damaged file can fail in any of these ways
             raise LosslensError(f"{path}: damaged {kind} file ({type(err).__name__}: {err})") from None
+
+
+def read_meta(obj, path: Path, where: str = "") -> dict:
+    """The JSON object in the ``meta`` attribute of ``obj`` (a file or a group at ``where``).
+
+    Raises:
+        LosslensError: no ``meta``, or one that is not a JSON object; the message names the file.
+    """
+    text = obj.attrs.get("meta")
+    try:
+        meta = json.loads(text) if isinstance(text, (str, bytes)) else text
+    except ValueError as err:
+        raise LosslensError(f"{path}: attribute {where}meta is not JSON ({err})") from None
+    if not isinstance(meta, dict):
+        found = "missing" if meta is None else f"a {type(meta).__name__}"
+        raise LosslensError(f"{path}: attribute {where}meta must be a JSON object, found {found}")
+    return meta
 
 
 def grid_shapes(*grids: str) -> Callable[[set[str]], dict[str, tuple]]:

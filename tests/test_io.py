@@ -247,3 +247,22 @@ def test_a_file_another_process_holds_open_is_refused_not_taken_for_damaged(surf
         assert sorted(os.listdir(tmp_path)) == ["surface.h5"]
     finally:
         holder.kill()
+
+
+@pytest.mark.parametrize("meta, found", [('[1, 2]', "a list"), ('"text"', "a str"), ("{oops", "is not JSON")])
+def test_metadata_that_is_not_a_json_object_is_named(surface_file, tmp_path, meta, found):
+    eig = Eigenpairs(torch.tensor([2.0, 1.0], dtype=torch.float64), torch.eye(3, dtype=torch.float64)[:2], "largest", 1e-6, 10, {})
+    eig = eig.save(tmp_path / "eigenpairs.h5")
+    for path in (surface_file, eig):
+        with h5py.File(path, "a") as f:
+            f.attrs["meta"] = meta
+        with pytest.raises(LosslensError, match=rf"^{path}: attribute meta (must be a JSON object, found )?{found}"):
+            load_result(path)
+
+
+def test_values_of_points_a_file_marks_not_done_are_never_read(surface_file):
+    with h5py.File(surface_file, "a") as f:
+        f["done"][0, :] = False  # values stay in the file: written by hand, or by another program
+    surface = Surface.load(surface_file)
+    assert np.isnan(surface.values["train"]["loss"][0]).all()
+    np.testing.assert_array_equal(surface.values["train"]["loss"][1], [3.0, 4.0, 5.0])

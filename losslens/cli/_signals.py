@@ -40,10 +40,10 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so that every ``finally`` runs as for Ctrl-C."""
 
 
-def stop_message(signum: int) -> str:
-    """The one line printed when a signal stops a command."""
+def stop_message(signum: int, then: str = "what was computed is saved: rerun the command to resume") -> str:
+    """The one line printed when a signal stops a command; ``then`` says what the user can do next."""
     what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
-    return f"losslens: {what}; what was computed is saved: rerun the command to resume"
+    return f"losslens: {what}; {then}"
 
 
 @contextlib.contextmanager

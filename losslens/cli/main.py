@@ -50,7 +50,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "losslens.cli.replay",
     "losslens.cli.report",
 )
-_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")  # -1, -0.5, -.5, -1e-3: values, not flags
+# -1, -0.5, -.5, -1e-3, -inf, -nan: values, not flags (so that a flag's own check names them)
+_NUMBER = re.compile(r"^-((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)$", re.IGNORECASE)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,7 +96,15 @@ def _main(argv: list[str] | None) -> int:
         return int(args.func(args) or 0)
     except (LosslensError, FileNotFoundError, ValueError, OSError) as e:
         message = " ".join(str(e).split()) or type(e).__name__
+        if isinstance(e, (FileExistsError, NotADirectoryError)) and e.filename:  # mkdir of an output folder
+            message = f"{e.filename}: a file is in the way of a directory losslens writes into ({e.strerror})"
         print(f"losslens: error: {message}", file=sys.stderr)
+        return 2
+    except MemoryError as e:  # a size asked for (a grid, a subset, a model) that this machine cannot hold
+        print(f"losslens: error: out of memory: {' '.join(str(e).split())}; ask for less", file=sys.stderr)
+        return 2
+    except OverflowError as e:  # a count beyond what Python or torch can index (--epochs 2**70)
+        print(f"losslens: error: a number given is too large ({e})", file=sys.stderr)
         return 2
     finally:
         warnings.showwarning = show

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 
 from losslens.cli._common import (
     DEFAULT_DATA, DEFAULT_MODEL, add_model_data_args, finite_float, int_at_least, parse_key_values,
 )
+from losslens.cli._signals import EXIT_STATUS, Terminated, stop_message
 from losslens.core.losses import TRAINING_LOSSES
 from losslens.core.train import DYNAMICS_FILE, RUN_FILE
 from losslens.trajectories.training import DYNAMICS_CSV, train_with_dynamics
@@ -47,7 +50,25 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = train_with_dynamics(
+    try:
+        result = _train(args)
+    except KeyboardInterrupt as stop:  # a run does not resume: say so, not main's "rerun to resume"
+        signum = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+        print(stop_message(signum, f"training does not resume: the incomplete run in {args.out} is kept; rerun "
+                                   "with --overwrite to train from the start"), file=sys.stderr)
+        return EXIT_STATUS[signum]
+    last = result.history[-1]
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k not in ("epoch", "step"))
+    print(f"epoch {last['epoch']}: {scores}")
+    print(f"wrote {len(result.checkpoints)} checkpoints to {result.out}: "
+          f"{result.checkpoints[0].name} ... {result.checkpoints[-1].name}")
+    print(f"wrote {result.out / RUN_FILE}")
+    print(f"wrote {result.out / DYNAMICS_CSV} and {result.out / DYNAMICS_FILE}")
+    return 0
+
+
+def _train(args: argparse.Namespace):
+    return train_with_dynamics(
         args.model or DEFAULT_MODEL,
         args.data or DEFAULT_DATA,
         optimizer=args.optimizer,
@@ -67,11 +88,3 @@ def run(args: argparse.Namespace) -> int:
         dynamics_every_steps=args.dynamics_every,
         sharpness_samples=args.sharpness_samples,
     )
-    last = result.history[-1]
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k not in ("epoch", "step"))
-    print(f"epoch {last['epoch']}: {scores}")
-    print(f"wrote {len(result.checkpoints)} checkpoints to {result.out}: "
-          f"{result.checkpoints[0].name} ... {result.checkpoints[-1].name}")
-    print(f"wrote {result.out / RUN_FILE}")
-    print(f"wrote {result.out / DYNAMICS_CSV} and {result.out / DYNAMICS_FILE}")
-    return 0

@@ -102,6 +102,9 @@ def check_targets(objective: Objective, metric_names: tuple[str, ...], out, targ
             raise ConfigError("cross_entropy got float targets that are not class probabilities (non-negative, summing "
                               "to 1 over the classes): give integer class labels instead")
     elif objective.units != "samples" and not objective.uses_model_loss:
+        if objective.units == "shifted_targets" and target.dim() < 2:
+            raise ConfigError(f"{objective.name} predicts each next token: it needs token sequences, targets of "
+                              f"shape (N, T); found one target per sample (shape {list(target.shape)})")
         n_classes = _classes(objective.name, logits, target)
     if "accuracy" in metric_names:
         if target.is_floating_point() or torch.is_complex(target):

@@ -38,6 +38,7 @@ from torch import nn
 
 from losslens.errors import ConfigError
 
+MAX_THREADS = 1024  # torch/OpenMP abort (or segfault) when asked for tens of thousands of threads
 _MAX_CHUNK = 4096
 _CPU_BATCH_BYTES = 16 << 20
 _THREAD_GAIN = 1.3
@@ -85,7 +86,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` (CUDA when available, else CPU) or any torch device spec.
 
     Raises:
-        ConfigError: an invalid spec, or a CUDA device this machine does not have.
+        ConfigError: an invalid spec, the ``meta`` device (it holds no values), or a device this
+            machine or this build of torch does not have.
     """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -95,6 +97,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise ConfigError(f"invalid device {device!r}; valid: auto, cpu, cuda, cuda:N, ...") from None
     if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
         raise ConfigError(f"device {str(device)!r} is not available here ({torch.cuda.device_count()} CUDA devices)")
+    if device.type == "meta":
+        raise ConfigError("device 'meta' holds shapes, not values: nothing can be evaluated on it")
+    try:
+        torch.empty(1, device=device)
+    except Exception as e:  # a backend torch names but was not built with (mps, xpu, xla, ...)
+        raise ConfigError(f"device {str(device)!r} is not usable here ({type(e).__name__})") from None
     return device
 
 
@@ -147,11 +155,11 @@ def choose_threads(requested: int | str, device: torch.device, forward: Callable
     by measuring ``forward`` (CPU only; see the module docstring).
 
     Raises:
-        ValueError: ``requested`` is neither ``"auto"`` nor a positive integer.
+        ValueError: ``requested`` is neither ``"auto"`` nor an integer from 1 to ``MAX_THREADS``.
     """
     if requested != "auto":
-        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-            raise ValueError(f"threads must be 'auto' or a positive integer, got {requested!r}")
+        if isinstance(requested, bool) or not isinstance(requested, int) or not 1 <= requested <= MAX_THREADS:
+            raise ValueError(f"threads must be 'auto' or an integer from 1 to {MAX_THREADS}, got {requested!r}")
         return requested, best_time(forward, requested)
     available = torch.get_num_threads()
     if device.type != "cpu" or available <= 1:

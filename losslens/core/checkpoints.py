@@ -361,7 +361,9 @@ def _fit(state: dict[str, torch.Tensor], model: nn.Module, path: Path) -> dict[s
     missing = [k for k in expected if k not in best]
     unexpected = [k for k in best if k not in expected]
     mismatched = [k for k in expected if k in best and best[k].shape != expected[k].shape]
-    if not (missing or unexpected or mismatched):
+    not_real = [k for k in expected if k in best and k not in mismatched and expected[k].is_floating_point()
+                and not best[k].is_floating_point()]  # integers, booleans, complex: a cast would lose them silently
+    if not (missing or unexpected or mismatched or not_real):
         return {k: best[k] for k in expected}
     problems = []
     if missing:
@@ -375,6 +377,10 @@ def _fit(state: dict[str, torch.Tensor], model: nn.Module, path: Path) -> dict[s
         )
     if len(mismatched) > _LISTED:
         problems.append(f"and {len(mismatched) - _LISTED} more shape mismatches")
+    if not_real:
+        problems.append(f"{len(not_real)} tensor(s) not of real floating point, as the model's are: "
+                        + ", ".join(f"{k} ({best[k].dtype})" for k in not_real[:_LISTED])
+                        + (" ..." if len(not_real) > _LISTED else ""))
     note = f" (keys read under the prefix {prefix!r})" if prefix else ""
     raise CheckpointError(
         f"{path}: does not fit the model {type(model).__name__}{note}: {'; '.join(problems)}"

@@ -243,10 +243,18 @@ def _user_dataset(spec: str, split: str) -> TensorData | BatchData:
     if not callable(function):
         raise ConfigError(f"data set function {spec!r} is not callable (type {type(function).__name__})")
     try:
-        takes_split = "split" in inspect.signature(function).parameters
+        signature = inspect.signature(function)
     except (TypeError, ValueError):  # builtins and some C functions have no signature
-        takes_split = False
-    result = function(split=split) if takes_split else function()
+        signature = None
+    kwargs = {"split": split} if signature is not None and "split" in signature.parameters else {}
+    if signature is not None:
+        try:
+            signature.bind(**kwargs)
+        except TypeError as e:
+            how = "split=" if kwargs else "no arguments"
+            raise ConfigError(f"data set function {spec!r} cannot be called with {how} ({e}): "
+                              "it must take no required argument other than split") from None
+    result = function(**kwargs)
     if isinstance(result, (DataLoader, Dataset)) and not _plain_pairs(result):
         return BatchData(result, spec, split)
     try:

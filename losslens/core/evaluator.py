@@ -174,7 +174,8 @@ class Evaluator:
             model_name: how the model was built, a built-in name or an import string; recorded beside
                 the architecture hash the evaluator computes itself.
             model_kwargs: the options it was built with, recorded with ``model_name``.
-            target_key: the key of the target in dict batches (``"labels"``).
+            target_key: the key of the target in dict batches (``"labels"``); another key with batches of
+                (input, target) pairs is a ``ValueError`` (it would be ignored).
             output_key: the entry of a dict or ``ModelOutput`` holding the logits (default ``"logits"``).
             units: what a batch's mean averages over: ``"auto"`` (the loss's own rule), ``"samples"``,
                 ``"targets"`` (target entries not -100 nor padding) or ``"shifted_targets"`` (a causal LM's
@@ -226,6 +227,9 @@ class Evaluator:
         if self._objective.uses_model_loss and not isinstance(probe_inputs, Mapping):
             raise ValueError(f"loss_fn='model' needs dict batches: the target is passed to the model as the keyword "
                              f"{target_key!r}, as Hugging Face models take their labels")
+        if target_key != "labels" and not isinstance(probe_inputs, Mapping):
+            raise ValueError(f"target_key={target_key!r} names the target in dict batches; these batches are "
+                             "(input, target) pairs, whose target is the second element")
         self._target_key = target_key
         self.loss_name = self._objective.name
         if metrics is None:

@@ -96,6 +96,8 @@ class TrainRun:
             raise ConfigError(f"{out}: no {RUN_FILE}, so not a training run directory")
         try:
             info = json.loads(path.read_text())
+            if not isinstance(info, dict):
+                raise TypeError(f"it holds a JSON {type(info).__name__}, not an object")
             history = sorted(info.pop("history"), key=lambda h: h["epoch"])
             entries = info["checkpoints"]
         except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -205,6 +207,8 @@ def train(
     """
     _check_positive(epochs=epochs, batch_size=batch_size, lr=lr)
     seed = check_seed(seed)
+    if not lr < _FLOAT32_MAX:  # the optimizers pass lr to float32 kernels, which overflow
+        raise ConfigError(f"lr must be below {_FLOAT32_MAX:.3g} (the largest float32), got {lr}")
     if save_every_steps is not None:
         _check_positive(save_every_steps=save_every_steps)
     train_set, test_set, data_name = _datasets(data)
@@ -325,6 +329,9 @@ def train(
                     callback.epoch(net, entry)
                 bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k.endswith("_loss")})
     return TrainRun.load(out)
+
+
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 def _check_positive(**values) -> None:

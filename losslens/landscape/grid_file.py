@@ -339,7 +339,7 @@ def read_grid(path: str | Path, kind: str = KIND) -> dict:
 
 
 def _read_losslens(f, path: Path, kind: str) -> dict:
-    meta = json.loads(f.attrs["meta"])
+    meta = _io.read_meta(f, path)
     fmt = int(f.attrs.get("losslens_format", _FORMAT_IJ))
     if fmt > FORMAT_VERSION:
         raise LosslensError(f"{path}: written in format {fmt} by a newer losslens; this one reads up to "
@@ -364,20 +364,21 @@ def _read_losslens(f, path: Path, kind: str) -> dict:
     _io.check_shapes(f, path, kind, {key: grid for key in keys.values()} | {"done": grid}, sizes)
     _io.check_shapes(f, path, kind, ({"w0": ("P",)} if "w0" in f else {})
                      | ({"directions/vectors": ("m", "P")} if "directions" in f else {}))
+    done = f["done"][()].astype(bool)
+    done = done.T if transpose else done
     values = {}
     for s in splits:
         values[s] = {}
         for n in names:
             array = np.asarray(f[keys[(n, s)]][()], dtype=np.float64)
-            values[s][n] = array.T if transpose else array
-    done = f["done"][()].astype(bool)
+            values[s][n] = np.where(done, array.T if transpose else array, np.nan)  # nothing where not done
     group = f.get("directions")
     return {
-        "x": x, "y": y, "values": values, "done": done.T if transpose else done,
+        "x": x, "y": y, "values": values, "done": done,
         "w0": f["w0"][()] if "w0" in f else None,
         "vectors": None if group is None else group["vectors"][()],
         "directions_kind": None if group is None else str(group.attrs["kind"]),
-        "directions_meta": {} if group is None else json.loads(group.attrs["meta"]),
+        "directions_meta": {} if group is None else _io.read_meta(group, path, "directions/"),
         "meta": meta,
         "progress_seconds": float(f["progress_seconds"][()]) if "progress_seconds" in f else float(meta.get("seconds") or 0),
         "legacy": "losslens 0.1 (the [ix, iy] layout)" if fmt == _FORMAT_IJ else None,

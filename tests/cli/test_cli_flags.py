@@ -10,6 +10,8 @@ directory everywhere but a JSON file in ``evaluate`` (now a directory holding ``
 
 import argparse
 
+import pytest
+
 from losslens.cli._common import DEFAULT_OUT
 from losslens.cli.main import build_parser
 
@@ -98,3 +100,48 @@ def test_compare_takes_lists_as_replay_does():
 
     assert listed(["sgd,adam", "lion"]) == ["sgd", "adam", "lion"] == listed(["sgd", "adam", "lion"])
     assert listed(["sgd=0.1,adam=0.01"]) == ["sgd=0.1", "adam=0.01"]
+
+
+def test_infinite_and_nan_values_are_read_as_values_and_refused_by_the_flag(capsys):
+    from losslens.cli.main import main
+
+    assert main(["surface", "--range", "-inf", "inf"]) == 2
+    assert "argument --range: expected a finite number, got '-inf'" in capsys.readouterr().err
+    assert main(["interpolate", "a", "b", "--extrapolate", "-nan"]) == 2
+    assert "got '-nan'" in capsys.readouterr().err
+
+
+def test_running_out_of_memory_is_one_line_not_a_traceback(monkeypatch, capsys):
+    import losslens.cli.plot
+    from losslens.cli.main import main
+
+    def huge(args):
+        raise MemoryError("Unable to allocate 71.1 PiB for an array with shape (100000000, 100000000)")
+
+    monkeypatch.setattr(losslens.cli.plot, "run", huge)
+    assert main(["plot", "x.h5"]) == 2
+    assert capsys.readouterr().err == ("losslens: error: out of memory: Unable to allocate 71.1 PiB for an array "
+                                       "with shape (100000000, 100000000); ask for less\n")
+
+
+@pytest.mark.parametrize("out, why", [("ck.safetensors", "File exists"), ("ck.safetensors/sub", "Not a directory")])
+def test_an_out_that_is_a_file_is_named_and_the_file_kept(tmp_path, monkeypatch, capsys, out, why):
+    import losslens.cli.plot
+    from losslens.cli._common import write_json
+    from losslens.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ck.safetensors").write_bytes(b"weights")
+    monkeypatch.setattr(losslens.cli.plot, "run", lambda args: write_json(f"{out}/x.json", {}))
+    assert main(["plot", "x.h5"]) == 2
+    assert capsys.readouterr().err == (f"losslens: error: {out}: a file is in the way of a directory losslens "
+                                       f"writes into ({why})\n")
+    assert (tmp_path / "ck.safetensors").read_bytes() == b"weights"
+
+
+def test_a_count_too_large_for_python_is_one_line(tmp_path, capsys):
+    from losslens.cli.main import main
+
+    assert main(["train", "--out", str(tmp_path / "run"), "--epochs", str(2**70)]) == 2
+    assert capsys.readouterr().err == ("losslens: error: a number given is too large (Python int too large to convert "
+                                       "to C ssize_t)\n")

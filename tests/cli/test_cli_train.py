@@ -3,6 +3,8 @@ import json
 import pytest
 import torch
 
+import losslens.cli.train
+from losslens.cli._signals import Terminated
 from losslens.cli.main import SUBCOMMANDS, main
 from losslens.core.checkpoints import load_metadata
 
@@ -112,3 +114,15 @@ def test_keyboard_interrupt_is_one_line_and_130(monkeypatch, capsys):
     assert main(["train", "--out", "x"]) == 130
     assert capsys.readouterr().err == ("losslens: interrupted; what was computed is saved: rerun the command to "
                                        "resume\n")
+
+
+@pytest.mark.parametrize("stop, status, what", [(KeyboardInterrupt, 130, "interrupted"),
+                                                (Terminated, 143, "terminated (SIGTERM)")])
+def test_a_stopped_training_says_it_does_not_resume(tmp_path, capsys, monkeypatch, stop, status, what):
+    def stopped(*args, **kwargs):
+        raise stop()
+
+    monkeypatch.setattr(losslens.cli.train, "train_with_dynamics", stopped)
+    assert main(["train", "--out", str(tmp_path / "run")]) == status
+    assert capsys.readouterr().err == (f"losslens: {what}; training does not resume: the incomplete run in "
+                                       f"{tmp_path / 'run'} is kept; rerun with --overwrite to train from the start\n")

@@ -370,3 +370,14 @@ def test_save_checkpoint_names_what_is_neither_model_nor_state_dict(tmp_path):
 
     with pytest.raises(ConfigError, match="needs a model or a state dict, got str"):
         save_checkpoint("model", tmp_path / "m.safetensors")
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64])
+def test_weights_that_are_not_real_floats_are_refused_not_cast(tmp_path, dtype):
+    model = nn.Linear(3, 2)
+    path = tmp_path / "w.safetensors"
+    save_file({"weight": model.weight.detach().to(dtype), "bias": model.bias.detach()}, str(path))
+    with pytest.raises(CheckpointError, match=rf"1 tensor\(s\) not of real floating point.*: weight \({dtype}\)$"):
+        load_checkpoint(path, model)
+    save_file({k: v.detach().half() for k, v in model.state_dict().items()}, str(path))
+    assert load_checkpoint(path, model)["weight"].dtype == torch.float16  # another float: cast by the loader

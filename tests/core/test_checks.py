@@ -160,3 +160,13 @@ def test_a_model_of_mixed_dtypes_is_told_that_it_runs_in_one():
     with pytest.warns(UserWarning, match="parameters mix float32, float64; the evaluator runs all of them in float32"):
         with pytest.raises(ConfigError, match="cannot take the data's inputs"):
             Evaluator(Mixed(), "cross_entropy", (X, Y))
+
+
+def test_next_token_loss_on_one_label_per_sample_is_named():
+    with pytest.raises(ConfigError, match=r"causal_lm predicts each next token: .* found one target per sample"):
+        Evaluator(mlp(), "causal_lm", (X, Y), device="cpu")
+
+
+def test_a_target_key_for_batches_of_pairs_is_refused_not_ignored():
+    with pytest.raises(ValueError, match="target_key='label' names the target in dict batches; these batches are"):
+        Evaluator(mlp(), "cross_entropy", (X, Y), device="cpu", target_key="label")

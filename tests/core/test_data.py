@@ -117,3 +117,8 @@ def test_user_dataset_errors(user_data):
         load_dataset(f"{user_data}:nothing")
     with pytest.raises(ConfigError, match="module 'no_such_pkg_xyz' not found"):
         load_dataset("no_such_pkg_xyz:data")
+
+
+def test_a_function_with_required_arguments_is_refused_before_it_is_called():
+    with pytest.raises(ConfigError, match=r"'os:system' cannot be called with no arguments .*'command'"):
+        load_dataset("os:system")

@@ -12,6 +12,7 @@ from losslens.core import _plan
 from losslens.core._plan import ExecutionPlan, compile_is_worth_it, wants_channels_last
 from losslens.core._runner import Runner
 from losslens.core.evaluator import Evaluator
+from losslens.errors import ConfigError
 
 
 def data(n=60, shape=(1, 4, 4), classes=5, seed=1):
@@ -53,8 +54,20 @@ def test_calls_run_with_the_plans_threads_and_restore_the_process_setting():
     ev.gradient(ev.w0)
     assert spy.seen and set(spy.seen) == {1}
     assert torch.get_num_threads() == before
-    with pytest.raises(ValueError, match="threads must be 'auto' or a positive integer"):
+    with pytest.raises(ValueError, match="threads must be 'auto' or an integer from 1 to 1024"):
         Evaluator(mlp(), "cross_entropy", data(), threads=0)
+
+
+def test_a_huge_thread_count_is_refused_before_torch_sees_it(monkeypatch):
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: pytest.fail(f"torch asked for {n} threads"))
+    with pytest.raises(ValueError, match="got 100000000"):
+        Evaluator(mlp(), "cross_entropy", data(), threads=100_000_000)
+
+
+@pytest.mark.parametrize("device", ["meta", "xla", "mps"])
+def test_devices_torch_cannot_evaluate_on_are_refused_in_one_line(device):
+    with pytest.raises(ConfigError, match=f"device '{device}'"):
+        _plan.resolve_device(device)
 
 
 def test_small_work_never_gets_several_threads():

@@ -117,6 +117,8 @@ def test_option_errors(tmp_path):
         train("mlp", out=tmp_path, optimizer="sgd", optimizer_kwargs={"betas": (0.9, 0.99)})
     with pytest.raises(ConfigError, match="epochs must be positive"):
         train("mlp", out=tmp_path, epochs=0)
+    with pytest.raises(ConfigError, match=r"lr must be below 3.4e\+38 \(the largest float32\), got 1e\+300"):
+        train("mlp", out=tmp_path, lr=1e300)
 
 
 def test_existing_run_is_not_overwritten_silently(tmp_path):
@@ -127,3 +129,10 @@ def test_existing_run_is_not_overwritten_silently(tmp_path):
     run = train(nn.Linear(20, 4), data, epochs=1, batch_size=16, out=tmp_path, overwrite=True, progress=False)
     assert [p.name for p in run.checkpoints] == ["step_000000.safetensors", "step_000002.safetensors"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"] + [p.name for p in run.checkpoints]
+
+
+@pytest.mark.parametrize("text, found", [("[1, 2]", "a JSON list"), ('"run"', "a JSON str")])
+def test_a_run_json_that_is_not_an_object_is_named(tmp_path, text, found):
+    (tmp_path / "run.json").write_text(text)
+    with pytest.raises(ConfigError, match=rf"not the run.json of a training run \(TypeError: it holds {found}"):
+        TrainRun.load(tmp_path)
