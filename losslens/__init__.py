@@ -4,28 +4,33 @@ Every loss value comes from ``Evaluator``, which evaluates many flat parameter v
 surfaces, lines, Hessian spectra and trajectories are built on it and return result objects that
 carry their axes and provenance (plotting lives in ``losslens.plot``; ``load_result`` reads any
 result file).
+
+The names below are imported when first used (PEP 562), so ``import losslens`` and the command's start
+cost nothing until torch is needed; ``from losslens import Evaluator`` works as usual.
 """
 
+import importlib
+
 from losslens._version import __version__
-from losslens.core import (  # noqa: E402
-    EvalResult, Evaluator, ParameterSpace, TrainRun, build_model, load_checkpoint, load_dataset, load_model,
-    save_checkpoint, subset,
-)
-from losslens.curvature import (  # noqa: E402
-    Eigenpairs, HessianOperator, Spectrum, TraceEstimate, density, eigenpairs, trace,
-)
-from losslens.landscape import (  # noqa: E402
-    Directions, Multiscale, Surface, SurfaceComparison, SurfaceFit, Topology, barrier, between, compare_surfaces,
-    fit_surface, hessian_directions, interpolate, multiscale, random_directions, surface_1d, surface_2d, topology,
-)
-from losslens.report import Report, ReportOptions, build_report  # noqa: E402
-from losslens.results import load_result  # noqa: E402
-from losslens.trajectories import (  # noqa: E402
-    CheckpointSeries, Dynamics, DynamicsRecorder, Embedding, OptimizerComparison, Replay, TrajectoryPaths,
-    TrajectoryPCA, compare_optimizers, compare_runs, dynamics_of_run, embed, pca_directions, replay, trajectory_paths,
-    trajectory_pca,
-)
-from losslens.trajectories.training import train_with_dynamics as train  # noqa: E402  (the trainer, dynamics recorded)
+
+_SOURCES = {
+    "losslens.core": ("EvalResult", "Evaluator", "ParameterSpace", "TrainRun", "build_model", "load_checkpoint",
+                      "load_dataset", "load_model", "save_checkpoint", "subset"),
+    "losslens.curvature": ("Eigenpairs", "HessianOperator", "Spectrum", "TraceEstimate", "density", "eigenpairs",
+                           "trace"),
+    "losslens.landscape": ("Directions", "Multiscale", "Surface", "SurfaceComparison", "SurfaceFit", "Topology",
+                           "barrier", "between", "compare_surfaces", "fit_surface", "hessian_directions", "interpolate",
+                           "multiscale", "random_directions", "surface_1d", "surface_2d", "topology"),
+    "losslens.report": ("Report", "ReportOptions", "build_report"),
+    "losslens.results": ("load_result",),
+    "losslens.trajectories": ("CheckpointSeries", "Dynamics", "DynamicsRecorder", "Embedding", "OptimizerComparison",
+                              "Replay", "TrajectoryPaths", "TrajectoryPCA", "compare_optimizers", "compare_runs",
+                              "dynamics_of_run", "embed", "pca_directions", "replay", "trajectory_paths",
+                              "trajectory_pca"),
+}
+# name -> (module, name there); ``train`` is the trainer with the dynamics recorded
+_WHERE = {name: (module, name) for module, names in _SOURCES.items() for name in names} | {
+    "train": ("losslens.trajectories.training", "train_with_dynamics")}
 
 __all__ = [
     "__version__",
@@ -47,3 +52,16 @@ __all__ = [
     # the report, and result files
     "build_report", "Report", "ReportOptions", "load_result",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'losslens' has no attribute {name!r}")
+    module, attribute = _WHERE[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # imported once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
