@@ -17,8 +17,7 @@ from losslens.cli._common import (
     add_default_checkpoint_arg, add_landscape_args, checked_range, default_run, describe, evaluators, finite_float,
     int_at_least, say_written,
 )
-from losslens.cli.surface import DIRECTION_KINDS, _check_combinations, _directions
-from losslens.landscape.directions import IGNORES, NORMALIZATIONS
+from losslens.cli.surface import _check_combinations, _directions, add_plane_args
 
 FILE = "curvature_map.h5"
 
@@ -37,18 +36,7 @@ def register(subparsers) -> None:
     )
     add_default_checkpoint_arg(parser)
     add_landscape_args(parser, both=False)
-    parser.add_argument("--dirs", default="random", choices=DIRECTION_KINDS,
-                        help="directions: random (filter-normalized), hessian (top eigenvectors) or pca (of --checkpoints) "
-                        "(default: random)")
-    parser.add_argument("--range", nargs=2, type=finite_float, default=(-1.0, 1.0), metavar=("A", "B"),
-                        help="coordinates along the first direction, A < B (default: -1 1)")
-    parser.add_argument("--yrange", nargs=2, type=finite_float, metavar=("A", "B"), help="along the second (default: --range)")
-    parser.add_argument("--steps", type=int_at_least(2), default=11, help="grid points along x (default: 11)")
-    parser.add_argument("--ysteps", type=int_at_least(2), metavar="N", help="grid points along y (default: --steps)")
-    parser.add_argument("--norm", choices=NORMALIZATIONS, help="normalization of random directions (default: filter)")
-    parser.add_argument("--ignore", choices=IGNORES,
-                        help="biasbn: random directions leave biases and BatchNorm parameters alone (default: biasbn)")
-    parser.add_argument("--checkpoints", nargs="+", metavar="FILE", help="the trajectory for --dirs pca, in training order")
+    add_plane_args(parser, steps=11)
     parser.add_argument("--maxiter", type=int_at_least(1), default=100, metavar="M",
                         help="Lanczos restarts per eigenvalue at most, which bounds the cost of a point (default: 100)")
     parser.add_argument("--lanczos-tol", type=finite_float, default=1e-4, metavar="T",

@@ -39,6 +39,15 @@ def register(subparsers) -> None:
     )
     add_default_checkpoint_arg(parser)
     add_landscape_args(parser)
+    add_plane_args(parser, steps=41)
+    parser.add_argument("--1d", dest="one_d", action="store_true", help="a line along one direction instead of a plane")
+    parser.add_argument("--log", action="store_true", help="draw the loss on a logarithmic scale")
+    set_distributed_run(parser, _run)
+
+
+def add_plane_args(parser, steps: int) -> None:
+    """The flags of a grid on a plane (directions, ranges, grid points), shared by ``surface`` and
+    ``curvature-map``; ``steps`` is the default number of grid points per axis."""
     parser.add_argument("--dirs", default="random", choices=DIRECTION_KINDS,
                         help="random (filter-normalized Gaussian), hessian (top eigenvectors) or pca (of a "
                         "trajectory, --checkpoints); hessian and pca directions have unit norm, so their --range is a "
@@ -46,16 +55,13 @@ def register(subparsers) -> None:
     parser.add_argument("--range", nargs=2, type=finite_float, default=(-1.0, 1.0), metavar=("A", "B"),
                         help="coordinates along the first direction, A < B (default: -1 1)")
     parser.add_argument("--yrange", nargs=2, type=finite_float, metavar=("A", "B"), help="along the second (default: --range)")
-    parser.add_argument("--steps", type=int_at_least(2), default=41, help="grid points along x (default: 41)")
+    parser.add_argument("--steps", type=int_at_least(2), default=steps, help=f"grid points along x (default: {steps})")
     parser.add_argument("--ysteps", type=int_at_least(2), metavar="N", help="grid points along y (default: --steps)")
-    parser.add_argument("--1d", dest="one_d", action="store_true", help="a line along one direction instead of a plane")
     parser.add_argument("--norm", choices=NORMALIZATIONS, help="normalization of random directions (default: filter)")
     parser.add_argument("--ignore", choices=IGNORES,
                         help="biasbn: random directions leave biases and BatchNorm parameters alone (default: biasbn)")
     parser.add_argument("--checkpoints", nargs="+", metavar="FILE",
                         help="the trajectory for --dirs pca, in training order (default: the default model's run)")
-    parser.add_argument("--log", action="store_true", help="draw the loss on a logarithmic scale")
-    set_distributed_run(parser, _run)
 
 
 def _run(args: argparse.Namespace) -> int:

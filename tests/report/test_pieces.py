@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from losslens.curvature.spectrum import TraceEstimate, trace
-from losslens.errors import ConfigError, LosslensError
+from losslens.errors import ConfigError
 from losslens.report import _store
 from losslens.report.options import ReportOptions, check_sections
 from losslens.report.page import Image, Report, Section, Table, cell, key_facts
