@@ -36,9 +36,9 @@ import torch
 from losslens import Evaluator, fit_surface, hessian_directions, surface_2d, train
 from losslens.landscape.fit import model_function
 from losslens.plot import (
-    animate_paths, plot_contour, plot_convergence, plot_fit, plot_replay, plot_residuals, write_html,
+    animate_paths, plot_contour, plot_convergence, plot_fit, plot_replay_paths, plot_residuals, write_html,
 )
-from losslens.trajectories.objectives import Objective, PlaneLoss, fit_objective
+from losslens.trajectories.objectives import PlaneLoss, ReplayObjective, fit_objective
 from losslens.trajectories.replay import OptimizerSpec, replay
 
 START = (-1.0, 1.0)
@@ -52,10 +52,10 @@ OPTIMIZERS = (  # the book's three, at its settings
 PUBLISHED = {"A": 29.27164346, "x0": -0.0488573, "y0": -0.06687705, "s1": 0.7469189, "s2": 0.94904458}
 
 
-def published_fit() -> Objective:
+def published_fit() -> ReplayObjective:
     """The book's published Gaussian as an objective (offset = A: minimum value 0)."""
     f = model_function("gaussian", {"offset": PUBLISHED["A"], **PUBLISHED})
-    return Objective(f, name="the book's published fit", domain=(RANGE, RANGE),
+    return ReplayObjective(f, name="the book's published fit", domain=(RANGE, RANGE),
                      minimum=(PUBLISHED["x0"], PUBLISHED["y0"]), min_value=0.0)
 
 
@@ -197,9 +197,9 @@ def draw(out: Path, surface, fits, replays) -> None:
     plot_fit(fits["book"]).savefig(out / "fit_book_3d.png", dpi=120)
     plot_residuals(fits["book"]).savefig(out / "fit_book_residuals.png", dpi=120)
     plot_residuals(fits["free"]).savefig(out / "fit_free_residuals.png", dpi=120)
-    plot_replay(replays["published"]).savefig(out / "replay_published.png", dpi=120)
+    plot_replay_paths(replays["published"]).savefig(out / "replay_published.png", dpi=120)
     panels = {"fit": "the book's way: one Gaussian fitted to the plane", "true": "losslens: the true loss in the plane"}
-    for name, plot in (("replay.png", plot_replay), ("replay_convergence.png", plot_convergence)):
+    for name, plot in (("replay.png", plot_replay_paths), ("replay_convergence.png", plot_convergence)):
         fig = Figure(figsize=(13.0, 6.4), layout="constrained")
         for ax, (where, title) in zip(fig.subplots(1, 2), panels.items()):
             plot(replays[where], ax=ax)

@@ -34,8 +34,8 @@ import torch
 
 from losslens import Evaluator, fit_surface, hessian_directions, surface_2d, train
 from losslens.landscape.fit import model_function
-from losslens.plot import plot_contour, plot_fit, plot_replay, plot_residuals
-from losslens.trajectories.objectives import Objective, PlaneLoss, fit_objective
+from losslens.plot import plot_contour, plot_fit, plot_replay_paths, plot_residuals
+from losslens.trajectories.objectives import PlaneLoss, ReplayObjective, fit_objective
 from losslens.trajectories.replay import OptimizerSpec, replay
 
 parser = argparse.ArgumentParser(description="the book's chapter 5 with losslens, as a notebook")
@@ -138,7 +138,7 @@ optimizers = [OptimizerSpec("sgd", 0.1, label="SGD"), OptimizerSpec("book-moment
               OptimizerSpec("adam", 0.1, label="Adam")]
 on_fit = replay(fit_objective(book_fit), optimizers, start=(-1.0, 1.0), steps=args.steps)
 print(on_fit.summary())
-fig = plot_replay(on_fit)
+fig = plot_replay_paths(on_fit)
 fig.savefig(out / "replay_fit.png", dpi=120)
 fig
 
@@ -151,7 +151,7 @@ fig
 # %%
 on_true = replay(plane, optimizers, start=(-1.0, 1.0), steps=args.steps)
 print(on_true.summary())
-fig = plot_replay(on_true)
+fig = plot_replay_paths(on_true)
 fig.savefig(out / "replay_true.png", dpi=120)
 fig
 
@@ -164,12 +164,12 @@ fig
 
 # %%
 published = {"A": 29.27164346, "x0": -0.0488573, "y0": -0.06687705, "s1": 0.7469189, "s2": 0.94904458}
-book_objective = Objective(model_function("gaussian", {"offset": published["A"], **published}),
+book_objective = ReplayObjective(model_function("gaussian", {"offset": published["A"], **published}),
                            name="the book's published fit", domain=((-2.0, 2.0), (-2.0, 2.0)),
                            minimum=(published["x0"], published["y0"]), min_value=0.0)
 on_published = replay(book_objective, optimizers, start=(-1.0, 1.0), steps=args.steps)
 print(on_published.summary())
-fig = plot_replay(on_published)
+fig = plot_replay_paths(on_published)
 fig.savefig(out / "replay_published.png", dpi=120)
 fig
 

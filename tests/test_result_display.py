@@ -8,9 +8,9 @@ import pandas
 import pytest
 from matplotlib import _pylab_helpers
 
-from losslens.landscape.compare import compare_surfaces
+from losslens.landscape.surface_comparison import compare_surfaces
 from losslens.landscape.surface import Surface
-from losslens.plot import plot_contour, plot_dynamics, plot_replay
+from losslens.plot import plot_contour, plot_dynamics, plot_replay_paths
 from losslens.trajectories.dynamics import DYNAMICS_COLUMNS, Dynamics
 from losslens.trajectories.paths import PATHS_COLUMNS, TrajectoryPaths
 from losslens.trajectories.replay import PATH_COLUMNS, replay
@@ -77,7 +77,7 @@ def test_figures_show_inline_without_pyplot():
     r = replay("quadratic", ["sgd"], lr=0.05, steps=3)
     n = 4
     dynamics = Dynamics(("step",) * n, {c: np.linspace(1, 2, n) for c in DYNAMICS_COLUMNS[1:]})
-    for fig in (plot_contour(_surface(9)), plot_replay(r), plot_dynamics(dynamics)):
+    for fig in (plot_contour(_surface(9)), plot_replay_paths(r), plot_dynamics(dynamics)):
         png = fig._repr_png_()
         assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
     assert _pylab_helpers.Gcf.get_num_fig_managers() == before  # nothing kept in pyplot's global state

@@ -52,12 +52,12 @@ def write_paths(paths, surface, out: Path, stem: str, *, log: bool, extra_figure
     from matplotlib.figure import Figure
 
     from losslens.plot.interactive import write_html
-    from losslens.plot.trajectories import plot_path_losses, plot_paths, plotly_paths
+    from losslens.plot.trajectories import plot_path_losses, plot_trajectory_paths, plotly_paths
 
     print(f"wrote {paths.to_csv(out / 'paths.csv')}")
     fig = Figure(figsize=(14, 5.5), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1.25, 1])
-    plot_paths(paths, surface, ax=left, log=log)
+    plot_trajectory_paths(paths, surface, ax=left, log=log)
     plot_path_losses(paths, ax=right, log=log)
     save_figure(fig, out / f"{stem}.png")
     html = write_html([plotly_paths(paths, surface, log=log), *extra_figures], out / f"{stem}.html",

@@ -25,7 +25,7 @@ from losslens.cli._common import (
 )
 from losslens.cli._trajectories import add_plane_args, plane, runs_evaluator, summary, write_paths
 from losslens.errors import ConfigError
-from losslens.trajectories.comparison import COMPARISON_COLUMNS, DEFAULT_LRS
+from losslens.trajectories.optimizer_comparison import COMPARISON_COLUMNS, DEFAULT_LRS
 
 DEFAULT_EPOCHS = 10
 
@@ -55,7 +55,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from losslens.trajectories.comparison import compare_runs, train_optimizers
+    from losslens.trajectories.optimizer_comparison import compare_runs, train_optimizers
 
     main = is_main_process()
     out = Path(args.out)

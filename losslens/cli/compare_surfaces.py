@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from losslens.landscape.compare import DISTANCE_COLUMNS, TABLE_COLUMNS, compare_surfaces
+    from losslens.landscape.surface_comparison import DISTANCE_COLUMNS, TABLE_COLUMNS, compare_surfaces
     from losslens.landscape.surface import Surface
 
     paths = [Path(p) for p in args.surfaces]

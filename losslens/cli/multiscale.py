@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from losslens.cli._common import int_at_least, save_figure, write_json
-from losslens.landscape.multiscale import DETRENDS, MODE, PRESETS, WAVELET
+from losslens.landscape.wavelets import DETRENDS, MODE, PRESETS, WAVELET
 
 
 def register(subparsers) -> None:
@@ -43,8 +43,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from losslens.landscape.surface import Surface
-    from losslens.landscape.multiscale import multiscale
-    from losslens.plot.multiscale import plot_coefficients, plot_energy
+    from losslens.landscape.wavelets import multiscale
+    from losslens.plot.wavelets import plot_coefficients, plot_energy
 
     path = Path(args.surface)
     result = multiscale(Surface.load(path), wavelet=args.wavelet, level=args.level, mode=args.mode,

@@ -108,7 +108,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from losslens.plot.interactive import write_html
-    from losslens.plot.replay import animate_paths, plot_convergence, plot_paths
+    from losslens.plot.replay import animate_paths, plot_convergence, plot_replay_paths
     from losslens.trajectories.replay import replay
 
     objective = _objective(args)
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     for table, name in (("paths", "paths.csv"), ("summary", "summary.csv")):
         print(f"wrote {result.to_csv(out / name, table)}")
     print(f"wrote {result.save(out / 'replay.h5')}")
-    save_figure(plot_paths(result), out / "replay_paths.png")
+    save_figure(plot_replay_paths(result), out / "replay_paths.png")
     save_figure(plot_convergence(result), out / "replay_convergence.png")
     print(f"wrote {write_html(animate_paths(result), out / 'replay.html', title='losslens replay')}")
     return 0

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from losslens.core.losses import IGNORE_INDEX, Objective, model_loss, read_output
+from losslens.core.losses import IGNORE_INDEX, LossOverUnits, model_loss, read_output
 from losslens.errors import ConfigError
 
 
@@ -76,7 +76,7 @@ def describe_inputs(inputs) -> str:
     return ", ".join(f"{k} {list(t.shape[1:])} {_dtype(t)}" for k, t in items)
 
 
-def check_targets(objective: Objective, metric_names: tuple[str, ...], out, target: torch.Tensor) -> int | None:
+def check_targets(objective: LossOverUnits, metric_names: tuple[str, ...], out, target: torch.Tensor) -> int | None:
     """The targets of the first samples against the model's output on them (see the module docstring).
 
     Returns:

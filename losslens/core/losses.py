@@ -79,7 +79,7 @@ def model_loss(out) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Objective:
+class LossOverUnits:
     """A loss over stated units, and the accuracy over the same units.
 
     Attributes:
@@ -174,7 +174,7 @@ def probabilities_cross_entropy(output: torch.Tensor, target: torch.Tensor) -> t
 
 
 def make_objective(loss_fn: str | Function, target: torch.Tensor | None, *, units: str = "auto",
-                   output_key: str | None = None, model=None) -> Objective:
+                   output_key: str | None = None, model=None) -> LossOverUnits:
     """The objective of a loss name (see ``LOSS_NAMES``) or a custom ``f(logits, target) -> mean``.
 
     Args:
@@ -192,21 +192,21 @@ def make_objective(loss_fn: str | Function, target: torch.Tensor | None, *, unit
         raise ConfigError(f"unknown units {units!r}; valid: {', '.join(UNITS)}")
     if callable(loss_fn):
         name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
-        return Objective(name, "samples" if units == "auto" else units, loss_fn, output_key)
+        return LossOverUnits(name, "samples" if units == "auto" else units, loss_fn, output_key)
     if loss_fn not in LOSS_NAMES:
         raise ConfigError(f"unknown loss {loss_fn!r}; valid: {', '.join(LOSS_NAMES)} or a callable")
     if loss_fn == "model":
         causal = type(model).__name__.endswith(_CAUSAL_SUFFIXES)
         auto = "samples" if target is None or target.is_floating_point() else \
             "shifted_targets" if causal else "targets"
-        return Objective("model", auto if units == "auto" else units, None, output_key)
+        return LossOverUnits("model", auto if units == "auto" else units, None, output_key)
     if loss_fn == "mse":
-        return Objective("mse", "samples" if units == "auto" else units, mse, output_key)
+        return LossOverUnits("mse", "samples" if units == "auto" else units, mse, output_key)
     if loss_fn == "cross_entropy" and target is not None and target.is_floating_point():
-        return Objective("cross_entropy", "samples" if units == "auto" else units, probabilities_cross_entropy,
+        return LossOverUnits("cross_entropy", "samples" if units == "auto" else units, probabilities_cross_entropy,
                          output_key)
     auto = "shifted_targets" if loss_fn == "causal_lm" else "targets"
-    return Objective(loss_fn, auto if units == "auto" else units, _token_cross_entropy, output_key)
+    return LossOverUnits(loss_fn, auto if units == "auto" else units, _token_cross_entropy, output_key)
 
 
 def loss_function(name: str) -> Function:

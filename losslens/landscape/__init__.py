@@ -4,17 +4,17 @@ maps, analytic test functions, and the analyses of surfaces (fits, multiscale, t
 The Hessian operator, its eigenpairs, trace and density live in ``losslens.curvature``."""
 
 from losslens._distributed import init_distributed_from_env
-from losslens.landscape.compare import SurfaceComparison, compare_surfaces
 from losslens.landscape.curvature import CurvatureMap, curvature_map
 from losslens.landscape.directions import Directions, between, hessian_directions, random_directions
 from losslens.landscape.fit import SurfaceFit, fit_surface, model_function
 from losslens.landscape.functions import FUNCTIONS, AnalyticFunction, get_function
 from losslens.landscape.interpolation import barrier, interpolate
-from losslens.landscape.multiscale import Multiscale, multiscale
 from losslens.landscape.surface import Surface, surface_1d, surface_2d
+from losslens.landscape.surface_comparison import SurfaceComparison, compare_surfaces
 from losslens.landscape.topology import (
     Basin, Topology, TopologyStability, bottleneck, topology, topology_stability, wasserstein,
 )
+from losslens.landscape.wavelets import Multiscale, multiscale
 
 __all__ = [
     # directions

@@ -9,15 +9,15 @@ from losslens.plot.export import write_vtp
 from losslens.plot.fit import plot_fit, plot_residuals
 from losslens.plot.hessian import plot_density, plot_eigenvalues
 from losslens.plot.interactive import plotly_figure, write_html
-from losslens.plot.multiscale import plot_coefficients, plot_energy
 from losslens.plot.render import render
-from losslens.plot.replay import animate_paths, plot_convergence
-from losslens.plot.replay import plot_paths as plot_replay
+from losslens.plot.replay import animate_paths, plot_convergence, plot_replay_paths
 from losslens.plot.surfaces import plot_1d, plot_3d, plot_contour
 from losslens.plot.topology import plot_barcode, plot_basins, plot_diagrams
 from losslens.plot.trajectories import (
-    plot_dynamics, plot_embedding, plot_embeddings, plot_path_losses, plot_paths, plotly_embedding, plotly_paths,
+    plot_dynamics, plot_embedding, plot_embeddings, plot_path_losses, plot_trajectory_paths, plotly_embedding,
+    plotly_paths,
 )
+from losslens.plot.wavelets import plot_coefficients, plot_energy
 
 __all__ = [
     # loss lines and surfaces (matplotlib)
@@ -27,9 +27,9 @@ __all__ = [
     # multiscale and topology of a surface
     "plot_coefficients", "plot_energy", "plot_diagrams", "plot_barcode", "plot_basins",
     # fits and replays
-    "plot_fit", "plot_residuals", "plot_replay", "plot_convergence", "animate_paths",
+    "plot_fit", "plot_residuals", "plot_replay_paths", "plot_convergence", "animate_paths",
     # trajectories
-    "plot_embedding", "plot_embeddings", "plot_paths", "plot_path_losses", "plot_dynamics",
+    "plot_embedding", "plot_embeddings", "plot_trajectory_paths", "plot_path_losses", "plot_dynamics",
     # interactive (plotly)
     "plotly_figure", "plotly_paths", "plotly_embedding", "write_html",
     # every picture of a result, written to files

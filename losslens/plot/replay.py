@@ -24,7 +24,7 @@ MAX_FRAMES = 200  # an animation longer than this shows every k-th step
 LOG_SPAN = 10.0
 
 
-def plot_paths(replay: Replay, *, ax=None, levels=30, log: bool | None = None):
+def plot_replay_paths(replay: Replay, *, ax=None, levels=30, log: bool | None = None):
     """The paths of a replay over the contours of its objective.
 
     Args:
@@ -39,7 +39,7 @@ def plot_paths(replay: Replay, *, ax=None, levels=30, log: bool | None = None):
     Returns:
         The ``matplotlib.figure.Figure``.
     """
-    _check(replay, "plot_paths")
+    _check(replay, "plot_replay_paths")
     fig, ax = _axes(ax, len(replay.labels) + 2)
     if replay.background is not None:
         x, y, z = replay.background

@@ -72,7 +72,7 @@ def plot_embeddings(embeddings):
     return fig
 
 
-def plot_paths(paths, surface=None, *, ax=None, levels="auto", log: bool = False):
+def plot_trajectory_paths(paths, surface=None, *, ax=None, levels="auto", log: bool = False):
     """Paths on the PCA plane over the filled contours of the loss there.
 
     Each run has its own colour, line style and marker (so paths that overlap still show), starts at a
@@ -94,7 +94,7 @@ def plot_paths(paths, surface=None, *, ax=None, levels="auto", log: bool = False
     Raises:
         ValueError: a surface whose loss is not ``(len(y), len(x))``.
     """
-    paths = load_as(paths, (TrajectoryPaths,), "plot_paths")
+    paths = load_as(paths, (TrajectoryPaths,), "plot_trajectory_paths")
     fig, ax = new_axes(ax)
     if surface is not None:
         Z = _grid_values(surface, log)
@@ -266,7 +266,7 @@ def _sharpness_note(dynamics, drawn: bool) -> str:
 
 
 def plotly_paths(paths, surface=None, *, log: bool = False):
-    """Interactive version of ``plot_paths``: contours of the plane and each run's path, every point
+    """Interactive version of ``plot_trajectory_paths``: contours of the plane and each run's path, every point
     with its run, step, epoch, relative residual, true and plane loss on hover; untrusted points
     circled in white.
 

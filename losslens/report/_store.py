@@ -83,7 +83,7 @@ class Log:
             self.warnings.append(message)
 
 
-class capture:
+class WarningCapture:
     """Context manager recording the warnings raised inside it into ``log`` (instead of printing them)."""
 
     def __init__(self, log: Log):
@@ -142,7 +142,7 @@ def result(path: Path, cls: type, request: dict, compute: Callable[[], object], 
     if reason:
         say(f"  recomputing {path}: {reason}")
     own = Log()
-    with capture(own):
+    with WarningCapture(own):
         new = compute()
     record = {"request": request, "warnings": own.warnings, "versions": versions()}
     new = dataclasses.replace(new, meta={**new.meta, "report": record})

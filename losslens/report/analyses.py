@@ -25,7 +25,7 @@ import torch
 from losslens.core.train import TrainRun
 from losslens.errors import ConfigError
 from losslens.report import _store
-from losslens.report._store import Log, capture, content_hash, surface_hash
+from losslens.report._store import Log, WarningCapture, content_hash, surface_hash
 from losslens.report.options import ReportOptions
 
 SECTION_STEPS: dict[str, tuple[str, ...]] = {  # the steps whose results a section shows
@@ -152,7 +152,7 @@ class Analyses:
         """``(result, None)``, or ``(None, failure)``: the error (and traceback) of the step or of a step it reads."""
         log = self.logs.setdefault(name, Log())
         try:
-            with capture(log):
+            with WarningCapture(log):
                 return getattr(self, f"_{name}")(log), None
         except StepFailed as err:  # a step it reads failed
             return None, StepFailed(name, f"it needs {err.step}, which failed: {err.message}", err.details)
@@ -310,7 +310,7 @@ class Analyses:
             ev, ev.w0, dirs, x, x, path=path, progress=self.progress, meta=self._caller_meta()))
 
     def _multiscale(self, log: Log):
-        from losslens.landscape.multiscale import Multiscale, multiscale
+        from losslens.landscape.wavelets import Multiscale, multiscale
 
         surface = self.step("surface")
         request = {"analysis": "multiscale", "nonfinite": "fill", "surface": surface_hash(surface)}

@@ -81,7 +81,7 @@ def build_report(
     analyses, skipped = [], []
     for subject in subjects:
         log = _store.Log()
-        with _store.capture(log):
+        with _store.WarningCapture(log):
             ev = evaluator(subject, options)
         speak(f"{subject.name}: {_describe(ev)}")
         a = Analyses(subject, options, ev, group, replay_on_fit=replay_on_fit, progress=progress and main, say=speak)
@@ -219,14 +219,14 @@ def _planes(analyses: list[Analyses], several: bool) -> list[tuple[str, object]]
 
 def _compare(planes, out: Path, say) -> tuple:
     """``(SurfaceComparison or None, log, failure or None)`` of the planes, in ``OUT/compare_surfaces.h5``."""
-    from losslens.landscape.compare import SurfaceComparison, compare_surfaces, sharpness_of
+    from losslens.landscape.surface_comparison import SurfaceComparison, compare_surfaces, sharpness_of
 
     log = _store.Log()
     request = {"analysis": "compare_surfaces", "surfaces": [[n, _store.surface_hash(s), sharpness_of(s.meta)]
                                                             for n, s in planes]}
     path = out / "compare_surfaces.h5"
     try:
-        with _store.capture(log):
+        with _store.WarningCapture(log):
             result = _store.result(path, SurfaceComparison, request, lambda: compare_surfaces(
                 [s for _, s in planes], names=[n for n, _ in planes]), log, say)
     except Exception as err:  # noqa: BLE001 - shown in the section, as any analysis's failure

@@ -123,7 +123,7 @@ def _hessian(a: Analyses, id: str, title: str) -> Section:
 
 
 def _multiscale(a: Analyses, id: str, title: str) -> Section:
-    from losslens.plot.multiscale import plot_coefficients, plot_energy
+    from losslens.plot.wavelets import plot_coefficients, plot_energy
 
     m = a.step("multiscale")
     levels = tuple((r["level"], r["energy_h"], r["energy_v"], r["energy_d"], r["energy"], r["roughness"])
@@ -200,7 +200,7 @@ def _fit(a: Analyses, id: str, title: str) -> Section:
 
 
 def _replay(a: Analyses, id: str, title: str) -> Section:
-    from losslens.plot.replay import plot_convergence, plot_paths
+    from losslens.plot.replay import plot_convergence, plot_replay_paths
 
     r = a.step("replay")
     columns = ("optimizer", "lr", "status", "steps", "final_loss", "steps_to_tol", "path_length", "oscillation",
@@ -220,7 +220,7 @@ def _replay(a: Analyses, id: str, title: str) -> Section:
             "Flags compare each learning rate with the gradient-descent stability limit 2 / lambda_max at the start "
             "and at the minimum.")
     return assemble(a, "replay", id, title, text,
-                    [Image.of(plot_paths(r), "paths over the objective's contours"),
+                    [Image.of(plot_replay_paths(r), "paths over the objective's contours"),
                      Image.of(plot_convergence(r), f"{'fitted ' if on_fit else ''}value per step")],
                     [Table("Summary", header, rows)], checks)
 
@@ -355,7 +355,7 @@ def _key_figures(a: Analyses) -> list[tuple[str, object]]:
 
 def comparison(result, log, failure, planes: dict[str, str]) -> Section:
     """The comparison of the planes (``SurfaceComparison``), or why it failed."""
-    from losslens.landscape.compare import DISTANCE_COLUMNS, TABLE_COLUMNS
+    from losslens.landscape.surface_comparison import DISTANCE_COLUMNS, TABLE_COLUMNS
     from losslens.report.figures import plotly_distances
 
     title = TITLES["comparison"]

@@ -5,11 +5,13 @@ replayed on two-parameter objectives (analytic functions, fits, measured grids, 
 Runs written by ``train_with_dynamics`` (``losslens.train``, ``losslens train``) or ``losslens.core.train`` are the series these tools read.
 """
 
-from losslens.trajectories.comparison import OptimizerComparison, compare_optimizers, compare_runs, train_optimizers
 from losslens.trajectories.dynamics import Dynamics, DynamicsRecorder, dynamics_of_run
 from losslens.trajectories.embeddings import Embedding, embed
 from losslens.trajectories.objectives import (
-    Objective, PlaneLoss, as_objective, fit_objective, function_objective, grid_objective,
+    PlaneLoss, ReplayObjective, as_objective, fit_objective, function_objective, grid_objective,
+)
+from losslens.trajectories.optimizer_comparison import (
+    OptimizerComparison, compare_optimizers, compare_runs, train_optimizers,
 )
 from losslens.trajectories.paths import TrajectoryPaths, plane_grid, plane_surface, trajectory_paths
 from losslens.trajectories.pca import TrajectoryPCA, pca_directions, trajectory_pca
@@ -30,7 +32,6 @@ __all__ = [
     # dynamics
     "Dynamics", "DynamicsRecorder", "dynamics_of_run", "RecordDynamics", "train_with_dynamics",
     # optimizer replays
-    "Objective", "as_objective", "function_objective", "fit_objective", "grid_objective", "PlaneLoss", "OptimizerSpec",
-    "Replay",
-    "replay",
+    "ReplayObjective", "as_objective", "function_objective", "fit_objective", "grid_objective", "PlaneLoss",
+    "OptimizerSpec", "Replay", "replay",
 ]

@@ -1,22 +1,22 @@
 """What a replay descends: a loss of two coordinates, evaluated at every optimizer's point at once.
 
-An ``Objective`` takes the ``(K, 2)`` tensor of the K optimizers' current points and returns their
+A ``ReplayObjective`` takes the ``(K, 2)`` tensor of the K optimizers' current points and returns their
 ``(K,)`` losses and ``(K, 2)`` gradients in ONE call (``value_and_grad``), so that an expensive loss
 (the true model loss in the plane, evaluated by a batched evaluator) costs one evaluation per step
 whatever the number of optimizers. Optimizers that need curvature (SophiaH, AdaHessian) get the
 ``(K, 2, 2)`` Hessians from ``value_grad_hessian``, again in one call.
 
-The objectives here are torch functions differentiated by autograd (``Objective(fn)``):
+The objectives here are torch functions differentiated by autograd (``ReplayObjective(fn)``):
 
 - ``function_objective``: an analytic test function (``losslens.landscape.functions``);
 - ``fit_objective``: a fitted surface (``SurfaceFit.function()``): its values are the fit's, so they are
-  named ``"fitted loss"`` (``Objective.value_name``), never the loss;
+  named ``"fitted loss"`` (``ReplayObjective.value_name``), never the loss;
 - ``grid_objective``: the measured grid itself, through the bicubic interpolating spline of
   ``scipy.interpolate.RectBivariateSpline`` (``s=0``: it passes through every grid value), wrapped in
   ``torch.autograd.Function`` with its exact first and second derivatives. It is defined on the grid's
   box only: a replay stops a path that would leave it (``strict``) instead of extrapolating.
 
-An objective whose gradients come from elsewhere subclasses ``Objective`` without ``fn`` and overrides
+An objective whose gradients come from elsewhere subclasses ``ReplayObjective`` without ``fn`` and overrides
 ``value_and_grad`` (and ``value_grad_hessian`` when it can, which enables SophiaH and the curvature at
 the start point; otherwise those are refused or must be given). ``PlaneLoss`` is one: the true model
 loss restricted to a plane of weight space, its values and derivatives from the evaluator core.
@@ -36,7 +36,7 @@ from losslens.landscape.functions import AnalyticFunction, get_function
 Box = tuple[tuple[float, float], tuple[float, float]]
 
 
-class Objective:
+class ReplayObjective:
     """A loss of two coordinates for replays.
     """
 
@@ -69,7 +69,7 @@ class Objective:
     @property
     def has_hessian(self) -> bool:
         """Whether ``value_grad_hessian`` works: autograd through ``fn``, or a subclass's own."""
-        return self.fn is not None or type(self).value_grad_hessian is not Objective.value_grad_hessian
+        return self.fn is not None or type(self).value_grad_hessian is not ReplayObjective.value_grad_hessian
 
     def value_and_grad(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss (K,), grad (K, 2))`` at the ``(K, 2)`` points, detached."""
@@ -114,7 +114,7 @@ class Objective:
         return loss.detach(), grad.detach(), H.detach()
 
 
-def function_objective(function: str | AnalyticFunction, **options) -> Objective:
+def function_objective(function: str | AnalyticFunction, **options) -> ReplayObjective:
     """A test function of ``losslens.landscape.functions`` (by name, with its options) as an objective.
 
     Args:
@@ -122,12 +122,12 @@ def function_objective(function: str | AnalyticFunction, **options) -> Objective
         options: keyword options of the function made by name (e.g. ``kappa``).
     """
     f = get_function(function, **options) if isinstance(function, str) else function
-    return Objective(f, name=f.name, domain=f.domain, minimum=f.minima[0] if f.minima else None,
+    return ReplayObjective(f, name=f.name, domain=f.domain, minimum=f.minima[0] if f.minima else None,
                      min_value=f.min_value, start=f.start,
                      meta={"kind": "function", "function": f.name, "options": f.options})
 
 
-def fit_objective(fit) -> Objective:
+def fit_objective(fit) -> ReplayObjective:
     """A fitted plane (a ``SurfaceFit``) as an objective, defined everywhere; its box is the grid's.
 
     Args:
@@ -139,12 +139,12 @@ def fit_objective(fit) -> Objective:
     if fit.ndim != 2:
         raise ConfigError("a replay moves two coordinates; this fit is of a line")
     box = ((float(fit.x.min()), float(fit.x.max())), (float(fit.y.min()), float(fit.y.max())))
-    return Objective(fit.function(), name=f"{fit.model} fit", domain=box, minimum=tuple(map(float, fit.minimum)),
+    return ReplayObjective(fit.function(), name=f"{fit.model} fit", domain=box, minimum=tuple(map(float, fit.minimum)),
                      min_value=fit.minimum_value, start=_default_start(box), value_name="fitted loss",
                      meta={"kind": "fit", "model": fit.model, "parameters": fit.parameters, "source": fit.meta})
 
 
-def grid_objective(surface) -> Objective:
+def grid_objective(surface) -> ReplayObjective:
     """The measured plane as an objective: its bicubic interpolating spline, strict to the grid's box.
 
     Args:
@@ -160,25 +160,25 @@ def grid_objective(surface) -> Objective:
     spline = _BicubicGrid(surface.x, surface.y, surface.loss)
     box = ((float(spline.x[0]), float(spline.x[-1])), (float(spline.y[0]), float(spline.y[-1])))
     i = np.unravel_index(np.argmin(spline.z), spline.z.shape)  # (iy, ix)
-    return Objective(spline, name="grid (bicubic spline)", domain=box, strict=True,
+    return ReplayObjective(spline, name="grid (bicubic spline)", domain=box, strict=True,
                      minimum=(float(spline.x[i[1]]), float(spline.y[i[0]])), min_value=float(spline.z[i]),
                      start=_default_start(box), meta={"kind": "grid", "source": dict(surface.meta or {})})
 
 
-def as_objective(thing) -> Objective:
-    """An ``Objective`` from an objective, a test function (or its name), a ``SurfaceFit``, a surface
+def as_objective(thing) -> ReplayObjective:
+    """A ``ReplayObjective`` from an objective, a test function (or its name), a ``SurfaceFit``, a surface
     (``x``, ``y``, ``loss``: its grid), or a callable ``(K, 2) -> (K,)``.
 
     Args:
-        thing: an ``Objective``, a test function or its name, a ``SurfaceFit``, a surface, or a callable ``(K, 2) ->
-            (K,)``.
+        thing: a ``ReplayObjective``, a test function or its name, a ``SurfaceFit``, a surface, or a callable
+            ``(K, 2) -> (K,)``.
 
     Raises:
         ConfigError: none of these.
     """
     from losslens.landscape.fit import SurfaceFit
 
-    if isinstance(thing, Objective):
+    if isinstance(thing, ReplayObjective):
         return thing
     if isinstance(thing, (str, AnalyticFunction)):
         return function_objective(thing)
@@ -187,12 +187,12 @@ def as_objective(thing) -> Objective:
     if all(hasattr(thing, a) for a in ("x", "y", "loss")):
         return grid_objective(thing)
     if callable(thing):
-        return Objective(thing, name=getattr(thing, "__name__", type(thing).__name__), meta={"kind": "callable"})
-    raise ConfigError(f"cannot replay on a {type(thing).__name__}: give an Objective, a test function name, "
+        return ReplayObjective(thing, name=getattr(thing, "__name__", type(thing).__name__), meta={"kind": "callable"})
+    raise ConfigError(f"cannot replay on a {type(thing).__name__}: give a ReplayObjective, a test function name, "
                       "a SurfaceFit, a surface or a callable (K, 2) -> (K,)")
 
 
-class PlaneLoss(Objective):
+class PlaneLoss(ReplayObjective):
     """The model's loss restricted to a plane of weight space, :math:`f(x, y) = L(w_0 + x d_1 + y d_2)`.
 
     With :math:`D = (d_1; d_2)` the ``(2, P)`` directions, the chain rule gives

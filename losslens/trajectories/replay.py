@@ -4,7 +4,7 @@ Each optimizer moves its own 2-parameter tensor :math:`p = (x, y)`, by any ``tor
 preset or a ``pytorch-optimizer`` class (``losslens.core.optimizers``: ``sgd``, ``momentum``,
 ``nesterov``, ``book-momentum``, ``adam``, ``lion``, ``sophiah``, ...). At every step the points of all
 the optimizers still running go to the objective together, as one ``(K, 2)`` tensor
-(``Objective.value_and_grad``); each optimizer then takes its gradient and steps:
+(``ReplayObjective.value_and_grad``); each optimizer then takes its gradient and steps:
 
 .. math::  g \\leftarrow \\nabla f(p) + \\sigma \\xi_t,\\quad
            g \\leftarrow g \\min(1, c / \\lVert g \\rVert),\\quad p \\leftarrow \\mathrm{step}(p, g, \\eta_t)
@@ -54,7 +54,7 @@ from losslens.core import check_seed
 from losslens.core.optimizers import make_optimizer
 from losslens.errors import ConfigError
 from losslens.results import ResultDisplay, to_dataframe
-from losslens.trajectories.objectives import Objective, as_objective
+from losslens.trajectories.objectives import ReplayObjective, as_objective
 
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step")
 NEEDS_HESSIAN: tuple[str, ...] = ("SophiaH", "AdaHessian")  # classes that call autograd.grad on p.grad
@@ -271,7 +271,7 @@ def replay(
     """Run each optimizer for ``steps`` updates from ``start`` on ``objective``.
 
     Args:
-        objective: an ``Objective``, a test function's name, a ``SurfaceFit``, a surface (its grid
+        objective: a ``ReplayObjective``, a test function's name, a ``SurfaceFit``, a surface (its grid
             interpolant) or a callable ``(K, 2) -> (K,)`` (see ``objectives.as_objective``).
         optimizers: names or ``OptimizerSpec``; one name given twice gets its rate in its label
             (``sgd lr=0.1``), or give specs their own labels.
@@ -380,7 +380,7 @@ def replay(
 # -- steps ---------------------------------------------------------------------------------------
 
 
-def _checked(obj: Objective, out, K: int):
+def _checked(obj: ReplayObjective, out, K: int):
     """The objective's ``(loss (K,), grad (K, 2), hessian (K, 2, 2) or None)``, float64 on the CPU, detached.
 
     Raises:
@@ -431,7 +431,7 @@ def _scheduler(opt, schedule: str, steps: int, warmup: int, step_size: int | Non
     return ls.SequentialLR(opt, [warm, main()], milestones=[warmup])
 
 
-def _top_curvature(obj: Objective, point) -> float | None:
+def _top_curvature(obj: ReplayObjective, point) -> float | None:
     """The largest eigenvalue of the objective's Hessian at ``point``, when it has Hessians."""
     if not obj.has_hessian:
         return None
@@ -517,7 +517,7 @@ def _check_options(steps, schedule, warmup, step_size, gamma, clip, noise, tol, 
         raise ConfigError(f"lambda_max must be a finite number or None, got {lambda_max!r}")
 
 
-def _start(obj: Objective, start) -> tuple[float, float]:
+def _start(obj: ReplayObjective, start) -> tuple[float, float]:
     start = obj.start if start is None else start
     if start is None:
         raise ConfigError(f"objective {obj.name!r} has no default start point: give start=(x, y)")
@@ -532,7 +532,7 @@ def _start(obj: Objective, start) -> tuple[float, float]:
     return point
 
 
-def _background(obj: Objective, paths, status) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _background(obj: ReplayObjective, paths, status) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The objective sampled on a box around its domain and the paths that did not diverge (a path that ran
     far away widens the box up to three times the domain's extent; a strict objective's box is its domain)."""
     kept = [p[:, 1:3] for p, s in zip(paths, status) if s != "diverged"]

@@ -7,7 +7,7 @@ import pytest
 
 from losslens.cli import _common
 from losslens.cli.main import main
-from losslens.trajectories.comparison import OptimizerComparison
+from losslens.trajectories.optimizer_comparison import OptimizerComparison
 from losslens.trajectories.embeddings import Embedding
 from losslens.trajectories.paths import TrajectoryPaths
 

@@ -172,7 +172,7 @@ def test_wasserstein_against_a_hand_computed_matching():
 
 
 def test_analyses_of_any_surface_object_refuse_repeated_coordinates():
-    from losslens.landscape.multiscale import multiscale
+    from losslens.landscape.wavelets import multiscale
 
     x = X.copy()
     x[3] = x[4]

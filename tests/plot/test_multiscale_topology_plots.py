@@ -8,9 +8,9 @@ import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
-from losslens.landscape.multiscale import multiscale
+from losslens.landscape.wavelets import multiscale
 from losslens.landscape.topology import topology
-from losslens.plot.multiscale import plot_coefficients, plot_energy
+from losslens.plot.wavelets import plot_coefficients, plot_energy
 from losslens.plot.topology import plot_barcode, plot_basins, plot_diagrams
 
 X = np.linspace(0.0, 4.0, 41)  # nx = 41

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from losslens.landscape.fit import fit_surface
 from losslens.plot.fit import plot_fit, plot_residuals
 from losslens.plot.interactive import write_html
-from losslens.plot.replay import animate_paths, legend_entries, plot_convergence, plot_paths
+from losslens.plot.replay import animate_paths, legend_entries, plot_convergence, plot_replay_paths
 from losslens.trajectories.replay import OptimizerSpec, replay
 
 X = np.linspace(-2.0, 2.5, 23)
@@ -26,7 +26,7 @@ def four():
 
 
 def test_paths_draw_every_optimizer_with_its_label(four):
-    fig = plot_paths(four)
+    fig = plot_replay_paths(four)
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -42,7 +42,7 @@ def test_paths_draw_every_optimizer_with_its_label(four):
 def test_more_optimizers_than_colours_still_all_show():
     names = ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "nadam", "radam", "adamax", "asgd"]
     r = replay("quadratic", names, lr=0.01, steps=3)
-    assert len(plot_paths(r).axes[0].get_legend().get_texts()) == len(names) + 2  # and start, minimum
+    assert len(plot_replay_paths(r).axes[0].get_legend().get_texts()) == len(names) + 2  # and start, minimum
     assert len(plot_convergence(r).axes[0].get_legend().get_texts()) == len(names)
 
 
@@ -60,7 +60,7 @@ def test_diverged_path_does_not_break_the_pictures():
     fig = plot_convergence(r)
     fig.canvas.draw()  # renders: no overflow from the diverged losses
     assert "wild (lr 1000), diverged at step" in fig.axes[0].get_legend().get_texts()[0].get_text()
-    plot_paths(r).canvas.draw()
+    plot_replay_paths(r).canvas.draw()
 
 
 def test_animation_has_a_frame_per_step_and_a_play_button(four, tmp_path):
@@ -105,7 +105,7 @@ def test_replay_axes_are_named_after_the_plane_and_the_page_has_a_loss_scale():
     data = 3.0 - 2.0 * np.exp(-((Xg - 0.3) ** 2 / 1.2 + (Yg - 0.2) ** 2 / 0.8)) + 1e-3 * g.normal(size=Xg.shape)
     surface = SimpleNamespace(x=X, y=Y, loss=data, meta={"directions_kind": "hessian"})
     r = replay(fit_surface(surface, "gaussian"), ["sgd", "adam"], lr=0.05, steps=10)
-    ax = plot_paths(r).axes[0]
+    ax = plot_replay_paths(r).axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("direction 1 (α, hessian)", "direction 2 (β, hessian)")
     page = animate_paths(r)
     assert (page.layout.xaxis.title.text, page.layout.yaxis.title.text) == (ax.get_xlabel(), ax.get_ylabel())
@@ -113,12 +113,12 @@ def test_replay_axes_are_named_after_the_plane_and_the_page_has_a_loss_scale():
     assert len(scales) == 1 and scales[0].marker.colorbar.title.text == "fitted loss"  # a fit's values
     lo, hi = scales[0].marker.cmin, scales[0].marker.cmax
     assert lo == pytest.approx(data.min(), abs=0.2) and hi == pytest.approx(data.max(), abs=0.2)
-    function = plot_paths(replay("rosenbrock", ["adam"], lr=0.01, steps=3)).axes[0]
+    function = plot_replay_paths(replay("rosenbrock", ["adam"], lr=0.01, steps=3)).axes[0]
     assert (function.get_xlabel(), function.get_ylabel()) == ("x", "y")  # a test function's own variables
 
 
 def test_the_minimum_is_drawn_large_and_on_top(four):
-    ax = plot_paths(four).axes[0]
+    ax = plot_replay_paths(four).axes[0]
     star = next(line for line in ax.lines if line.get_label() == "minimum")
     assert star.get_markersize() >= 16 and star.get_markeredgecolor() == "black"
     assert star.get_zorder() > max(line.get_zorder() for line in ax.lines if line is not star)

@@ -10,7 +10,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from losslens.plot.trajectories import (
-    plot_dynamics, plot_embedding, plot_embeddings, plot_path_losses, plot_paths, plotly_embedding, plotly_paths,
+    plot_dynamics, plot_embedding, plot_embeddings, plot_path_losses, plot_trajectory_paths, plotly_embedding,
+    plotly_paths,
 )
 from losslens.trajectories.dynamics import DYNAMICS_COLUMNS, Dynamics
 from losslens.trajectories.embeddings import Embedding
@@ -41,7 +42,7 @@ def surface():
 
 
 def test_paths_over_the_contour_keep_the_surface_orientation(paths, surface):
-    fig = plot_paths(paths, surface, levels=[-3, -1, 1, 3])
+    fig = plot_trajectory_paths(paths, surface, levels=[-3, -1, 1, 3])
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
     filled = ax.collections[0]
@@ -54,8 +55,8 @@ def test_paths_over_the_contour_keep_the_surface_orientation(paths, surface):
     open_points = np.concatenate([line.get_xdata() for line in ax.lines if line.get_gid() == "untrusted"])
     np.testing.assert_array_equal(np.sort(open_points), np.sort(paths.coords[~paths.trusted, 0]))
     with pytest.raises(ValueError, match=r"\(ny, nx\) = \(4, 7\).*found \(7, 4\)"):
-        plot_paths(paths, SimpleNamespace(x=surface.x, y=surface.y, loss=surface.loss.T, meta={}))
-    assert isinstance(plot_paths(paths), Figure)  # without a surface
+        plot_trajectory_paths(paths, SimpleNamespace(x=surface.x, y=surface.y, loss=surface.loss.T, meta={}))
+    assert isinstance(plot_trajectory_paths(paths), Figure)  # without a surface
 
 
 def test_path_losses_and_plotly_paths(paths, surface):
@@ -111,7 +112,7 @@ def test_paths_legend_is_outside_the_plot_and_the_colour_bar_and_every_run_looks
                            np.vstack([paths.coords[:4]] * 2), np.concatenate([paths.residual[:4]] * 2),
                            np.concatenate([paths.distance[:4]] * 2), np.ones(8), np.arange(8.0), np.ones(8), np.ones(8),
                            meta=paths.meta)
-    fig = plot_paths(same, surface)
+    fig = plot_trajectory_paths(same, surface)
     FigureCanvasAgg(fig).draw()
     ax, bar = fig.axes[0], fig.axes[1]
     legend = _bbox(ax.get_legend(), fig)
@@ -123,8 +124,8 @@ def test_paths_legend_is_outside_the_plot_and_the_colour_bar_and_every_run_looks
     assert bar.get_ylabel() == "loss on the plane"
 
 
-@pytest.mark.parametrize("name", ["plot_paths", "plot_path_losses", "plot_dynamics", "plot_embedding", "plotly_paths",
-                                  "plotly_embedding"])
+@pytest.mark.parametrize("name", ["plot_trajectory_paths", "plot_path_losses", "plot_dynamics", "plot_embedding",
+                                  "plotly_paths", "plotly_embedding"])
 def test_trajectory_plots_name_what_they_draw(name):
     import losslens.plot
 

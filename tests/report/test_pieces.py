@@ -78,7 +78,7 @@ def test_differences_name_the_dotted_keys():
 
 def test_capture_records_warnings_once_each_and_shows_none(recwarn):
     log = _store.Log()
-    with _store.capture(log):
+    with _store.WarningCapture(log):
         for _ in range(2):
             warnings.warn("losslens: the same   thing\ntwice")
         warnings.warn("another", RuntimeWarning)

@@ -1,4 +1,4 @@
-"""Run by tests/trajectories/test_comparison.py, under torchrun (2 ranks) or alone: one small comparison.
+"""Run by tests/trajectories/test_optimizer_comparison.py, under torchrun (2 ranks) or alone: one small comparison.
 
 Usage: python [-m torch.distributed.run --nproc_per_node=2 --standalone] _compare_worker.py OUT_DIR
 """
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from losslens._distributed import init_distributed_from_env
-from losslens.trajectories.comparison import compare_optimizers
+from losslens.trajectories.optimizer_comparison import compare_optimizers
 
 OPTIMIZERS = ("sgd", "adam", "momentum")
 

@@ -9,7 +9,9 @@ import torch
 
 from losslens.errors import ConfigError
 from losslens.landscape.fit import fit_surface
-from losslens.trajectories.objectives import Objective, as_objective, fit_objective, function_objective, grid_objective
+from losslens.trajectories.objectives import (
+    ReplayObjective, as_objective, fit_objective, function_objective, grid_objective,
+)
 
 X = np.linspace(-1.0, 2.0, 13)  # non-square, asymmetric
 Y = np.linspace(-0.5, 1.5, 9)
@@ -44,7 +46,7 @@ def test_autograd_values_gradients_and_hessians_are_batched():
 
 
 def test_hessian_of_a_linear_function_is_zero():
-    obj = Objective(lambda p: 2 * p[:, 0] - p[:, 1])
+    obj = ReplayObjective(lambda p: 2 * p[:, 0] - p[:, 1])
     _, grad, H = obj.value_grad_hessian(torch.zeros(2, 2, dtype=torch.float64))
     assert grad.tolist() == [[2.0, -1.0]] * 2 and torch.count_nonzero(H) == 0
 
@@ -117,7 +119,7 @@ def test_as_objective_dispatch():
 
 
 def test_an_objective_without_autograd_has_no_hessian():
-    class External(Objective):
+    class External(ReplayObjective):
         def value_and_grad(self, points):
             return (points**2).sum(dim=1), 2 * points
 

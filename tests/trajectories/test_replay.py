@@ -11,7 +11,7 @@ import torch
 
 from losslens.errors import ConfigError
 from losslens.landscape.fit import model_function
-from losslens.trajectories.objectives import Objective, grid_objective
+from losslens.trajectories.objectives import ReplayObjective, grid_objective
 from losslens.trajectories.replay import PATH_COLUMNS, SUMMARY_COLUMNS, OptimizerSpec, Replay, replay
 
 # The book chapter's published Gaussian fit. Its offset is not published; the offset does not change
@@ -21,7 +21,7 @@ BOOK = {"A": 29.27164346, "x0": -0.0488573, "y0": -0.06687705, "s1": 0.7469189, 
 
 def book_objective():
     f = model_function("gaussian", {"offset": BOOK["A"], **BOOK})
-    return Objective(f, name="book fit", domain=((-2.0, 2.0), (-2.0, 2.0)), minimum=(BOOK["x0"], BOOK["y0"]),
+    return ReplayObjective(f, name="book fit", domain=((-2.0, 2.0), (-2.0, 2.0)), minimum=(BOOK["x0"], BOOK["y0"]),
                      min_value=0.0)
 
 
@@ -117,7 +117,7 @@ def test_summary_figures_by_hand():
 
 
 def test_steps_to_tol_uses_the_lowest_loss_reached_when_the_minimum_is_unknown():
-    obj = Objective(lambda p: (p**2).sum(dim=1) + 5.0, name="bowl")  # minimum value not given
+    obj = ReplayObjective(lambda p: (p**2).sum(dim=1) + 5.0, name="bowl")  # minimum value not given
     r = replay(obj, [OptimizerSpec("sgd", 0.25, label="a"), OptimizerSpec("sgd", 0.1, label="b")], start=(1.0, 0.0),
                steps=5, tol=1e-9)
     assert r.target == pytest.approx(5.0 + 0.5 ** (2 * 5))  # a halves x each step: the lowest loss reached
@@ -150,7 +150,7 @@ def test_clipping_caps_the_step():
 
 
 def test_noise_is_the_seeded_draw_shared_by_all_optimizers_and_reproducible():
-    flat = Objective(lambda p: 0.0 * p.sum(dim=1), name="flat")
+    flat = ReplayObjective(lambda p: 0.0 * p.sum(dim=1), name="flat")
     r = replay(flat, [OptimizerSpec("sgd", 0.1, label="a"), OptimizerSpec("sgd", 0.1, label="b")], start=(0.0, 0.0),
                steps=5, noise=0.3, seed=7)
     gen = torch.Generator().manual_seed(7)
@@ -199,7 +199,7 @@ def test_replay_on_the_grid_records_the_surface_value_at_a_grid_point():
     assert r.meta["objective"]["kind"] == "grid"
 
 
-class Counting(Objective):
+class Counting(ReplayObjective):
     """Counts calls and the points of each call."""
 
     def __init__(self, fn, **kw):
@@ -242,7 +242,7 @@ def test_sophiah_gets_exact_hessian_vector_products():
                                        rtol=1e-12)
     assert r.status == ("completed",) * 3 and np.array_equal(r.paths[0], r.paths[1])
 
-    class External(Objective):
+    class External(ReplayObjective):
         def value_and_grad(self, points):
             return f(points), points * torch.tensor([1.0, 10.0], dtype=torch.float64)
 
@@ -272,7 +272,7 @@ def test_options_are_validated_up_front():
     with pytest.raises(ConfigError, match="noise"):
         replay("quadratic", ["sgd"], noise=-1)
     with pytest.raises(ConfigError, match="start"):
-        replay(Objective(lambda p: p.sum(dim=1)), ["sgd"])
+        replay(ReplayObjective(lambda p: p.sum(dim=1)), ["sgd"])
     with pytest.raises(ConfigError, match="does not take the options"):
         replay("quadratic", ["sgd"], options={"sgd": {"betas": [0.9, 0.99]}})
     with pytest.raises(ConfigError, match="'sparseadam' \\(SparseAdam\\) failed at step 0: .*dense gradients"):
@@ -334,7 +334,7 @@ def test_background_covers_the_domain_and_the_paths_and_has_the_plane_layout():
 
 
 def test_an_external_objective_in_float32_is_read_as_float64_and_shapes_are_checked():
-    class Float32(Objective):  # as an evaluator working in float32 would answer
+    class Float32(ReplayObjective):  # as an evaluator working in float32 would answer
         def value_and_grad(self, points):
             p = points.float()
             return (p**2).sum(dim=1) / 2, p
@@ -342,7 +342,7 @@ def test_an_external_objective_in_float32_is_read_as_float64_and_shapes_are_chec
     r = replay(Float32(name="f32", start=(1.0, -1.0)), ["sgd"], lr=0.5, steps=3)
     assert r.path("sgd")["x"].tolist() == [1.0, 0.5, 0.25, 0.125]
 
-    class Wrong(Objective):
+    class Wrong(ReplayObjective):
         def value_and_grad(self, points):
             return points.sum(dim=1), points.sum(dim=1)
 

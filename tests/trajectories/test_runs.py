@@ -13,7 +13,7 @@ import pytest
 from losslens.core.data import load_dataset, subset
 from losslens.core.train import TrainRun, train
 from losslens.errors import ConfigError
-from losslens.trajectories.comparison import compare_runs
+from losslens.trajectories.optimizer_comparison import compare_runs
 from losslens.trajectories.dynamics import dynamics_of_run
 from losslens.trajectories.series import CheckpointSeries, model_of_run, run_evaluator
 

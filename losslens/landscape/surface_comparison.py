@@ -25,7 +25,7 @@ import numpy as np
 
 from losslens import _io
 from losslens.landscape._grid_values import grid_values, source_meta
-from losslens.landscape.multiscale import multiscale
+from losslens.landscape.wavelets import multiscale
 from losslens.landscape.surface import Surface
 from losslens.landscape.topology import bottleneck, essential_count_difference, topology, wasserstein
 from losslens.results import ResultDisplay, to_dataframe

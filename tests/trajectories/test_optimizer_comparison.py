@@ -1,4 +1,4 @@
-"""Tests of losslens/trajectories/comparison.py: the table by hand, reuse of runs, errors, torchrun."""
+"""Tests of losslens/trajectories/optimizer_comparison.py: the table by hand, reuse of runs, errors, torchrun."""
 
 import importlib
 import json
@@ -14,7 +14,9 @@ import torch
 from losslens.core.data import load_dataset, subset
 from losslens.core.train import train
 from losslens.errors import ConfigError
-from losslens.trajectories.comparison import COMPARISON_COLUMNS, OptimizerComparison, compare_runs, train_optimizers
+from losslens.trajectories.optimizer_comparison import (
+    COMPARISON_COLUMNS, OptimizerComparison, compare_runs, train_optimizers,
+)
 from losslens.trajectories.series import CheckpointSeries
 
 WORKER = Path(__file__).with_name("_compare_worker.py")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import pywt
 
-from losslens.landscape.multiscale import Multiscale, default_level, multiscale
+from losslens.landscape.wavelets import Multiscale, default_level, multiscale
 
 X61 = np.linspace(-1.0, 2.0, 81)  # nx = 81, ny = 61: non-square, asymmetric ranges
 Y61 = np.linspace(-0.5, 0.5, 61)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from losslens.errors import LosslensError
-from losslens.landscape.compare import SurfaceComparison, compare_surfaces, sharpness_of
+from losslens.landscape.surface_comparison import SurfaceComparison, compare_surfaces, sharpness_of
 from losslens.landscape.surface import Surface
-from losslens.landscape.multiscale import multiscale
+from losslens.landscape.wavelets import multiscale
 from losslens.landscape.topology import bottleneck, topology
 
 X = np.linspace(-1.0, 1.0, 33)  # nx = 33

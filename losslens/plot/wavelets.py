@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from losslens.landscape.multiscale import Multiscale
+from losslens.landscape.wavelets import Multiscale
 from losslens.plot._base import new_axes, new_figure
 from losslens.plot.surfaces import log_axis
 
