@@ -29,6 +29,7 @@ from losslens.errors import LosslensError
 
 PAYLOAD = "payload_i15"
 CLI = ["--subset", "32", "--device", "cpu", "--threads", "1", "--no-progress"]
+REPORT = ["--sections", "interpolation", "--interpolation-steps", "3"]
 # The fields of a checkpoint's metadata (``CheckpointMeta``) and of run.json (``TrainRun``) that name code.
 # model, data and loss name what an entry builds: a payload there is refused. model_class and optimizer are
 # only recorded (an optimizer's name picks a stability limit from a table): a payload there is ignored.
@@ -88,7 +89,7 @@ def poison_checkpoint(path, field):
 
 
 def poison_run(run, field):
-    """Name the payload in ``field`` of ``run.json`` and, where the checkpoints' metadata has it, of every checkpoint."""
+    """Name the payload in ``field`` of ``run.json`` and, where their metadata has the field, of every checkpoint."""
     path = run / "run.json"
     info = json.loads(path.read_text())
     info.update(_payload_fields(field))
@@ -133,12 +134,13 @@ def _report(inputs, tmp):
 CHECKPOINT_ENTRIES = {
     "cli evaluate": lambda c, tmp: main(["evaluate", str(c), *CLI[:-1], "--split", "test"]),
     "cli surface": lambda c, tmp: _cli("surface", str(c), "--steps", "3", *CLI)(tmp),
-    "cli interpolate": lambda c, tmp: _cli("interpolate", str(tmp / "first.safetensors"), str(c), "--steps", "3", *CLI)(tmp),
+    "cli interpolate": lambda c, tmp: _cli("interpolate", str(tmp / "first.safetensors"), str(c), "--steps", "3",
+                                           *CLI)(tmp),
     "cli hessian": lambda c, tmp: _cli("hessian", str(c), "--top-k", "1", "--trace-samples", "4", *CLI)(tmp),
     "cli curvature-map": lambda c, tmp: _cli("curvature-map", str(c), "--steps", "3", *CLI)(tmp),
     "cli replay --true-loss": lambda c, tmp: _cli("replay", "--true-loss", str(c), "--steps", "4", "--updates", "2",
                                                   *CLI)(tmp),
-    "cli report": lambda c, tmp: _cli("report", str(c), "--sections", "interpolation", "--interpolation-steps", "3", *CLI)(tmp),
+    "cli report": lambda c, tmp: _cli("report", str(c), *REPORT, *CLI)(tmp),
     "Evaluator.from_checkpoint": _evaluator,
     "build_report": lambda c, tmp: _report(str(c), tmp),
 }
@@ -166,7 +168,7 @@ RUN_ENTRIES = {
     "cli compare": lambda r, tmp: _cli("compare", str(r), str(shutil.copytree(r, tmp / "other")), "--steps", "3",
                                        *CLI)(tmp),
     "cli dynamics": lambda r, tmp: _cli("dynamics", str(r), "--no-sharpness", *CLI)(tmp),
-    "cli report": lambda r, tmp: _cli("report", str(r), "--sections", "interpolation", "--interpolation-steps", "3", *CLI)(tmp),
+    "cli report": lambda r, tmp: _cli("report", str(r), *REPORT, *CLI)(tmp),
     "build_report": lambda r, tmp: _report(str(r), tmp),
     **{name: _python(name) for name in ("CheckpointSeries.from_run", "CheckpointSeries.open", "model_of_run",
                                         "dynamics_of_run", "compare_runs")},
