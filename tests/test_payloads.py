@@ -148,7 +148,7 @@ CHECKPOINT_ENTRIES = {
 
 def _python(name):
     def call(run, tmp):
-        from losslens.trajectories.comparison import compare_runs
+        from losslens.trajectories.optimizer_comparison import compare_runs
         from losslens.trajectories.dynamics import dynamics_of_run
         from losslens.trajectories.series import CheckpointSeries, model_of_run, run_evaluator
 
