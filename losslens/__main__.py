@@ -2,7 +2,7 @@
 
 import sys
 
-from losslens.cli import main
+from losslens.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())
