@@ -13,6 +13,9 @@ READY = "print('ready', flush=True)"
 
 
 def start(script: str, *argv) -> subprocess.Popen:
+    """``script`` in a child whose SIGINT is the default one: a test run started in the background of a
+    non-interactive shell inherits SIGINT ignored, and losslens rightly keeps an ignored signal ignored."""
+    script = f"import signal\nsignal.signal(signal.SIGINT, signal.SIG_DFL)\n{script}"
     return subprocess.Popen([sys.executable, "-c", script, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -35,8 +38,7 @@ def test_the_watchdog_ends_a_native_call_that_never_returns(signum, status):
     """The main thread sits in one long C call that releases the GIL (libc's ``sleep`` through ctypes; the
     signals blocked in that thread, so the call is not cut short and Python's handler never runs there): the
     watchdog, woken through the wakeup descriptor, ends the process after its grace period with the signal's
-    status. (gudhi's hera, which losslens no longer calls, loops forever on diagrams of unequal counts; it is
-    not the vehicle here because once, on a loaded machine, the watchdog did not get to run beside it.)"""
+    status (as when gudhi's hera, which losslens no longer calls, looped forever on diagrams of unequal counts)."""
     script = ("import ctypes, signal\nfrom losslens.cli._signals import stop_on_signals\n"
               f"with stop_on_signals():\n    signal.pthread_sigmask(signal.SIG_BLOCK, {{{signum}}})\n    {READY}\n"
               "    ctypes.CDLL(None).sleep(1000)")
