@@ -337,7 +337,7 @@ def test_interpolation_names_both_checkpoints_and_ticks_accuracy_at_readable_val
 
 
 def test_readable_ticks():
-    from losslens.plot.surfaces import readable_ticks
+    from losslens.plot.levels import readable_ticks
 
     np.testing.assert_allclose(readable_ticks(0.08, 2.2, True), [0.1, 0.2, 0.5, 1, 2])
     np.testing.assert_allclose(readable_ticks(0.3, 0.9, True), [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
