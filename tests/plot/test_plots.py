@@ -197,8 +197,9 @@ def test_plots_and_registry_from_saved_files(tmp_path, plane, line, segment):
     np.testing.assert_array_equal(load_result(tmp_path / "plane.h5").loss, plane.loss)
     Directions(torch.ones(1, 3), "random").save(tmp_path / "dirs.h5")
     assert isinstance(load_result(tmp_path / "dirs.h5"), Directions)
-    with pytest.raises(ValueError, match="cannot draw a Directions"):
-        render(load_result(tmp_path / "dirs.h5"), tmp_path, "dirs")
+    assert [p.name for p in render(load_result(tmp_path / "dirs.h5"), tmp_path, "dirs")] == ["dirs_directions.png"]
+    with pytest.raises(ValueError, match="cannot draw a Figure: not a losslens result"):
+        render(plot_1d(line), tmp_path, "figure")
     with pytest.raises(LosslensError, match="no such file"):
         plot_contour(tmp_path / "missing.h5")
 
