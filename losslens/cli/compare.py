@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"wrote {comparison.to_csv(out / 'comparison.csv')}")
     print(f"wrote {comparison.save(out / 'comparison.h5')}")
     print(f"wrote {surface_path}")
-    write_paths(comparison.paths, surface, out, "comparison", log=args.log)
+    write_paths(comparison, surface, out, "comparison", log=args.log)
     return 0
 
 

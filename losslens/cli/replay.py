@@ -33,7 +33,7 @@ import math
 from pathlib import Path
 
 from losslens.cli._common import (
-    DEFAULT_SUBSET, add_landscape_args, checked_range, finite_float, int_at_least, save_figure,
+    DEFAULT_SUBSET, add_landscape_args, checked_range, finite_float, int_at_least, say_written,
 )
 from losslens.errors import ConfigError
 from losslens.landscape.fit import MODELS
@@ -107,8 +107,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from losslens.plot.interactive import write_html
-    from losslens.plot.replay import animate_paths, plot_convergence, plot_replay_paths
+    from losslens.plot.render import render
     from losslens.trajectories.replay import replay
 
     objective = _objective(args)
@@ -122,9 +121,7 @@ def run(args: argparse.Namespace) -> int:
     for table, name in (("paths", "paths.csv"), ("summary", "summary.csv")):
         print(f"wrote {result.to_csv(out / name, table)}")
     print(f"wrote {result.save(out / 'replay.h5')}")
-    save_figure(plot_replay_paths(result), out / "replay_paths.png")
-    save_figure(plot_convergence(result), out / "replay_convergence.png")
-    print(f"wrote {write_html(animate_paths(result), out / 'replay.html', title='losslens replay')}")
+    say_written(render(result, out, "replay"))
     return 0
 
 

@@ -139,7 +139,7 @@ def test_a_page_without_plotly_has_no_plotly_js_and_escapes_text(tmp_path):
 
 
 def test_eigenpair_checks_flag_large_residuals_and_undetermined_eigenvectors():
-    from losslens.report.sections import eigenpair_checks
+    from losslens.report.checks import eigenpair_checks
 
     assert eigenpair_checks([10.0, 7.0], [1e-6, 2e-6]) == []
     large = eigenpair_checks([10.0, 7.0], [0.02, 1e-6])  # 2e-3 of lambda_1, and sin(angle) <= 0.02 / 3
@@ -151,7 +151,7 @@ def test_eigenpair_checks_flag_large_residuals_and_undetermined_eigenvectors():
 
 
 def test_an_estimate_whose_error_exceeds_it_is_said_to_be_not_resolved():
-    from losslens.report.sections import estimate
+    from losslens.report.checks import estimate
 
     assert estimate(52.41, 0.23) == "52.41 ± 0.23"
     assert estimate(12.23, 16) == "not resolved: error larger than value (12.23 ± 16)"
