@@ -104,6 +104,9 @@ def plotly_distances(comparison, column: str = "bottleneck_h0"):
     """
     import plotly.graph_objects as go
 
+    from losslens.landscape.surface_comparison import SurfaceComparison
+
+    comparison = load_as(comparison, (SurfaceComparison,), "plotly_distances")
     names = list(comparison.names)
     D = np.zeros((len(names), len(names)))
     for d in comparison.distances:
