@@ -42,3 +42,22 @@ def test_names_select_figures_and_options_go_only_where_they_apply(one_of_each_k
         figures(one_of_each_kind["replay"], surface=surface)
     with pytest.raises(ValueError, match="cannot draw a dict: not a losslens result"):
         figures({})
+
+
+def test_the_commands_and_the_report_draw_only_through_the_registry():
+    """Above ``plot/``, a figure comes from ``plot/render.py``: no command or report module imports another
+    plot module (but ``write_vtp``, a file for ParaView, and the report's history figure's axis helper)."""
+    import ast
+    from pathlib import Path
+
+    import losslens
+
+    root = Path(losslens.__file__).parent
+    allowed = {"losslens.plot.render", "losslens.plot.export"}
+    for path in sorted([*root.glob("cli/*.py"), *root.glob("report/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("losslens.plot"):
+                drawing = node.module not in allowed and not (path.name == "figures.py" and node.names[0].name ==
+                                                              "readable_axis" and len(node.names) == 1)
+                assert not drawing, f"{path.relative_to(root)}:{node.lineno} draws past the registry ({node.module})"
+            assert not (isinstance(node, ast.Import) and any(a.name.startswith("losslens.plot") for a in node.names))
