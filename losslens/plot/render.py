@@ -46,7 +46,18 @@ PNG_DPI = 150
 
 
 def figures(result, *names: str, log: bool = False, surface=None, embeddings=()) -> dict[str, object]:
-    """The named figures of ``result`` (those ``names`` only, when given), drawn in the drawer's order.
+    """The named figures of ``result``, drawn in the drawer's order.
+
+    Args:
+        result: a result object of any kind (the module docstring lists its figures).
+        names: only these figures (default: all of them), e.g. ``".html"``, ``"_losses.png"``.
+        log: a logarithmic loss scale (surfaces, lines and paths only).
+        surface: the plane's ``Surface`` drawn under a trajectory's (or an optimizer comparison's) paths.
+        embeddings: a trajectory's ``Embedding`` objects, on its page and in ``_embeddings.png``.
+
+    Returns:
+        ``{name: figure}``: a matplotlib figure under a ``.png`` name, a plotly figure (or a list of them,
+        one page) under an ``.html`` name.
 
     Raises:
         ValueError: not a losslens result, a name its kind does not draw, or an option its kind does not
@@ -60,14 +71,19 @@ def figures(result, *names: str, log: bool = False, surface=None, embeddings=())
     return {name: make() for name, make in makers.items() if not names or name in names}
 
 
-def render(result, out: str | Path, stem: str, **options) -> list[Path]:
+def render(result, out: str | Path, stem: str, *, log: bool = False, surface=None, embeddings=()) -> list[Path]:
     """Write the figures of ``result`` into ``out`` (created if needed) as ``stem<name>``; returns the paths.
 
     Args:
         result: a result object of any kind (the module docstring lists its figures).
         out: the output directory.
         stem: the start of every file name.
-        options: ``log``, ``surface``, ``embeddings`` (see ``figures``).
+        log: a logarithmic loss scale (surfaces, lines and paths only).
+        surface: the plane's ``Surface`` drawn under a trajectory's (or an optimizer comparison's) paths.
+        embeddings: a trajectory's ``Embedding`` objects, on its page and in ``_embeddings.png``.
+
+    Raises:
+        ValueError: as ``figures``.
     """
     from losslens.plot.interactive import write_html
 
@@ -75,7 +91,7 @@ def render(result, out: str | Path, stem: str, **options) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     meta = getattr(result, "meta", None)
-    for name, figure in figures(result, **options).items():
+    for name, figure in figures(result, log=log, surface=surface, embeddings=embeddings).items():
         path = out / f"{stem}{name}"
         if name.endswith(".html"):
             write_html(figure, path, title=f"losslens {stem}", provenance=meta if isinstance(meta, dict) else None)

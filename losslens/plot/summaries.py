@@ -15,7 +15,14 @@ from losslens.plot._base import load_as, new_figure
 def plot_directions(directions):
     """The norm :math:`\\lVert d_i \\rVert` of each direction (bars) and the cosines
     :math:`\\langle d_i, d_j \\rangle / (\\lVert d_i \\rVert \\lVert d_j \\rVert)` between them (a matrix):
-    directions meant to be orthogonal show a diagonal of ones."""
+    directions meant to be orthogonal show zeros off the diagonal.
+
+    Args:
+        directions: a ``Directions`` (or the path of its file).
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+    """
     from losslens.landscape.directions import Directions
 
     d = load_as(directions, (Directions,), "plot_directions")
@@ -33,7 +40,14 @@ def plot_directions(directions):
 def plot_trace(trace):
     """A trace estimate: the running mean of its Hutchinson samples with :math:`\\pm` one standard error
     :math:`s_k / \\sqrt{k}` (shifted by the exact part of Hutch++, so that it ends at the estimate), or the
-    estimate with its error bar when the samples are not recorded."""
+    estimate with its error bar when the samples are not recorded.
+
+    Args:
+        trace: a ``TraceEstimate`` (or the path of its file).
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+    """
     from losslens.curvature.spectrum import TraceEstimate
 
     t = load_as(trace, (TraceEstimate,), "plot_trace")
@@ -59,7 +73,14 @@ def plot_trace(trace):
 
 def plot_stability(stability):
     """The topology's headline figures of each surface (one panel per figure, the mean dashed) and the
-    bottleneck distances between their :math:`H_0` diagrams."""
+    bottleneck distances between their :math:`H_0` diagrams.
+
+    Args:
+        stability: a ``TopologyStability`` (or the path of its file).
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+    """
     from losslens.landscape.topology import TopologyStability
 
     s = load_as(stability, (TopologyStability,), "plot_stability")
@@ -80,7 +101,14 @@ def plot_stability(stability):
 
 def plot_surface_metrics(comparison):
     """The table of a ``SurfaceComparison`` as bars: one panel per figure (range, basins, loops,
-    roughness, sharpness ...), one bar per surface; a figure none of them has is left out."""
+    roughness, sharpness ...), one bar per surface; a figure none of them has is left out.
+
+    Args:
+        comparison: a ``SurfaceComparison`` (or the path of its file).
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+    """
     from losslens.landscape.surface_comparison import TABLE_COLUMNS, SurfaceComparison
 
     c = load_as(comparison, (SurfaceComparison,), "plot_surface_metrics")
@@ -98,6 +126,10 @@ def plot_surface_metrics(comparison):
 
 def plotly_distances(comparison, column: str = "bottleneck_h0"):
     """The symmetric matrix of one distance of a ``SurfaceComparison`` between its surfaces, as a heatmap.
+
+    Args:
+        comparison: a ``SurfaceComparison`` (or the path of its file).
+        column: the distance drawn, one of its ``DISTANCE_COLUMNS`` (default: the H0 bottleneck distance).
 
     Returns:
         A ``plotly.graph_objects.Figure``.
@@ -123,7 +155,14 @@ def plotly_distances(comparison, column: str = "bottleneck_h0"):
 
 def plot_explained_variance(pca):
     """The share of the checkpoints' variance on each principal component (bars) and its running sum
-    (line): how much of the trajectory a plane of the first two components shows."""
+    (line): how much of the trajectory a plane of the first two components shows.
+
+    Args:
+        pca: a ``TrajectoryPCA`` (or the path of its file).
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+    """
     from losslens.trajectories.pca import TrajectoryPCA
 
     p = load_as(pca, (TrajectoryPCA,), "plot_explained_variance")
@@ -140,7 +179,14 @@ def plot_explained_variance(pca):
 
 
 def plot_final_losses(comparison):
-    """The final train and test loss of each optimizer of an ``OptimizerComparison`` (grouped bars)."""
+    """The final train and test loss of each optimizer of an ``OptimizerComparison`` (grouped bars).
+
+    Args:
+        comparison: an ``OptimizerComparison`` (or the path of its file).
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+    """
     from losslens.trajectories.optimizer_comparison import OptimizerComparison
 
     c = load_as(comparison, (OptimizerComparison,), "plot_final_losses")
