@@ -3,9 +3,9 @@
 Writes to ``--out``: ``paths.csv`` (one row per checkpoint: ``run, step, epoch, pc1, pc2, residual,
 rel_residual, true_loss, plane_loss, checkpoint``), ``trajectory.h5`` (the paths), ``trajectory_pca.h5``,
 ``trajectory_surface.h5`` (the loss over the plane), ``embedding_pca.h5``, ``embedding_tsne.h5`` (and
-``embedding_phate.h5`` with ``--phate``), ``embeddings.csv``, ``trajectory.png``,
-``trajectory_embeddings.png``, ``trajectory.html``, and per run ``projection_RUN.h5``, a projection
-file of the older loss-landscape tool (``plot_2D.plot_contour_trajectory``).
+``embedding_phate.h5`` with ``--phate``), ``embeddings.csv``, ``trajectory.png``, ``trajectory_losses.png``,
+``trajectory_embeddings.png``, ``trajectory.html`` (the figures of ``losslens.plot.render``), and per run
+``projection_RUN.h5``, a projection file of the older loss-landscape tool (``plot_2D.plot_contour_trajectory``).
 """
 
 from __future__ import annotations
