@@ -198,7 +198,7 @@ def test_plots_and_registry_from_saved_files(tmp_path, plane, line, segment):
     Directions(torch.ones(1, 3), "random").save(tmp_path / "dirs.h5")
     assert isinstance(load_result(tmp_path / "dirs.h5"), Directions)
     assert [p.name for p in render(load_result(tmp_path / "dirs.h5"), tmp_path, "dirs")] == ["dirs_directions.png"]
-    with pytest.raises(ValueError, match="cannot draw a Figure: not a losslens result"):
+    with pytest.raises(ValueError, match="cannot draw a LosslensFigure: not a losslens result"):
         render(plot_1d(line), tmp_path, "figure")
     with pytest.raises(LosslensError, match="no such file"):
         plot_contour(tmp_path / "missing.h5")
