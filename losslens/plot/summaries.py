@@ -209,5 +209,6 @@ def _matrix(fig, ax, values: np.ndarray, names: list[str], label: str, **limits)
     ax.set_xticks(range(len(names)), names, rotation=45)
     ax.set_yticks(range(len(names)), names)
     for (i, j), v in np.ndenumerate(values):
-        ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize="x-small", color="w")
+        ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize="small",
+                color="k" if image.norm(v) > 0.5 else "w")  # dark on the light end of viridis
     fig.colorbar(image, ax=ax, label=label)
