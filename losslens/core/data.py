@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from losslens._imports import is_import_string, resolve_import_string
-from losslens.core._checks import check_seed
+from losslens.checks import check_seed
 from losslens.errors import ConfigError
 
 DATASET_NAMES: tuple[str, ...] = ("digits", "synthetic-classification", "synthetic-regression")

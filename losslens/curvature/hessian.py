@@ -21,7 +21,7 @@ import torch
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
 from losslens._io import load, write_h5
-from losslens.core import check_seed
+from losslens.checks import check_seed
 from losslens.curvature import _pyhessian
 from losslens.curvature.operator import HessianOperator, as_operator
 from losslens.errors import LosslensError

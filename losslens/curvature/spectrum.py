@@ -46,7 +46,7 @@ from scipy.integrate import trapezoid
 from scipy.linalg import eigh_tridiagonal
 
 from losslens._io import load, write_h5
-from losslens.core import check_seed
+from losslens.checks import check_seed
 from losslens.curvature import _pyhessian
 from losslens.curvature.operator import HessianOperator, as_operator
 from losslens.results import ResultDisplay

@@ -35,7 +35,7 @@ import warnings
 import numpy as np
 import torch
 
-from losslens.core import check_seed
+from losslens.checks import check_seed
 from losslens.curvature.hessian import NotConverged, eigenpairs
 from losslens.curvature.operator import HessianOperator, NonFiniteHessian
 from losslens.landscape import grid_file as gf

@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from losslens import _io
-from losslens.core import check_seed
+from losslens.checks import check_seed
 from losslens.core.params import ParameterSpace
 from losslens.results import ResultDisplay, to_dataframe
 from losslens.trajectories.table import write_csv

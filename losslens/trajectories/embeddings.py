@@ -28,7 +28,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from losslens import _io
-from losslens.core import check_seed
+from losslens.checks import check_seed
 from losslens.errors import ConfigError
 from losslens.results import ResultDisplay
 from losslens.trajectories.table import write_csv

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from losslens import _io
-from losslens.core import check_seed
+from losslens.checks import check_seed
 from losslens.core.optimizers import make_optimizer
 from losslens.errors import ConfigError
 from losslens.results import ResultDisplay, to_dataframe
