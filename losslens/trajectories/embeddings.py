@@ -28,7 +28,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from losslens import _io
-from losslens.checks import check_seed
+from losslens.checks import check_choice, check_int, check_seed
 from losslens.errors import ConfigError
 from losslens.results import ResultDisplay
 from losslens.trajectories.table import write_csv
@@ -130,8 +130,8 @@ def embed(
             ``max_iter`` below 250, ``n_neighbors`` out of range. ConfigError: ``"phate"`` without
             the ``phate`` package.
     """
-    _check_choice("method", method, METHODS)
-    _check_choice("init", init, TSNE_INITS)
+    check_choice("method", method, METHODS)
+    check_choice("init", init, TSNE_INITS)
     seed = check_seed(seed, high=2**32)  # t-SNE's and PHATE's numpy RandomState
     pca = source if isinstance(source, TrajectoryPCA) else trajectory_pca(source, 2)
     T = len(pca.checkpoints)
@@ -199,11 +199,4 @@ def _neighbors(n_neighbors, T: int) -> int:
     top = -(-T // 2) - 1  # the largest k < T / 2
     if n_neighbors is None:
         return min(5, top)
-    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int) or not 1 <= n_neighbors <= top:
-        raise ValueError(f"n_neighbors must be an integer with 1 <= k < T / 2 = {T / 2:g}, got {n_neighbors!r}")
-    return n_neighbors
-
-
-def _check_choice(what: str, value, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(choices)}")
+    return check_int(f"n_neighbors (below T / 2 = {T / 2:g})", n_neighbors, minimum=1, maximum=top)
