@@ -85,7 +85,8 @@ def check_number(name: str, value, minimum: float | None = None, maximum: float 
     fits = (not math.isnan(number) and (math.isfinite(number) or not finite) and not (positive and number <= 0)
             and (minimum is None or number >= minimum) and (maximum is None or number <= maximum))
     if not fits:
-        kind = "a finite number" if finite else "a number"
+        bounded = minimum is not None and maximum is not None  # then finite goes without saying
+        kind = "a finite number" if finite and not bounded else "a number"
         raise refuse(name, kind + (" > 0" if positive else "") + _bounds(minimum, maximum) + (" or None" if none else ""),
                      value)
     return number

@@ -161,12 +161,11 @@ def _tsne(pca: TrajectoryPCA, distances: np.ndarray, perplexity, max_iter, init:
     if perplexity is None:
         perplexity = min(30.0, max(1.0, (T - 1) / 3))
     if not (isinstance(perplexity, (int, float)) and 0 < perplexity < T):
-        raise ValueError(
+        raise ConfigError(
             f"t-SNE perplexity {perplexity!r} must be positive and less than the number of checkpoints T={T} "
             f"(it is about the number of neighbours each point keeps); try at most {(T - 1) / 3:.3g}, (T - 1) / 3"
         )
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < MIN_TSNE_ITER:
-        raise ValueError(f"t-SNE max_iter must be an integer >= {MIN_TSNE_ITER}, got {max_iter!r}")
+    max_iter = check_int("max_iter", max_iter, minimum=MIN_TSNE_ITER)
     if init == "pca":
         scores = pca.scores[:, :2]
         start = scores / (np.std(scores[:, 0]) or 1.0) * 1e-4
