@@ -514,10 +514,9 @@ def _specs(optimizers, lr, options) -> list[OptimizerSpec]:
         rate = o.lr if o.lr is not None else (lr.get(o.name) if by_name else lr)
         if rate is None:
             raise ConfigError(f"no learning rate for {o.name!r}: give lr={{..., {o.name!r}: value}} or a number")
-        if not (isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate) and rate > 0):
-            raise ConfigError(f"the learning rate of {o.name!r} must be a positive number, got {rate!r}")
+        rate = check_number(f"the learning rate of {o.name!r}", rate, positive=True)
         opts = {**((options or {}).get(o.name) or {}), **(o.options or {})}
-        specs.append(OptimizerSpec(o.name, float(rate), opts, o.label))
+        specs.append(OptimizerSpec(o.name, rate, opts, o.label))
     counts = {n: names.count(n) for n in names}
     labels = [s.label or (s.name if counts[s.name] == 1 else f"{s.name} lr={s.lr:g}") for s in specs]
     labels = [lab if labels.count(lab) == 1 else f"{lab} #{i + 1}" for i, lab in enumerate(labels)]
