@@ -70,7 +70,7 @@ import torch
 from scipy.optimize import least_squares, minimize
 
 from losslens import _io
-from losslens.checks import check_choice, check_int
+from losslens.checks import check_choice, check_int, refuse
 from losslens.core import NONNEGATIVE_LOSSES
 from losslens.errors import ConfigError
 from losslens.landscape._grid_values import check_increasing
@@ -541,7 +541,7 @@ def _offset_value(offset, z: np.ndarray) -> float | None:
         return float(z.max())
     if isinstance(offset, (int, float)) and not isinstance(offset, bool) and math.isfinite(offset):
         return float(offset)
-    raise ConfigError(f"offset must be None (free), 'max' or a finite number, got {offset!r}")
+    raise refuse("offset", "None (free), 'max' or a finite number", offset)
 
 
 def _scales(x, y) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:

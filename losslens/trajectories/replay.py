@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from losslens import _io
-from losslens.checks import check_choice, check_int, check_number, check_seed
+from losslens.checks import check_choice, check_int, check_number, check_seed, refuse
 from losslens.core.optimizers import make_optimizer
 from losslens.errors import ConfigError
 from losslens.results import ResultDisplay, to_dataframe
@@ -545,9 +545,9 @@ def _start(obj: ReplayObjective, start) -> tuple[float, float]:
     try:
         point = tuple(float(v) for v in start)
     except (TypeError, ValueError):
-        raise ConfigError(f"start must be two numbers (x, y), got {start!r}") from None
+        raise refuse("start", "two finite numbers (x, y)", start) from None
     if len(point) != 2 or not all(map(math.isfinite, point)):
-        raise ConfigError(f"start must be two finite numbers (x, y), got {start!r}")
+        raise refuse("start", "two finite numbers (x, y)", start)
     if not bool(obj.inside(torch.tensor([point], dtype=torch.float64))[0]):
         raise ConfigError(f"start {point} lies outside the domain {obj.domain} of {obj.name!r}")
     return point
