@@ -86,9 +86,8 @@ def check_number(name: str, value, minimum: float | None = None, maximum: float 
             and (minimum is None or number >= minimum) and (maximum is None or number <= maximum))
     if not fits:
         bounded = minimum is not None and maximum is not None  # then finite goes without saying
-        kind = "a finite number" if finite and not bounded else "a number"
-        raise refuse(name, kind + (" > 0" if positive else "") + _bounds(minimum, maximum) + (" or None" if none else ""),
-                     value)
+        kind = ("a finite number" if finite and not bounded else "a number") + (" > 0" if positive else "")
+        raise refuse(name, kind + _bounds(minimum, maximum) + (" or None" if none else ""), value)
     return number
 
 

@@ -14,8 +14,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+# check_seed and integer are imported here for core/train.py and core/evaluator.py, which import them from
+# this module until they import losslens.checks themselves
+from losslens.checks import check_int, check_seed, integer  # noqa: F401
 from losslens.core.losses import IGNORE_INDEX, LossOverUnits, model_loss, read_output
-from losslens.checks import check_int, check_seed, integer  # noqa: F401 - core/train.py, core/evaluator.py still import these two from here
 from losslens.errors import ConfigError
 
 

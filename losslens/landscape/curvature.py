@@ -104,7 +104,8 @@ def curvature_map(evaluator, w0, directions, x, y, *, path=None, tol: float = 1e
         ConfigError: bad options.
         ValueError: bad coordinates or directions, or a file holding another map.
     """
-    maxiter, tol = check_int("maxiter", maxiter, minimum=1), check_number("tol", tol, minimum=0)
+    maxiter = check_int("maxiter", maxiter, minimum=1)
+    tol = check_number("tol", tol, minimum=0)
     ev = evaluator
     x, y = _coordinates(x, "x"), _coordinates(y, "y")
     dirs = _as_directions(directions, 2, ev.space.size)
