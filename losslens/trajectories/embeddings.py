@@ -126,9 +126,9 @@ def embed(
         The ``Embedding``.
 
     Raises:
-        ValueError: an unknown method or init, fewer than 3 checkpoints, a perplexity ``>= T``, a
-            ``max_iter`` below 250, ``n_neighbors`` out of range. ConfigError: ``"phate"`` without
-            the ``phate`` package.
+        ConfigError: an unknown method or init, a perplexity ``>= T``, a ``max_iter`` below 250,
+            ``n_neighbors`` out of range, ``"phate"`` without the ``phate`` package.
+        ValueError: fewer than 3 checkpoints.
     """
     check_choice("method", method, METHODS)
     check_choice("init", init, TSNE_INITS)
