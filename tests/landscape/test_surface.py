@@ -439,7 +439,7 @@ def test_bad_inputs_raise_clear_errors(quadratic):
         surface_2d(ev, ev.w0, dirs, X_COORDS, [0.0, np.nan], progress=False)
     with pytest.raises(ValueError, match="strictly increasing"):
         surface_2d(ev, ev.w0, dirs, X_COORDS[::-1], Y_COORDS, progress=False)
-    with pytest.raises(ValueError, match="chunk must be a positive"):
+    with pytest.raises(ValueError, match=r"chunk must be an integer >= 1 or None \(got 0\)"):
         surface_2d(ev, ev.w0, dirs, X_COORDS, Y_COORDS, chunk=0, progress=False)
     with pytest.raises(ValueError, match=r"meta keys \['loss'\]"):
         surface_2d(ev, ev.w0, dirs, X_COORDS, Y_COORDS, progress=False, meta={"loss": "mine"})
