@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from losslens.core import reuse
 from losslens.errors import ConfigError
 from losslens.report import _store
 from losslens.report.analyses import Analyses, StepFailed, Subject
@@ -218,17 +219,17 @@ def _planes(analyses: list[Analyses], several: bool) -> list[tuple[str, object]]
 
 
 def _compare(planes, out: Path, say) -> tuple:
-    """``(SurfaceComparison or None, log, failure or None)`` of the planes, in ``OUT/compare_surfaces.h5``."""
+    """``(SurfaceComparison or None, log, failure or None)`` of the planes, in ``OUT/compare_surfaces.h5``
+    (the planes named by their fingerprints and the sharpness at their centres, which their metadata holds)."""
     from losslens.landscape.surface_comparison import SurfaceComparison, compare_surfaces, sharpness_of
 
     log = _store.Log()
-    request = {"analysis": "compare_surfaces", "surfaces": [[n, _store.surface_hash(s), sharpness_of(s.meta)]
-                                                            for n, s in planes]}
+    call = reuse.Call(compare_surfaces, [s for _, s in planes], names=[n for n, _ in planes]).naming(
+        surfaces=[{"surface": reuse.fingerprint_of(s), "sharpness": sharpness_of(s.meta)} for _, s in planes])
     path = out / "compare_surfaces.h5"
     try:
         with _store.WarningCapture(log):
-            result = _store.result(path, SurfaceComparison, request, lambda: compare_surfaces(
-                [s for _, s in planes], names=[n for n, _ in planes]), log, say)
+            result = _store.result(path, SurfaceComparison, call, log, say)
     except Exception as err:  # noqa: BLE001 - shown in the section, as any analysis's failure
         import traceback
 
