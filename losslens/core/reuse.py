@@ -4,6 +4,7 @@ A *request* names a computation: the analysis function and its arguments, bound 
 (``inspect.signature(function).bind``, defaults applied), each input replaced by its fingerprint:
 
 - plain values (``None``, numbers, strings) as they are; lists, tuples and dicts element by element;
+  a path by its name (a caller names the content of a file or a directory it reads: ``Call.naming``);
 - tensors and arrays by a content hash of their dtypes, shapes and bytes;
 - an object with a ``fingerprint()`` method by what it returns (an ``Evaluator``: its ``identity()`` and
   the hash of its weights; a ``HessianOperator``: its evaluator's and its point's);
@@ -26,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
 from typing import Callable, Mapping
 
 import numpy as np
@@ -114,6 +116,8 @@ def fingerprint_of(value, name: str = "value"):
         return value.item()
     if isinstance(value, (torch.Tensor, np.ndarray)):
         return {"sha256": fingerprint([value])}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, (list, tuple)):
         return [fingerprint_of(v, f"{name}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, Mapping):

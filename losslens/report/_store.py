@@ -122,7 +122,8 @@ def result(path: Path, cls: type, call: reuse.Call, log: Log, say, *, covers: di
             for message in old.meta["report"].get("warnings", []):
                 log.warn(message)
             return old if narrow is None else narrow(old)
-        reason = f"it answers another request (differing: {', '.join(key for key, _, _ in differing)})"
+        arguments = dict.fromkeys(key.partition(".")[0] for key, _, _ in differing)  # the arguments, in order
+        reason = f"it answers another request (differing: {', '.join(arguments)})"
     if reason:
         say(f"  recomputing {path}: {reason}")
     return _compute(path, call, request, log, say, "recomputed" if reason else "computed")

@@ -45,7 +45,7 @@ def test_a_result_is_reused_only_for_the_same_request_and_keeps_its_warnings(tmp
     assert again.warnings == first.warnings  # stored with the result
     _, other, said = _trace(path, calls, n=4, evaluator={"data": "y"})
     assert len(calls) == 2 and other.files == [(path, "recomputed")]
-    assert said[0] == f"  recomputing {path}: it answers another request (differing: evaluator.data)"
+    assert said[0] == f"  recomputing {path}: it answers another request (differing: evaluator)"
 
 
 def test_another_commands_file_or_an_unreadable_one_is_kept_and_the_result_goes_beside_it(tmp_path):
