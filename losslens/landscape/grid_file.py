@@ -330,6 +330,17 @@ def read_grid(path: str | Path, kind: str = KIND) -> dict:
             raise LosslensError(f"{path}: {what} file ({type(err).__name__}: {err})") from None
 
 
+def points_done(path: str | Path, kind: str = KIND) -> int:
+    """How many points the grid file ``path`` holds computed, which a run on it resumes from (0 without a
+    readable file)."""
+    if not Path(path).exists():
+        return 0
+    try:
+        return int(read_grid(path, kind)["done"].sum())
+    except LosslensError:
+        return 0
+
+
 def _read_losslens(f, path: Path, kind: str) -> dict:
     meta = _io.read_meta(f, path)
     fmt = int(f.attrs.get("losslens_format", _FORMAT_IJ))

@@ -35,6 +35,7 @@ from typing import Callable
 from losslens._version import __version__
 from losslens.core import reuse
 from losslens.errors import ConfigError, LosslensError
+from losslens.landscape.grid_file import points_done, read_grid
 
 BESIDE = "report-"  # the prefix of the report's own file beside another command's
 _VERSIONS = ("torch", "numpy", "scipy", "h5py", "scikit-learn", "PyWavelets", "gudhi", "matplotlib", "plotly")
@@ -189,7 +190,7 @@ def grid(path: Path, compute: Callable[[Path], object], log: Log, say, *, main: 
         if _foreign_grid(path) is not None:
             raise ConfigError(f"{path}: the report writes its own grids under this name, but this file was not "
                               "written by a report: move it away")
-    before = _points_done(path) if main else None
+    before = points_done(path) if main else None
     replaced = None
     try:
         surface = compute(path)
@@ -221,8 +222,6 @@ def grid(path: Path, compute: Callable[[Path], object], log: Log, say, *, main: 
 def _foreign_grid(path: Path) -> str | None:
     """``None`` when there is no file at ``path`` or the report wrote it (``meta["report"]``); else
     ``"complete"`` for another command's finished grid, or what keeps it from answering."""
-    from losslens.landscape.grid_file import read_grid
-
     if not path.exists():
         return None
     try:
@@ -248,15 +247,3 @@ def _same_grid(path: Path, compute: Callable[[Path], object]) -> object | None:
         return None
     finally:
         copy.unlink(missing_ok=True)
-
-
-def _points_done(path: Path) -> int | None:
-    """Points already computed in a grid file; ``None`` when there is no readable file."""
-    from losslens.landscape.grid_file import read_grid
-
-    if not path.exists():
-        return None
-    try:
-        return int(read_grid(path)["done"].sum())
-    except LosslensError:
-        return None
