@@ -68,7 +68,8 @@ class Call:
         self.ignored: frozenset[str] = IGNORED
 
     def naming(self, **fingerprints) -> "Call":
-        """The fingerprints of inputs that the caller knows better than their values (JSON-able)."""
+        """Name inputs by JSON-able fingerprints that the caller knows better than their values (a run
+        directory by its checkpoints' hashes, an objective by the request of the call that made it)."""
         unknown = set(fingerprints) - set(self.bound.arguments)
         if unknown:
             raise TypeError(f"{self.function.__name__} has no argument {', '.join(sorted(unknown))}")
@@ -135,7 +136,8 @@ def fingerprint_of(value, name: str = "value"):
 def differences(stored, asked, covers: Mapping[str, Cover] | None = None,
                 prefix: str = "") -> list[tuple[str, object, object]]:
     """``(dotted key, stored value, asked value)`` of each value where ``stored`` does not answer ``asked``:
-    unequal, unless the cover rule that ``covers`` names for that top-level key accepts the stored value."""
+    unequal, unless the cover rule that ``covers`` names for that top-level key accepts the stored value
+    (``prefix``: the dotted key of the dicts compared, below the top level)."""
     if not (isinstance(stored, dict) and isinstance(asked, dict)):
         return [] if stored == asked else [(prefix.rstrip(".") or "the whole request", stored, asked)]
     out = []
@@ -145,7 +147,7 @@ def differences(stored, asked, covers: Mapping[str, Cover] | None = None,
         if cover is None:
             out += differences(a, b, None, f"{prefix}{key}.")
         elif not cover(a, b):
-            out.append((f"{key}", a, b))
+            out.append((key, a, b))
     return out
 
 
