@@ -47,7 +47,7 @@ from losslens.core._plan import (
 from losslens.core._runner import Runner
 from losslens.core._tuning import activation_bytes_per_sample, keep_freed_memory, resolve_budget
 from losslens.core.params import ParameterSpace
-from losslens.core.provenance import checkpoint_info, model_identity
+from losslens.core.provenance import checkpoint_info, fingerprint, model_identity
 
 __all__ = ["Evaluator", "EvalResult", "resolve_device"]
 
@@ -456,6 +456,11 @@ class Evaluator:
         if self.bn in ("batch", "recalibrate"):  # batch statistics depend on the batches
             out["batch_size"] = self.plan.batch_size
         return out
+
+    def fingerprint(self) -> dict:
+        """What an analysis of this evaluator depends on (its request's input, ``core.reuse``): its
+        ``identity()`` and a content hash of its weights ``w0``."""
+        return {"identity": self.identity(), "w0": fingerprint([self.w0])}
 
     # -- the loss loop ----------------------------------------------------------------------------
 
