@@ -37,7 +37,6 @@ import math
 import numbers
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -45,11 +44,10 @@ import torch
 from scipy.integrate import trapezoid
 from scipy.linalg import eigh_tridiagonal
 
-from losslens._io import load, write_h5
 from losslens.core import check_seed
 from losslens.curvature import _pyhessian
 from losslens.curvature.operator import HessianOperator, as_operator
-from losslens.results import ResultDisplay
+from losslens.results import Result, array, attr
 
 TRACE_METHODS: tuple[str, ...] = ("hutchinson", "hutch++")
 SIGMA_FRACTION = 0.01  # default sigma, as a fraction of the node range
@@ -57,7 +55,7 @@ MIN_LANCZOS = 10  # fewer Lanczos steps (unless P): the extreme nodes are far in
 
 
 @dataclass(frozen=True, repr=False)
-class TraceEstimate(ResultDisplay):
+class TraceEstimate(Result):
     """A stochastic estimate of :math:`\\operatorname{tr} H` with its standard error.
 
     Attributes:
@@ -69,10 +67,10 @@ class TraceEstimate(ResultDisplay):
             ``exact_part`` (:math:`\\operatorname{tr} Q^THQ`) and ``sketch_size``, and the operator's provenance.
     """
 
-    value: float
-    stderr: float
-    n_matvec: int
-    method: str
+    value: float = attr(float)
+    stderr: float = attr(float)
+    n_matvec: int = attr(int)
+    method: str = attr()
     meta: dict = field(default_factory=dict)
     KIND: ClassVar[str] = "trace"
 
@@ -82,20 +80,9 @@ class TraceEstimate(ResultDisplay):
         its sign is uncertain, and it should be reported as not resolved rather than as a number)."""
         return self.stderr < abs(self.value)
 
-    def save(self, path: str | Path) -> Path:
-        """Write to an HDF5 file (kind ``trace``), everything in its metadata."""
-        header = {"value": self.value, "stderr": self.stderr, "n_matvec": self.n_matvec, "method": self.method}
-        return write_h5(path, self.KIND, {}, {**header, "meta": self.meta})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TraceEstimate":
-        """Read a file written by ``save``."""
-        return load(path, cls.KIND, lambda _, m: cls(float(m["value"]), float(m["stderr"]), int(m["n_matvec"]),
-                                                     m["method"], m["meta"]))
-
 
 @dataclass(frozen=True, repr=False)
-class Spectrum(ResultDisplay):
+class Spectrum(Result):
     """An eigenvalue density estimated by stochastic Lanczos quadrature.
 
     Attributes:
@@ -109,11 +96,11 @@ class Spectrum(ResultDisplay):
             the grid), ``warnings`` and the operator's provenance.
     """
 
-    grid: np.ndarray
-    density: np.ndarray
-    nodes: np.ndarray
-    weights: np.ndarray
-    sigma: float
+    grid: np.ndarray = array()
+    density: np.ndarray = array()
+    nodes: np.ndarray = array()
+    weights: np.ndarray = array()
+    sigma: float = attr(float)
     meta: dict = field(default_factory=dict)
     KIND: ClassVar[str] = "spectrum"
 
@@ -169,17 +156,6 @@ class Spectrum(ResultDisplay):
             raise ValueError(f"k must be a positive integer, found {k!r}")
         powers = self.nodes[None] ** np.arange(1, k + 1)[:, None, None]
         return (self.weights[None] * powers).sum(axis=2).mean(axis=1)
-
-    def save(self, path: str | Path) -> Path:
-        """Write to an HDF5 file (kind ``spectrum``) with ``sigma`` and ``meta`` inside."""
-        arrays = {"grid": self.grid, "density": self.density, "nodes": self.nodes, "weights": self.weights}
-        return write_h5(path, self.KIND, arrays, {"sigma": self.sigma, "meta": self.meta})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Spectrum":
-        """Read a file written by ``save``."""
-        return load(path, cls.KIND, lambda a, m: cls(a["grid"], a["density"], a["nodes"], a["weights"],
-                                                     float(m["sigma"]), m["meta"]))
 
 
 def trace(

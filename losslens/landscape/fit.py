@@ -62,18 +62,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
 from scipy.optimize import least_squares, minimize
 
-from losslens import _io
 from losslens.core import NONNEGATIVE_LOSSES
 from losslens.errors import ConfigError
 from losslens.landscape._grid_values import check_increasing
-from losslens.results import ResultDisplay
+from losslens.results import Result, array, attr, grid
 
 MODELS: tuple[str, ...] = ("gaussian", "rotated", "mixture", "quadratic")
 CRITERIA: tuple[str, ...] = ("bic", "aic")
@@ -192,7 +190,7 @@ def model_function(model: str, parameters: dict[str, float], *, ndim: int = 2) -
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class SurfaceFit(ResultDisplay):
+class SurfaceFit(Result):
     """A closed-form fit of a loss line or plane, with its goodness of fit and fitted curvature.
 
     Attributes:
@@ -217,20 +215,20 @@ class SurfaceFit(ResultDisplay):
 
     KIND: ClassVar[str] = "fit"
 
-    model: str
-    names: tuple[str, ...]
-    params: np.ndarray
-    stderr: np.ndarray
-    x: np.ndarray
-    y: np.ndarray | None
-    data: np.ndarray
-    fitted: np.ndarray
-    minimum: np.ndarray
-    minimum_value: float
-    hessian: np.ndarray
-    surface_eigenvalues: np.ndarray | None
-    meta: dict
-    warnings: tuple[str, ...] = ()
+    model: str = attr()
+    names: tuple[str, ...] = attr(tuple)
+    params: np.ndarray = array()
+    stderr: np.ndarray = array()
+    x: np.ndarray = array(("nx",))
+    y: np.ndarray | None = array(("ny",), optional=True)
+    data: np.ndarray = grid()
+    fitted: np.ndarray = grid()
+    minimum: np.ndarray = array()
+    minimum_value: float = attr(float)
+    hessian: np.ndarray = array()
+    surface_eigenvalues: np.ndarray | None = array(optional=True)
+    meta: dict = attr()
+    warnings: tuple[str, ...] = attr(tuple, missing=(), default=())
 
     @property
     def ndim(self) -> int:
@@ -329,26 +327,6 @@ class SurfaceFit(ResultDisplay):
                          + ", ".join(f"{v:.4g}" for v in self.surface_eigenvalues))
         lines += [f"degenerate fit: {w}" for w in self.warnings]
         return "\n".join(lines)
-
-    def save(self, path: str | Path) -> Path:
-        """Write to an HDF5 file (kind ``fit``)."""
-        arrays = {"params": self.params, "stderr": self.stderr, "x": self.x, "y": self.y, "data": self.data,
-                  "fitted": self.fitted, "minimum": self.minimum, "hessian": self.hessian,
-                  "surface_eigenvalues": self.surface_eigenvalues}
-        header = {"model": self.model, "names": list(self.names), "minimum_value": self.minimum_value,
-                  "warnings": list(self.warnings)}
-        return _io.write_h5(path, self.KIND, arrays, {**header, "meta": self.meta})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "SurfaceFit":
-        """Read a file written by ``save``."""
-        return _io.load(path, cls.KIND, cls._unpack, _io.grid_shapes("data", "fitted"))
-
-    @classmethod
-    def _unpack(cls, a: dict, m: dict) -> "SurfaceFit":
-        return cls(m["model"], tuple(m["names"]), a["params"], a["stderr"], a["x"], a.get("y"), a["data"],
-                   a["fitted"], a["minimum"], float(m["minimum_value"]), a["hessian"], a.get("surface_eigenvalues"),
-                   m["meta"], tuple(m.get("warnings", ())))
 
 
 # -- fitting -------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from losslens.landscape import grid_file as gf
 from losslens._distributed import Group
 from losslens.landscape._grid_values import check_increasing
 from losslens.landscape.directions import Directions
-from losslens.results import ResultDisplay
+from losslens.results import Result
 
 __all__ = ["Surface", "surface_1d", "surface_2d"]
 
@@ -49,7 +49,7 @@ _PARALLEL_COSINE = 0.99
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Surface(ResultDisplay):
+class Surface(Result):
     """The loss (and metrics) on a grid of a line or a plane through ``w0``.
 
     Attributes:
@@ -156,7 +156,8 @@ class Surface(ResultDisplay):
         return tuple(index)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the surface to an HDF5 file (the layout of ``grid_file.py``); returns the path."""
+        """Write the surface to an HDF5 file; returns the path. Its own layout, not the base's: the
+        resumable grid file of ``grid_file.py``, which the reference loss-landscape tool reads too."""
         metric_names = tuple(n for n in self.values[self.split] if n != "loss")
         meta = {k: v for k, v in self.meta.items() if k not in ("n_done", "n_nonfinite", "seconds", "points_per_second")}
         meta |= {"splits": list(self.values), "metrics": list(metric_names)}

@@ -40,16 +40,14 @@ import importlib.metadata
 import math
 import numbers
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 
-from losslens import _io
 from losslens.landscape._grid_values import (
     describe_nonfinite, fill_nonfinite, grid_values, nonfinite_counts, source_meta,
 )
-from losslens.results import ResultDisplay
+from losslens.results import Group, Result, array, attr, grid, stored
 
 CONSTRUCTIONS: tuple[str, ...] = ("vertices", "cells")
 THRESHOLD_FRACTION = 0.01  # default noise threshold, as a fraction of the value range
@@ -92,7 +90,7 @@ class Basin:
 
 
 @dataclass(frozen=True, repr=False)
-class Topology(ResultDisplay):
+class Topology(Result):
     """Persistence diagrams of a surface's sublevel sets, with where each class is born and dies.
 
     Attributes:
@@ -112,14 +110,14 @@ class Topology(ResultDisplay):
 
     KIND: ClassVar[str] = "topology"
 
-    x: np.ndarray
-    y: np.ndarray | None
-    values: np.ndarray
-    diagram_h0: np.ndarray
-    pairs_h0: np.ndarray
-    diagram_h1: np.ndarray
-    pairs_h1: np.ndarray
-    threshold: float
+    x: np.ndarray = array(("nx",))
+    y: np.ndarray | None = array(("ny",), optional=True)
+    values: np.ndarray = grid()
+    diagram_h0: np.ndarray = array()
+    pairs_h0: np.ndarray = array()
+    diagram_h1: np.ndarray = array()
+    pairs_h1: np.ndarray = array()
+    threshold: float = attr(float)
     meta: dict = field(default_factory=dict)
 
     def diagram(self, dim: int) -> np.ndarray:
@@ -168,22 +166,6 @@ class Topology(ResultDisplay):
                 "threshold": self.threshold,
                 **{k: m[k] for k in ("threshold_rule", "construction", "units", "normalization", "nonfinite")},
                 "warnings": m["warnings"], "source": m["source"], "versions": m["versions"]}
-
-    def save(self, path: str | Path) -> Path:
-        """Write to an HDF5 file (kind ``topology``)."""
-        arrays = {"x": self.x, "y": self.y, "values": self.values, "diagram_h0": self.diagram_h0,
-                  "pairs_h0": self.pairs_h0, "diagram_h1": self.diagram_h1, "pairs_h1": self.pairs_h1}
-        return _io.write_h5(path, self.KIND, arrays, {"threshold": self.threshold, "meta": self.meta})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Topology":
-        """Read a file written by ``save``."""
-        return _io.load(path, cls.KIND, cls._unpack, _io.grid_shapes("values"))
-
-    @classmethod
-    def _unpack(cls, a: dict, m: dict) -> "Topology":
-        return cls(a["x"], a.get("y"), a["values"], a["diagram_h0"], a["pairs_h0"], a["diagram_h1"],
-                   a["pairs_h1"], float(m["threshold"]), m["meta"])
 
     def _point(self, flat: int) -> dict:
         index = tuple(int(i) for i in np.unravel_index(flat, self.values.shape))
@@ -308,7 +290,7 @@ def essential_count_difference(a, b, dim: int = 0) -> int:
 
 
 @dataclass(frozen=True, repr=False)
-class TopologyStability(ResultDisplay):
+class TopologyStability(Result):
     """How the topology of surfaces from several random-direction seeds spreads.
 
     Attributes:
@@ -321,9 +303,9 @@ class TopologyStability(ResultDisplay):
 
     KIND: ClassVar[str] = "topology_stability"
 
-    names: tuple[str, ...]
-    figures: dict[str, np.ndarray]
-    bottleneck_h0: np.ndarray
+    names: tuple[str, ...] = attr(tuple)
+    figures: dict[str, np.ndarray] = stored(Group(HEADLINE))
+    bottleneck_h0: np.ndarray = array()
     meta: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
@@ -331,21 +313,6 @@ class TopologyStability(ResultDisplay):
         ``bottleneck_h0`` distances (``std`` with ``n - 1`` in the denominator; ``None`` for one value)."""
         pairs = self.bottleneck_h0[np.triu_indices(len(self.names), k=1)]
         return {name: _spread(v) for name, v in {**self.figures, "bottleneck_h0": pairs}.items()}
-
-    def save(self, path: str | Path) -> Path:
-        """Write to an HDF5 file (kind ``topology_stability``)."""
-        arrays = {f"figures/{k}": v for k, v in self.figures.items()} | {"bottleneck_h0": self.bottleneck_h0}
-        return _io.write_h5(path, self.KIND, arrays, {"names": list(self.names), "meta": self.meta})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TopologyStability":
-        """Read a file written by ``save``."""
-        return _io.load(path, cls.KIND, cls._unpack)
-
-    @classmethod
-    def _unpack(cls, a: dict, m: dict) -> "TopologyStability":
-        figures = {k: a[f"figures/{k}"] for k in HEADLINE}
-        return cls(tuple(m["names"]), figures, a["bottleneck_h0"], m["meta"])
 
 
 def topology_stability(

@@ -52,10 +52,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from losslens import _io
 from losslens.core import check_seed
 from losslens.core.params import ParameterSpace
-from losslens.results import ResultDisplay, to_dataframe
+from losslens.results import Group, Result, attr, stored, to_dataframe
 from losslens.trajectories.table import write_csv
 
 DYNAMICS_COLUMNS: tuple[str, ...] = (
@@ -67,7 +66,7 @@ _NUMERIC = DYNAMICS_COLUMNS[1:]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Dynamics(ResultDisplay):
+class Dynamics(Result):
     """Training dynamics, one row per record.
 
     Attributes:
@@ -79,8 +78,8 @@ class Dynamics(ResultDisplay):
 
     KIND: ClassVar[str] = "dynamics"
 
-    kind: tuple[str, ...]
-    values: dict[str, np.ndarray]
+    kind: tuple[str, ...] = attr(tuple)
+    values: dict[str, np.ndarray] = stored(Group(top=True))
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -120,23 +119,6 @@ class Dynamics(ResultDisplay):
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write ``rows()`` as CSV with the header ``DYNAMICS_COLUMNS``; returns the path."""
         return write_csv(path, self.rows(), DYNAMICS_COLUMNS)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write to an HDF5 file (kind ``dynamics``); returns the path."""
-        return _io.write_h5(path, self.KIND, dict(self.values), {"kind": list(self.kind), "meta": self.meta})
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Dynamics":
-        """Read a file written by ``save``.
-
-        Raises:
-            LosslensError: the file is missing or holds something else.
-        """
-        return _io.load(path, cls.KIND, cls._unpack)
-
-    @classmethod
-    def _unpack(cls, arrays: dict, meta: dict) -> "Dynamics":
-        return cls(tuple(meta["kind"]), arrays, meta["meta"])
 
 
 # -- the edge of stability --------------------------------------------------------------------------------

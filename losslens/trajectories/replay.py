@@ -49,11 +49,10 @@ from typing import ClassVar, Mapping, Sequence
 import numpy as np
 import torch
 
-from losslens import _io
 from losslens.core import check_seed
 from losslens.core.optimizers import make_optimizer
 from losslens.errors import ConfigError
-from losslens.results import ResultDisplay, to_dataframe
+from losslens.results import Items, Result, attr, stored, to_dataframe
 from losslens.trajectories.objectives import ReplayObjective, as_objective
 
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step")
@@ -87,7 +86,7 @@ class OptimizerSpec:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Replay(ResultDisplay):
+class Replay(Result):
     """The paths of several optimizers on one objective.
 
     Attributes:
@@ -103,11 +102,11 @@ class Replay(ResultDisplay):
 
     KIND: ClassVar[str] = "replay"
 
-    labels: tuple[str, ...]
-    paths: tuple[np.ndarray, ...]
-    status: tuple[str, ...]
-    background: tuple[np.ndarray, np.ndarray, np.ndarray] | None
-    meta: dict
+    labels: tuple[str, ...] = attr(tuple)
+    paths: tuple[np.ndarray, ...] = stored(Items())
+    status: tuple[str, ...] = attr(tuple)
+    background: tuple[np.ndarray, np.ndarray, np.ndarray] | None = stored(Items(("x", "y", "z"), optional=True))
+    meta: dict = attr()
 
     @property
     def value_name(self) -> str:
@@ -229,25 +228,6 @@ class Replay(ResultDisplay):
         if table == "paths":
             return [[label, int(r[0]), *map(float, r[1:])] for label, p in zip(self.labels, self.paths) for r in p], columns
         return [[r[c] for c in SUMMARY_COLUMNS] for r in self.summary_rows()], columns
-
-    def save(self, path: str | Path) -> Path:
-        """Write to an HDF5 file (kind ``replay``)."""
-        arrays = {f"paths/{i}": p for i, p in enumerate(self.paths)}
-        if self.background is not None:
-            arrays.update(zip(("background/x", "background/y", "background/z"), self.background))
-        header = {"labels": list(self.labels), "status": list(self.status)}
-        return _io.write_h5(path, self.KIND, arrays, {**header, "meta": self.meta})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Replay":
-        """Read a file written by ``save``."""
-        return _io.load(path, cls.KIND, cls._unpack)
-
-    @classmethod
-    def _unpack(cls, a: dict, m: dict) -> "Replay":
-        paths = tuple(a[f"paths/{i}"] for i in range(len(m["labels"])))
-        bg = tuple(a[f"background/{k}"] for k in "xyz") if "background/z" in a else None
-        return cls(tuple(m["labels"]), paths, tuple(m["status"]), bg, m["meta"])
 
 
 def replay(
