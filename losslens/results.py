@@ -24,7 +24,8 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from losslens._io import load, open_h5, write_h5
+from losslens._io import load, write_h5
+from losslens._vet import open_h5
 from losslens.errors import LosslensError
 
 RESULT_CLASSES: dict[str, str] = {
@@ -76,7 +77,7 @@ def load_result(path: str | os.PathLike):
         LosslensError: the file is missing, not a regular file (a FIFO is never opened), not HDF5,
             damaged, of an unknown kind, holds data outside itself (external storage or links,
             virtual datasets) or declares more than it can hold, or a dataset has another shape
-            than its kind needs (``losslens._io.open_h5`` and ``load``); the message names the
+            than its kind needs (``losslens._vet.open_h5`` and ``load``); the message names the
             file and the dataset.
     """
     if not isinstance(path, (str, os.PathLike)):

@@ -21,7 +21,7 @@ its path once complete, so an interrupted creation leaves no file that blocks a 
 only dataset values change in place: after each chunk the rows it touched, then ``done`` and
 ``progress_seconds``, then a flush.
 
-Ownership: the output is locked (``losslens._io.lock_output``) from opening to ``close``, so a second
+Ownership: the output is locked (``losslens._locks.lock_output``) from opening to ``close``, so a second
 process on the same path is refused, naming the first. An existing path is resumed or replaced only
 when it is a surface file (``losslens._io.check_replaceable``): any other file, or one that cannot be
 opened because it is locked or for want of permission, is refused and left alone. A damaged
@@ -34,15 +34,15 @@ what differs.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from losslens import _io
-from losslens._io import FORMAT_VERSION, json_default, open_h5, set_header
+from losslens import _io, _locks
+from losslens._io import FORMAT_VERSION, atomic, json_default, set_header
+from losslens._vet import open_h5
 from losslens.errors import LosslensError
 
 KIND = "surface"
@@ -111,7 +111,7 @@ class GridFile:
         bad = [n for n in spec.metric_names if "/" in n or n in ("loss", "acc")]
         if bad:
             raise ValueError(f"metric names {bad} cannot be stored in a surface file")
-        self._lock = _io.lock_output(self.path)
+        self._lock = _locks.lock_output(self.path)
         try:
             if _io.check_replaceable(self.path, self.kind) == "damaged":
                 _notice(f"{self.path} is damaged (HDF5 cannot open it); kept it as {_io.keep_aside(self.path)} "
@@ -150,7 +150,7 @@ class GridFile:
             self._f.close()
             self._f = None
         if self._lock is not None:
-            _io.unlock_output(self._lock)
+            _locks.unlock_output(self._lock)
             self._lock = None
 
     # -- creating and resuming ---------------------------------------------------------------------
@@ -165,35 +165,27 @@ class GridFile:
         return out
 
     def _create(self) -> None:
-        """Lay the file out under a temporary name, then rename it to its path and open it."""
+        """Lay the file out under a temporary name (``_io.atomic``), then rename it to its path and open it."""
         import h5py
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(self.path)
-        tmp = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
         extra = [a for a in (self.spec.x, self.spec.y, self.spec.w0, self.spec.vectors) if a is not None]
         _io.check_space(self.path, sum(a.nbytes for a in [*self._datasets().values(), self.done, *extra]))
-        try:
-            with _io.no_space(self.path), h5py.File(tmp, "w") as f:
-                set_header(f, self.kind, self.meta)
-                f.create_dataset("xcoordinates", data=self.spec.x)
-                if self.spec.y is not None:
-                    f.create_dataset("ycoordinates", data=self.spec.y)
-                for key, array in self._datasets().items():
-                    f.create_dataset(key, data=array)
-                f.create_dataset("done", data=self.done)
-                f.create_dataset("progress_seconds", data=0.0)
-                if self.spec.w0 is not None:
-                    f.create_dataset("w0", data=self.spec.w0)
-                if self.spec.vectors is not None:
-                    group = f.create_group("directions")
-                    group.create_dataset("vectors", data=self.spec.vectors)
-                    group.attrs["kind"] = self.spec.directions_kind
-                    group.attrs["meta"] = json.dumps(self.spec.directions_meta, default=json_default)
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with _io.no_space(self.path), atomic(self.path) as tmp, h5py.File(tmp, "w") as f:
+            set_header(f, self.kind, self.meta)
+            f.create_dataset("xcoordinates", data=self.spec.x)
+            if self.spec.y is not None:
+                f.create_dataset("ycoordinates", data=self.spec.y)
+            for key, array in self._datasets().items():
+                f.create_dataset(key, data=array)
+            f.create_dataset("done", data=self.done)
+            f.create_dataset("progress_seconds", data=0.0)
+            if self.spec.w0 is not None:
+                f.create_dataset("w0", data=self.spec.w0)
+            if self.spec.vectors is not None:
+                group = f.create_group("directions")
+                group.create_dataset("vectors", data=self.spec.vectors)
+                group.attrs["kind"] = self.spec.directions_kind
+                group.attrs["meta"] = json.dumps(self.spec.directions_meta, default=json_default)
         self._f = h5py.File(self.path, "r+")
 
     def _resume(self) -> bool:
@@ -226,24 +218,6 @@ class GridFile:
         self.meta = stored["meta"]
         self._f = h5py.File(self.path, "r+")
         return True
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Delete temporaries of ``path`` left by creations that were killed (their process is gone)."""
-    for tmp in path.parent.glob(f".{path.name}.creating-*"):
-        pid = tmp.name.rpartition("-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _notice(message: str) -> None:
