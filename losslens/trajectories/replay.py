@@ -49,6 +49,7 @@ from typing import ClassVar, Mapping, Sequence
 import numpy as np
 import torch
 
+from losslens._io import atomic
 from losslens.core import check_seed
 from losslens.core.optimizers import make_optimizer
 from losslens.errors import ConfigError
@@ -205,13 +206,11 @@ class Replay(Result):
             ValueError: an unknown table.
         """
         rows, columns = self._table(table)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as f:
+        with atomic(path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(columns)
             writer.writerows([["" if v is None else v for v in row] for row in rows])
-        return path
+        return Path(path)
 
     def to_pandas(self, table: str = "paths"):
         """``table`` (as in ``to_csv``) as a ``pandas.DataFrame`` (pandas is needed); ``None`` where a
