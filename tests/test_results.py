@@ -12,14 +12,16 @@ import torch
 
 from losslens import _io
 from losslens.curvature.hessian import Eigenpairs
-from losslens.curvature.spectrum import Spectrum, TraceEstimate
+from losslens.curvature.spectrum import Spectrum
+from losslens.curvature.trace_estimation import TraceEstimate
 from losslens.errors import LosslensError
 from losslens.landscape.curvature import CurvatureMap
 from losslens.landscape.directions import Directions
 from losslens.landscape.fit import SurfaceFit
 from losslens.landscape.surface import Surface
 from losslens.landscape.surface_comparison import SurfaceComparison
-from losslens.landscape.topology import HEADLINE, Topology, TopologyStability
+from losslens.landscape.topology import HEADLINE, Topology
+from losslens.landscape.topology_stability import TopologyStability
 from losslens.landscape.wavelets import Multiscale
 from losslens.results import RESULT_CLASSES, Result, load_result, result_class
 from losslens.trajectories.dynamics import DYNAMICS_COLUMNS, Dynamics

@@ -26,7 +26,8 @@ import numpy as np
 from losslens.landscape._grid_values import grid_values, source_meta
 from losslens.landscape.wavelets import multiscale
 from losslens.landscape.surface import Surface
-from losslens.landscape.topology import bottleneck, essential_count_difference, topology, wasserstein
+from losslens.landscape.diagram_distances import bottleneck, essential_count_difference, wasserstein
+from losslens.landscape.topology import topology
 from losslens.results import Result, attr, to_dataframe
 
 TABLE_COLUMNS: tuple[str, ...] = ("name", "shape", "min", "max", "range", "n_basins", "threshold", "n_loops",

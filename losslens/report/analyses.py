@@ -265,7 +265,7 @@ class Analyses:
                             lambda old: None if answers(old) is None else _top(old, o.top_k))
 
     def _trace(self, log: Log):
-        from losslens.curvature.spectrum import TraceEstimate, trace
+        from losslens.curvature.trace_estimation import TraceEstimate, trace
 
         o = self.options
         request = {"analysis": "trace", "method": "hutch++", "n_matvec": o.trace_samples, "backend": "losslens",

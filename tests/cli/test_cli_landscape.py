@@ -16,7 +16,8 @@ from losslens.core.evaluator import Evaluator
 from losslens.core.models import build_model
 from losslens.core.provenance import CheckpointMeta
 from losslens.curvature.hessian import Eigenpairs
-from losslens.curvature.spectrum import Spectrum, TraceEstimate
+from losslens.curvature.spectrum import Spectrum
+from losslens.curvature.trace_estimation import TraceEstimate
 from losslens.landscape.interpolation import barrier
 from losslens.landscape.surface import Surface
 

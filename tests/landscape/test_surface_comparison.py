@@ -13,7 +13,8 @@ from losslens.errors import LosslensError
 from losslens.landscape.surface_comparison import SurfaceComparison, compare_surfaces, sharpness_of
 from losslens.landscape.surface import Surface
 from losslens.landscape.wavelets import multiscale
-from losslens.landscape.topology import bottleneck, topology
+from losslens.landscape.diagram_distances import bottleneck
+from losslens.landscape.topology import topology
 
 X = np.linspace(-1.0, 1.0, 33)  # nx = 33
 Y = np.linspace(-0.5, 1.5, 24)  # ny = 24

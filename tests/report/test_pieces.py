@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from losslens.curvature.spectrum import TraceEstimate, trace
+from losslens.curvature.trace_estimation import TraceEstimate, trace
 from losslens.errors import ConfigError
 from losslens.report import _store
 from losslens.report.options import ReportOptions, check_sections

@@ -123,7 +123,8 @@ def test_the_numbers_are_those_of_the_result_files_and_of_an_independent_evaluat
 
 
 def test_every_trace_estimate_in_the_report_has_its_error_bar(built):
-    from losslens.curvature.spectrum import Spectrum, TraceEstimate
+    from losslens.curvature.spectrum import Spectrum
+    from losslens.curvature.trace_estimation import TraceEstimate
 
     spectrum, tr = Spectrum.load(built.out / "spectrum.h5"), TraceEstimate.load(built.out / "trace.h5")
     per_vector = spectrum.meta["n_params"] * (spectrum.weights * spectrum.nodes).sum(axis=1)  # 2 start vectors
