@@ -45,7 +45,7 @@ RESULT_CLASSES: dict[str, str] = {
     "optimizer_comparison": "losslens.trajectories.optimizer_comparison:OptimizerComparison",
     "dynamics": "losslens.trajectories.dynamics:Dynamics",
     "fit": "losslens.landscape.fit:SurfaceFit",
-    "replay": "losslens.trajectories.replay:Replay",
+    "replay": "losslens.trajectories.replay_result:Replay",
 }
 
 

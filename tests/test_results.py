@@ -29,7 +29,7 @@ from losslens.trajectories.embeddings import Embedding
 from losslens.trajectories.optimizer_comparison import OptimizerComparison
 from losslens.trajectories.paths import TrajectoryPaths
 from losslens.trajectories.pca import TrajectoryPCA
-from losslens.trajectories.replay import Replay
+from losslens.trajectories.replay_result import Replay
 from losslens.trajectories.series import Checkpoint
 
 ROOT = Path(__file__).resolve().parents[1] / "losslens"

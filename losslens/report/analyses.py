@@ -332,7 +332,8 @@ class Analyses:
 
     def _replay(self, log: Log):
         from losslens.trajectories.objectives import fit_objective, function_objective
-        from losslens.trajectories.replay import Replay, replay
+        from losslens.trajectories.replay import replay
+        from losslens.trajectories.replay_result import Replay
 
         o = self.options
         if self.replay_on_fit:
