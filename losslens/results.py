@@ -1,8 +1,9 @@
 """Every result file says its kind; ``load_result`` reads any of them into its result object.
 
 A result is a frozen dataclass deriving from ``Result``: it names its ``KIND`` and declares once, on
-each field, how the field is stored (``array``, ``grid``, ``attr``, ``group``, ``items``, ``nested``;
-a field declared with plain ``field()`` is a JSON value of the header, as ``meta`` is). ``save``,
+each field, how the field is stored (``array(...)``, ``grid()``, ``attr(...)``, or ``stored(how)`` with a
+``Group``, ``Items``, ``Nested`` or a ``Stored`` of its own; a field declared with plain ``field()`` is a
+JSON value of the header, as ``meta`` is). ``save``,
 ``load``, the shape checks and the file's provenance header (``losslens_kind``, version, ``meta``)
 come from the base, through ``_io.write_h5``/``_io.load``: arrays are HDF5 datasets named as their
 field (``name/key`` for groups), every other field a key of the JSON ``meta`` attribute.

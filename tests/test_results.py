@@ -216,7 +216,8 @@ def _writes_outside_the_writer(source: str) -> list[str]:
     tree = ast.parse(source)
     temporaries = {item.optional_vars.id for node in ast.walk(tree) if isinstance(node, ast.With)
                    for item in node.items if isinstance(item.optional_vars, ast.Name)
-                   and isinstance(item.context_expr, ast.Call) and ast.unparse(item.context_expr.func).endswith("atomic")}
+                   and isinstance(item.context_expr, ast.Call)
+                   and ast.unparse(item.context_expr.func).endswith("atomic")}
     found = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
@@ -225,7 +226,8 @@ def _writes_outside_the_writer(source: str) -> list[str]:
         target = ast.unparse(node.args[0]) if node.args else ""
         method = name.rpartition(".")[2]
         mode = next((a.value for a in node.args[1:2] if isinstance(a, ast.Constant)), "")
-        if name in ("os.replace", "os.rename", "shutil.move", "json.dump", "torch.save") or name.startswith("tempfile."):
+        if name in ("os.replace", "os.rename", "shutil.move", "json.dump", "torch.save", "torch.jit.save") \
+                or name.startswith("tempfile."):
             found.append(f"{node.lineno}: {name}")
         elif method in ("replace", "rename") and len(node.args) == 1 and "." in name and name != "dataclasses.replace":
             found.append(f"{node.lineno}: {name}")
