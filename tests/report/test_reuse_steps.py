@@ -23,7 +23,8 @@ from losslens.core import reuse
 from losslens.core.evaluator import Evaluator
 from losslens.curvature.hessian import Eigenpairs, eigenpairs
 from losslens.curvature.operator import HessianOperator
-from losslens.curvature.spectrum import density, trace
+from losslens.curvature.spectrum import density
+from losslens.curvature.trace_estimation import trace
 from losslens.landscape.fit import fit_surface
 from losslens.landscape.surface_comparison import compare_surfaces
 from losslens.landscape.topology import topology
