@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from losslens.core._checks import check_seed
 from losslens.core.checkpoints import save_checkpoint
 from losslens.core.data import TensorData, load_dataset
-from losslens.core._plan import resolve_device
+from losslens.core.plan import Plan, resolve_device
 from losslens.core.evaluator import Evaluator
 from losslens.core.losses import loss_function, resolve_loss
 from losslens.core.models import build_model
@@ -292,7 +292,8 @@ def train(
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         evaluators = {
-            split: Evaluator(net, loss, d, device=device, dtype=dtype, metrics=metrics, include_buffers=True)
+            split: Evaluator(net, loss, d, metrics=metrics, include_buffers=True,
+                             plan=Plan(device=device, dtype=dtype))
             for split, d in (("train", train_set), ("test", test_set))
             if d is not None
         }
