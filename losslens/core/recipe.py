@@ -30,6 +30,7 @@ from losslens.errors import ConfigError
 
 DEFAULT_MODEL = "mlp"
 DEFAULT_DATA = "digits"
+RUN_NAMES: tuple[str, ...] = ("model", "data", "loss")  # the names a run.json records
 
 
 @dataclass(frozen=True)
@@ -96,15 +97,16 @@ class Recipe:
         return cls(**given)
 
     @classmethod
-    def from_run(cls, run: str | os.PathLike | Mapping, *, model_only: bool = False, where: str | None = None,
+    def from_run(cls, run: str | os.PathLike | Mapping, *, read: tuple[str, ...] = RUN_NAMES, where: str | None = None,
                  **overrides) -> "Recipe":
         """The recipe a training run records in its ``run.json`` (model, options, data set, loss).
 
         Args:
             run: the run directory, or its ``run.json`` as a mapping (``TrainRun.metadata``, a series'
                 ``metadata``; ``where`` names it in messages).
-            model_only: read only the model and its options (what rebuilding the checkpoints'
-                architecture needs); the data set and loss stay unknown.
+            read: the names read from ``run.json`` (``RUN_NAMES``: model, data, loss); one left out
+                stays unknown (``None``), and so is not checked: ``("model",)`` to rebuild the
+                checkpoints' architecture, ``("data", "loss")`` for a model given as a module.
             overrides: as in ``from_checkpoint``.
 
         Raises:
@@ -122,14 +124,12 @@ class Recipe:
             where, run = where or str(run), TrainRun.load(run).metadata
         source = f"{where or 'the run'}/run.json"
         given = {k: v for k, v in overrides.items() if v is not None}
-        fields = {"model": MODEL_NAMES} if model_only else {"model": MODEL_NAMES, "data": DATASET_NAMES,
-                                                            "loss": LOSS_NAMES}
-        for name, builtins in fields.items():
-            if name not in given:
-                given[name] = trusted_name(run.get(name), builtins, what="data set" if name == "data" else name,
-                                           flag=f"{name}=", source=source)
+        builtins = {"model": MODEL_NAMES, "data": DATASET_NAMES, "loss": LOSS_NAMES}
+        for name in (n for n in read if n not in given):
+            given[name] = trusted_name(run.get(name), builtins[name], what="data set" if name == "data" else name,
+                                       flag=f"{name}=", source=source)
         if "model_kwargs" not in given:
-            given["model_kwargs"] = run.get("model_kwargs") if given["model"] == run.get("model") else {}
+            given["model_kwargs"] = run.get("model_kwargs") if given.get("model") == run.get("model") else {}
         return cls(**given)
 
     # -- what it builds -------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ class Recipe:
         return self.loss
 
     def evaluator(self, checkpoint: str | os.PathLike, *, model: nn.Module | None = None, data=None,
-                  unsafe_pickle: bool = False, **plan):
+                  metrics=None, unsafe_pickle: bool = False, **plan):
         """The ``Evaluator`` of ``checkpoint`` by this recipe, recording it and the checkpoint.
 
         Args:
@@ -195,7 +195,8 @@ class Recipe:
             model: a module of the checkpoint's architecture (a copy receives the weights), instead of
                 the model the recipe names.
             data: a ``TensorData``/``BatchData`` to evaluate instead of loading the recipe's (cut to
-                ``subset`` all the same).
+                ``subset`` all the same; its name and split are recorded).
+            metrics: as ``Evaluator`` takes them (``None``: accuracy for classification).
             unsafe_pickle: see ``load_checkpoint``.
             plan: how it runs: the fields of ``Plan`` (``device``, ``threads``, ...).
         """
@@ -205,12 +206,16 @@ class Recipe:
         from losslens.core.data import subset
         from losslens.core.evaluator import Evaluator
 
-        data = self.load_data() if data is None else subset(data, self.subset, seed=self.seed)
+        given = data
+        data = self.load_data() if given is None else subset(given, self.subset, seed=self.seed)
         if model is None:
             net = self.build_model(checkpoint, data, unsafe_pickle=unsafe_pickle)
         else:
             net = copy.deepcopy(model)
             net.load_state_dict(load_checkpoint(checkpoint, net, unsafe_pickle=unsafe_pickle))
         recipe = self if model is None else dataclasses.replace(self, model=None, model_kwargs={})
-        return Evaluator(net, self.loss_for(data), data, bn=self.bn, units=self.units, target_key=self.target_key,
-                         output_key=self.output_key, plan=plan, recipe=recipe, checkpoint=checkpoint)
+        if given is not None and getattr(given, "split", None):  # the data given says what it is
+            recipe = dataclasses.replace(recipe, data=given.name, split=given.split)
+        return Evaluator(net, self.loss_for(data), data, bn=self.bn, metrics=metrics, units=self.units,
+                         target_key=self.target_key, output_key=self.output_key, plan=plan, recipe=recipe,
+                         checkpoint=checkpoint)

@@ -293,7 +293,8 @@ def run_evaluator(series: CheckpointSeries, split: str = "train", *, device: str
     """
     from losslens.core.recipe import Recipe
 
-    recipe = Recipe.from_run(series.metadata, where=f"run {series.run!r}", split=split)
+    # the series' model is a module already (given, or rebuilt by model_of_run): only data and loss are read
+    recipe = Recipe.from_run(series.metadata, read=("data", "loss"), where=f"run {series.run!r}", split=split)
     if recipe.data is None or recipe.loss is None:
         raise ConfigError(f"run {series.run!r}: no run.json data set and loss to build an evaluator from; pass one")
     return recipe.evaluator(series[-1].path, model=series.model, unsafe_pickle=series.unsafe_pickle, device=device)
@@ -324,7 +325,7 @@ def model_of_run(info: dict, where) -> nn.Module:
     from losslens.core.models import build_model
     from losslens.core.recipe import Recipe
 
-    recipe = Recipe.from_run(info, model_only=True, where=str(where))
+    recipe = Recipe.from_run(info, read=("model",), where=str(where))
     if not recipe.model:
         raise ConfigError(
             f"{where}: the run was trained on a model given as a module ({info.get('model_class')}), which cannot "
