@@ -108,6 +108,42 @@ class Evaluator(LossLoop):
     Build one with the arguments of ``__init__``: what is evaluated, ``plan=`` (how it runs) and ``recipe=``
     (where it came from); or from a checkpoint file by its recipe:
     ``Recipe.from_checkpoint(path, split="test").evaluator(path, device="cpu")``.
+
+    Args:
+        model: the network (any ``nn.Module``, Hugging Face models included). Only read: the
+            evaluator works on its own copy.
+        loss_fn: ``"cross_entropy"``, ``"mse"``, ``"causal_lm"``, ``"masked_lm"``,
+            ``"token_classification"``, ``"model"`` (the loss the model returns), or
+            a callable ``f(output, target)`` returning the mean over the batch's units (``units``).
+        data: the evaluation set: ``TensorData`` or ``BatchData`` (which know their name and split),
+            a pair ``(inputs, targets)``, a ``Dataset`` or a ``DataLoader`` yielding ``(inputs, target)``
+            (inputs a tensor, a tuple/list or a dict of tensors) or dicts holding the target under
+            ``target_key``.
+        bn: BatchNorm mode: ``"eval"`` (the running statistics), ``"batch"`` (each batch's own
+            statistics) or ``"recalibrate"`` (running statistics re-estimated at every point on
+            ``calibration_data``).
+        metrics: names (``"accuracy"``) or callables ``f(output, target) -> mean over the batch``;
+            ``None``: accuracy for integer class targets, none otherwise.
+        units: what a batch's mean averages over: ``"auto"`` (the loss's own rule), ``"samples"``,
+            ``"targets"`` (target entries not -100 nor padding) or ``"shifted_targets"`` (a causal LM's
+            targets, shifted by one token).
+        target_key: the key of the target in dict batches (``"labels"``); another key with batches of
+            (input, target) pairs is a ``ValueError`` (it would be ignored).
+        output_key: the entry of a dict or ``ModelOutput`` holding the logits (default ``"logits"``).
+        include_buffers: put BatchNorm running statistics in the parameter vector.
+        calibration_data: data for ``bn="recalibrate"`` (default: the evaluation set).
+        calibration_size: samples of it used (the first ones; default 2048).
+        plan: how it runs: a ``Plan`` (device, dtype, batch_size, memory_budget, threads, compile,
+            vectorize) or a dict of its fields; ``None``: every choice ``"auto"`` (see ``core/plan.py``).
+        recipe: how the model and data were named (``core/recipe.py``'s ``Recipe``, which builds
+            evaluators with ``Recipe.evaluator``): the model's name and options, recorded beside the
+            architecture hash the evaluator computes itself, and the split of data given as plain
+            tensors (``TensorData`` knows its own).
+        checkpoint: the file the model's weights came from, recorded with its hash and metadata.
+
+    Raises:
+        ConfigError/ValueError: an invalid option, a model that is not an ``nn.Module``, inputs the
+            model cannot take, targets that do not fit the loss or the outputs (one line each).
     """
 
     def __init__(
@@ -130,44 +166,7 @@ class Evaluator(LossLoop):
     ):
         """Prepare the evaluation of ``model`` with ``loss_fn`` on ``data``: what is evaluated (the
         arguments up to ``calibration_size``), how it runs (``plan``) and where it came from (``recipe``,
-        ``checkpoint``).
-
-        Args:
-            model: the network (any ``nn.Module``, Hugging Face models included). Only read: the
-                evaluator works on its own copy.
-            loss_fn: ``"cross_entropy"``, ``"mse"``, ``"causal_lm"``, ``"masked_lm"``,
-                ``"token_classification"``, ``"model"`` (the loss the model returns), or
-                a callable ``f(output, target)`` returning the mean over the batch's units (``units``).
-            data: the evaluation set: ``TensorData`` or ``BatchData`` (which know their name and split),
-                a pair ``(inputs, targets)``, a ``Dataset`` or a ``DataLoader`` yielding ``(inputs, target)``
-                (inputs a tensor, a tuple/list or a dict of tensors) or dicts holding the target under
-                ``target_key``.
-            bn: BatchNorm mode: ``"eval"`` (the running statistics), ``"batch"`` (each batch's own
-                statistics) or ``"recalibrate"`` (running statistics re-estimated at every point on
-                ``calibration_data``).
-            metrics: names (``"accuracy"``) or callables ``f(output, target) -> mean over the batch``;
-                ``None``: accuracy for integer class targets, none otherwise.
-            units: what a batch's mean averages over: ``"auto"`` (the loss's own rule), ``"samples"``,
-                ``"targets"`` (target entries not -100 nor padding) or ``"shifted_targets"`` (a causal LM's
-                targets, shifted by one token).
-            target_key: the key of the target in dict batches (``"labels"``); another key with batches of
-                (input, target) pairs is a ``ValueError`` (it would be ignored).
-            output_key: the entry of a dict or ``ModelOutput`` holding the logits (default ``"logits"``).
-            include_buffers: put BatchNorm running statistics in the parameter vector.
-            calibration_data: data for ``bn="recalibrate"`` (default: the evaluation set).
-            calibration_size: samples of it used (the first ones; default 2048).
-            plan: how it runs: a ``Plan`` (device, dtype, batch_size, memory_budget, threads, compile,
-                vectorize) or a dict of its fields; ``None``: every choice ``"auto"`` (see ``core/plan.py``).
-            recipe: how the model and data were named (``core/recipe.py``'s ``Recipe``, which builds
-                evaluators with ``Recipe.evaluator``): the model's name and options, recorded beside the
-                architecture hash the evaluator computes itself, and the split of data given as plain
-                tensors (``TensorData`` knows its own).
-            checkpoint: the file the model's weights came from, recorded with its hash and metadata.
-
-        Raises:
-            ConfigError/ValueError: an invalid option, a model that is not an ``nn.Module``, inputs the
-                model cannot take, targets that do not fit the loss or the outputs (one line each).
-        """
+        ``checkpoint``). The arguments are described in the class docstring."""
         plan = Plan.of(plan)
         _checks.check_model(model)
         self.bn = bnm.check_mode(bn)
