@@ -19,6 +19,7 @@ may be import strings: the user asked for them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -26,6 +27,13 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from losslens.core.checkpoints import load_checkpoint, load_model
+from losslens.core.data import DATASET_NAMES, BatchData, TensorData, load_dataset, subset
+from losslens.core.evaluator import Evaluator
+from losslens.core.losses import LOSS_NAMES, resolve_loss
+from losslens.core.models import MODEL_NAMES
+from losslens.core.provenance import CheckpointMeta, trusted_name
+from losslens.core.train import TrainRun
 from losslens.errors import ConfigError
 
 DEFAULT_MODEL = "mlp"
@@ -82,10 +90,6 @@ class Recipe:
             ConfigError: the metadata names a model or data set that is not built in (an import
                 string), and no override replaces it.
         """
-        from losslens.core.data import DATASET_NAMES
-        from losslens.core.models import MODEL_NAMES
-        from losslens.core.provenance import CheckpointMeta, trusted_name
-
         stored = CheckpointMeta() if path is None else CheckpointMeta.read(path)
         given = {k: v for k, v in overrides.items() if v is not None}
         if "model" not in given:
@@ -113,14 +117,7 @@ class Recipe:
             ConfigError: not a run directory, or ``run.json`` names a model, data set or loss that is not
                 built in (an import string), and no override replaces it.
         """
-        from losslens.core.data import DATASET_NAMES
-        from losslens.core.losses import LOSS_NAMES
-        from losslens.core.models import MODEL_NAMES
-        from losslens.core.provenance import trusted_name
-
         if not isinstance(run, Mapping):
-            from losslens.core.train import TrainRun
-
             where, run = where or str(run), TrainRun.load(run).metadata
         source = f"{where or 'the run'}/run.json"
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -148,8 +145,6 @@ class Recipe:
         Raises:
             ConfigError: no data set named, or one that cannot be loaded.
         """
-        from losslens.core.data import load_dataset, subset
-
         if self.data is None:
             raise ConfigError("the recipe names no data set (a run trained on data given as tensors): pass the data")
         return subset(load_dataset(self.data, self.split), self.subset, seed=self.seed)
@@ -161,10 +156,6 @@ class Recipe:
             ConfigError: no model named, or a built-in model on batches that are not tensors.
             CheckpointError: the file does not fit the model.
         """
-        from losslens.core.checkpoints import load_model
-        from losslens.core.data import BatchData, TensorData
-        from losslens.core.models import MODEL_NAMES
-
         if self.model is None:
             raise ConfigError("the recipe names no model (a run trained on a module given as an object): pass the model")
         if isinstance(data, BatchData) and self.model in MODEL_NAMES:
@@ -177,8 +168,6 @@ class Recipe:
     def loss_for(self, data) -> str:
         """The loss evaluated on ``data``: ``loss``, checked against a tensor data set's task; by default
         the task's loss, or the model's own loss for batches of another structure (Hugging Face style)."""
-        from losslens.core.data import BatchData
-        from losslens.core.losses import resolve_loss
 
         if isinstance(data, BatchData):
             return self.loss or "model"
@@ -200,11 +189,7 @@ class Recipe:
             unsafe_pickle: see ``load_checkpoint``.
             plan: how it runs: the fields of ``Plan`` (``device``, ``threads``, ...).
         """
-        import copy
 
-        from losslens.core.checkpoints import load_checkpoint
-        from losslens.core.data import subset
-        from losslens.core.evaluator import Evaluator
 
         given = data
         data = self.load_data() if given is None else subset(given, self.subset, seed=self.seed)
