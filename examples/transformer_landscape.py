@@ -121,7 +121,8 @@ def main(argv=None):
     inputs, labels = classification_data(96)
     batches = [{**{k: v[i : i + 16] for k, v in inputs.items()}, "labels": labels[i : i + 16]} for i in range(0, 96, 16)]
     bert = train(tiny_bert(), batches, args.epochs)
-    cls = Evaluator(bert, "cross_entropy", classification_data(48, seed=6), recipe=Recipe(split="test"))  # on the logits
+    # on the logits
+    cls = Evaluator(bert, "cross_entropy", classification_data(48, seed=6), recipe=Recipe(split="test"))
     cls_surface, cls_top = landscape(cls, args.steps, out, "bert")
 
     for name, ev, surface, top in (("GPT-2 (causal LM)", lm, lm_surface, lm_top),

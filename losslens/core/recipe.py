@@ -157,7 +157,8 @@ class Recipe:
             CheckpointError: the file does not fit the model.
         """
         if self.model is None:
-            raise ConfigError("the recipe names no model (a run trained on a module given as an object): pass the model")
+            raise ConfigError("the recipe names no model (a run trained on a module given as an object): pass the "
+                              "model")
         if isinstance(data, BatchData) and self.model in MODEL_NAMES:
             raise ConfigError(f"the built-in model {self.model!r} needs data held as tensors; {data.name!r} yields "
                               "batches of another structure: give your model with --model package.module:factory")

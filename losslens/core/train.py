@@ -242,7 +242,8 @@ def _check_options(*, epochs: int, batch_size: int, lr: float, save_every_steps:
         _check_positive(save_every_steps=save_every_steps)
 
 
-def _network(model: str | nn.Module, model_kwargs: dict, train_set: TensorData, seed: int) -> tuple[nn.Module, str | None]:
+def _network(model: str | nn.Module, model_kwargs: dict, train_set: TensorData,
+             seed: int) -> tuple[nn.Module, str | None]:
     """``(the module trained, its name)``: built by name for the data's shape and seeded, or a copy of a module."""
     if isinstance(model, str):
         net = build_model(model, input_shape=train_set.input_shape, num_classes=train_set.num_outputs, seed=seed,

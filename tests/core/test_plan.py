@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from losslens.core import _first_layer as fl
-from losslens.core import plan as _plan
+from losslens.core import plan as plan_module
 from losslens.core.plan import ExecutionPlan, compile_is_worth_it, wants_channels_last
 from losslens.core._runner import Runner
 from losslens.core.evaluator import Evaluator
@@ -68,12 +68,12 @@ def test_a_huge_thread_count_is_refused_before_torch_sees_it(monkeypatch):
 @pytest.mark.parametrize("device", ["meta", "xla", "mps"])
 def test_devices_torch_cannot_evaluate_on_are_refused_in_one_line(device):
     with pytest.raises(ConfigError, match=f"device '{device}'"):
-        _plan.resolve_device(device)
+        plan_module.resolve_device(device)
 
 
 def test_small_work_never_gets_several_threads():
-    threads, seconds = _plan.faster_threads(lambda: None, 2)  # far below the floor of parallel work
-    assert threads == 1 and seconds < _plan._MIN_PARALLEL_S
+    threads, seconds = plan_module.faster_threads(lambda: None, 2)  # far below the floor of parallel work
+    assert threads == 1 and seconds < plan_module._MIN_PARALLEL_S
 
 
 def test_runner_falls_back_to_one_thread_when_chunks_run_far_slower(monkeypatch):
@@ -95,9 +95,9 @@ def test_runner_falls_back_to_one_thread_when_chunks_run_far_slower(monkeypatch)
 
 
 def test_compile_decision_depends_on_the_work_not_on_a_clock(monkeypatch):
-    rate = _plan._NOMINAL_FLOPS["cpu"]
+    rate = plan_module._NOMINAL_FLOPS["cpu"]
     per_point = 1e9
-    limit = int(_plan._COMPILE_WORTH_S * rate / per_point)
+    limit = int(plan_module._COMPILE_WORTH_S * rate / per_point)
     assert not compile_is_worth_it(limit, per_point, torch.device("cpu"))
     assert compile_is_worth_it(limit + 1, per_point, torch.device("cpu"))
     monkeypatch.setattr(torch, "compile", lambda f, **kw: f)  # no real compile in a unit test
