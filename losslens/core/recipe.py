@@ -83,8 +83,8 @@ class Recipe:
     def from_checkpoint(cls, path: str | os.PathLike | None, **overrides) -> "Recipe":
         """The recipe of checkpoint ``path``: ``overrides`` (fields of ``Recipe``; ``None`` means not
         given) win; else the built-in model and data set its metadata names; else ``DEFAULT_MODEL`` on
-        ``DEFAULT_DATA``. The stored model options are taken with the stored model only. ``path=None``:
-        no file, the defaults.
+        ``DEFAULT_DATA``. The stored model options come only with the stored model (a model given takes
+        the options given, else none). ``path=None``: no file, the defaults.
 
         Raises:
             ConfigError: the metadata names a model or data set that is not built in (an import
@@ -94,8 +94,7 @@ class Recipe:
         given = {k: v for k, v in overrides.items() if v is not None}
         if "model" not in given:
             given["model"] = trusted_name(stored.model, MODEL_NAMES, what="model", flag="--model") or DEFAULT_MODEL
-        if "model_kwargs" not in given:
-            given["model_kwargs"] = stored.model_kwargs if given["model"] == stored.model else {}
+            given.setdefault("model_kwargs", stored.model_kwargs if given["model"] == stored.model else {})
         if "data" not in given:
             given["data"] = trusted_name(stored.data, DATASET_NAMES, what="data set", flag="--data") or DEFAULT_DATA
         return cls(**given)
@@ -125,8 +124,8 @@ class Recipe:
         for name in (n for n in read if n not in given):
             given[name] = trusted_name(run.get(name), builtins[name], what="data set" if name == "data" else name,
                                        flag=f"{name}=", source=source)
-        if "model_kwargs" not in given:
-            given["model_kwargs"] = run.get("model_kwargs") if given.get("model") == run.get("model") else {}
+            if name == "model":  # its options come with it
+                given.setdefault("model_kwargs", run.get("model_kwargs"))
         return cls(**given)
 
     # -- what it builds -------------------------------------------------------------------------------

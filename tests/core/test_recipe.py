@@ -39,6 +39,7 @@ def test_overrides_win_over_stored_names(checkpoint):
     assert (recipe.model, recipe.model_kwargs, recipe.data) == ("cnn", {}, "synthetic-classification")
     assert (recipe.split, recipe.subset, recipe.loss, recipe.bn) == ("test", 10, "mse", "batch")
     assert Recipe.from_checkpoint(checkpoint, model_kwargs={"hidden": [8]}).model_kwargs == {"hidden": [8]}
+    assert Recipe.from_checkpoint(checkpoint, model="mlp").model_kwargs == {}  # a model given: the options given
     # None: not given
     assert Recipe.from_checkpoint(checkpoint, model=None, data=None) == Recipe.from_checkpoint(checkpoint)
 
