@@ -56,7 +56,7 @@ def test_replay_and_paths_to_pandas():
     assert list(frame.columns) == list(PATH_COLUMNS) and len(frame) == sum(len(p) for p in r.paths)
     np.testing.assert_allclose(frame[frame.optimizer == "adam"]["x"], r.path("adam")["x"])
     assert list(r.to_pandas("summary")["optimizer"]) == list(r.labels)
-    with pytest.raises(ValueError, match="unknown table"):
+    with pytest.raises(ValueError, match=r"table must be one of paths, summary \(got 'nope'\)"):
         r.to_pandas("nope")
     checkpoints = tuple(Checkpoint("sgd", i, 10 * i, None, Path(f"s{i}.safetensors")) for i in range(3))
     paths = TrajectoryPaths(checkpoints, np.zeros((3, 2)), np.zeros(3), np.ones(3), np.ones(3), np.arange(3.0),

@@ -305,15 +305,6 @@ def say_written(paths) -> None:
         print(f"wrote {path}")
 
 
-def save_figure(fig, path: str | Path) -> Path:
-    """Save a matplotlib figure as a PNG (150 dpi) and say so on stdout."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    print(f"wrote {path}")
-    return path
-
-
 def load_surface(path: str | Path):
     """The ``Surface`` a file holds (losslens's or the reference tool's).
 

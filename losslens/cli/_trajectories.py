@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from losslens.cli._common import describe, evaluators, finite_float, int_at_least, is_main_process, save_figure
+from losslens.cli._common import describe, evaluators, finite_float, int_at_least, is_main_process, say_written
 
 
 def add_plane_args(parser: argparse.ArgumentParser) -> None:
@@ -46,22 +46,14 @@ def plane(compute, path: Path):
         return compute()
 
 
-def write_paths(paths, surface, out: Path, stem: str, *, log: bool, extra_figures=()) -> None:
-    """``paths.csv``, ``STEM.png`` (paths over the contour, true vs plane loss) and ``STEM.html``."""
-    from matplotlib.figure import Figure
+def write_paths(result, surface, out: Path, stem: str, *, log: bool, embeddings=()) -> None:
+    """``paths.csv`` and the figures of ``result`` (the paths, or an optimizer comparison holding them) over
+    the plane's ``surface``: ``STEM.png`` (paths over the contour, true vs plane loss), ``STEM.html``, ..."""
+    from losslens.plot.render import render
 
-    from losslens.plot.interactive import write_html
-    from losslens.plot.trajectories import plot_path_losses, plot_trajectory_paths, plotly_paths
-
+    paths = result.paths if result.KIND == "optimizer_comparison" else result
     print(f"wrote {paths.to_csv(out / 'paths.csv')}")
-    fig = Figure(figsize=(14, 5.5), layout="constrained")
-    left, right = fig.subplots(1, 2, width_ratios=[1.25, 1])
-    plot_trajectory_paths(paths, surface, ax=left, log=log)
-    plot_path_losses(paths, ax=right, log=log)
-    save_figure(fig, out / f"{stem}.png")
-    html = write_html([plotly_paths(paths, surface, log=log), *extra_figures], out / f"{stem}.html",
-                      title=f"losslens {stem}")
-    print(f"wrote {html}")
+    say_written(render(result, out, stem, log=log, surface=surface, embeddings=embeddings))
 
 
 def summary(paths) -> str:

@@ -6,7 +6,8 @@ or takes the given run directories, then writes to ``--out``: ``comparison.csv``
 ``optimizer, final_train_loss, final_test_loss, final_train_acc, final_test_acc, path_length,
 distance_from_init, max_rel_residual, n_untrusted, n_checkpoints, epochs, lr, run``), ``paths.csv``
 (one row per checkpoint, the initializations included), ``comparison.h5``, ``comparison_surface.h5``
-(the loss over the plane), ``comparison.png`` and ``comparison.html``.
+(the loss over the plane), ``comparison.png``, ``comparison_losses.png``, ``comparison_final_losses.png``
+and ``comparison.html`` (the figures of ``losslens.plot.render``).
 
 Under torchrun, each process trains every W-th optimizer and the plane's grid is shared::
 
@@ -86,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"wrote {comparison.to_csv(out / 'comparison.csv')}")
     print(f"wrote {comparison.save(out / 'comparison.h5')}")
     print(f"wrote {surface_path}")
-    write_paths(comparison.paths, surface, out, "comparison", log=args.log)
+    write_paths(comparison, surface, out, "comparison", log=args.log)
     return 0
 
 

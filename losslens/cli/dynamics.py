@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from losslens.cli._common import add_landscape_args, default_run, save_figure
+from losslens.cli._common import add_landscape_args, default_run, say_written
 from losslens.cli._trajectories import runs_evaluator
 
 
@@ -34,7 +34,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from losslens.plot.trajectories import plot_dynamics
+    from losslens.plot.render import render
     from losslens.trajectories.dynamics import dynamics_of_run
 
     run_dir = Path(args.run_dir) if args.run_dir else default_run(args).out
@@ -50,5 +50,5 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(f"wrote {dynamics.to_csv(out / 'dynamics.csv')}")
     print(f"wrote {dynamics.save(out / 'dynamics.h5')}")
-    save_figure(plot_dynamics(dynamics), out / "dynamics.png")
+    say_written(render(dynamics, out, "dynamics"))
     return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from losslens.cli._common import DEFAULT_OUT, int_at_least, save_figure, write_json
+from losslens.cli._common import DEFAULT_OUT, int_at_least, say_written, write_json
 from losslens.errors import ConfigError
 from losslens.landscape.fit import CRITERIA, MODELS
 
@@ -56,7 +56,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from losslens.cli._common import load_surface
     from losslens.landscape.fit import fit_surface
-    from losslens.plot.fit import plot_fit, plot_residuals
+    from losslens.plot.render import render
 
     if args.fit_model != "mixture" and (args.components is not None):
         raise ConfigError(f"--components applies to --fit-model mixture, not to --fit-model {args.fit_model}")
@@ -68,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
     write_json(out / "fit.json", fit.to_dict())
     path = fit.save(out / "fit.h5")
     print(f"wrote {path}")
-    save_figure(plot_fit(fit), out / ("fit_3d.png" if fit.ndim == 2 else "fit_1d.png"))
-    save_figure(plot_residuals(fit), out / "fit_residuals.png")
+    say_written(render(fit, out, "fit"))
     return 0
 
 

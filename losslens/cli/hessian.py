@@ -52,7 +52,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from losslens.curvature.hessian import eigenpairs
     from losslens.curvature.operator import HessianOperator
-    from losslens.curvature.spectrum import density, trace
+    from losslens.curvature.spectrum import trace
     from losslens.plot.render import render
 
     checkpoint = args.checkpoint or str(default_run(args).checkpoints[-1])
@@ -71,31 +71,55 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     written = [pairs.save(out / "eigenpairs.h5"), tr.save(out / "trace.h5")]
-    spectrum, condition = None, None
-    if args.density:
-        with warnings.catch_warnings():  # recorded in the spectrum, printed below
-            warnings.filterwarnings("ignore", message="losslens: (only|the density's support)")
-            spectrum = density(H, n_vectors=args.density_vectors, n_lanczos=min(args.lanczos_steps, ev.space.size),
-                               seed=args.seed, backend=args.backend, known_eigenvalues=values)
-        definite = spectrum.lambda_min > 0 and math.isfinite(spectrum.condition)
-        condition = spectrum.condition if definite else None
-        print(f"density: eigenvalues in [{spectrum.lambda_min:.6g}, {spectrum.lambda_max:.6g}], condition number "
-              + (f"{condition:.6g}" if definite else "undefined (the Hessian is not positive definite here)"))
-        for note in spectrum.warnings:
-            print(f"warning: {note}")
+    spectrum = _density(args, H, values) if args.density else None
+    if spectrum is not None:
         written.append(spectrum.save(out / "spectrum.h5"))
     say_written(written)
-    write_json(out / "hessian.json", {
+    write_json(out / "hessian.json", _summary(args, ev, pairs, tr, spectrum))
+    for result in (pairs, spectrum):
+        if result is not None:
+            say_written(render(result, out, "hessian"))
+    return 0
+
+
+def _density(args: argparse.Namespace, H, values: list[float]):
+    """The spectral density (stochastic Lanczos quadrature), its range and condition number said."""
+    from losslens.curvature.spectrum import density
+
+    with warnings.catch_warnings():  # recorded in the spectrum, printed below
+        warnings.filterwarnings("ignore", message="losslens: (only|the density's support)")
+        spectrum = density(H, n_vectors=args.density_vectors, n_lanczos=min(args.lanczos_steps, H.evaluator.space.size),
+                           seed=args.seed, backend=args.backend, known_eigenvalues=values)
+    condition = _condition(spectrum)
+    print(f"density: eigenvalues in [{spectrum.lambda_min:.6g}, {spectrum.lambda_max:.6g}], condition number "
+          + (f"{condition:.6g}" if condition is not None else "undefined (the Hessian is not positive definite here)"))
+    for note in spectrum.warnings:
+        print(f"warning: {note}")
+    return spectrum
+
+
+def _condition(spectrum) -> float | None:
+    """lambda_max / lambda_min of the density's extreme Ritz values; None where the Hessian is not positive
+    definite (or without a density)."""
+    if spectrum is None or not (spectrum.lambda_min > 0 and math.isfinite(spectrum.condition)):
+        return None
+    return spectrum.condition
+
+
+def _summary(args: argparse.Namespace, ev, pairs, tr, spectrum) -> dict:
+    """The content of ``hessian.json``."""
+    values = [float(v) for v in pairs.values]
+    return {
         "format": "losslens-hessian",
         "eigenvalues": values,
         "residual_norms": pairs.meta["residual_norms"],
         "backend": args.backend,
         "lambda_max": values[0],
-        "trace": {"value": tr.value, "stderr": tr.stderr, "method": method, "n_matvec": tr.n_matvec,
+        "trace": {"value": tr.value, "stderr": tr.stderr, "method": tr.method, "n_matvec": tr.n_matvec,
                   "resolved": tr.resolved},
         "trace_note": "resolved: false when the standard error is not smaller than |value| (even the sign is "
         "uncertain)",
-        "condition": condition,
+        "condition": _condition(spectrum),
         "condition_note": "lambda_max / lambda_min from the density's extreme Ritz values; null without --density "
         "or when lambda_min <= 0 (an indefinite or singular Hessian, where it is undefined or infinite)",
         "density": None if spectrum is None else {
@@ -106,8 +130,4 @@ def run(args: argparse.Namespace) -> int:
         "files": {"eigenpairs": "eigenpairs.h5", "trace": "trace.h5"},
         "seed": args.seed,
         "evaluator": ev.meta(),
-    })
-    say_written(render(pairs, out, "hessian"))
-    if spectrum is not None:
-        say_written(render(spectrum, out, "hessian"))
-    return 0
+    }

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from losslens.cli._common import int_at_least, save_figure, write_json
+from losslens.cli._common import int_at_least, say_written, write_json
 from losslens.landscape.wavelets import DETRENDS, MODE, PRESETS, WAVELET
 
 
@@ -44,7 +44,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from losslens.landscape.surface import Surface
     from losslens.landscape.wavelets import multiscale
-    from losslens.plot.wavelets import plot_coefficients, plot_energy
+    from losslens.plot.render import render
 
     path = Path(args.surface)
     result = multiscale(Surface.load(path), wavelet=args.wavelet, level=args.level, mode=args.mode,
@@ -63,6 +63,5 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else path.parent
     write_json(out / "multiscale.json", result.to_json())
     print(f"wrote {result.save(out / 'multiscale.h5')}")
-    save_figure(plot_coefficients(result), out / "multiscale_coefficients.png")
-    save_figure(plot_energy(result), out / "multiscale_energy.png")
+    say_written(render(result, out, "multiscale"))
     return 0

@@ -33,7 +33,7 @@ import math
 from pathlib import Path
 
 from losslens.cli._common import (
-    DEFAULT_SUBSET, add_landscape_args, checked_range, finite_float, int_at_least, save_figure,
+    DEFAULT_SUBSET, add_landscape_args, checked_range, finite_float, int_at_least, say_written,
 )
 from losslens.errors import ConfigError
 from losslens.landscape.fit import MODELS
@@ -107,8 +107,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from losslens.plot.interactive import write_html
-    from losslens.plot.replay import animate_paths, plot_convergence, plot_replay_paths
+    from losslens.plot.render import render
     from losslens.trajectories.replay import replay
 
     objective = _objective(args)
@@ -122,9 +121,7 @@ def run(args: argparse.Namespace) -> int:
     for table, name in (("paths", "paths.csv"), ("summary", "summary.csv")):
         print(f"wrote {result.to_csv(out / name, table)}")
     print(f"wrote {result.save(out / 'replay.h5')}")
-    save_figure(plot_replay_paths(result), out / "replay_paths.png")
-    save_figure(plot_convergence(result), out / "replay_convergence.png")
-    print(f"wrote {write_html(animate_paths(result), out / 'replay.html', title='losslens replay')}")
+    say_written(render(result, out, "replay"))
     return 0
 
 
@@ -174,6 +171,7 @@ def _true_loss(args: argparse.Namespace):
     import numpy as np
 
     from losslens.cli._common import default_run, describe, evaluators
+    from losslens.landscape.grid_file import points_done
     from losslens.landscape.surface import surface_2d
     from losslens.trajectories.objectives import PlaneLoss
 
@@ -189,13 +187,12 @@ def _true_loss(args: argparse.Namespace):
     (ev,) = evaluators(args, checkpoint)
     print(describe(ev))
     path = Path(args.out) / "true_plane.h5"
-    stored = _stored(path, kind, args.seed)
-    directions = stored.directions if stored is not None else _plane_directions(ev, kind, args.seed)
+    directions = _directions(path, ev, kind, args.seed)
     print(f"the true loss in the plane of {kind} directions; the picture's grid, {n} x {n} points on "
           f"[{lo:g}, {hi:g}]^2, into {path}")
     x = np.linspace(lo, hi, n)
+    before = points_done(path)
     surface = surface_2d(ev, ev.w0, directions, x, x, path=path, progress=not args.no_progress)
-    before = stored.meta["n_done"] if stored is not None else 0
     print(f"nothing to compute: {path} already holds all {n * n} points" if before == n * n else
           f"wrote {path}" + (f" (resumed: {before} of {n * n} points were already computed)" if before else ""))
     return PlaneLoss(ev, surface=surface)
@@ -209,21 +206,26 @@ def _plane_directions(ev, kind: str, seed: int):
     return random_directions(ev.space, ev.w0, 2, normalization="filter", seed=seed)
 
 
-def _stored(path: Path, kind: str, seed: int):
-    """The surface an earlier run left at ``path`` when its directions are of this kind and seed (a rerun
-    then resumes it with those directions, not recomputed); ``None`` otherwise. ``surface_2d`` checks the rest
-    (checkpoint, data, grid) and refuses a file of another grid."""
+def _directions(path: Path, ev, kind: str, seed: int):
+    """The plane's directions: those of the grid an earlier run left at ``path`` when their request (the
+    call ``_plane_directions(ev, kind, seed)``, kept in their metadata) answers this one, so that a rerun
+    resumes the grid with them rather than recomputing them (the reuse rule, ``core.reuse``); else new ones,
+    their request in their metadata. ``surface_2d`` checks the rest (the grid) and refuses a file of
+    another grid."""
+    from losslens.core import reuse
     from losslens.errors import LosslensError
+    from losslens.landscape.directions import Directions
     from losslens.landscape.surface import Surface
 
-    if not path.exists():
-        return None
+    asked = reuse.request(_plane_directions, ev, kind, seed)
     try:
-        surface = Surface.load(path)
+        stored = Surface.load(path).directions if path.exists() else None
     except LosslensError:
-        return None
-    d = surface.directions
-    return surface if d is not None and d.kind == kind and d.meta.get("seed") == seed else None
+        stored = None
+    if stored is not None and reuse.answers(stored.meta.get("request"), asked):
+        return stored
+    made = _plane_directions(ev, kind, seed)
+    return Directions(made.vectors, made.kind, {**made.meta, "request": asked})
 
 
 def _refuse_true_loss_flags(args: argparse.Namespace) -> None:

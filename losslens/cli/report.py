@@ -49,6 +49,13 @@ def register(subparsers) -> None:
     parser.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="sections to leave out")
     parser.add_argument("--names", nargs="+", metavar="NAME", help="one name per input, its label")
     parser.add_argument("--title", help="the page's title")
+    _add_grid_args(parser)
+    _add_path_args(parser)
+    set_distributed_run(parser, _run)
+
+
+def _add_grid_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of the surface, the line from the initialization and the Hessian."""
     surface = parser.add_argument_group("2D surface (random filter-normalized directions)")
     surface.add_argument("--steps", type=int_at_least(2), default=41, help="grid points per axis (default: 41)")
     surface.add_argument("--range", nargs=2, type=finite_float, default=(-1.0, 1.0), metavar=("A", "B"),
@@ -69,6 +76,10 @@ def register(subparsers) -> None:
                          help="start vectors of the density (default: 4)")
     hessian.add_argument("--lanczos-steps", type=int_at_least(1), default=80, metavar="M",
                          help="Lanczos steps per start vector of the density (default: 80)")
+
+
+def _add_path_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of the fit and the replay, the trajectory and the dynamics."""
     fit = parser.add_argument_group("fit of the Hessian-eigenvector plane, and replay")
     fit.add_argument("--plane-steps", type=int_at_least(4), default=21, metavar="N",
                      help="grid points per axis of the plane, on [-1, 1] (default: 21)")
@@ -88,7 +99,6 @@ def register(subparsers) -> None:
     trajectory.add_argument("--sharpness", action=argparse.BooleanOptionalAction, default=None,
                             help="the top Hessian eigenvalue at every checkpoint (dynamics): by default when its "
                             "bounded cost allows; --sharpness forces it, --no-sharpness leaves it out")
-    set_distributed_run(parser, _run)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -65,7 +65,8 @@ def add_plane_args(parser, steps: int) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from losslens.landscape.surface import Surface, surface_1d, surface_2d
+    from losslens.landscape.grid_file import points_done
+    from losslens.landscape.surface import surface_1d, surface_2d
     from losslens.plot.render import render
 
     main = is_main_process()
@@ -87,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     path = out / "surface.h5"
-    before = Surface.load(path).meta["n_done"] if main and _readable(path) else 0
+    before = points_done(path) if main else 0
     progress = not args.no_progress
     if args.one_d:
         surface = surface_1d(evs, evs[0].w0, directions, x, path=path, progress=progress)
@@ -115,19 +116,6 @@ def _summary(surface) -> str:
     bad = surface.meta["n_nonfinite"]
     return (f"{where}{span} ({surface.meta['n_points']} points, {surface.meta['seconds']:.1f} s"
             + (f"; {bad} points diverged to NaN/inf" if bad else "") + ")")
-
-
-def _readable(path: Path) -> bool:
-    from losslens.errors import LosslensError
-    from losslens.landscape.grid_file import read_grid
-
-    if not path.exists():
-        return False
-    try:
-        read_grid(path)
-    except LosslensError:
-        return False
-    return True
 
 
 def _check_combinations(args: argparse.Namespace) -> None:

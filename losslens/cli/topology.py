@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from losslens.cli._common import finite_float, save_figure, write_json
+from losslens.cli._common import finite_float, say_written, write_json
 from losslens.landscape.topology import CONSTRUCTIONS, THRESHOLD_FRACTION
 
 
@@ -45,7 +45,7 @@ PRINTED_BASINS = 20  # a noisy surface has thousands: the terminal gets the firs
 def run(args: argparse.Namespace) -> int:
     from losslens.landscape.surface import Surface
     from losslens.landscape.topology import topology
-    from losslens.plot.topology import plot_barcode, plot_basins, plot_diagrams
+    from losslens.plot.render import render
 
     path = Path(args.surface)
     result = topology(Surface.load(path), construction=args.construction, threshold=args.threshold,
@@ -65,7 +65,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"  ... and {len(basins) - PRINTED_BASINS} more basins: every one is in {out / 'topology.json'}")
     write_json(out / "topology.json", result.to_json())
     print(f"wrote {result.save(out / 'topology.h5')}")
-    save_figure(plot_diagrams(result), out / "topology_diagrams.png")
-    save_figure(plot_barcode(result), out / "topology_barcode.png")
-    save_figure(plot_basins(result), out / "topology_basins.png")
+    say_written(render(result, out, "topology"))
     return 0

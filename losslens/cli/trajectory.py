@@ -3,9 +3,9 @@
 Writes to ``--out``: ``paths.csv`` (one row per checkpoint: ``run, step, epoch, pc1, pc2, residual,
 rel_residual, true_loss, plane_loss, checkpoint``), ``trajectory.h5`` (the paths), ``trajectory_pca.h5``,
 ``trajectory_surface.h5`` (the loss over the plane), ``embedding_pca.h5``, ``embedding_tsne.h5`` (and
-``embedding_phate.h5`` with ``--phate``), ``embeddings.csv``, ``trajectory.png``,
-``trajectory_embeddings.png``, ``trajectory.html``, and per run ``projection_RUN.h5``, a projection
-file of the older loss-landscape tool (``plot_2D.plot_contour_trajectory``).
+``embedding_phate.h5`` with ``--phate``), ``embeddings.csv``, ``trajectory.png``, ``trajectory_losses.png``,
+``trajectory_embeddings.png``, ``trajectory.html`` (the figures of ``losslens.plot.render``), and per run
+``projection_RUN.h5``, a projection file of the older loss-landscape tool (``plot_2D.plot_contour_trajectory``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from losslens.cli._common import (
-    add_landscape_args, default_run, finite_float, int_at_least, is_main_process, save_figure, set_distributed_run,
+    add_landscape_args, default_run, finite_float, int_at_least, is_main_process, set_distributed_run,
 )
 from losslens.cli._trajectories import add_plane_args, plane, runs_evaluator, summary, write_paths
 
@@ -40,7 +40,6 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from losslens.plot.trajectories import plot_embeddings, plotly_embedding
     from losslens.trajectories import embed, plane_surface, run_series, trajectory_paths, trajectory_pca
     from losslens.trajectories.table import write_csv
     from losslens.trajectories.embeddings import EMBEDDING_COLUMNS
@@ -72,6 +71,5 @@ def _run(args: argparse.Namespace) -> int:
     print(f"wrote {write_csv(out / 'embeddings.csv', rows, EMBEDDING_COLUMNS)}")
     for r in paths.runs:
         print(f"wrote {paths.save_projection(out / f'projection_{r}.h5', r)}")
-    save_figure(plot_embeddings(embeddings), out / "trajectory_embeddings.png")
-    write_paths(paths, surface, out, "trajectory", log=args.log, extra_figures=[plotly_embedding(e) for e in embeddings])
+    write_paths(paths, surface, out, "trajectory", log=args.log, embeddings=embeddings)
     return 0

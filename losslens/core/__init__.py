@@ -1,7 +1,6 @@
 """The core: parameter space, the batched evaluator, checkpoints, models, data and the trainer (which records
 what its callbacks record: ``losslens.train`` adds the dynamics recorder of ``losslens.trajectories``)."""
 
-from losslens.core._checks import check_seed
 from losslens.core.checkpoints import load_checkpoint, load_metadata, load_model, save_checkpoint
 from losslens.core.data import DATASET_NAMES, BatchData, TensorData, as_tensors, load_dataset, subset
 from losslens.core.evaluator import EvalResult, Evaluator
@@ -14,7 +13,7 @@ from losslens.core.train import TrainRun, train
 
 __all__ = [
     # evaluation
-    "Evaluator", "EvalResult", "Plan", "Recipe", "ParameterSpace", "NONNEGATIVE_LOSSES", "check_seed",
+    "Evaluator", "EvalResult", "Plan", "Recipe", "ParameterSpace", "NONNEGATIVE_LOSSES",
     # checkpoints
     "load_checkpoint", "load_model", "save_checkpoint", "load_metadata",
     # models and data

@@ -8,13 +8,13 @@ loss that would read them as probabilities, targets whose shape does not fit the
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping
 from typing import Callable
 
 import torch
 from torch import nn
 
+from losslens.checks import check_int
 from losslens.core.losses import IGNORE_INDEX, LossOverUnits, model_loss, read_output
 from losslens.errors import ConfigError
 
@@ -26,33 +26,7 @@ def check_model(model) -> nn.Module:
 
 
 def check_batch_size(batch_size) -> None:
-    if batch_size is not None and (integer(batch_size) is None or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-
-
-def check_seed(seed, high: int = 2**63) -> int:
-    """``seed`` as a Python int from 0 to ``high - 1``, or a ConfigError naming it.
-
-    Args:
-        seed: a seed given to a losslens function; Python and numpy integers are accepted, bools and
-            floats are not.
-        high: one above the largest seed the generator takes: torch's take up to 2**63 - 1, numpy's
-            ``RandomState`` (scikit-learn's ``random_state``) up to 2**32 - 1.
-    """
-    value = integer(seed)
-    if value is None or not 0 <= value < high:
-        raise ConfigError(f"seed must be an integer from 0 to 2**{high.bit_length() - 1} - 1, got {seed!r}")
-    return value
-
-
-def integer(value) -> int | None:
-    """``value`` as an int when it is an integer (Python or numpy, not a bool), else ``None``."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
+    check_int("batch_size", batch_size, minimum=1, none=True)
 
 
 def probe_output(forward: Callable[[object], object], inputs) -> object:

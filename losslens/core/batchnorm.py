@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from losslens.checks import check_choice
+
 BN_MODES: tuple[str, ...] = ("eval", "batch", "recalibrate")
 
 
@@ -27,9 +29,7 @@ def batchnorm_layers(module: nn.Module) -> list[tuple[str, _BatchNorm]]:
 
 
 def check_mode(bn: str) -> str:
-    if bn not in BN_MODES:
-        raise ValueError(f"unknown BatchNorm mode {bn!r}; valid: {', '.join(BN_MODES)}")
-    return bn
+    return check_choice("bn", bn, BN_MODES)
 
 
 def configure(module: nn.Module, bn: str) -> None:

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from losslens._imports import is_import_string, resolve_import_string
-from losslens.core._checks import check_seed
+from losslens.checks import check_choice, check_seed
 from losslens.errors import ConfigError
 
 DATASET_NAMES: tuple[str, ...] = ("digits", "synthetic-classification", "synthetic-regression")
@@ -174,8 +174,7 @@ def load_dataset(name: str, split: Split = "test", *, seed: int = 0) -> TensorDa
     Raises:
         ConfigError: an unknown name or split, a bad import string or an unusable return value.
     """
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    check_choice("split", split, SPLITS)
     if name in _BUILTIN:
         x, y, task = _BUILTIN[name](seed)
         part = _split_arrays(x, y, stratify=task == "classification")[0 if split == "train" else 1]

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from losslens.checks import integer
 from losslens.core import _batches as bt
 from losslens.core import batchnorm as bnm
 from losslens.core import _checks, derivatives
@@ -42,7 +43,7 @@ from losslens.core._loop import LossLoop
 from losslens.core._runner import Runner
 from losslens.core.params import ParameterSpace
 from losslens.core.plan import ExecutionPlan, Plan, decide, resolve_device
-from losslens.core.provenance import checkpoint_info, model_identity
+from losslens.core.provenance import checkpoint_info, fingerprint, model_identity
 
 __all__ = ["Evaluator", "EvalResult"]
 
@@ -188,8 +189,6 @@ class Evaluator(LossLoop):
         self._flops: tuple[float, float] | None = None  # per sample: whole forward, first layer
         self._set_calibration(calibration_data, calibration_size)
         self._shortcut = self._find_shortcut(probe[0])
-
-    # -- construction -----------------------------------------------------------------------------
 
     def _copy_model(self, model: nn.Module, include_buffers: bool) -> None:
         """The private copy of ``model`` on the device, its parameter space and its point ``w0``."""
@@ -364,6 +363,11 @@ class Evaluator(LossLoop):
             out["batch_size"] = self.plan.batch_size
         return out
 
+    def fingerprint(self) -> dict:
+        """What an analysis of this evaluator depends on (its request's input, ``core.reuse``): its
+        ``identity()`` and a content hash of its weights ``w0``."""
+        return {"identity": self.identity(), "w0": fingerprint([self.w0])}
+
     def _result(self, means: torch.Tensor, path: str) -> EvalResult:
         """The ``EvalResult`` of ``(K, 1 + M)`` loss and metric means."""
         metrics = {n: means[:, 1 + i] for i, n in enumerate(self.metric_names)}
@@ -389,7 +393,7 @@ def _check_calibration(bn: str, calibration_data, calibration_size, include_buff
     """The calibration options apply to ``bn="recalibrate"`` only, which keeps the buffers out of the vector."""
     if bn != "recalibrate" and (calibration_data is not None or calibration_size is not None):
         raise ValueError("calibration_data and calibration_size apply only to bn='recalibrate'")
-    if calibration_size is not None and (_checks.integer(calibration_size) is None or calibration_size < 2):
+    if calibration_size is not None and (integer(calibration_size) is None or calibration_size < 2):
         raise ValueError(f"calibration_size must be an integer of at least 2 (BatchNorm statistics need 2 "
                          f"samples), got {calibration_size!r}")
     if bn == "recalibrate" and include_buffers:

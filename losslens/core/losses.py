@@ -33,6 +33,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from losslens.checks import check_choice
 from losslens.errors import ConfigError
 
 Function = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -188,13 +189,11 @@ def make_objective(loss_fn: str | Function, target: torch.Tensor | None, *, unit
     Raises:
         ConfigError: an unknown loss or units (the valid ones are listed).
     """
-    if units not in UNITS:
-        raise ConfigError(f"unknown units {units!r}; valid: {', '.join(UNITS)}")
+    check_choice("units", units, UNITS)
     if callable(loss_fn):
         name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
         return LossOverUnits(name, "samples" if units == "auto" else units, loss_fn, output_key)
-    if loss_fn not in LOSS_NAMES:
-        raise ConfigError(f"unknown loss {loss_fn!r}; valid: {', '.join(LOSS_NAMES)} or a callable")
+    check_choice("loss_fn", loss_fn, LOSS_NAMES, describe=f"one of {', '.join(LOSS_NAMES)} or a callable")
     if loss_fn == "model":
         causal = type(model).__name__.endswith(_CAUSAL_SUFFIXES)
         auto = "samples" if target is None or target.is_floating_point() else \
@@ -220,8 +219,7 @@ def resolve_metric(value: str | Function) -> tuple[str, Function | None]:
     custom ``f(logits, target) -> mean`` (weighted by the loss's units)."""
     if callable(value):
         return getattr(value, "__name__", type(value).__name__), value
-    if value != "accuracy":
-        raise ConfigError(f"unknown metric {value!r}; valid: accuracy or a callable")
+    check_choice("metric", value, ("accuracy",), describe="accuracy or a callable")
     return "accuracy", None
 
 
@@ -233,8 +231,7 @@ def resolve_loss(loss: str | None, data) -> str:
     """
     if loss is None:
         return "cross_entropy" if data.task == "classification" else "mse"
-    if loss not in TRAINING_LOSSES:
-        raise ConfigError(f"unknown loss {loss!r}; valid: {', '.join(TRAINING_LOSSES)}")
+    check_choice("loss", loss, TRAINING_LOSSES)
     if LOSS_TASK[loss] != data.task:
         raise ConfigError(f"loss {loss!r} is for {LOSS_TASK[loss]}, but {data.name!r} is a {data.task} data set")
     return loss

@@ -46,6 +46,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from losslens.checks import check_choice
 from losslens.core import _batches as bt
 from losslens.core._checks import check_batch_size
 from losslens.errors import ConfigError
@@ -92,8 +93,8 @@ class Plan:
     def __post_init__(self):
         if not (isinstance(self.dtype, torch.dtype) and self.dtype.is_floating_point):
             raise ValueError(f"dtype must be a floating torch dtype, got {self.dtype}")
-        check_option("vectorize", self.vectorize, ("auto", True, False))
-        check_option("compile", self.compile, ("auto", True, False))
+        check_choice("vectorize", self.vectorize, ("auto", True, False))
+        check_choice("compile", self.compile, ("auto", True, False))
         check_batch_size(self.batch_size)
 
     @classmethod
@@ -198,12 +199,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     except Exception as e:  # a backend torch names but was not built with (mps, xpu, xla, ...)
         raise ConfigError(f"device {str(device)!r} is not usable here ({type(e).__name__})") from None
     return device
-
-
-def check_option(name: str, value, valid: tuple) -> None:
-    """Raise ``ValueError`` listing the valid values when ``value`` is not one of them."""
-    if not any(value is v or (type(value) is type(v) and value == v) for v in valid):
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}, got {value!r}")
 
 
 def batch_size_for(asked: int | None, n: int, bn: str, device: torch.device, budget: int, activation_bytes: int) -> int:

@@ -23,14 +23,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from losslens.core._checks import check_seed
+from losslens.checks import check_seed
 from losslens.core.checkpoints import save_checkpoint
 from losslens.core.data import TensorData, load_dataset
-from losslens.core.plan import Plan, resolve_device
 from losslens.core.evaluator import Evaluator
 from losslens.core.losses import loss_function, resolve_loss
 from losslens.core.models import build_model
 from losslens.core.optimizers import make_optimizer
+from losslens.core.plan import Plan, resolve_device
 from losslens.core.provenance import CheckpointMeta
 from losslens.errors import ConfigError
 

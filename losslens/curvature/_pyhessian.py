@@ -29,6 +29,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from losslens.checks import check_choice
 from losslens.curvature.operator import HessianOperator
 from losslens.errors import ConfigError
 
@@ -38,8 +39,7 @@ _CRITERIA = {"cross_entropy": nn.CrossEntropyLoss, "mse": nn.MSELoss}
 
 def check_backend(backend: str) -> None:
     """Raise for an unknown backend, or for ``"pyhessian"`` when PyHessian is not installed."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    check_choice("backend", backend, BACKENDS)
     if backend == "pyhessian" and importlib.util.find_spec("pyhessian") is None:
         raise ConfigError("backend 'pyhessian' needs the optional PyHessian package (GPL-3), which is not installed: "
                           "pip install pyhessian (or losslens[pyhessian])")

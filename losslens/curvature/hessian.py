@@ -11,7 +11,6 @@ spectrum (:math:`\\min_j |\\lambda_i - \\lambda_j(H)| \\le r_i`): the honest tol
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -21,10 +20,10 @@ import torch
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
 from losslens._io import load, write_h5
-from losslens.core import check_seed
+from losslens.checks import check_choice, check_int, check_number, check_seed
 from losslens.curvature import _pyhessian
 from losslens.curvature.operator import HessianOperator, as_operator
-from losslens.errors import LosslensError
+from losslens.errors import ConfigError, LosslensError
 from losslens.results import ResultDisplay
 
 WHICH: tuple[str, ...] = ("largest", "smallest")
@@ -116,37 +115,42 @@ def eigenpairs(
         maxiter: iteration cap (ARPACK restarts, or power iterations); ``None`` for the default.
 
     Raises:
-        ValueError: an invalid option, or ``k`` out of range.
+        ConfigError: an invalid option, ``k`` out of range, or ``backend="pyhessian"`` without PyHessian.
         NotConverged: the solver did not converge within ``maxiter``.
         NonFiniteHessian: a product is NaN or infinite (the weights or the loss diverged at the point).
-        ConfigError: ``backend="pyhessian"`` without PyHessian installed.
     """
-    if which not in WHICH:
-        raise ValueError(f"unknown which={which!r}; valid: {', '.join(WHICH)}")
+    check_choice("which", which, WHICH)
     _pyhessian.check_backend(backend)
     seed = check_seed(seed)
     op = as_operator(H)
-    P = op.shape[0]
-    if not (isinstance(k, numbers.Integral) and 1 <= k < P):
-        raise ValueError(f"k must be an integer with 1 <= k < P={P}, found {k!r}")
-    if not tol >= 0:
-        raise ValueError(f"tol must be >= 0, found {tol!r}")
-    if maxiter is not None and maxiter < 1:
-        raise ValueError(f"maxiter must be a positive integer or None, found {maxiter!r}")
-    start, n_external = op.n_matvec, 0
-    if backend == "losslens":
-        values, vectors = _lanczos(op, k, which, tol, seed, maxiter)
-    else:
-        if which != "largest":
-            raise ValueError("backend='pyhessian' computes only which='largest' (power iteration)")
-        values, vectors, n_external = _pyhessian.eigenpairs(_pyhessian.needs_model(op), k, tol=tol, seed=seed, maxiter=maxiter)
-        order = torch.argsort(values, descending=True)
-        values, vectors = values[order], vectors[order]
+    k = check_int("k", k, minimum=1, maximum=op.shape[0] - 1)  # below P
+    tol = check_number("tol", tol, minimum=0)
+    maxiter = check_int("maxiter", maxiter, minimum=1, none=True)
+    start = op.n_matvec
+    values, vectors, n_external = _solve(op, k, which, tol, seed, backend, maxiter)
     vectors = vectors / vectors.norm(dim=1, keepdim=True)
+    meta = {"backend": backend, "residual_norms": _residual_norms(op, values, vectors).tolist(), "seed": seed,
+            "maxiter": maxiter, **op.meta()}
+    return Eigenpairs(values, vectors, which, tol, int(op.n_matvec - start + n_external), meta)
+
+
+def _solve(op, k: int, which: str, tol: float, seed: int, backend: str, maxiter: int | None):
+    """``(values, vectors, products made outside op)``: float64 CPU values sorted like ``which``, one vector
+    per row, by Lanczos or PyHessian's power iteration (whose products ``op`` does not count)."""
+    if backend == "losslens":
+        return (*_lanczos(op, k, which, tol, seed, maxiter), 0)
+    if which != "largest":
+        raise ConfigError("backend='pyhessian' computes only which='largest' (power iteration)")
+    values, vectors, n_external = _pyhessian.eigenpairs(_pyhessian.needs_model(op), k, tol=tol, seed=seed,
+                                                        maxiter=maxiter)
+    order = torch.argsort(values, descending=True)
+    return values[order], vectors[order], n_external
+
+
+def _residual_norms(op, values: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """:math:`\\lVert H v_i - \\lambda_i v_i \\rVert` for each pair, from one block product."""
     HV = (op @ vectors.T.to(device=op.device, dtype=op.dtype)).T.to(device="cpu", dtype=torch.float64)
-    residuals = (HV - values[:, None] * vectors).norm(dim=1)
-    meta = {"backend": backend, "residual_norms": residuals.tolist(), "seed": seed, "maxiter": maxiter, **op.meta()}
-    return Eigenpairs(values, vectors, which, float(tol), int(op.n_matvec - start + n_external), meta)
+    return (HV - values[:, None] * vectors).norm(dim=1)
 
 
 def _lanczos(op, k: int, which: str, tol: float, seed: int, maxiter: int | None):

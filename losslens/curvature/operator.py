@@ -22,6 +22,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from losslens.core.derivatives import GradientGraph
 from losslens.core.evaluator import Evaluator
+from losslens.core.provenance import fingerprint
 from losslens.errors import LosslensError
 
 
@@ -95,6 +96,10 @@ class HessianOperator:
     def to_scipy(self) -> LinearOperator:
         """A float64 ``scipy.sparse.linalg.LinearOperator`` (symmetric: ``rmatvec`` is ``matvec``)."""
         return scipy_operator(self)
+
+    def fingerprint(self) -> dict:
+        """What an analysis of the operator depends on (``core.reuse``): its evaluator's and its point's."""
+        return {"operator": "hessian", "evaluator": self.evaluator.fingerprint(), "w": fingerprint([self.w])}
 
     def meta(self) -> dict:
         """Provenance of the operator: the evaluator's description and the point's norm."""

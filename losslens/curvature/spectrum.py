@@ -34,7 +34,6 @@ Lanczos), is recorded in ``Spectrum.warnings`` and warned about.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +45,10 @@ from scipy.integrate import trapezoid
 from scipy.linalg import eigh_tridiagonal
 
 from losslens._io import load, write_h5
-from losslens.core import check_seed
+from losslens.checks import check_choice, check_int, check_number, check_seed, refuse
 from losslens.curvature import _pyhessian
 from losslens.curvature.operator import HessianOperator, as_operator
+from losslens.errors import ConfigError
 from losslens.results import ResultDisplay
 
 TRACE_METHODS: tuple[str, ...] = ("hutchinson", "hutch++")
@@ -165,8 +165,7 @@ class Spectrum(ResultDisplay):
         """``(k,)`` spectral moments of orders 1..k, :math:`\\frac1P \\operatorname{tr} H^i \\approx
         \\frac{1}{n_v}\\sum_l \\sum_j \\tau^{(l)}_j (\\theta^{(l)}_j)^i` (of the quadrature, not of the
         smoothed density, whose second moment adds :math:`\\sigma^2`)."""
-        if not (isinstance(k, numbers.Integral) and k >= 1):
-            raise ValueError(f"k must be a positive integer, found {k!r}")
+        k = check_int("k", k, minimum=1)
         powers = self.nodes[None] ** np.arange(1, k + 1)[:, None, None]
         return (self.weights[None] * powers).sum(axis=2).mean(axis=1)
 
@@ -207,20 +206,17 @@ def trace(
         backend: ``"losslens"`` or ``"pyhessian"``.
 
     Raises:
-        ValueError: an invalid option or budget.
+        ConfigError: an invalid option or budget.
     """
-    if method not in TRACE_METHODS:
-        raise ValueError(f"unknown trace method {method!r}; valid: {', '.join(TRACE_METHODS)}")
+    check_choice("method", method, TRACE_METHODS)
     _pyhessian.check_backend(backend)
-    smallest = 2 if method == "hutchinson" else 4
-    if not (isinstance(n_matvec, numbers.Integral) and n_matvec >= smallest):
-        raise ValueError(f"n_matvec must be an integer >= {smallest} for method {method!r}, found {n_matvec!r}")
+    n_matvec = check_int("n_matvec", n_matvec, minimum=2 if method == "hutchinson" else 4)
     seed = check_seed(seed)
     op = as_operator(H)
     meta = {"backend": backend, "seed": seed, **op.meta()}
     if backend == "pyhessian":
         if method != "hutchinson":
-            raise ValueError("backend='pyhessian' implements only method='hutchinson'")
+            raise ConfigError("backend='pyhessian' implements only method='hutchinson'")
         samples, used = _pyhessian.trace_samples(_pyhessian.needs_model(op), n_matvec, seed=seed)
         s = torch.tensor(samples, dtype=torch.float64)
         return TraceEstimate(float(s.mean()), _stderr(s), used, method, {**meta, "samples": samples})
@@ -280,55 +276,78 @@ def density(
             support of the density (its nodes +- 5 sigma) misses one.
 
     Raises:
-        ValueError: an invalid option.
+        ConfigError: an invalid option.
     """
     _pyhessian.check_backend(backend)
     op = as_operator(H)
     seed = check_seed(seed)
     P = op.shape[0]
-    if not (isinstance(n_vectors, numbers.Integral) and n_vectors >= 1):
-        raise ValueError(f"n_vectors must be a positive integer, found {n_vectors!r}")
-    if not (isinstance(n_lanczos, numbers.Integral) and 1 <= n_lanczos <= P):
-        raise ValueError(f"n_lanczos must be an integer with 1 <= n_lanczos <= P={P}, found {n_lanczos!r}")
-    if sigma is not None and not sigma > 0:
-        raise ValueError(f"sigma must be > 0 or None, found {sigma!r}")
+    n_vectors = check_int("n_vectors", n_vectors, minimum=1)
+    n_lanczos = check_int("n_lanczos", n_lanczos, minimum=1, maximum=P)
+    sigma = check_number("sigma", sigma, positive=True, none=True)
     if grid is not None:
-        grid = np.asarray(grid, dtype=np.float64)
-        if grid.ndim != 1 or len(grid) < 2 or not np.all(np.diff(grid) > 0):
-            raise ValueError(f"grid must be a 1-D increasing array of at least 2 points, found shape {grid.shape}")
-    elif not (isinstance(grid_size, numbers.Integral) and grid_size >= 2):
-        raise ValueError(f"grid_size must be an integer >= 2, found {grid_size!r}")
-    if known_eigenvalues is not None:
-        known = known_eigenvalues.cpu() if isinstance(known_eigenvalues, torch.Tensor) else known_eigenvalues
-        try:
-            known = np.asarray(known, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            known = np.array([np.nan])
-        if not np.isfinite(known).all():
-            raise ValueError(f"known_eigenvalues must be finite numbers, found {known_eigenvalues!r}")
-        known_eigenvalues = known
-
-    start = op.n_matvec
-    if backend == "pyhessian":
-        nodes, weights, used = _pyhessian.density_quadrature(_pyhessian.needs_model(op), n_vectors, n_lanczos, seed=seed)
-        nodes, weights = nodes.numpy(), weights.numpy()
+        grid = _grid_axis(grid)
     else:
-        nodes, weights = _slq(op, n_vectors, n_lanczos, seed)
-        used = op.n_matvec - start
-    sigma = float(sigma) if sigma is not None else _default_sigma(nodes)
-    if grid is None:
-        grid = np.linspace(nodes.min() - 5 * sigma, nodes.max() + 5 * sigma, grid_size)
-    phi = _smoothed(grid, nodes, weights, sigma)
-    integral = float(trapezoid(phi, grid))
-    if abs(integral - 1) > 1e-2:
-        warnings.warn(f"losslens: the density integrates to {integral:.4f} over the grid: the grid is too coarse "
-                      f"for sigma={sigma:.3g} or does not cover the nodes", stacklevel=2)
+        grid_size = check_int("grid_size", grid_size, minimum=2)
+    known_eigenvalues = _known(known_eigenvalues)
+    nodes, weights, used = _quadrature(op, backend, n_vectors, n_lanczos, seed)
+    sigma, grid, phi, integral = _smoothed_density(nodes, weights, sigma, grid, grid_size)
     notes = _cautions(nodes, weights, sigma, n_lanczos, P, known_eigenvalues)
     for note in notes:
         warnings.warn(f"losslens: {note}", stacklevel=2)
     meta = {"backend": backend, "seed": seed, "n_matvec": used, "n_vectors": n_vectors, "n_lanczos": n_lanczos,
             "integral": integral, "warnings": notes, **op.meta()}
     return Spectrum(grid, phi, nodes, weights, sigma, meta)
+
+
+def _grid_axis(grid) -> np.ndarray:
+    """``grid`` as a float64 array, or a ConfigError when it is not 1-D, increasing, of 2 points or more."""
+    axis = np.asarray(grid, dtype=np.float64)
+    if axis.ndim != 1 or len(axis) < 2 or not np.all(np.diff(axis) > 0):
+        raise ConfigError(f"grid must be a 1-D increasing array of at least 2 points (got shape {axis.shape})")
+    return axis
+
+
+def _smoothed_density(nodes: np.ndarray, weights: np.ndarray, sigma: float | None, grid: np.ndarray | None,
+                      grid_size: int) -> tuple[float, np.ndarray, np.ndarray, float]:
+    """``(sigma, grid, density on it, its integral)``: the quadrature smoothed by a Gaussian of width ``sigma``
+    (default from the nodes) on ``grid`` (default ``grid_size`` points over the nodes +- 5 sigma); a warning
+    when the integral is not 1 within 1%."""
+    sigma = sigma if sigma is not None else _default_sigma(nodes)
+    if grid is None:
+        grid = np.linspace(nodes.min() - 5 * sigma, nodes.max() + 5 * sigma, grid_size)
+    phi = _smoothed(grid, nodes, weights, sigma)
+    integral = float(trapezoid(phi, grid))
+    if abs(integral - 1) > 1e-2:
+        warnings.warn(f"losslens: the density integrates to {integral:.4f} over the grid: the grid is too coarse "
+                      f"for sigma={sigma:.3g} or does not cover the nodes", stacklevel=3)
+    return sigma, grid, phi, integral
+
+
+def _known(known_eigenvalues) -> np.ndarray | None:
+    """The eigenvalues found otherwise as a flat float64 array, or a ConfigError when one is not a finite number."""
+    if known_eigenvalues is None:
+        return None
+    known = known_eigenvalues.cpu() if isinstance(known_eigenvalues, torch.Tensor) else known_eigenvalues
+    try:
+        known = np.asarray(known, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        known = np.array([np.nan])
+    if not np.isfinite(known).all():
+        raise refuse("known_eigenvalues", "finite numbers", known_eigenvalues)
+    return known
+
+
+def _quadrature(op, backend: str, n_vectors: int, n_lanczos: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(nodes, weights, products)``: ``(n_vectors, n_lanczos)`` nodes and weights of the stochastic Lanczos
+    quadrature, by losslens's lockstep Lanczos or by PyHessian."""
+    if backend == "pyhessian":
+        nodes, weights, used = _pyhessian.density_quadrature(_pyhessian.needs_model(op), n_vectors, n_lanczos,
+                                                             seed=seed)
+        return nodes.numpy(), weights.numpy(), used
+    start = op.n_matvec
+    nodes, weights = _slq(op, n_vectors, n_lanczos, seed)
+    return nodes, weights, op.n_matvec - start
 
 
 def _cautions(nodes: np.ndarray, weights: np.ndarray, sigma: float, m: int, P: int, known) -> list[str]:

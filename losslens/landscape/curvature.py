@@ -35,7 +35,7 @@ import warnings
 import numpy as np
 import torch
 
-from losslens.core import check_seed
+from losslens.checks import check_int, check_number, check_seed
 from losslens.curvature.hessian import NotConverged, eigenpairs
 from losslens.curvature.operator import HessianOperator, NonFiniteHessian
 from losslens.landscape import grid_file as gf
@@ -101,25 +101,39 @@ def curvature_map(evaluator, w0, directions, x, y, *, path=None, tol: float = 1e
         The ``CurvatureMap``.
 
     Raises:
-        ValueError: bad coordinates, directions or options, or a file holding another map.
+        ConfigError: bad options.
+        ValueError: bad coordinates or directions, or a file holding another map.
     """
-    from tqdm.auto import tqdm
-
-    if not (isinstance(maxiter, int) and maxiter >= 1) or not tol >= 0:
-        raise ValueError(f"maxiter must be a positive integer and tol >= 0, found maxiter={maxiter!r}, tol={tol!r}")
+    maxiter = check_int("maxiter", maxiter, minimum=1)
+    tol = check_number("tol", tol, minimum=0)
     ev = evaluator
     x, y = _coordinates(x, "x"), _coordinates(y, "y")
     dirs = _as_directions(directions, 2, ev.space.size)
     w = torch.as_tensor(w0).detach()
     if w.shape != (ev.space.size,):
         raise ValueError(f"w0 must have shape ({ev.space.size},), found {list(w.shape)}")
-    settings = {"tol": float(tol), "maxiter": maxiter, "seed": check_seed(seed)}
+    settings = {"tol": tol, "maxiter": maxiter, "seed": check_seed(seed)}
     identity = {ev.data.split or "unspecified": ev.identity(), "lanczos": settings}
     header = _header([ev], dirs, {**(meta or {}), "lanczos": settings}, x, y, 1, identity)
     header["metrics"] = list(CURVATURE_NAMES)  # the values stored beside the loss (not the evaluator's metrics)
     spec = _spec(x, y, _numpy(w), dirs, (ev.data.split,), CURVATURE_NAMES, identity)
     grid = gf.GridFile(spec, path, header, kind=CurvatureMap.KIND)
-    coords = torch.from_numpy(np.stack(np.meshgrid(x, y), axis=-1).reshape(-1, 2))
+    started = time.perf_counter()
+    failed, todo = _fill(grid, ev, w, dirs, np.stack(np.meshgrid(x, y), axis=-1).reshape(-1, 2), settings, progress)
+    if failed:
+        warnings.warn(f"losslens: at {failed} of {todo} points the eigenvalues are NaN (the loss diverged, or "
+                      f"Lanczos did not converge within maxiter={maxiter}; raise maxiter or tol)", stacklevel=2)
+    seconds = grid.seconds_before + (time.perf_counter() - started if todo else 0.0)
+    return CurvatureMap(x, y, grid.values, dirs, grid.meta | _progress(grid.values, grid.done, seconds), grid.done,
+                        spec.w0)
+
+
+def _fill(grid: gf.GridFile, ev, w: torch.Tensor, dirs, coords: np.ndarray, settings: dict,
+          progress: bool) -> tuple[int, int]:
+    """Compute and write every point of ``grid`` not done yet (``coords`` ``(ny * nx, 2)`` in the grid's flat
+    order), then close the file; returns ``(points whose eigenvalues are NaN, points computed)``."""
+    from tqdm.auto import tqdm
+
     w_, D = w.to(device=ev.device, dtype=ev.dtype), dirs.vectors.to(device=ev.device, dtype=ev.dtype)
     todo = np.flatnonzero(~grid.done.reshape(-1))
     failed, started = 0, time.perf_counter()
@@ -127,8 +141,8 @@ def curvature_map(evaluator, w0, directions, x, y, *, path=None, tol: float = 1e
                disable=not progress, dynamic_ncols=True)
     try:
         for flat in todo:
-            point = w_ + coords[flat].to(device=ev.device, dtype=ev.dtype) @ D
-            values = _at_point(ev, point, tol, maxiter, seed)
+            point = w_ + torch.from_numpy(coords[flat]).to(device=ev.device, dtype=ev.dtype) @ D
+            values = _at_point(ev, point, settings["tol"], settings["maxiter"], settings["seed"])
             failed += int(np.isnan(values["eigenvalue_ratio"]))
             grid.write(np.array([flat]), {ev.data.split: {k: np.array([v]) for k, v in values.items()}},
                        time.perf_counter() - started)
@@ -136,12 +150,7 @@ def curvature_map(evaluator, w0, directions, x, y, *, path=None, tol: float = 1e
     finally:
         bar.close()
         grid.close()
-    if failed:
-        warnings.warn(f"losslens: at {failed} of {len(todo)} points the eigenvalues are NaN (the loss diverged, or "
-                      f"Lanczos did not converge within maxiter={maxiter}; raise maxiter or tol)", stacklevel=2)
-    seconds = grid.seconds_before + (time.perf_counter() - started if len(todo) else 0.0)
-    return CurvatureMap(x, y, grid.values, dirs, grid.meta | _progress(grid.values, grid.done, seconds), grid.done,
-                        spec.w0)
+    return failed, len(todo)
 
 
 def _at_point(ev, w: torch.Tensor, tol: float, maxiter: int, seed: int) -> dict[str, float]:

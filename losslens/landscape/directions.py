@@ -27,7 +27,7 @@ from typing import ClassVar, Literal
 import torch
 
 from losslens import _io
-from losslens.core import check_seed
+from losslens.checks import check_choice, check_int, check_seed
 from losslens.core.params import ParameterSpace
 from losslens.results import ResultDisplay
 
@@ -64,7 +64,7 @@ class Directions(ResultDisplay):
                 "Directions.vectors must be a floating (m, P) tensor, "
                 f"found {vectors.dtype} of shape {list(vectors.shape)}"
             )
-        _check_choice("kind", self.kind, KINDS)
+        check_choice("kind", self.kind, KINDS)
         object.__setattr__(self, "vectors", vectors)
 
     def __len__(self) -> int:
@@ -124,7 +124,6 @@ def random_directions(
       Li et al.'s code (every entry is a one-element filter with :math:`|d_i| = |w_i|`); with
       ``"layer"`` they are rescaled like any tensor; with ``"model"`` and ``"none"`` they keep their
       Gaussian entries, as part of the whole vector.
-
     The directions are not orthogonalized; ``meta["cosine"]`` holds their cosines.
 
     Args:
@@ -136,22 +135,29 @@ def random_directions(
         seed: seed of the generator.
 
     Returns:
-        ``Directions`` of kind ``"random"``, in ``w0``'s dtype (float32 for a lower precision), on
-        the CPU.
+        ``Directions`` of kind ``"random"``, in ``w0``'s dtype (float32 for a lower precision), on the CPU.
 
     Raises:
-        ValueError: an unknown option, ``n < 1``, or ``w0`` of the wrong shape.
+        ConfigError: an unknown option or ``n < 1``; ValueError: ``w0`` of the wrong shape.
     """
     if not isinstance(space, ParameterSpace):
         raise TypeError(f"space must be a ParameterSpace (e.g. evaluator.space), got {type(space).__name__}")
-    _check_choice("normalization", normalization, NORMALIZATIONS)
-    _check_choice("ignore", ignore, IGNORES)
-    _check_count("n", n)
+    check_choice("normalization", normalization, NORMALIZATIONS)
+    check_choice("ignore", ignore, IGNORES)
+    n = check_int("n", n, minimum=1)
     w0 = _flat(w0, "w0", space.size)
-    w = w0.detach().to(device="cpu", dtype=torch.float64)
     seed = check_seed(seed)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    d = torch.randn(n, space.size, generator=generator, dtype=torch.float64)
+    d = torch.randn(n, space.size, generator=torch.Generator(device="cpu").manual_seed(seed), dtype=torch.float64)
+    d = _scale_to_weights(d, w0.detach().to(device="cpu", dtype=torch.float64), space, normalization, ignore)
+    meta = {"normalization": normalization, "ignore": ignore, "seed": int(seed), "n_params": space.size,
+            "norms": [float(x) for x in d.norm(dim=1)], "cosine": _cosine(d).tolist()}
+    return Directions(d.to(_out_dtype(w0.dtype)), "random", meta)
+
+
+def _scale_to_weights(d: torch.Tensor, w: torch.Tensor, space: ParameterSpace, normalization: str,
+                      ignore: str) -> torch.Tensor:
+    """The Gaussian directions ``d`` ``(n, P)`` rescaled in place to the weights ``w`` by ``normalization``,
+    with the entries of tensors of ``dim <= 1`` zeroed for ``ignore="biasbn"`` (see ``random_directions``)."""
     for spec in space.specs:
         sl = space.slice_of(spec.name)
         d_t, w_t = d[:, sl], w[sl]
@@ -160,7 +166,7 @@ def random_directions(
         elif normalization == "filter" and len(spec.shape) <= 1:
             d_t.copy_(w_t.expand_as(d_t))
         elif normalization == "filter":
-            rows = d_t.view(n, spec.shape[0], -1)
+            rows = d_t.view(len(d), spec.shape[0], -1)
             w_rows = w_t.view(spec.shape[0], -1)
             rows.mul_(_ratio(w_rows.norm(dim=1), rows.norm(dim=2))[..., None])
         elif normalization == "layer":
@@ -168,15 +174,7 @@ def random_directions(
         # "model" and "none" keep the Gaussian entries of every tensor here
     if normalization == "model":
         d.mul_(_ratio(w.norm(), d.norm(dim=1)[:, None]))
-    meta = {
-        "normalization": normalization,
-        "ignore": ignore,
-        "seed": int(seed),
-        "n_params": space.size,
-        "norms": [float(x) for x in d.norm(dim=1)],
-        "cosine": _cosine(d).tolist(),
-    }
-    return Directions(d.to(_out_dtype(w0.dtype)), "random", meta)
+    return d
 
 
 def hessian_directions(
@@ -209,7 +207,7 @@ def hessian_directions(
     from losslens.curvature.hessian import eigenpairs
     from losslens.curvature.operator import HessianOperator
 
-    _check_count("k", k)
+    k = check_int("k", k, minimum=1)
     at = "w0" if w is None else "given"
     if w is not None:
         w = _flat(w, "w", evaluator.space.size)
@@ -259,16 +257,6 @@ def between(w_a: torch.Tensor, w_b: torch.Tensor, *, names: tuple[str, str] | No
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def _check_choice(what: str, value, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(repr(c) for c in choices)}")
-
-
-def _check_count(what: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
 
 
 def _flat(w, what: str, size: int | None) -> torch.Tensor:

@@ -70,6 +70,7 @@ import torch
 from scipy.optimize import least_squares, minimize
 
 from losslens import _io
+from losslens.checks import check_choice, check_int, refuse
 from losslens.core import NONNEGATIVE_LOSSES
 from losslens.errors import ConfigError
 from losslens.landscape._grid_values import check_increasing
@@ -386,16 +387,7 @@ def fit_surface(
     if not all(hasattr(surface, a) for a in ("x", "y", "loss")):
         raise TypeError(f"fit_surface needs a Surface (load_result reads one from a file), got {type(surface).__name__}")
     ndim = 1 if surface.y is None else 2
-    _check_model(model, ndim)
-    if criterion not in CRITERIA:
-        raise ConfigError(f"unknown information criterion {criterion!r}; valid: {', '.join(CRITERIA)}")
-    for name, value in (("components", components), ("max_components", max_components)):
-        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    if model != "mixture" and components not in (None, 1):
-        raise ConfigError(f"components applies to the mixture model, not to {model!r}")
-    if model == "quadratic" and offset is not None:
-        raise ConfigError("offset applies to the Gaussian models; the quadratic's constant c is always free")
+    _check_options(model, ndim, offset, components, criterion, max_components)
     x, y, data = _grid(surface)
     pts, z = _points(x, y, data)
     fixed = _offset_value(offset, z)
@@ -408,6 +400,34 @@ def fit_surface(
 
     with threadpool_limits(limits=1, user_api="blas"):  # small dense problems: threads only oversubscribe
         theta, free, ls, info = _fit(model, pts, z, fixed, x, y, components, criterion, max_components, nonneg)
+    k = (len(theta) - 1) // (1 + 2 * ndim) if model == "mixture" else 1
+    options = {"model": model, "offset": offset, "components": k if model == "mixture" else None,
+               "criterion": criterion if model == "mixture" and components is None else None,
+               "max_components": max_components if model == "mixture" and components is None else None,
+               "nonnegative": nonneg}
+    return _surface_fit(surface, (x, y, data), (pts, z), model, k, (theta, free, ls, info), options)
+
+
+def _check_options(model: str, ndim: int, offset, components, criterion: str, max_components) -> None:
+    """Refuse an unknown model or criterion, a count below 1, or an option the model does not take."""
+    _check_model(model, ndim)
+    check_choice("criterion", criterion, CRITERIA)
+    check_int("components", components, minimum=1, none=True)
+    check_int("max_components", max_components, minimum=1)
+    if model != "mixture" and components not in (None, 1):
+        raise ConfigError(f"components applies to the mixture model, not to {model!r}")
+    if model == "quadratic" and offset is not None:
+        raise ConfigError("offset applies to the Gaussian models; the quadratic's constant c is always free")
+
+
+def _surface_fit(surface, grid: tuple, points: tuple, model: str, k: int, solution: tuple,
+                 options: dict) -> SurfaceFit:
+    """The ``SurfaceFit`` of the ``solution`` ``(theta, free, least-squares info, extra meta)`` of ``_fit`` on
+    the finite ``points`` ``(pts, z)`` of the ``grid`` ``(x, y, data)``: standard errors, the fitted minimum and
+    its Hessian, the criteria, warnings."""
+    (x, y, data), (pts, z), (theta, free, ls, info) = grid, points, solution
+    ndim = 1 if y is None else 2
+    nonneg = options["nonnegative"]
     t = torch.as_tensor(theta)
     fitted = _on_grid(model, t, x, y)
     residual = _evaluate(model, t, pts).numpy() - z
@@ -416,14 +436,10 @@ def fit_surface(
     minimum, min_value, on_edge = _minimum(model, t, pts, z, x, y)
     f = FittedFunction(model, theta, ndim)
     hess = torch.autograd.functional.hessian(lambda p: f(p[None])[0], torch.as_tensor(minimum)).numpy()
-    k = (len(theta) - 1) // (1 + 2 * ndim) if model == "mixture" else 1
     names = _names(model, ndim, k)
     meta = {
         "source": dict(getattr(surface, "meta", None) or {}),
-        "options": {"model": model, "offset": offset, "components": k if model == "mixture" else None,
-                    "criterion": criterion if model == "mixture" and components is None else None,
-                    "max_components": max_components if model == "mixture" and components is None else None,
-                    "nonnegative": nonneg},
+        "options": options,
         "least_squares": ls,
         **_criteria(rss, len(z), int(free.sum())),
         "minimum_on_boundary": on_edge,
@@ -489,8 +505,7 @@ def _supported_components(model, ndim, n, offset_fixed, components, max_componen
 
 
 def _check_model(model: str, ndim: int) -> None:
-    if model not in MODELS:
-        raise ConfigError(f"unknown fit model {model!r}; valid: {', '.join(MODELS)}")
+    check_choice("model", model, MODELS)
     if model == "rotated" and ndim != 2:
         raise ConfigError("the rotated Gaussian fits a plane; a line has no rotation: use gaussian")
 
@@ -526,7 +541,7 @@ def _offset_value(offset, z: np.ndarray) -> float | None:
         return float(z.max())
     if isinstance(offset, (int, float)) and not isinstance(offset, bool) and math.isfinite(offset):
         return float(offset)
-    raise ConfigError(f"offset must be None (free), 'max' or a finite number, got {offset!r}")
+    raise refuse("offset", "None (free), 'max' or a finite number", offset)
 
 
 def _scales(x, y) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:

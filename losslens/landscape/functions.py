@@ -39,6 +39,7 @@ from typing import Callable
 
 import torch
 
+from losslens.checks import check_choice, check_number
 from losslens.errors import ConfigError
 
 Box = tuple[tuple[float, float], tuple[float, float]]
@@ -83,9 +84,7 @@ def quadratic(kappa: float = 10.0) -> AnalyticFunction:
     Raises:
         ConfigError: ``kappa`` is not a positive number.
     """
-    if not (isinstance(kappa, (int, float)) and not isinstance(kappa, bool) and math.isfinite(kappa) and kappa > 0):
-        raise ConfigError(f"the quadratic's condition number kappa must be a positive number, got {kappa!r}")
-    kappa = float(kappa)
+    kappa = check_number("kappa", kappa, positive=True)
     return AnalyticFunction("quadratic", lambda p: (p[:, 0] ** 2 + kappa * p[:, 1] ** 2) / 2, ((0.0, 0.0),), 0.0,
                             ((-1.5, 1.5), (-1.5, 1.5)), (-1.0, 1.0), {"kappa": kappa})
 
@@ -168,8 +167,7 @@ def get_function(name: str, **options) -> AnalyticFunction:
         ConfigError: an unknown name (the valid ones are listed), or options it does not take.
     """
     key = name.lower() if isinstance(name, str) else name
-    if key not in FUNCTIONS:
-        raise ConfigError(f"unknown test function {name!r}; valid: {', '.join(FUNCTIONS)}")
+    check_choice("the test function", key, FUNCTIONS)
     accepted = ("kappa",) if key == "quadratic" else ()
     unknown = sorted(set(options) - set(accepted))
     if unknown:

@@ -28,7 +28,7 @@ opened because it is locked or for want of permission, is refused and left alone
 surface file (one that opens but fails validation, or has HDF5's signature but does not open) is
 kept aside as ``PATH.damaged``, never deleted, and the grid is started over, with a notice; one
 holding no computed point is started over; one of another grid is refused with a message naming
-what differs.
+the argument that differs (a grid resumes only the same request: ``_differences``).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import numpy as np
 
 from losslens import _io
 from losslens._io import FORMAT_VERSION, json_default, open_h5, set_header
+from losslens.core import reuse
 from losslens.errors import LosslensError
 
 KIND = "surface"
@@ -251,40 +252,31 @@ def _notice(message: str) -> None:
 
 
 def _differences(spec: GridSpec, stored: dict) -> list[str]:
-    """What differs between the grid ``spec`` asks for and the one a file holds, in words."""
+    """What differs between the grid ``spec`` asks for and the one a file holds, in words, each named by the
+    argument of ``surface_1d``/``surface_2d`` it comes from: the arrays ``x``, ``y``, ``directions``, ``w0``
+    compared to rounding, the ``evaluator``'s identity exactly (the reuse rule, ``core.reuse.differences``)."""
     if (spec.y is None) != (stored["y"] is None):
         return [f"a {'line' if spec.y is None else 'plane'} is asked for, the file holds a "
                 f"{'line' if stored['y'] is None else 'plane'}"]
     diffs = []
-    for name, now, then, rtol in (
-        ("x coordinates", spec.x, stored["x"], 1e-9),
-        ("y coordinates", spec.y, stored["y"], 1e-9),
-        ("direction vectors", spec.vectors, stored["vectors"], 1e-5),
-        ("origin w0", spec.w0, stored["w0"], 1e-5),
+    for argument, name, now, then, rtol in (
+        ("x", "x coordinates", spec.x, stored["x"], 1e-9),
+        ("y", "y coordinates", spec.y, stored["y"], 1e-9),
+        ("directions", "direction vectors", spec.vectors, stored["vectors"], 1e-5),
+        ("w0", "origin w0", spec.w0, stored["w0"], 1e-5),
     ):
         if (now is None) != (then is None) or (now is not None and not _close(now, then, rtol)):
-            diffs.append(f"{name} differ ({_describe(then)} in the file, {_describe(now)} now)")
+            diffs.append(f"argument {argument}: {name} differ ({_describe(then)} in the file, {_describe(now)} now)")
     old = stored["meta"].get("identity", {})
     if list(old) != list(spec.identity):
-        diffs.append(f"evaluated splits differ ({', '.join(map(str, old)) or 'none'} in the file, "
-                     f"{', '.join(map(str, spec.identity))} now)")
+        diffs.append(f"argument evaluator: evaluated splits differ ({', '.join(map(str, old)) or 'none'} in the "
+                     f"file, {', '.join(map(str, spec.identity))} now)")
         return diffs
     for split, now in spec.identity.items():
         where = f" of the {split} evaluation" if split != "unspecified" else ""
-        diffs += [d + where for d in _dict_differences(old[split], now)]
+        diffs += [f"argument evaluator: {key} differs ({a!r} in the file, {b!r} now){where}"
+                  for key, a, b in reuse.differences(old[split], reuse.canonical(now))]
     return diffs
-
-
-def _dict_differences(old: dict, now: dict, prefix: str = "") -> list[str]:
-    """``"setting 'model.architecture' differs ('a' in the file, 'b' now)"`` for each differing leaf."""
-    out = []
-    for key in sorted(set(old) | set(now), key=str):
-        a, b = old.get(key), now.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _dict_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key} differs ({a!r} in the file, {b!r} now)")
-    return out
 
 
 def _close(a: np.ndarray, b: np.ndarray, rtol: float) -> bool:
@@ -336,6 +328,17 @@ def read_grid(path: str | Path, kind: str = KIND) -> dict:
         except Exception as err:  # noqa: BLE001 - h5py, JSON and key errors of a damaged or foreign file
             what = "damaged or not a surface" if kind == KIND else f"damaged {kind}"
             raise LosslensError(f"{path}: {what} file ({type(err).__name__}: {err})") from None
+
+
+def points_done(path: str | Path, kind: str = KIND) -> int:
+    """How many points the grid file ``path`` holds computed, which a run on it resumes from (0 without a
+    readable file)."""
+    if not Path(path).exists():
+        return 0
+    try:
+        return int(read_grid(path, kind)["done"].sum())
+    except LosslensError:
+        return 0
 
 
 def _read_losslens(f, path: Path, kind: str) -> dict:

@@ -19,11 +19,10 @@ is ``extrapolate`` above ``MAX_EXTRAPOLATE`` (so far out the grid says nothing a
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
+from losslens.checks import check_int, check_number
 from losslens.landscape.directions import _flat, between
 from losslens.landscape.surface import Surface, surface_1d
 
@@ -110,10 +109,8 @@ def barrier(line: Surface) -> float:
 def _grid(t, steps: int, extrapolate: float) -> np.ndarray:
     """The sorted path coordinates, holding 0 and 1 exactly."""
     if t is None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-            raise ValueError(f"steps must be an integer of at least 2, got {steps!r}")
-        if not (math.isfinite(extrapolate) and 0 <= extrapolate <= MAX_EXTRAPOLATE):
-            raise ValueError(f"extrapolate must be a number from 0 to {MAX_EXTRAPOLATE:g}, got {extrapolate!r}")
+        steps = check_int("steps", steps, minimum=2)
+        extrapolate = check_number("extrapolate", extrapolate, minimum=0, maximum=MAX_EXTRAPOLATE)
         grid = np.linspace(-extrapolate, 1.0 + extrapolate, steps)
         if not np.any((grid > _SNAP) & (grid < 1.0 - _SNAP)):
             raise ValueError(f"{steps} steps over [-{extrapolate:g}, {1 + extrapolate:g}] put no point strictly between "

@@ -31,6 +31,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from losslens.checks import check_int
 from losslens.errors import LosslensError
 from losslens.landscape import grid_file as gf
 from losslens._distributed import Group
@@ -253,20 +254,13 @@ def surface_2d(evaluator, w0, directions, x, y, *, path=None, chunk=None, progre
 
 
 def _compute(evaluators, w0, directions, x, y, *, path, chunk, progress, meta) -> Surface:
-    from tqdm.auto import tqdm
-
     evaluators = _as_evaluators(evaluators)
     first = evaluators[0]
     x = _coordinates(x, "x")
     y = None if y is None else _coordinates(y, "y")
     dirs = _as_directions(directions, 1 if y is None else 2, first.space.size)
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-        raise ValueError(f"chunk must be a positive number of grid points or None, got {chunk!r}")
-    w = torch.as_tensor(w0).detach()
-    if w.shape != (first.space.size,):
-        raise ValueError(f"w0 must have shape ({first.space.size},), found {list(w.shape)}")
-    if not torch.isfinite(w).all():
-        raise ValueError("w0 holds NaN or infinite entries")
+    chunk = check_int("chunk", chunk, minimum=1, none=True)
+    w = _origin(w0, first.space.size)
     group = Group()
     splits = tuple(ev.data.split for ev in evaluators)
     identity = {_split_key(ev.data.split): ev.identity() for ev in evaluators}
@@ -274,7 +268,38 @@ def _compute(evaluators, w0, directions, x, y, *, path, chunk, progress, meta) -
     spec = _spec(x, y, _numpy(w), dirs, splits, tuple(first.metric_names), identity)
     if group.active:
         group.check_same(_fingerprint(spec))
+    grid, done = _open_grid(group, spec, path, header)
+    todo = np.flatnonzero(~done)
+    for ev in evaluators:
+        ev.expect(int(done.size))  # the whole grid: a resumed half decides as the first did
+    coords = x[:, None] if y is None else np.stack(np.meshgrid(x, y), axis=-1).reshape(-1, 2)
+    started = time.perf_counter()  # time spent here: evaluation only
+    try:
+        _evaluate_points(group, grid, evaluators, (w, dirs.vectors), coords, todo, (len(done), chunk, progress))
+    finally:
+        if grid is not None:
+            grid.close()
+    surface = None
+    if group.is_main:
+        seconds = grid.seconds_before + (time.perf_counter() - started if len(todo) else 0.0)
+        surface = Surface(x, y, grid.values, dirs, grid.meta | _progress(grid.values, grid.done, seconds),
+                          grid.done, spec.w0)
+    return group.broadcast(surface)
 
+
+def _origin(w0, size: int) -> torch.Tensor:
+    """``w0`` as a detached ``(size,)`` tensor of finite entries, or a ValueError."""
+    w = torch.as_tensor(w0).detach()
+    if w.shape != (size,):
+        raise ValueError(f"w0 must have shape ({size},), found {list(w.shape)}")
+    if not torch.isfinite(w).all():
+        raise ValueError("w0 holds NaN or infinite entries")
+    return w
+
+
+def _open_grid(group: Group, spec: gf.GridSpec, path, header: dict) -> tuple[gf.GridFile | None, np.ndarray]:
+    """The grid file (on the main rank; ``None`` elsewhere) and the flat mask of its done points, shared by
+    every rank; an error opening it is raised on every rank, so that none waits."""
     grid, error = None, None
     if group.is_main:
         try:
@@ -284,15 +309,22 @@ def _compute(evaluators, w0, directions, x, y, *, path, chunk, progress, meta) -
     error, done = group.broadcast((error, None if grid is None else grid.done.reshape(-1)))
     if error is not None:
         raise error
-    todo = np.flatnonzero(~done)
-    for ev in evaluators:
-        ev.expect(int(done.size))  # the whole grid: a resumed half decides as the first did
-    coords = x[:, None] if y is None else np.stack(np.meshgrid(x, y), axis=-1).reshape(-1, 2)
-    tensors = [(w.to(device=ev.device, dtype=ev.dtype), dirs.vectors.to(device=ev.device, dtype=ev.dtype))
-               for ev in evaluators]
-    bar = tqdm(total=len(done), initial=len(done) - len(todo), unit="pt", desc="surface",
+    return grid, done
+
+
+def _evaluate_points(group: Group, grid, evaluators, origin: tuple, coords: np.ndarray, todo: np.ndarray,
+                     run: tuple) -> None:
+    """Evaluate the points ``todo`` (flat indices of ``coords``) at ``w0 + coords @ D`` (``origin`` is
+    ``(w0, D)``) in chunks shared among the ranks, the main rank writing each chunk to ``grid``. ``run`` is
+    ``(grid points, chunk size or None, progress)``: without a chunk size each chunk is sized from the last
+    one's time (``_next_chunk``)."""
+    from tqdm.auto import tqdm
+
+    n_points, chunk, progress = run
+    tensors = [tuple(t.to(device=ev.device, dtype=ev.dtype) for t in origin) for ev in evaluators]
+    bar = tqdm(total=n_points, initial=n_points - len(todo), unit="pt", desc="surface",
                disable=not (progress and group.is_main), dynamic_ncols=True)
-    size, pos, started = chunk or _FIRST_CHUNK, 0, time.perf_counter()  # time spent here: evaluation only
+    size, pos, started = chunk or _FIRST_CHUNK, 0, time.perf_counter()
     try:
         while pos < len(todo):
             mine = todo[pos + group.rank * size : pos + (group.rank + 1) * size]
@@ -314,14 +346,6 @@ def _compute(evaluators, w0, directions, x, y, *, path, chunk, progress, meta) -
                 size = _next_chunk(size, max(p[2] for p in parts))
     finally:
         bar.close()
-        if grid is not None:
-            grid.close()
-    surface = None
-    if group.is_main:
-        seconds = grid.seconds_before + (time.perf_counter() - started if len(todo) else 0.0)
-        surface = Surface(x, y, grid.values, dirs, grid.meta | _progress(grid.values, grid.done, seconds),
-                          grid.done, spec.w0)
-    return group.broadcast(surface)
 
 
 def _progress(values: dict, done: np.ndarray, seconds: float) -> dict:

@@ -24,6 +24,7 @@ from typing import ClassVar
 import numpy as np
 
 from losslens import _io
+from losslens.checks import check_choice
 from losslens.landscape._grid_values import grid_values, source_meta
 from losslens.landscape.wavelets import multiscale
 from losslens.landscape.surface import Surface
@@ -91,8 +92,7 @@ class SurfaceComparison(ResultDisplay):
             ValueError: an unknown table.
         """
         tables = {"surfaces": (self.rows, TABLE_COLUMNS), "distances": (self.distances, DISTANCE_COLUMNS)}
-        if table not in tables:
-            raise ValueError(f"unknown table {table!r}; valid: {', '.join(tables)}")
+        check_choice("table", table, tables)
         return to_dataframe(*tables[table])
 
     def save(self, path: str | Path) -> Path:

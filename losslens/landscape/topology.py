@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
-import numbers
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -46,6 +45,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from losslens import _io
+from losslens.checks import check_choice, check_number
 from losslens.landscape._grid_values import (
     describe_nonfinite, fill_nonfinite, grid_values, nonfinite_counts, source_meta,
 )
@@ -124,8 +124,7 @@ class Topology(ResultDisplay):
 
     def diagram(self, dim: int) -> np.ndarray:
         """The ``(n, 2)`` diagram of dimension 0 or 1."""
-        if dim not in (0, 1):
-            raise ValueError(f"dim must be 0 or 1 (a surface has no higher homology), found {dim!r}")
+        check_choice("dim (a surface has no higher homology)", dim, (0, 1))
         return self.diagram_h0 if dim == 0 else self.diagram_h1
 
     @property
@@ -216,9 +215,8 @@ def topology(
     """
     import gudhi
 
-    if construction not in CONSTRUCTIONS:
-        raise ValueError(f"unknown construction {construction!r}; valid: {', '.join(CONSTRUCTIONS)}")
-    _check_threshold(threshold)
+    check_choice("construction", construction, CONSTRUCTIONS)
+    check_number("threshold", threshold, minimum=0, none=True)
     x, y, Z = grid_values(surface, "topology")
     warnings: list[str] = []
     counts = nonfinite_counts(Z)
@@ -283,12 +281,11 @@ def wasserstein(a, b, dim: int = 0, *, order: float = 1.0, internal_p: float = m
         internal_p: the ground norm between two points of the diagrams (``inf``: the max norm).
 
     Raises:
-        ValueError: ``order < 1``, or diagrams with more than ``MATCHING_POINTS`` finite points together.
+        ConfigError: ``order < 1`` or ``internal_p < 1``.
+        ValueError: diagrams with more than ``MATCHING_POINTS`` finite points together.
     """
-    if not order >= 1:
-        raise ValueError(f"order must be >= 1, found {order!r}")
-    if not internal_p >= 1:
-        raise ValueError(f"internal_p must be >= 1, found {internal_p!r}")
+    check_number("order", order, minimum=1, finite=False)
+    check_number("internal_p", internal_p, minimum=1, finite=False)
     (fa, ea), (fb, eb) = (_split_essential(d) for d in _pair(a, b, dim))
     essential = float(np.sum(_essential_matching(ea, eb, order) ** order))
     return (_finite_wasserstein_cost(fa, fb, order, internal_p) + essential) ** (1.0 / order)
@@ -378,7 +375,7 @@ def topology_stability(
     names = tuple(str(n) for n in names) if names is not None else tuple(str(i) for i in range(len(surfaces)))
     if len(names) != len(surfaces):
         raise ValueError(f"{len(names)} names for {len(surfaces)} surfaces")
-    _check_threshold(threshold)
+    check_number("threshold", threshold, minimum=0, none=True)
     results = [topology(s, construction=construction, threshold=threshold, normalize=normalize) for s in surfaces]
     rule = "given"
     if threshold is None:
@@ -514,9 +511,3 @@ def _spread(values: np.ndarray) -> dict:
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None,
             "min": float(v.min()), "max": float(v.max())}
 
-
-def _check_threshold(threshold) -> None:
-    if threshold is not None and not (isinstance(threshold, numbers.Real) and math.isfinite(threshold)
-                                      and threshold >= 0):
-        raise ValueError(f"threshold must be a finite number >= 0 or None (default: {THRESHOLD_FRACTION} of the "
-                         f"value range), found {threshold!r}")

@@ -43,7 +43,6 @@ decomposition, with its levels numbered as here (finest = 1).
 from __future__ import annotations
 
 import importlib.metadata
-import numbers
 import warnings as _warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from losslens import _io
+from losslens.checks import check_choice, check_int
 from losslens.landscape._grid_values import (
     describe_nonfinite, fill_nonfinite, grid_values, nonfinite_counts, source_meta,
 )
@@ -204,57 +204,26 @@ def multiscale(
         A ``Multiscale``.
 
     Raises:
-        ValueError: an invalid option (the valid ones are listed), a bad surface, or non-finite values
-            with ``nonfinite="raise"``.
+        ConfigError: an invalid option (the valid ones are listed).
+        ValueError: a bad surface, a level too deep for it, or non-finite values with ``nonfinite="raise"``.
     """
     import pywt
 
     opts = _options(wavelet, level, mode, detrend, preset, nonfinite)
     x, y, Z = grid_values(surface, "multiscale")
     warnings: list[str] = []
-    counts = nonfinite_counts(Z)
-    if counts["nan"] + counts["inf"]:
-        message = describe_nonfinite(counts, Z.size)
-        if opts["nonfinite"] == "raise":
-            raise ValueError(f"multiscale: the surface has {message}; a wavelet decomposition needs every point: "
-                             "crop it to its finite part, or fill them (nonfinite='fill', --fill-nonfinite)")
-        Z = fill_nonfinite(Z)
-        warnings.append(f"{message} replaced by the largest of their finite 4-neighbours")
-    trend, trend_coefficients = (np.zeros_like(Z), None) if opts["detrend"] == "none" else _quadratic_trend(x, y, Z)
-    residual = Z - trend
-    if trend_coefficients is not None and _rms(residual) <= ZERO_RESIDUAL * _rms(Z):
-        residual = np.zeros_like(Z)
-        warnings.append("the quadratic fits the surface to rounding: no structure is left to decompose")
-
+    Z, counts = _filled(Z, opts["nonfinite"], warnings)
+    trend, trend_coefficients, residual = _detrended(x, y, Z, opts["detrend"], warnings)
     wave = pywt.Wavelet(opts["wavelet"])
-    L = opts["level"] or default_level(Z.shape, wave)
-    if L > _max_level(Z.shape):
-        raise ValueError(f"level {L} is too deep for a surface of shape {list(Z.shape)}: valid levels are "
-                         f"1..{_max_level(Z.shape)} (the coarsest approximation keeps at least one sample)")
-    pywt_max = pywt.dwt_max_level(min(Z.shape), wave.dec_len)
-    if L > pywt_max:
-        warnings.append(f"level {L} is deeper than pywt.dwt_max_level for {wave.name} on {min(Z.shape)} samples "
-                        f"({pywt_max}): its coarse coefficients all feel the edges")
-    padding = [[p // 2, p - p // 2] for p in ((-n) % 2**L for n in Z.shape)] if opts["mode"] == "periodization" \
-        else [[0, 0] for _ in Z.shape]
-    A = np.pad(residual, padding, mode="symmetric")
-    extension = None if A.shape == Z.shape else (
-        f"shape {list(Z.shape)} is not a multiple of 2**{L}: extended by symmetric reflection (half-sample, the edge "
-        f"value repeated) to {list(A.shape)}, padding {padding} [before, after] per axis; energies are of the "
-        "extended array")
+    L = _level(opts["level"], Z.shape, wave, warnings)
+    padding, A, extension = _extended(residual, L, opts["mode"])
     with _warnings.catch_warnings():
-        _warnings.simplefilter("ignore", UserWarning)  # pywt's level warning: recorded above
+        _warnings.simplefilter("ignore", UserWarning)  # pywt's level warning: recorded by _level
         coefficients = pywt.wavedecn(A, wave, mode=opts["mode"], level=L)
     keys = ORIENTATIONS_2D if Z.ndim == 2 else ORIENTATIONS_1D
     details = tuple({o: coefficients[-j][k] for o, k in keys.items()} for j in range(1, L + 1))
     parts = np.stack([_part(coefficients, i, wave, opts["mode"], padding, Z.shape) for i in range(L + 1)])
-
-    energy_total = float(np.sum(A**2))
-    energy_coefficients = float(np.sum(coefficients[0]**2) + sum(np.sum(c**2) for d in details for c in d.values()))
-    if abs(energy_coefficients - energy_total) > PARSEVAL_RTOL * max(energy_total, np.finfo(float).tiny):
-        warnings.append(f"the coefficients hold {energy_coefficients / energy_total:.6g}x the energy of the array "
-                        f"decomposed (mode {opts['mode']!r}, wavelet {wave.name}): per-level energies do not add up "
-                        "to energy_total; use an orthogonal wavelet with mode 'periodization' for that")
+    energy_total, energy_coefficients = _energies(A, coefficients[0], details, opts["mode"], wave, warnings)
     meta = {
         "wavelet": wave.name, "mode": opts["mode"], "level": L, "detrend": opts["detrend"], "preset": preset,
         "trend_coefficients": trend_coefficients, "surface_shape": list(Z.shape),
@@ -264,6 +233,73 @@ def multiscale(
         "source": source_meta(surface), "versions": {"pywavelets": importlib.metadata.version("PyWavelets")},
     }
     return Multiscale(x, y, coefficients[0], details, parts, trend, energy_total, meta)
+
+
+def _energies(A: np.ndarray, approximation: np.ndarray, details: tuple, mode: str, wave,
+              warnings: list[str]) -> tuple[float, float]:
+    """``(sum A**2, sum of the squared coefficients)``, with a warning when they differ (Parseval holds only
+    for an orthogonal wavelet with mode ``periodization``)."""
+    energy_total = float(np.sum(A**2))
+    energy_coefficients = float(np.sum(approximation**2) + sum(np.sum(c**2) for d in details for c in d.values()))
+    if abs(energy_coefficients - energy_total) > PARSEVAL_RTOL * max(energy_total, np.finfo(float).tiny):
+        warnings.append(f"the coefficients hold {energy_coefficients / energy_total:.6g}x the energy of the array "
+                        f"decomposed (mode {mode!r}, wavelet {wave.name}): per-level energies do not add up "
+                        "to energy_total; use an orthogonal wavelet with mode 'periodization' for that")
+    return energy_total, energy_coefficients
+
+
+def _filled(Z: np.ndarray, nonfinite: str, warnings: list[str]) -> tuple[np.ndarray, dict]:
+    """``(Z, its counts of NaN and inf)``, each NaN/inf of ``Z`` replaced by the largest of its finite
+    4-neighbours (``nonfinite="fill"``), or a ValueError when there is one and ``nonfinite="raise"``."""
+    counts = nonfinite_counts(Z)
+    if not counts["nan"] + counts["inf"]:
+        return Z, counts
+    message = describe_nonfinite(counts, Z.size)
+    if nonfinite == "raise":
+        raise ValueError(f"multiscale: the surface has {message}; a wavelet decomposition needs every point: "
+                         "crop it to its finite part, or fill them (nonfinite='fill', --fill-nonfinite)")
+    warnings.append(f"{message} replaced by the largest of their finite 4-neighbours")
+    return fill_nonfinite(Z), counts
+
+
+def _detrended(x: np.ndarray, y: np.ndarray | None, Z: np.ndarray, detrend: str, warnings: list[str]):
+    """``(trend, its coefficients or None, Z - trend)``; the residual is zero when the quadratic fits ``Z`` to
+    rounding (no structure left to decompose)."""
+    trend, trend_coefficients = (np.zeros_like(Z), None) if detrend == "none" else _quadratic_trend(x, y, Z)
+    residual = Z - trend
+    if trend_coefficients is not None and _rms(residual) <= ZERO_RESIDUAL * _rms(Z):
+        residual = np.zeros_like(Z)
+        warnings.append("the quadratic fits the surface to rounding: no structure is left to decompose")
+    return trend, trend_coefficients, residual
+
+
+def _level(level: int | None, shape: tuple[int, ...], wave, warnings: list[str]) -> int:
+    """The number of levels: ``level``, or the default rule; a ValueError when the coarsest approximation
+    would keep no sample, a warning when it is deeper than pywt's own maximum for the wavelet."""
+    import pywt
+
+    L = level or default_level(shape, wave)
+    if L > _max_level(shape):
+        raise ValueError(f"level {L} is too deep for a surface of shape {list(shape)}: valid levels are "
+                         f"1..{_max_level(shape)} (the coarsest approximation keeps at least one sample)")
+    pywt_max = pywt.dwt_max_level(min(shape), wave.dec_len)
+    if L > pywt_max:
+        warnings.append(f"level {L} is deeper than pywt.dwt_max_level for {wave.name} on {min(shape)} samples "
+                        f"({pywt_max}): its coarse coefficients all feel the edges")
+    return L
+
+
+def _extended(residual: np.ndarray, L: int, mode: str) -> tuple[list, np.ndarray, str | None]:
+    """``(padding, array, description)``: with ``mode="periodization"`` the residual is extended by symmetric
+    reflection to multiples of ``2**L`` (``padding`` ``[before, after]`` per axis); else kept as it is."""
+    padding = [[p // 2, p - p // 2] for p in ((-n) % 2**L for n in residual.shape)] if mode == "periodization" \
+        else [[0, 0] for _ in residual.shape]
+    A = np.pad(residual, padding, mode="symmetric")
+    extension = None if A.shape == residual.shape else (
+        f"shape {list(residual.shape)} is not a multiple of 2**{L}: extended by symmetric reflection (half-sample, "
+        f"the edge value repeated) to {list(A.shape)}, padding {padding} [before, after] per axis; energies are of "
+        "the extended array")
+    return padding, A, extension
 
 
 def default_level(shape: tuple[int, ...], wavelet) -> int:
@@ -284,23 +320,17 @@ def _options(wavelet, level, mode, detrend, preset, nonfinite) -> dict:
     """The options after the preset and the defaults, each validated."""
     import pywt
 
-    if preset is not None and preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if preset is not None:
+        check_choice("preset", preset, PRESETS)
     base = PRESETS.get(preset, {"wavelet": WAVELET, "level": None, "mode": MODE, "detrend": DETREND})
     given = {"wavelet": wavelet, "level": level, "mode": mode, "detrend": detrend}
     opts = {k: base[k] if v is None else v for k, v in given.items()} | {"nonfinite": nonfinite}
-    if opts["wavelet"] not in pywt.wavelist(kind="discrete"):
-        raise ValueError(f"unknown wavelet {opts['wavelet']!r}; valid: a discrete wavelet of "
-                         "pywt.wavelist(kind='discrete'), e.g. haar, db2, db4, sym4, coif1 (orthogonal), bior2.2")
-    if opts["mode"] not in pywt.Modes.modes:
-        raise ValueError(f"unknown mode {opts['mode']!r}; valid: {', '.join(pywt.Modes.modes)}")
-    if opts["detrend"] not in DETRENDS:
-        raise ValueError(f"unknown detrend {opts['detrend']!r}; valid: {', '.join(DETRENDS)}")
-    if nonfinite not in NONFINITE:
-        raise ValueError(f"unknown nonfinite {nonfinite!r}; valid: {', '.join(NONFINITE)}")
-    L = opts["level"]
-    if L is not None and not (isinstance(L, numbers.Integral) and not isinstance(L, bool) and L >= 1):
-        raise ValueError(f"level must be an integer >= 1 or None (the default rule), found {L!r}")
+    check_choice("wavelet", opts["wavelet"], pywt.wavelist(kind="discrete"), describe="a discrete wavelet of "
+                 "pywt.wavelist(kind='discrete'), e.g. haar, db2, db4, sym4, coif1 (orthogonal), bior2.2")
+    check_choice("mode", opts["mode"], pywt.Modes.modes)
+    check_choice("detrend", opts["detrend"], DETRENDS)
+    check_choice("nonfinite", nonfinite, NONFINITE)
+    opts["level"] = check_int("level", opts["level"], minimum=1, none=True)
     return opts
 
 

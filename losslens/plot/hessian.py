@@ -17,7 +17,8 @@ import numpy as np
 from losslens.curvature.hessian import Eigenpairs
 from losslens.curvature.spectrum import Spectrum
 from losslens.plot._base import load_as, new_axes
-from losslens.plot.surfaces import log_axis, title_of
+from losslens.plot.levels import log_axis
+from losslens.plot.surfaces import title_of
 
 DENSITY_FLOOR = 1e-10  # on a log axis the density is clipped at this fraction of its maximum
 

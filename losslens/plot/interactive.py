@@ -24,10 +24,8 @@ import numpy as np
 
 from losslens.landscape.surface import Surface
 from losslens.plot._base import load_as
-from losslens.plot.surfaces import (
-    LOG_FLOOR, ContourLevels, _as_line, _finite_values, _is_between, _values, axis_label, contour_levels,
-    readable_ticks, title_of, value_label,
-)
+from losslens.plot.levels import LOG_FLOOR, ContourLevels, contour_levels, readable_ticks
+from losslens.plot.surfaces import _as_line, _finite_values, _is_between, _values, axis_label, title_of, value_label
 
 _MARGIN = {"l": 90, "r": 40, "t": 110, "b": 80}
 

@@ -16,7 +16,7 @@ from matplotlib.colors import BoundaryNorm
 
 from losslens.plot._base import load_as, new_axes, new_figure
 from losslens.plot.interactive import plotly_contour
-from losslens.plot.surfaces import LOG_FLOOR, colour_bar, contour_levels, log_axis
+from losslens.plot.levels import LOG_FLOOR, colour_bar, contour_levels, log_axis
 from losslens.trajectories.dynamics import Dynamics
 from losslens.trajectories.embeddings import Embedding
 from losslens.trajectories.paths import TrajectoryPaths
@@ -195,12 +195,8 @@ def plot_dynamics(dynamics):
         The ``matplotlib.figure.Figure``.
     """
     dynamics = load_as(dynamics, (Dynamics,), "plot_dynamics")
-    import textwrap
-
     fig = new_figure(figsize=(13, 7))
     axes = fig.subplots(2, 3)
-    kinds = list(dict.fromkeys(dynamics.kind))
-    stability = dynamics.meta.get("stability", {})
     panels = [
         (axes[0, 0], ("loss",), "loss"),
         (axes[0, 1], ("loss_improvement",), "loss improvement (previous - current)"),
@@ -210,32 +206,9 @@ def plot_dynamics(dynamics):
         (axes[1, 2], ("sharpness", "stability_threshold"), "sharpness λmax vs edge of stability"),
     ]
     for ax, columns, title in panels:
-        drawn = False
-        for kind in kinds:
-            part = dynamics.of_kind(kind)
-            for j, column in enumerate(columns):
-                values = part[column]
-                if not np.isfinite(values).any() or (column == "stability_threshold"
-                                                     and not np.isfinite(part["sharpness"]).any()):
-                    continue
-                style = "--" if column == "stability_threshold" else "-"
-                label = f"{column} ({kind})" if len(columns) > 1 or len(kinds) > 1 else None
-                if column == "stability_threshold":
-                    label = f"edge of stability {stability.get('formula') or ''} ({kind})"
-                ax.plot(part["step"], values, linestyle=style, marker="." if len(values) < 60 else None,
-                        color=f"C{kinds.index(kind) * len(columns) + j}", label=label)
-                drawn = True
+        drawn = _dynamics_lines(ax, dynamics, columns)
         if columns[0] == "sharpness":
-            note = textwrap.fill(_sharpness_note(dynamics, drawn), 60, break_on_hyphens=False)
-            if not drawn:
-                ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize="small",
-                        color="0.35")
-                ax.set_xticks([]), ax.set_yticks([])
-            else:
-                title = f"{title}\n{note}" if note else title
-                shown = np.concatenate([dynamics[c][np.isfinite(dynamics[c])] for c in columns])
-                if shown.min() > 0 and shown.max() > 100 * shown.min():  # a limit far above λmax
-                    log_axis(ax.yaxis)
+            title = _sharpness_panel(ax, dynamics, columns, title, drawn)
         elif not drawn:
             ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes, color="0.5")
         if drawn and ax.get_legend_handles_labels()[0]:
@@ -245,6 +218,44 @@ def plot_dynamics(dynamics):
         ax.set_title(title, fontsize="medium" if "\n" not in title else "small")
         ax.set_xlabel("step")
     return fig
+
+
+def _dynamics_lines(ax, dynamics, columns: tuple[str, ...]) -> bool:
+    """One line per column and kind of record on ``ax``; whether any was drawn (the edge of stability
+    only beside a recorded sharpness)."""
+    kinds = list(dict.fromkeys(dynamics.kind))
+    formula = dynamics.meta.get("stability", {}).get("formula") or ""
+    drawn = False
+    for kind in kinds:
+        part = dynamics.of_kind(kind)
+        for j, column in enumerate(columns):
+            values = part[column]
+            if not np.isfinite(values).any() or (column == "stability_threshold"
+                                                 and not np.isfinite(part["sharpness"]).any()):
+                continue
+            style = "--" if column == "stability_threshold" else "-"
+            label = f"{column} ({kind})" if len(columns) > 1 or len(kinds) > 1 else None
+            if column == "stability_threshold":
+                label = f"edge of stability {formula} ({kind})"
+            ax.plot(part["step"], values, linestyle=style, marker="." if len(values) < 60 else None,
+                    color=f"C{kinds.index(kind) * len(columns) + j}", label=label)
+            drawn = True
+    return drawn
+
+
+def _sharpness_panel(ax, dynamics, columns: tuple[str, ...], title: str, drawn: bool) -> str:
+    """The sharpness panel's note (in place of the lines when none was drawn) and log axis; its title."""
+    import textwrap
+
+    note = textwrap.fill(_sharpness_note(dynamics, drawn), 60, break_on_hyphens=False)
+    if not drawn:
+        ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize="small", color="0.35")
+        ax.set_xticks([]), ax.set_yticks([])
+        return title
+    shown = np.concatenate([dynamics[c][np.isfinite(dynamics[c])] for c in columns])
+    if shown.min() > 0 and shown.max() > 100 * shown.min():  # a limit far above λmax
+        log_axis(ax.yaxis)
+    return f"{title}\n{note}" if note else title
 
 
 def _sharpness_note(dynamics, drawn: bool) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 
 from losslens.landscape.wavelets import Multiscale
 from losslens.plot._base import new_axes, new_figure
-from losslens.plot.surfaces import log_axis
+from losslens.plot.levels import log_axis
 
 ORIENTATION_NAMES: dict[str, str] = {"h": "H (along y)", "v": "V (along x)", "d": "D (diagonal)"}
 COLORS: dict[str, str] = {"h": "C0", "v": "C1", "d": "C2"}

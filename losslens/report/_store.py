@@ -4,13 +4,14 @@ Two kinds of files:
 
 - **grids** (``surface.h5``, ``interpolation.h5``, ``hessian_plane.h5``, ``trajectory_surface.h5``): the
   surface functions themselves resume a file of the same grid (coordinates, origin, direction vectors,
-  evaluator identity) and refuse another one, naming what differs; ``grid`` replaces a refused file
-  of the report's own and says why.
-- **results** (every other kind): ``result`` stores the *request* (the analysis, every option that changes
-  its result, and fingerprints of its inputs: the evaluator's identity and checkpoint hash, or the content
-  hash of the surface or fit it analyses) under ``meta["report"]``, with the warnings raised while
-  computing and the library versions. A file is reused only when its stored request equals the current
-  one; else it is recomputed, and the differing keys are printed.
+  evaluator identity) and refuse another one, naming the argument that differs; ``grid`` replaces a
+  refused file of the report's own and says why.
+- **results** (every other kind): ``result`` computes a ``losslens.core.reuse.Call`` (the analysis
+  function with its bound arguments) and stores its *request* (every argument, each input by its
+  fingerprint) under ``meta["report"]``, with the warnings raised while computing and the library
+  versions. A file is reused only when its stored request answers the current one (``core.reuse``:
+  equal, but for the step's named cover rules, such as ``k >= top_k`` eigenpairs); else it is
+  recomputed, and the differing arguments are printed.
 
 **Files of other commands are never replaced.** A file under the report's name that the report did not
 write (it has no ``meta["report"]``: ``losslens surface``, ``hessian``, ``train``'s ``dynamics.h5``..., or
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import json
 import os
 import platform
 import shutil
@@ -32,11 +32,10 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from losslens._io import json_default
 from losslens._version import __version__
+from losslens.core import reuse
 from losslens.errors import ConfigError, LosslensError
+from losslens.landscape.grid_file import points_done, read_grid
 
 BESIDE = "report-"  # the prefix of the report's own file beside another command's
 _VERSIONS = ("torch", "numpy", "scipy", "h5py", "scikit-learn", "PyWavelets", "gudhi", "matplotlib", "plotly")
@@ -51,23 +50,6 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def jsonable(obj):
-    """``obj`` as it reads back from a result file's JSON metadata (tuples as lists, numpy scalars as numbers)."""
-    return json.loads(json.dumps(obj, default=json_default, sort_keys=True))
-
-
-def content_hash(*arrays) -> str:
-    """A hash of arrays' dtypes, shapes and bytes (``None`` entries skipped)."""
-    from losslens.core.provenance import fingerprint
-
-    return fingerprint([np.asarray(a) for a in arrays if a is not None])
-
-
-def surface_hash(surface) -> str:
-    """What an analysis of a surface depends on: its coordinates and its loss."""
-    return content_hash(surface.x, surface.y, surface.loss)
 
 
 class Log:
@@ -101,21 +83,24 @@ class WarningCapture:
         return self._catcher.__exit__(*exc)
 
 
-def result(path: Path, cls: type, request: dict, compute: Callable[[], object], log: Log, say,
+def result(path: Path, cls: type, call: reuse.Call, log: Log, say, *, covers: dict | None = None,
+           narrow: Callable[[object], object] | None = None,
            answers: Callable[[object], object | None] | None = None) -> object:
-    """The result in ``path`` if it holds ``request``, else ``compute()`` saved there (or beside a file that
-    another command wrote there, see the module docstring).
+    """The result in ``path`` if its request answers ``call``'s, else ``call()`` saved there (or beside a file
+    that another command wrote there, see the module docstring).
 
     Args:
         path: the result file. cls: its class (``load``, ``save``, a frozen ``meta`` field).
-        request: what the result depends on (JSON-able): every option that changes it.
-        compute: makes the result; the warnings it raises are stored with it.
+        call: the analysis with its arguments; its request is stored with the result, and the warnings
+            it raises too.
         log: receives the file's status (``"reused"`` or ``"computed"``) and the warnings (stored or new).
         say: prints a line (on the main process).
-        answers: given another command's result in ``path``, the answer to ``request`` it holds, or ``None``
+        covers: the cover rules of arguments (``core.reuse``): a stored result answers more than its request.
+        narrow: makes a stored result that covers the request into its answer (the top ``k`` eigenpairs).
+        answers: given another command's result in ``path``, the answer to the request it holds, or ``None``
             when it holds none (default: it never does).
     """
-    request = jsonable(request)
+    request = call.request()
     old, reason = _read(path, cls)
     if old is not None and "report" not in old.meta:
         value = None if answers is None else answers(old)
@@ -125,30 +110,36 @@ def result(path: Path, cls: type, request: dict, compute: Callable[[], object], 
             return value
     if _foreign(old, reason, path):
         path = _beside(path, reason or f"it is not the report's and does not answer "
-                       f"{request.get('analysis', 'the request')}", say)
+                       f"{request['analysis'].rpartition('.')[2]}", say)
         old, reason = _read(path, cls)
         if old is not None and "report" not in old.meta:
             raise ConfigError(f"{path}: the report writes its own results under this name, but this file was not "
                               "written by a report: move it away")
     if old is not None:
-        stored = old.meta["report"].get("request")
-        if stored == request:
+        differing = reuse.differences(old.meta["report"].get("request"), request, covers)
+        if not differing:
             say(f"  reused {path}")
             log.files.append((path, "reused"))
             for message in old.meta["report"].get("warnings", []):
                 log.warn(message)
-            return old
-        reason = f"it answers another request (differing: {', '.join(differences(stored, request))})"
+            return old if narrow is None else narrow(old)
+        arguments = dict.fromkeys(key.partition(".")[0] for key, _, _ in differing)  # the arguments, in order
+        reason = f"it answers another request (differing: {', '.join(arguments)})"
     if reason:
         say(f"  recomputing {path}: {reason}")
+    return _compute(path, call, request, log, say, "recomputed" if reason else "computed")
+
+
+def _compute(path: Path, call: reuse.Call, request: dict, log: Log, say, status: str) -> object:
+    """``call()`` saved in ``path`` with its request, its warnings and the library versions."""
     own = Log()
     with WarningCapture(own):
-        new = compute()
+        new = call()
     record = {"request": request, "warnings": own.warnings, "versions": versions()}
     new = dataclasses.replace(new, meta={**new.meta, "report": record})
     new.save(path)
     say(f"  wrote {path}")
-    log.files.append((path, "recomputed" if reason else "computed"))
+    log.files.append((path, status))
     for message in own.warnings:
         log.warn(message)
     return new
@@ -199,7 +190,7 @@ def grid(path: Path, compute: Callable[[Path], object], log: Log, say, *, main: 
         if _foreign_grid(path) is not None:
             raise ConfigError(f"{path}: the report writes its own grids under this name, but this file was not "
                               "written by a report: move it away")
-    before = _points_done(path) if main else None
+    before = points_done(path) if main else None
     replaced = None
     try:
         surface = compute(path)
@@ -231,8 +222,6 @@ def grid(path: Path, compute: Callable[[Path], object], log: Log, say, *, main: 
 def _foreign_grid(path: Path) -> str | None:
     """``None`` when there is no file at ``path`` or the report wrote it (``meta["report"]``); else
     ``"complete"`` for another command's finished grid, or what keeps it from answering."""
-    from losslens.landscape.grid_file import read_grid
-
     if not path.exists():
         return None
     try:
@@ -258,25 +247,3 @@ def _same_grid(path: Path, compute: Callable[[Path], object]) -> object | None:
         return None
     finally:
         copy.unlink(missing_ok=True)
-
-
-def differences(old, new, prefix: str = "") -> list[str]:
-    """The dotted keys whose values differ between two JSON-like dicts."""
-    if not (isinstance(old, dict) and isinstance(new, dict)):
-        return [prefix.rstrip(".") or "the whole request"] if old != new else []
-    out = []
-    for key in sorted(set(old) | set(new)):
-        out += differences(old.get(key), new.get(key), f"{prefix}{key}.")
-    return out
-
-
-def _points_done(path: Path) -> int | None:
-    """Points already computed in a grid file; ``None`` when there is no readable file."""
-    from losslens.landscape.grid_file import read_grid
-
-    if not path.exists():
-        return None
-    try:
-        return int(read_grid(path)["done"].sum())
-    except LosslensError:
-        return None

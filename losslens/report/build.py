@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from losslens._distributed import Group
+from losslens.core import reuse
 from losslens.errors import ConfigError
 from losslens.report import _store
 from losslens.report.analyses import Analyses, StepFailed, Subject
@@ -67,55 +69,69 @@ def build_report(
     Raises:
         ConfigError: no input, an input that is neither a checkpoint nor a run, bad options or sections.
     """
-    from losslens._distributed import Group
-
     started = time.perf_counter()
     options = options or ReportOptions()
     chosen = check_sections(sections)
     out = Path(out)
     subjects = _subjects(inputs, out, names)
     group = Group()
-    main = group.is_main
-    speak = say if main else (lambda text: None)
-    replay_on_fit = "fit" in chosen
+    speak, several = say if group.is_main else (lambda text: None), len(subjects) > 1
     analyses, skipped = [], []
     for subject in subjects:
         log = _store.Log()
         with _store.WarningCapture(log):
             ev = evaluator(subject, options)
         speak(f"{subject.name}: {_describe(ev)}")
-        a = Analyses(subject, options, ev, group, replay_on_fit=replay_on_fit, progress=progress and main, say=speak)
+        a = Analyses(subject, options, ev, group, replay_on_fit="fit" in chosen, progress=progress and group.is_main,
+                     say=speak)
         a.logs["evaluator"] = log
-        for name in chosen:
-            if name == "comparison":
-                continue
-            if name in RUN_SECTIONS and subject.run is None:
-                skipped.append(f"{name} of {subject.name} (it needs a run directory, not a checkpoint)")
-                continue
-            speak(f"[{_label(subject, len(subjects) > 1)}{name}] {TITLES[name]}")
-            a.compute(name)
+        skipped += _compute(a, chosen, several, speak)
         analyses.append(a)
-    comparison = None
-    if "comparison" in chosen:
-        planes = _planes(analyses, len(subjects) > 1)
-        if len(planes) >= 2:
-            speak(f"[comparison] {TITLES['comparison']}")
-            comparison = _compare(planes, out, speak) if main else None
-        else:
-            skipped.append("comparison (it needs at least two planes: add surface, fit or trajectory)")
+    comparison = _comparison(analyses, chosen, skipped, out, speak, group.is_main)
     report = None
-    if main:
-        meta = {"inputs": [str(p) for p in inputs], "invocation": invocation, "out": str(out),
-                "sections": list(chosen),
-                "subjects": [{"name": s.name, "checkpoint": str(s.checkpoint), "out": str(s.out),
-                              "run": None if s.run is None else str(s.run.out)} for s in subjects],
-                "options": options.as_dict(), "versions": _store.versions(),
-                "analysis_seconds": round(time.perf_counter() - started, 1)}
+    if group.is_main:
+        meta = _meta(inputs, invocation, out, chosen, subjects, options, time.perf_counter() - started)
         report = _draw(analyses, chosen, skipped, comparison, meta,
                        title or f"losslens report: {', '.join(s.name for s in subjects)}")
         _write(report, out, say)
     group.broadcast(None)  # the other ranks wait for rank 0's page, so that all leave the process group together
     return report
+
+
+def _compute(a: Analyses, chosen, several: bool, speak) -> list[str]:
+    """Compute the chosen sections of one subject; returns the sections skipped (those a checkpoint lacks)."""
+    skipped = []
+    for name in chosen:
+        if name == "comparison":
+            continue
+        if name in RUN_SECTIONS and a.subject.run is None:
+            skipped.append(f"{name} of {a.subject.name} (it needs a run directory, not a checkpoint)")
+            continue
+        speak(f"[{_label(a.subject, several)}{name}] {TITLES[name]}")
+        a.compute(name)
+    return skipped
+
+
+def _comparison(analyses: list[Analyses], chosen, skipped: list[str], out: Path, speak, main: bool):
+    """The comparison of every plane computed (``_compare``, on rank 0), when chosen and there are two;
+    else ``None``, the reason added to ``skipped``."""
+    if "comparison" not in chosen:
+        return None
+    planes = _planes(analyses, len(analyses) > 1)
+    if len(planes) < 2:
+        skipped.append("comparison (it needs at least two planes: add surface, fit or trajectory)")
+        return None
+    speak(f"[comparison] {TITLES['comparison']}")
+    return _compare(planes, out, speak) if main else None
+
+
+def _meta(inputs, invocation, out: Path, chosen, subjects: list[Subject], options: ReportOptions,
+          seconds: float) -> dict:
+    """The page's provenance: what was asked for, of which subjects, with which options and libraries."""
+    return {"inputs": [str(p) for p in inputs], "invocation": invocation, "out": str(out), "sections": list(chosen),
+            "subjects": [{"name": s.name, "checkpoint": str(s.checkpoint), "out": str(s.out),
+                          "run": None if s.run is None else str(s.run.out)} for s in subjects],
+            "options": options.as_dict(), "versions": _store.versions(), "analysis_seconds": round(seconds, 1)}
 
 
 def _draw(analyses: list[Analyses], chosen, skipped: list[str], comparison, meta: dict, title: str) -> Report:
@@ -211,17 +227,17 @@ def _planes(analyses: list[Analyses], several: bool) -> list[tuple[str, object]]
 
 
 def _compare(planes, out: Path, say) -> tuple:
-    """``(SurfaceComparison or None, log, failure or None)`` of the planes, in ``OUT/compare_surfaces.h5``."""
+    """``(SurfaceComparison or None, log, failure or None)`` of the planes, in ``OUT/compare_surfaces.h5``
+    (the planes named by their fingerprints and the sharpness at their centres, which their metadata holds)."""
     from losslens.landscape.surface_comparison import SurfaceComparison, compare_surfaces, sharpness_of
 
     log = _store.Log()
-    request = {"analysis": "compare_surfaces", "surfaces": [[n, _store.surface_hash(s), sharpness_of(s.meta)]
-                                                            for n, s in planes]}
+    call = reuse.Call(compare_surfaces, [s for _, s in planes], names=[n for n, _ in planes]).naming(
+        surfaces=[{"surface": reuse.fingerprint_of(s), "sharpness": sharpness_of(s.meta)} for _, s in planes])
     path = out / "compare_surfaces.h5"
     try:
         with _store.WarningCapture(log):
-            result = _store.result(path, SurfaceComparison, request, lambda: compare_surfaces(
-                [s for _, s in planes], names=[n for n, _ in planes]), log, say)
+            result = _store.result(path, SurfaceComparison, call, log, say)
     except Exception as err:  # noqa: BLE001 - shown in the section, as any analysis's failure
         import traceback
 

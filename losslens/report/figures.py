@@ -1,4 +1,5 @@
-"""The two figures only the report draws: a run's training curves and a matrix of distances between surfaces."""
+"""The one figure only the report draws: a run's training curves (a run is no result of its own; every result's
+figures come from the registry, ``losslens.plot.render``)."""
 
 from __future__ import annotations
 
@@ -35,26 +36,4 @@ def plotly_history(run):
     fig.update_yaxes(title_text="loss (log scale)", type="log", secondary_y=False, **readable_axis(values(True), log=True))
     if any(not k.endswith("_loss") for k in keys):
         fig.update_yaxes(title_text="accuracy", showgrid=False, secondary_y=True, **readable_axis(values(False), log=False))
-    return fig
-
-
-def plotly_distances(comparison, column: str = "bottleneck_h0"):
-    """The symmetric matrix of one distance of a ``SurfaceComparison`` between its surfaces, as a heatmap.
-
-    Returns:
-        A ``plotly.graph_objects.Figure``.
-    """
-    import plotly.graph_objects as go
-
-    names = list(comparison.names)
-    D = np.zeros((len(names), len(names)))
-    for d in comparison.distances:
-        i, j = names.index(d["a"]), names.index(d["b"])
-        D[i, j] = D[j, i] = np.nan if d[column] is None else d[column]
-    text = [[f"{v:.3g}" for v in row] for row in D]
-    fig = go.Figure(go.Heatmap(z=D, x=names, y=names, colorscale="Viridis", text=text, texttemplate="%{text}",
-                               colorbar={"title": {"text": column}}))
-    what = column.replace("_", " ")
-    fig.update_layout(title={"text": f"{what} distance between the planes' persistence diagrams"},
-                      yaxis={"autorange": "reversed"})
     return fig

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from losslens.report.analyses import SECTION_STEPS, Analyses, StepFailed
+from losslens.report.checks import FIT_R2, TRACE_RTOL, degenerate, eigenpair_checks, estimate, surface_checks
 from losslens.report.page import Image, Plot, Provenance, Section, Table
 
 TITLES: dict[str, str] = {
@@ -23,10 +24,6 @@ TITLES: dict[str, str] = {
     "dynamics": "Training dynamics",
     "comparison": "Comparison of the planes",
 }
-RESIDUAL_RTOL = 1e-3  # an eigenpair whose residual exceeds this fraction of |lambda_1| is flagged
-ANGLE_BOUND = 0.1  # an eigenvector whose Davis-Kahan bound sin(angle) <= r / gap exceeds this is flagged
-TRACE_RTOL = 0.1  # a trace whose standard error exceeds this fraction of it is flagged
-FIT_R2 = 0.9  # a fit explaining less of the variance than this is flagged
 MAX_ROWS = 60  # rows of a per-checkpoint table
 
 
@@ -51,8 +48,6 @@ def assemble(a: Analyses, name: str, id: str, title: str, text: str, figures, ta
 
 
 def _surface(a: Analyses, id: str, title: str) -> Section:
-    from losslens.plot.interactive import plotly_figure
-
     s = a.step("surface")
     o = a.options
     rows = [("grid", f"{len(s.x)} x {len(s.y)} points on [{o.range[0]:g}, {o.range[1]:g}]^2"),
@@ -62,14 +57,13 @@ def _surface(a: Analyses, id: str, title: str) -> Section:
     text = ("The loss L(w0 + x d1 + y d2) on a plane through the checkpoint w0 along two random directions "
             "normalized filter by filter to the weights' norms (Li et al. 2018), so that distances along them are "
             "comparable between layers and models.")
-    return assemble(a, "surface", id, title, text, [Plot(plotly_figure(s), "the surface (left, rotatable) and its "
+    return assemble(a, "surface", id, title, text, [Plot(_figure(s, ".html"), "the surface (left, rotatable) and its "
                                                           "contours (right); the star marks w0")],
-                    [Table("Surface", ("figure", "value"), tuple(rows))], _surface_checks(s))
+                    [Table("Surface", ("figure", "value"), tuple(rows))], surface_checks(s))
 
 
 def _interpolation(a: Analyses, id: str, title: str) -> Section:
     from losslens.landscape.interpolation import barrier
-    from losslens.plot.interactive import plotly_figure
 
     line = a.step("interpolation")
     loss, acc = line.loss, line.metrics.get("accuracy")
@@ -84,13 +78,11 @@ def _interpolation(a: Analyses, id: str, title: str) -> Section:
         rows[3:3] = [("accuracy at t = 0 and t = 1", f"{acc[ends[0]]:.4f}, {acc[ends[1]]:.4f}")]
     text = ("The loss along the straight line w(t) = w_init + t (w_final - w_init) (Goodfellow et al. 2015): a "
             "monotone descent says training could have gone straight; a bump between 0 and 1 is a barrier.")
-    return assemble(a, "interpolation", id, title, text, [Plot(plotly_figure(line), "loss (and accuracy) along t")],
-                    [Table("Line", ("figure", "value"), tuple(rows))], _surface_checks(line))
+    return assemble(a, "interpolation", id, title, text, [Plot(_figure(line, ".html"), "loss (and accuracy) along t")],
+                    [Table("Line", ("figure", "value"), tuple(rows))], surface_checks(line))
 
 
 def _hessian(a: Analyses, id: str, title: str) -> Section:
-    from losslens.plot.hessian import plot_density, plot_eigenvalues
-
     pairs, tr = a.step("eigenpairs"), a.step("trace")
     spectrum = a.step("density") if a.options.density else None
     values, residuals = pairs.values.tolist(), pairs.meta["residual_norms"]
@@ -99,7 +91,7 @@ def _hessian(a: Analyses, id: str, title: str) -> Section:
     P = a.ev.space.size
     rows = [("trace", f"{estimate(tr.value, tr.stderr)} ({tr.method}, {tr.n_matvec} Hessian-vector products)"),
             ("parameters P", P), ("mean eigenvalue trace / P", estimate(tr.value / P, tr.stderr / P))]
-    figures = [Image.of(plot_eigenvalues(pairs), "top eigenvalues (Lanczos), with their residual norms")]
+    figures = [Image.of(_figure(pairs, "_eigenvalues.png"), "top eigenvalues (Lanczos), with their residual norms")]
     if spectrum is not None:
         definite = spectrum.lambda_min > 0 and math.isfinite(spectrum.condition)
         rows += [("lowest and highest Ritz value", f"{spectrum.lambda_min:.4g}, {spectrum.lambda_max:.4g}"),
@@ -108,8 +100,8 @@ def _hessian(a: Analyses, id: str, title: str) -> Section:
         if spectrum.trace_stderr is not None:  # one start vector gives no error bar: no row
             slq = estimate(spectrum.trace_estimate, spectrum.trace_stderr)
             rows.append(("trace from the density's start vectors", f"{slq} (SLQ, {len(spectrum.nodes)} start vectors)"))
-        figures.append(Image.of(plot_density(spectrum), "eigenvalue density (stochastic Lanczos quadrature), "
-                                                        "log scale"))
+        figures.append(Image.of(_figure(spectrum, "_density.png"),
+                                "eigenvalue density (stochastic Lanczos quadrature), log scale"))
     checks = eigenpair_checks(values, residuals)
     if tr.stderr > TRACE_RTOL * abs(tr.value):
         checks.append(f"the trace estimate {tr.value:.4g} has a standard error of {tr.stderr:.2g} "
@@ -123,8 +115,6 @@ def _hessian(a: Analyses, id: str, title: str) -> Section:
 
 
 def _multiscale(a: Analyses, id: str, title: str) -> Section:
-    from losslens.plot.wavelets import plot_coefficients, plot_energy
-
     m = a.step("multiscale")
     levels = tuple((r["level"], r["energy_h"], r["energy_v"], r["energy_d"], r["energy"], r["roughness"])
                    for r in m.levels)
@@ -136,15 +126,13 @@ def _multiscale(a: Analyses, id: str, title: str) -> Section:
             "energy of the details per level and orientation (H: along y, V: along x, D: diagonal) says at which "
             "scales the surface is rough. Level 1 is the finest; the energies add up to the total (Parseval).")
     return assemble(a, "multiscale", id, title, text,
-                    [Image.of(plot_coefficients(m), "wavelet coefficients per level"),
-                     Image.of(plot_energy(m), "detail energy per level and orientation")],
+                    [Image.of(_figure(m, "_coefficients.png"), "wavelet coefficients per level"),
+                     Image.of(_figure(m, "_energy.png"), "detail energy per level and orientation")],
                     [Table("Energy per level", ("level", "H", "V", "D", "detail energy", "share of total"), levels),
                      Table("Decomposition", ("figure", "value"), tuple(rows))], m.meta["warnings"])
 
 
 def _topology(a: Analyses, id: str, title: str) -> Section:
-    from losslens.plot.topology import plot_barcode, plot_basins, plot_diagrams
-
     t = a.step("topology")
     basins = tuple((k, b.x, b.y, b.value, b.depth, b.persistence, None if b.saddle is None else b.saddle["value"])
                    for k, b in enumerate(t.basins, start=1))
@@ -157,17 +145,14 @@ def _topology(a: Analyses, id: str, title: str) -> Section:
             "its minimum and dies at the saddle where it merges into a deeper one; basins and loops whose "
             "persistence exceeds the noise threshold are listed. One basin means the plane shows a single valley.")
     return assemble(a, "topology", id, title, text,
-                    [Image.of(plot_basins(t), "basins' minima and merge saddles on the surface"),
-                     Image.of(plot_diagrams(t), "persistence diagrams, H0 and H1"),
-                     Image.of(plot_barcode(t), "barcodes")],
+                    [Image.of(_figure(t, "_basins.png"), "basins' minima and merge saddles on the surface"),
+                     Image.of(_figure(t, "_diagrams.png"), "persistence diagrams, H0 and H1"),
+                     Image.of(_figure(t, "_barcode.png"), "barcodes")],
                     [Table("Basins", ("basin", "x", "y", "minimum", "depth", "persistence", "merge saddle"), basins),
                      Table("Persistence", ("figure", "value"), tuple(rows))], t.meta["warnings"])
 
 
 def _fit(a: Analyses, id: str, title: str) -> Section:
-    from losslens.plot.fit import plot_fit, plot_residuals
-    from losslens.plot.interactive import plotly_figure
-
     plane, fit = a.step("hessian_plane"), a.step("fit")
     params = tuple((n, v, s) for n, v, s in zip(fit.names, fit.params.tolist(), fit.stderr.tolist()))
     rows = [("R^2", fit.r2), ("RMSE", fit.rmse),
@@ -185,23 +170,22 @@ def _fit(a: Analyses, id: str, title: str) -> Section:
         checks.append("the fitted minimum lies on the edge of the grid: the surface keeps descending beyond it")
     if fit.n_excluded:
         checks.append(f"{fit.n_excluded} points with a NaN or infinite loss were left out of the fit")
-    checks += _degenerate(fit)
+    checks += degenerate(fit)
     text = ("The plane through w0 along the top two Hessian eigenvectors (unit vectors, the eigenpairs above), with "
             f"a {fit.model} fitted by least squares, as in the book chapter. On these axes the fitted curvature is a "
             "second derivative along the same directions as the eigenvalues, so the two can be compared: a check of "
             "the fit that a plane of random directions cannot give.")
     return assemble(a, "fit", id, title, text,
-                    [Plot(plotly_figure(plane), "the Hessian-eigenvector plane"),
-                     Image.of(plot_fit(fit), "the fitted surface over the data"),
-                     Image.of(plot_residuals(fit), "residuals of the fit")],
+                    [Plot(_figure(plane, ".html"), "the Hessian-eigenvector plane"),
+                     Image.of(_figure(fit, "_3d.png" if fit.ndim == 2 else "_1d.png"),
+                              "the fitted surface over the data"),
+                     Image.of(_figure(fit, "_residuals.png"), "residuals of the fit")],
                     [Table("Parameters", ("parameter", "value", "standard error"), params),
                      Table("Goodness of fit and curvature", ("figure", "value"), tuple(rows))],
-                    _surface_checks(plane) + checks)
+                    surface_checks(plane) + checks)
 
 
 def _replay(a: Analyses, id: str, title: str) -> Section:
-    from losslens.plot.replay import plot_convergence, plot_replay_paths
-
     r = a.step("replay")
     columns = ("optimizer", "lr", "status", "steps", "final_loss", "steps_to_tol", "path_length", "oscillation",
                "lr_above_2_over_lambda_start", "lr_above_2_over_lambda_minimum")
@@ -214,20 +198,18 @@ def _replay(a: Analyses, id: str, title: str) -> Section:
           "are the fit's, not the loss)" if on_fit else
           f"the test function {objective.get('function')} (there is no fit)")
     if on_fit and a.done("fit") is not None:
-        checks += ["the replay runs on a degenerate fit (see the fit's section)"] if _degenerate(a.done("fit")) else []
+        checks += ["the replay runs on a degenerate fit (see the fit's section)"] if degenerate(a.done("fit")) else []
     header = tuple(_replay_value(on_fit) if c == "final_loss" else c for c in columns)
     text = (f"Optimizers run side by side from one start on {on}; tolerance {r.meta['tol']:g} above the lowest value. "
             "Flags compare each learning rate with the gradient-descent stability limit 2 / lambda_max at the start "
             "and at the minimum.")
     return assemble(a, "replay", id, title, text,
-                    [Image.of(plot_replay_paths(r), "paths over the objective's contours"),
-                     Image.of(plot_convergence(r), f"{'fitted ' if on_fit else ''}value per step")],
+                    [Image.of(_figure(r, "_paths.png"), "paths over the objective's contours"),
+                     Image.of(_figure(r, "_convergence.png"), f"{'fitted ' if on_fit else ''}value per step")],
                     [Table("Summary", header, rows)], checks)
 
 
 def _trajectory(a: Analyses, id: str, title: str) -> Section:
-    from losslens.plot.trajectories import plot_path_losses, plotly_embedding, plotly_paths
-
     pca, paths, plane = a.step("trajectory_pca"), a.step("trajectory_paths"), a.step("trajectory_plane")
     embeddings = a.step("embeddings")
     rel = paths.rel_residual
@@ -253,16 +235,15 @@ def _trajectory(a: Analyses, id: str, title: str) -> Section:
                   ("step", "epoch", "pc1", "pc2", "relative residual", "true loss", "plane loss", "trusted"),
                   rows[:MAX_ROWS])
     return assemble(a, "trajectory", id, title, text,
-                    [Plot(plotly_paths(paths, plane), "paths on the PCA plane (hover for residuals and losses)"),
-                     Image.of(plot_path_losses(paths), "true loss against the loss at the projection"),
-                     *(Plot(plotly_embedding(e), f"{e.method} embedding", half=True) for e in embeddings)],
+                    [Plot(_figure(paths, ".html", surface=plane),
+                          "paths on the PCA plane (hover for residuals and losses)"),
+                     Image.of(_figure(paths, "_losses.png"), "true loss against the loss at the projection"),
+                     *(Plot(_figure(e, ".html"), f"{e.method} embedding", half=True) for e in embeddings)],
                     [Table("Plane and embeddings", ("figure", "value"), tuple(summary)), table],
-                    _surface_checks(plane) + checks)
+                    surface_checks(plane) + checks)
 
 
 def _dynamics(a: Analyses, id: str, title: str) -> Section:
-    from losslens.plot.trajectories import plot_dynamics
-
     d = a.step("dynamics")
     sharp = bool(d.meta.get("sharpness"))
     columns = ("step", "epoch", "loss", "grad_norm", "weight_norm", "change_since_previous", "change_since_init") \
@@ -274,7 +255,7 @@ def _dynamics(a: Analyses, id: str, title: str) -> Section:
             + (f", and the sharpness lambda_max against the optimizer's edge of stability"
                f"{f' {limit}' if limit else ''} (Cohen et al. 2021, 2022)." if sharp
                else f"; lambda_max not computed: {d.meta.get('sharpness_note', 'left out')}."))
-    return assemble(a, "dynamics", id, title, text, [Image.of(plot_dynamics(d), "dynamics per checkpoint")],
+    return assemble(a, "dynamics", id, title, text, [Image.of(_figure(d, ".png"), "dynamics per checkpoint")],
                     [Table("Per checkpoint" + (f" (first {MAX_ROWS})" if len(rows) > MAX_ROWS else ""), columns,
                            rows[:MAX_ROWS])])
 
@@ -338,7 +319,7 @@ def _key_figures(a: Analyses) -> list[tuple[str, object]]:
     fit = a.done("fit")
     if fit is not None:
         rows += [("fit R^2", fit.r2), ("fitted curvature", fit.curvature.tolist())]
-        if _degenerate(fit):
+        if degenerate(fit):
             rows.append(("fit", "degenerate (see its section)"))
     r = a.done("replay")
     if r is not None:
@@ -356,7 +337,6 @@ def _key_figures(a: Analyses) -> list[tuple[str, object]]:
 def comparison(result, log, failure, planes: dict[str, str]) -> Section:
     """The comparison of the planes (``SurfaceComparison``), or why it failed."""
     from losslens.landscape.surface_comparison import DISTANCE_COLUMNS, TABLE_COLUMNS
-    from losslens.report.figures import plotly_distances
 
     title = TITLES["comparison"]
     if failure is not None:
@@ -370,7 +350,7 @@ def comparison(result, log, failure, planes: dict[str, str]) -> Section:
     rows = tuple(tuple(r.get(c) for c in TABLE_COLUMNS) for r in result.rows)
     distances = tuple(tuple(d.get(c) for c in DISTANCE_COLUMNS) for d in result.distances)
     warnings = tuple(dict.fromkeys(log.warnings + list(result.meta["warnings"])))
-    figure = Plot(plotly_distances(result), "H0 bottleneck distances", half=True)
+    figure = Plot(_figure(result, ".html"), "H0 bottleneck distances", half=True)
     tables = (Table("Planes", TABLE_COLUMNS, rows), Table("Distances", DISTANCE_COLUMNS, distances))
     files = tuple(Provenance(str(p), status, result.meta) for p, status in log.files)
     return Section("comparison", title, text, (figure,), tables, warnings, files)
@@ -383,47 +363,10 @@ _BUILDERS = {"surface": _surface, "interpolation": _interpolation, "hessian": _h
 # -- shared ---------------------------------------------------------------------------------------------
 
 
-def eigenpair_checks(values: list[float], residuals: list[float]) -> list[str]:
-    """Warnings about eigenpairs: a residual :math:`r_i = \\lVert Hv_i - \\lambda_i v_i \\rVert` large against
-    :math:`|\\lambda_1|` (the eigenvalue is uncertain by up to :math:`r_i`), and an eigenvector that its
-    residual leaves undetermined: by Davis and Kahan (1970), its angle to the true eigenvector obeys
-    :math:`\\sin\\theta_i \\le r_i / \\delta_i`, with :math:`\\delta_i` the gap to the nearest other eigenvalue
-    (here: among those computed), so nearly equal eigenvalues give directions that are an arbitrary basis of
-    their common eigenspace (a Hessian plane then turns from run to run)."""
-    top = abs(values[0]) or 1.0
-    out = []
-    for i, (value, r) in enumerate(zip(values, residuals), start=1):
-        if r > RESIDUAL_RTOL * top:
-            out.append(f"eigenpair {i}: the residual |Hv - lambda v| = {r:.3g} is {r / top:.2g} of |lambda_1|: "
-                       f"lambda_{i} is uncertain by up to {r:.3g}")
-        gap = min((abs(value - other) for j, other in enumerate(values, start=1) if j != i), default=math.inf)
-        bound = r / gap if gap > 0 else math.inf
-        if bound > ANGLE_BOUND:
-            out.append(f"eigenvector {i} is not determined: lambda_{i} = {value:.6g} lies within {gap:.3g} of another "
-                       f"eigenvalue, against a residual of {r:.3g} (Davis-Kahan: sin(angle) <= {bound:.2g}); "
-                       "directions along it are arbitrary")
-    return out
-
-
 def _replay_value(on_fit: bool) -> str:
     """What a replay's final value is: the fit's value (a stand-in for the loss; named as in the replay's CSV,
     ``Replay.columns``), or a test function's."""
     return "final_fitted_loss" if on_fit else "final_function_value"
-
-
-def _degenerate(fit) -> list[str]:
-    """Why a fit is degenerate (a parameter at its bound, a standard error larger than its value), as
-    ``SurfaceFit`` records it; empty when it is not, or when the fit records no such flag."""
-    if not getattr(fit, "degenerate", False):
-        return []
-    return [f"the {fit.model} fit is degenerate: {w}" for w in getattr(fit, "warnings", ())] or [
-        f"the {fit.model} fit is degenerate"]
-
-
-def estimate(value: float, stderr: float) -> str:
-    """``value ± stderr``, said to be not resolved when the standard error is not smaller than the value."""
-    text = f"{value:.6g} ± {stderr:.2g}"
-    return text if stderr < abs(value) else f"not resolved: error larger than value ({text})"
 
 
 def _point_rows(s) -> list[tuple]:
@@ -439,16 +382,11 @@ def _point_rows(s) -> list[tuple]:
     return rows
 
 
-def _surface_checks(s) -> list[str]:
-    """NaN/inf points and an unfinished grid."""
-    out = []
-    bad = int(np.sum(s.done & ~np.isfinite(s.loss)))
-    if bad:
-        out.append(f"{bad} of {s.loss.size} grid points ({s.meta.get('directions_kind')} directions) have a NaN or "
-                   "infinite loss (the model diverged there)")
-    if not s.complete:
-        out.append(f"the grid is partial: {int(s.done.sum())} of {s.loss.size} points are computed")
-    return out
+def _figure(result, name: str, **options):
+    """The figure ``name`` of ``result``, drawn by the registry (``losslens.plot.render``) as everywhere."""
+    from losslens.plot.render import figures
+
+    return figures(result, name, **options)[name]
 
 
 def _warnings(a: Analyses, steps) -> list[str]:

@@ -42,7 +42,6 @@ Step and epoch records are kept apart: each compares with the previous record of
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +52,7 @@ import torch
 from torch import nn
 
 from losslens import _io
-from losslens.core import check_seed
+from losslens.checks import check_choice, check_int, check_number, check_seed
 from losslens.core.params import ParameterSpace
 from losslens.results import ResultDisplay, to_dataframe
 from losslens.trajectories.table import write_csv
@@ -103,8 +102,7 @@ class Dynamics(ResultDisplay):
 
     def of_kind(self, kind: str) -> "Dynamics":
         """Only the records of one kind (``"step"``, ``"epoch"`` or ``"checkpoint"``)."""
-        if kind not in KINDS:
-            raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+        check_choice("kind", kind, KINDS)
         keep = np.array([k == kind for k in self.kind], dtype=bool)
         return Dynamics(tuple(k for k in self.kind if k == kind), {c: v[keep] for c, v in self.values.items()},
                         self.meta)
@@ -323,15 +321,13 @@ class DynamicsRecorder:
             seed: seed of the Lanczos start vector.
             space: the parameters measured (default: ``ParameterSpace(model)``, the trainable ones).
         """
-        for name, value in (("every", every), ("sharpness_every", sharpness_every)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        every = check_int("every", every, minimum=1)
+        sharpness_every = check_int("sharpness_every", sharpness_every, minimum=1)
         if sharpness_data is not None and loss_fn is None:
             raise ValueError("the sharpness needs the loss: give loss_fn ('cross_entropy', 'mse' or a callable)")
         if optimizer is not None and lr is not None:
             raise ValueError("give the optimizer (its lr is read at every record) or lr, not both")
-        if lr is not None and not (isinstance(lr, numbers.Real) and 0 < lr < math.inf):
-            raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+        check_number("lr", lr, positive=True, none=True)
         seed = check_seed(seed)
         self.space = space if space is not None else ParameterSpace(model)
         self.every, self.sharpness_every, self.seed = every, sharpness_every, seed
@@ -493,10 +489,22 @@ def dynamics_of_run(
     optimizer = stored.optimizer or info.get("optimizer")
     lr = stored.lr if stored.lr is not None else float(info.get("lr") or "nan")
     limit = stability_limit(optimizer, lr, stored.optimizer_kwargs or info.get("optimizer_kwargs"))
-    sharpness, sharpness_note = _sharpness_choice(sharpness, evaluator)
-    if sharpness and limit.of == "preconditioned":
-        sharpness_note += ("; λmax(H), not the preconditioned λmax(P⁻¹H) that the limit bounds: "
-                           "checkpoints hold no Adam second moments")
+    sharpness, sharpness_note = _sharpness_choice(sharpness, evaluator, limit.of)
+    rows, products = _checkpoint_rows(series, evaluator, lr, limit.value, sharpness, seed)
+    values = {k: np.array([np.nan if r[k] is None else r[k] for r in rows], dtype=np.float64) for k in _NUMERIC}
+    meta = {"run": str(run_dir), "optimizer": optimizer, "evaluator": evaluator.meta(),
+            "sharpness": sharpness, "sharpness_note": sharpness_note, "sharpness_products": products,
+            "stability": limit.as_dict() | {"sharpness": "hessian" if sharpness else "none"},
+            "seed": seed, "source": dict(meta or {})}
+    return Dynamics(("checkpoint",) * len(rows), values, meta)
+
+
+def _checkpoint_rows(series, evaluator, lr: float, threshold: float, sharpness: bool,
+                     seed: int) -> tuple[list[dict], list[int]]:
+    """One row of ``_NUMERIC`` values per checkpoint of ``series`` (loss, gradient norm, weight changes, the
+    sharpness when asked), and the Hessian-vector products each sharpness cost."""
+    from losslens.curvature.operator import HessianOperator
+
     rows, init, previous, products = [], None, None, []
     for i, c in enumerate(series):
         w = series.vector(i, torch.float64)
@@ -505,8 +513,6 @@ def dynamics_of_run(
         loss = float(evaluator.evaluate(point[None]).loss[0])
         sharp = float("nan")
         if sharpness:
-            from losslens.curvature.operator import HessianOperator
-
             sharp, n = sharpness_of(HessianOperator(evaluator, point), seed=seed)
             products.append(n)
         rows.append({
@@ -516,19 +522,15 @@ def dynamics_of_run(
             "weight_norm": float(w.norm()),
             "change_since_previous": 0.0 if previous is None else float((w - previous).norm()),
             "change_since_init": float((w - init).norm()),
-            "lr": lr, "sharpness": sharp, "stability_threshold": limit.value,
+            "lr": lr, "sharpness": sharp, "stability_threshold": threshold,
         })
         previous = w
-    values = {k: np.array([np.nan if r[k] is None else r[k] for r in rows], dtype=np.float64) for k in _NUMERIC}
-    meta = {"run": str(run_dir), "optimizer": optimizer, "evaluator": evaluator.meta(),
-            "sharpness": sharpness, "sharpness_note": sharpness_note, "sharpness_products": products,
-            "stability": limit.as_dict() | {"sharpness": "hessian" if sharpness else "none"},
-            "seed": seed, "source": dict(meta or {})}
-    return Dynamics(("checkpoint",) * len(rows), values, meta)
+    return rows, products
 
 
-def _sharpness_choice(sharpness: bool | None, evaluator) -> tuple[bool, str]:
-    """Whether to compute the sharpness, and a note on how (or why not)."""
+def _sharpness_choice(sharpness: bool | None, evaluator, limit_of: str) -> tuple[bool, str]:
+    """Whether to compute the sharpness, and a note on how (or why not); ``limit_of`` is what the stability
+    limit bounds (``"preconditioned"`` for Adam: checkpoints give only the plain sharpness)."""
     if sharpness is False:
         return False, "left out (sharpness=False, --no-sharpness)"
     work = evaluator.space.size * evaluator.n_samples
@@ -536,6 +538,9 @@ def _sharpness_choice(sharpness: bool | None, evaluator) -> tuple[bool, str]:
         return False, (f"left out by default: {evaluator.space.size:,} parameters x {evaluator.n_samples:,} "
                        f"samples per Hessian-vector product exceeds the budget {SHARPNESS_BUDGET:.0e}; ask for it "
                        "(--sharpness) or evaluate on a subset")
+    if limit_of == "preconditioned":
+        return True, SHARPNESS_BOUND + ("; λmax(H), not the preconditioned λmax(P⁻¹H) that the limit bounds: "
+                                        "checkpoints hold no Adam second moments")
     return True, SHARPNESS_BOUND
 
 

@@ -28,7 +28,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from losslens import _io
-from losslens.core import check_seed
+from losslens.checks import check_choice, check_int, check_seed
 from losslens.errors import ConfigError
 from losslens.results import ResultDisplay
 from losslens.trajectories.table import write_csv
@@ -126,12 +126,12 @@ def embed(
         The ``Embedding``.
 
     Raises:
-        ValueError: an unknown method or init, fewer than 3 checkpoints, a perplexity ``>= T``, a
-            ``max_iter`` below 250, ``n_neighbors`` out of range. ConfigError: ``"phate"`` without
-            the ``phate`` package.
+        ConfigError: an unknown method or init, a perplexity ``>= T``, a ``max_iter`` below 250,
+            ``n_neighbors`` out of range, ``"phate"`` without the ``phate`` package.
+        ValueError: fewer than 3 checkpoints.
     """
-    _check_choice("method", method, METHODS)
-    _check_choice("init", init, TSNE_INITS)
+    check_choice("method", method, METHODS)
+    check_choice("init", init, TSNE_INITS)
     seed = check_seed(seed, high=2**32)  # t-SNE's and PHATE's numpy RandomState
     pca = source if isinstance(source, TrajectoryPCA) else trajectory_pca(source, 2)
     T = len(pca.checkpoints)
@@ -161,12 +161,11 @@ def _tsne(pca: TrajectoryPCA, distances: np.ndarray, perplexity, max_iter, init:
     if perplexity is None:
         perplexity = min(30.0, max(1.0, (T - 1) / 3))
     if not (isinstance(perplexity, (int, float)) and 0 < perplexity < T):
-        raise ValueError(
+        raise ConfigError(
             f"t-SNE perplexity {perplexity!r} must be positive and less than the number of checkpoints T={T} "
             f"(it is about the number of neighbours each point keeps); try at most {(T - 1) / 3:.3g}, (T - 1) / 3"
         )
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < MIN_TSNE_ITER:
-        raise ValueError(f"t-SNE max_iter must be an integer >= {MIN_TSNE_ITER}, got {max_iter!r}")
+    max_iter = check_int("max_iter", max_iter, minimum=MIN_TSNE_ITER)
     if init == "pca":
         scores = pca.scores[:, :2]
         start = scores / (np.std(scores[:, 0]) or 1.0) * 1e-4
@@ -199,11 +198,4 @@ def _neighbors(n_neighbors, T: int) -> int:
     top = -(-T // 2) - 1  # the largest k < T / 2
     if n_neighbors is None:
         return min(5, top)
-    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int) or not 1 <= n_neighbors <= top:
-        raise ValueError(f"n_neighbors must be an integer with 1 <= k < T / 2 = {T / 2:g}, got {n_neighbors!r}")
-    return n_neighbors
-
-
-def _check_choice(what: str, value, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(choices)}")
+    return check_int(f"n_neighbors (below T / 2 = {T / 2:g})", n_neighbors, minimum=1, maximum=top)

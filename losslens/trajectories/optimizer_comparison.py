@@ -141,16 +141,7 @@ def compare_runs(
             directory that is not a run.
     """
     runs = [Path(r) for r in runs]
-    given = labels is not None
-    labels = [str(x) for x in labels] if given else [r.resolve().name for r in runs]
-    if not given and len(set(labels)) < len(labels):  # a/run and b/run: label them by their paths
-        labels = [str(r.resolve()) for r in runs]
-    if len(runs) < 2:
-        raise ConfigError(f"a comparison needs at least two runs, got {len(runs)}")
-    if not given and len(set(labels)) < len(labels):
-        raise ConfigError(f"the runs must be different folders, got {[str(r) for r in runs]}")
-    if len(labels) != len(runs) or len(set(labels)) != len(labels):
-        raise ConfigError(f"labels must name each of the {len(runs)} runs once, got {labels}")
+    labels = _run_labels(runs, labels)
     if evaluator is None:
         evaluator = run_evaluator(CheckpointSeries.from_run(runs[0]), split)
     series = [run_series(r, evaluator, name=label) for r, label in zip(runs, labels)]
@@ -163,6 +154,23 @@ def compare_runs(
             "sources": [{k: v for k, v in s.metadata.items() if k not in ("checkpoints", "history")} for s in series],
             "pca": paths.meta["pca"]}
     return OptimizerComparison(table, paths, info), surface
+
+
+def _run_labels(runs: list[Path], labels) -> list[str]:
+    """The runs' labels: those given, else the directories' names, or their paths when two share a name;
+    a ConfigError for fewer than two runs, a folder given twice, or labels that are not one distinct name
+    per run."""
+    given = labels is not None
+    labels = [str(x) for x in labels] if given else [r.resolve().name for r in runs]
+    if not given and len(set(labels)) < len(labels):  # a/run and b/run: label them by their paths
+        labels = [str(r.resolve()) for r in runs]
+    if len(runs) < 2:
+        raise ConfigError(f"a comparison needs at least two runs, got {len(runs)}")
+    if not given and len(set(labels)) < len(labels):
+        raise ConfigError(f"the runs must be different folders, got {[str(r) for r in runs]}")
+    if len(labels) != len(runs) or len(set(labels)) != len(labels):
+        raise ConfigError(f"labels must name each of the {len(runs)} runs once, got {labels}")
+    return labels
 
 
 def train_optimizers(
@@ -209,16 +217,51 @@ def train_optimizers(
         ConfigError: an unknown or repeated optimizer, one without a default learning rate and
             none given, a learning rate for an optimizer not compared.
     """
-    from losslens.core.optimizers import COMPARISON_DEFAULTS, installed, make_optimizer, resolve_optimizer
+    optimizers, notes = _installed_defaults() if optimizers is None else (list(optimizers), [])
+    recipes = _optimizer_recipes(optimizers, dict(lrs or {}), dict(options or {}))
+    root = Path(out) / RUNS_DIR
+    common = {"model": model, "model_kwargs": dict(model_kwargs or {}), "data": data, "epochs": epochs,
+              "batch_size": batch_size, "seed": seed}
+    _train_missing(root, recipes, common, device, progress)
+    return [root / name for name in optimizers], notes
 
-    notes = []
-    if optimizers is None:
-        optimizers = installed(COMPARISON_DEFAULTS)
-        notes = [f"{o} skipped: pytorch-optimizer is not installed" for o in COMPARISON_DEFAULTS if o not in optimizers]
-    optimizers = list(optimizers)
+
+def _installed_defaults() -> tuple[list[str], list[str]]:
+    """``COMPARISON_DEFAULTS`` whose packages are installed, and a note for each of the others."""
+    from losslens.core.optimizers import COMPARISON_DEFAULTS, installed
+
+    optimizers = installed(COMPARISON_DEFAULTS)
+    return list(optimizers), [f"{o} skipped: pytorch-optimizer is not installed" for o in COMPARISON_DEFAULTS
+                              if o not in optimizers]
+
+
+def _train_missing(root: Path, recipes: dict[str, tuple], common: dict, device, progress: bool) -> None:
+    """Train each optimizer of ``recipes`` (from ``_optimizer_recipes``) into ``root/<name>`` with the
+    ``common`` recipe (model, data, epochs, batch size, seed), unless that folder holds the finished run
+    already; under ``torchrun`` rank ``r`` trains the optimizers ``r, r + W, ...`` and every rank waits."""
+    from losslens._distributed import Group
+    from losslens.trajectories.training import train_with_dynamics
+
+    group = Group()
+    for i, (name, (lr, extra, recorded)) in enumerate(recipes.items()):
+        if i % group.size != group.rank or _finished(root / name, {**common, **recorded}):
+            continue
+        train_with_dynamics(common["model"], common["data"], optimizer=name, lr=lr, optimizer_kwargs=extra,
+                            epochs=common["epochs"], batch_size=common["batch_size"], seed=common["seed"],
+                            out=root / name, model_kwargs=common["model_kwargs"], device=device,
+                            overwrite=True, progress=progress)
+    if group.active:
+        torch.distributed.barrier()
+
+
+def _optimizer_recipes(optimizers: list[str], lrs: dict, options: dict) -> dict[str, tuple]:
+    """``{name: (lr, options, what train records of the optimizer)}``, each name's learning rate and options
+    over the defaults; a ConfigError for a name unknown, repeated or without a learning rate, or a rate or
+    options given for an optimizer not compared."""
+    from losslens.core.optimizers import make_optimizer, resolve_optimizer
+
     if len(set(optimizers)) != len(optimizers) or not optimizers:
         raise ConfigError(f"give each optimizer once (and at least one), got {optimizers}")
-    lrs, options = dict(lrs or {}), dict(options or {})
     for what, given in (("learning rates", lrs), ("options", options)):
         unused = sorted(set(given) - set(optimizers))
         if unused:
@@ -234,26 +277,7 @@ def train_optimizers(
         extra = options.get(name, DEFAULT_OPTIONS.get(name.lower(), {}))
         opt, kwargs = make_optimizer(name, [torch.zeros(1, requires_grad=True)], lr, extra)  # as train records them
         recipes[name] = (lr, extra, {"optimizer": type(opt).__name__, "optimizer_kwargs": _jsonable(kwargs), "lr": lr})
-
-    from losslens.trajectories.training import train_with_dynamics
-    from losslens._distributed import Group
-
-    group = Group()
-    root = Path(out) / RUNS_DIR
-    common = {"model": model, "model_kwargs": dict(model_kwargs or {}), "data": data, "epochs": epochs,
-              "batch_size": batch_size, "seed": seed}
-    for i, name in enumerate(optimizers):
-        if i % group.size != group.rank:
-            continue
-        run_dir, (lr, extra, recorded) = root / name, recipes[name]
-        if _finished(run_dir, {**common, **recorded}):
-            continue
-        train_with_dynamics(model, data, optimizer=name, lr=lr, optimizer_kwargs=extra, epochs=epochs,
-                            batch_size=batch_size, seed=seed, out=run_dir, model_kwargs=model_kwargs, device=device,
-                            overwrite=True, progress=progress)
-    if group.active:
-        torch.distributed.barrier()
-    return [root / name for name in optimizers], notes
+    return recipes
 
 
 def compare_optimizers(

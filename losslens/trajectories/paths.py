@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from losslens import _io
+from losslens.checks import check_number
 from losslens.core.evaluator import EvalResult
 from losslens.results import ResultDisplay, to_dataframe
 from losslens.trajectories.table import write_csv
@@ -234,24 +235,53 @@ def trajectory_paths(
         The ``TrajectoryPaths``.
 
     Raises:
-        ValueError: a threshold that is not positive, a PCA of other checkpoints or with fewer than
-            two components, series in another parameter space than the evaluator's.
+        ConfigError: a threshold that is not positive.
+        ValueError: a PCA of other checkpoints or with fewer than two components, series in another
+            parameter space than the evaluator's.
     """
     series = [runs] if isinstance(runs, CheckpointSeries) else list(runs)
-    if not threshold > 0:
-        raise ValueError(f"threshold must be a positive relative residual, got {threshold!r}")
-    for s in series:
-        if s.space.names != evaluator.space.names or s.space.shapes != evaluator.space.shapes:
-            raise ValueError(f"run {s.run!r}: its checkpoints are read into another parameter space than the "
-                             "evaluator's; build the series with space=evaluator.space")
+    threshold = check_number("threshold", threshold, positive=True, finite=False)
+    _check_spaces(series, evaluator)
     pca = pca if pca is not None else trajectory_pca(series, 2, memory_budget=memory_budget)
     items = [c for s in series for c in s]
     if [c.path for c in pca.checkpoints] != [c.path for c in items] or pca.n_components < 2:
         raise ValueError("pca must be the PCA (with at least 2 components) of exactly these runs' checkpoints")
-    o = torch.from_numpy(pca.origin)
-    D = torch.from_numpy(np.ascontiguousarray(pca.components[:2]))
-    chunk = max(1, memory_budget // (evaluator.space.size * 8))
+    o, D = torch.from_numpy(pca.origin), torch.from_numpy(np.ascontiguousarray(pca.components[:2]))
+    rows, true = _project(series, evaluator, o, D, max(1, memory_budget // (evaluator.space.size * 8)))
+    coords = torch.stack([r[0] for r in rows])
+    plane = evaluator.evaluate_affine(o, D, coeffs=coords)
+    info = {"threshold": threshold, "pca": _plane_record(pca, evaluator.space.size), "evaluator": evaluator.meta(),
+            "source": dict(meta or {})}
+    return TrajectoryPaths(
+        checkpoints=tuple(items),
+        coords=coords.numpy(),
+        residual=np.array([r[1] for r in rows]),
+        distance=np.array([r[2] for r in rows]),
+        step_distance=np.array([r[3] for r in rows]),
+        distance_from_init=np.array([r[4] for r in rows]),
+        true_loss=_float64(true.loss),
+        plane_loss=_float64(plane.loss),
+        true_metrics={k: _float64(v) for k, v in true.metrics.items()},
+        plane_metrics={k: _float64(v) for k, v in plane.metrics.items()},
+        meta=info,
+    )
 
+
+def _float64(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def _check_spaces(series: list[CheckpointSeries], evaluator) -> None:
+    """A ValueError naming the first run whose checkpoints are read into another space than the evaluator's."""
+    for s in series:
+        if s.space.names != evaluator.space.names or s.space.shapes != evaluator.space.shapes:
+            raise ValueError(f"run {s.run!r}: its checkpoints are read into another parameter space than the "
+                             "evaluator's; build the series with space=evaluator.space")
+
+
+def _project(series: list[CheckpointSeries], evaluator, o: torch.Tensor, D: torch.Tensor, chunk: int):
+    """``(rows, true losses)``: per checkpoint ``(coords D (x - o), residual, distance from o, step distance,
+    distance from the run's first)``, and its ``EvalResult``, evaluated ``chunk`` checkpoints at a time."""
     rows, pending, true_parts = [], [], []
     for s in series:
         previous = first = None
@@ -269,39 +299,19 @@ def trajectory_paths(
                 pending = []
     if pending:
         true_parts.append(evaluator.evaluate(torch.stack(pending)))
-    true = EvalResult.cat(true_parts)
-    coords = torch.stack([r[0] for r in rows])
-    plane = evaluator.evaluate_affine(o, D, coeffs=coords)
+    return rows, EvalResult.cat(true_parts)
 
-    def numpy(t):
-        return t.detach().cpu().double().numpy()
 
-    info = {
-        "threshold": float(threshold),
-        "pca": {
-            "explained_variance_ratio": [float(v) for v in pca.explained_variance_ratio[:2]],
-            "singular_values": [float(v) for v in pca.singular_values[:2]],
-            "origin_index": pca.origin_index,
-            "origin_checkpoint": str(pca.checkpoints[pca.origin_index].path),
-            "n_points": len(items),
-            "n_params": evaluator.space.size,
-        },
-        "evaluator": evaluator.meta(),
-        "source": dict(meta or {}),
+def _plane_record(pca: TrajectoryPCA, n_params: int) -> dict:
+    """What the paths' ``meta["pca"]`` keeps of the plane's PCA."""
+    return {
+        "explained_variance_ratio": [float(v) for v in pca.explained_variance_ratio[:2]],
+        "singular_values": [float(v) for v in pca.singular_values[:2]],
+        "origin_index": pca.origin_index,
+        "origin_checkpoint": str(pca.checkpoints[pca.origin_index].path),
+        "n_points": len(pca.checkpoints),
+        "n_params": n_params,
     }
-    return TrajectoryPaths(
-        checkpoints=tuple(items),
-        coords=coords.numpy(),
-        residual=np.array([r[1] for r in rows]),
-        distance=np.array([r[2] for r in rows]),
-        step_distance=np.array([r[3] for r in rows]),
-        distance_from_init=np.array([r[4] for r in rows]),
-        true_loss=numpy(true.loss),
-        plane_loss=numpy(plane.loss),
-        true_metrics={k: numpy(v) for k, v in true.metrics.items()},
-        plane_metrics={k: numpy(v) for k, v in plane.metrics.items()},
-        meta=info,
-    )
 
 
 def plane_grid(paths: TrajectoryPaths, steps: int | tuple[int, int] = 41, margin: float = 0.1):
@@ -314,13 +324,12 @@ def plane_grid(paths: TrajectoryPaths, steps: int | tuple[int, int] = 41, margin
         margin: the fraction of each axis's span added on both sides (>= 0).
 
     Raises:
-        ValueError: fewer than 2 steps, or a negative margin.
+        ValueError: fewer than 2 steps; ConfigError: a negative margin.
     """
     nx, ny = (steps, steps) if isinstance(steps, int) else steps
     if min(nx, ny) < 2:
         raise ValueError(f"a plane needs at least 2 grid steps per axis, got {steps!r}")
-    if not margin >= 0:
-        raise ValueError(f"margin must be >= 0, got {margin!r}")
+    check_number("margin", margin, minimum=0)
     axes = []
     for values, n in ((paths.coords[:, 0], nx), (paths.coords[:, 1], ny)):
         lo, hi = min(float(values.min()), 0.0), max(float(values.max()), 0.0)

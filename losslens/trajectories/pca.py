@@ -46,6 +46,8 @@ import numpy as np
 import torch
 
 from losslens import _io
+from losslens.checks import check_int, refuse
+from losslens.errors import ConfigError
 from losslens.landscape.directions import Directions
 from losslens.results import ResultDisplay
 from losslens.trajectories.series import Checkpoint, CheckpointSeries
@@ -104,8 +106,7 @@ class TrajectoryPCA(ResultDisplay):
 
     def directions(self, n: int = 2, dtype: torch.dtype = torch.float64) -> Directions:
         """The first ``n`` components as ``Directions`` of kind ``"pca"`` (for ``surface_2d``)."""
-        if not 1 <= n <= self.n_components:
-            raise ValueError(f"n must be between 1 and the {self.n_components} components computed, got {n!r}")
+        n = check_int("n", n, minimum=1, maximum=self.n_components)
         v = torch.from_numpy(self.components[:n].copy())
         meta = {
             "explained_variance_ratio": [float(r) for r in self.explained_variance_ratio[:n]],
@@ -164,56 +165,29 @@ def trajectory_pca(
         The ``TrajectoryPCA``.
 
     Raises:
-        ValueError: fewer than two checkpoints, ``n_components`` out of range or beyond the
-            dimensions the checkpoints span, an invalid origin, runs of different sizes.
+        ConfigError: ``n_components`` out of range, an invalid origin.
+        ValueError: fewer than two checkpoints, ``n_components`` beyond the dimensions the checkpoints
+            span, runs of different sizes.
     """
     points = _Points(runs)
     T, P = len(points), points.size
     if T < 2:
         raise ValueError(f"PCA of a trajectory needs at least 2 checkpoints, found {T}")
-    if isinstance(n_components, bool) or not isinstance(n_components, int) or not 1 <= n_components <= min(T - 1, P):
-        raise ValueError(
-            f"n={n_components} directions: PCA of {T} checkpoints of {P} parameters gives at most "
-            f"min(T - 1, P) = {min(T - 1, P)} components"
-        )
-    if not (isinstance(memory_budget, int) and memory_budget > 0):
-        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+    k = check_int("n_components", n_components, minimum=1)
+    if k > min(T - 1, P):
+        raise ConfigError(f"n={k} directions: PCA of {T} checkpoints of {P} parameters gives at most "
+                          f"min(T - 1, P) = {min(T - 1, P)} components")
+    memory_budget = check_int("memory_budget", memory_budget, minimum=1)
     o_index = points.origin_index(origin)
     o = points.get(o_index)
     block = max(1, min(T, memory_budget // (8 * P)))
-    G = _gram(points, o, block)
-    row = G.mean(axis=1)
-    Gc = G - row[:, None] - row[None, :] + row.mean()
-    Gc = (Gc + Gc.T) / 2
-    lam, U = np.linalg.eigh(Gc)
-    lam, U = lam[::-1], U[:, ::-1]
-    k = n_components
-    floor = 10 * T * np.finfo(np.float64).eps * max(lam[0], 0.0)
-    if lam[0] <= 0 or lam[k - 1] <= floor:
-        rank = int((lam > floor).sum())
-        raise ValueError(
-            f"n={k} directions: the {T} checkpoints span only {rank} dimension(s) around their mean "
-            "(identical or collinear checkpoints); ask for fewer components"
-        )
+    Gc, lam, U = _centred_eigenpairs(_gram(points, o, block), k)
     s = np.sqrt(lam[:k])
-    U_k = np.ascontiguousarray(U[:, :k])
-    V, y_sum = _directions_pass(points, o, U_k)
-    y_mean = y_sum / T
-    V = (V - np.outer(U_k.sum(axis=0), y_mean)) / s[:, None]
-    V /= np.linalg.norm(V, axis=1, keepdims=True)
-    signs = np.where(V[np.arange(k), np.abs(V).argmax(axis=1)] < 0, -1.0, 1.0)
-    V, U_k = V * signs[:, None], U_k * signs[None, :]
+    V, U_k, y_mean = _components(points, o, np.ascontiguousarray(U[:, :k]), s)
     total = float(np.trace(Gc))
-    meta = {
-        "n_points": T,
-        "n_params": P,
-        "runs": list(dict.fromkeys(c.run for c in points.labels)),
-        "n_reads": points.reads,
-        "memory_budget": memory_budget,
-        "block": block,
-        "total_variance": total / (T - 1),
-        "sources": points.sources,
-    }
+    meta = {"n_points": T, "n_params": P, "runs": list(dict.fromkeys(c.run for c in points.labels)),
+            "n_reads": points.reads, "memory_budget": memory_budget, "block": block,
+            "total_variance": total / (T - 1), "sources": points.sources}
     return TrajectoryPCA(
         components=V,
         singular_values=s,
@@ -227,6 +201,39 @@ def trajectory_pca(
         origin_index=o_index,
         meta=meta,
     )
+
+
+def _centred_eigenpairs(G: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(Gc, eigenvalues, eigenvectors)`` of the Gram matrix centred on the checkpoints' mean,
+    :math:`G_c = (I - \\tfrac1T 11^T) G (I - \\tfrac1T 11^T)`, descending; a ValueError when its first ``k``
+    eigenvalues are not all above rounding (the checkpoints span fewer dimensions)."""
+    T = len(G)
+    row = G.mean(axis=1)
+    Gc = G - row[:, None] - row[None, :] + row.mean()
+    Gc = (Gc + Gc.T) / 2
+    lam, U = np.linalg.eigh(Gc)
+    lam, U = lam[::-1], U[:, ::-1]
+    floor = 10 * T * np.finfo(np.float64).eps * max(lam[0], 0.0)
+    if lam[0] <= 0 or lam[k - 1] <= floor:
+        rank = int((lam > floor).sum())
+        raise ValueError(
+            f"n={k} directions: the {T} checkpoints span only {rank} dimension(s) around their mean "
+            "(identical or collinear checkpoints); ask for fewer components"
+        )
+    return Gc, lam, U
+
+
+def _components(points: "_Points", o: torch.Tensor, U_k: np.ndarray, s: np.ndarray):
+    """``(V, U_k, mean offset)``: the unit components :math:`v_i = Y_c^T u_i / s_i` from one pass over the
+    checkpoints (``Y`` their offsets from ``o``, centred), each with the sign that makes its entry of largest
+    magnitude positive (``U_k`` flipped with it), and the mean of the offsets."""
+    k = len(s)
+    V, y_sum = _directions_pass(points, o, U_k)
+    y_mean = y_sum / len(points)
+    V = (V - np.outer(U_k.sum(axis=0), y_mean)) / s[:, None]
+    V /= np.linalg.norm(V, axis=1, keepdims=True)
+    signs = np.where(V[np.arange(k), np.abs(V).argmax(axis=1)] < 0, -1.0, 1.0)
+    return V * signs[:, None], U_k * signs[None, :], y_mean
 
 
 def pca_directions(points, n: int = 2, *, origin: Literal["last"] | int = "last") -> Directions:
@@ -246,7 +253,7 @@ def pca_directions(points, n: int = 2, *, origin: Literal["last"] | int = "last"
         ValueError: as ``trajectory_pca``; an origin that is not ``"last"`` or a valid index.
     """
     if not (origin == "last" or (isinstance(origin, int) and not isinstance(origin, bool))):
-        raise ValueError(f"origin must be 'last' or an index of the points, got {origin!r}")
+        raise refuse("origin", "'last' or an index of the points", origin)
     pca = trajectory_pca(points, n, origin=None if origin == "last" else origin)
     dtype = torch.float64
     if isinstance(points, torch.Tensor) and points.dtype != torch.float64:
@@ -308,13 +315,13 @@ class _Points:
             run, i = origin
             starts = [0] + [int(e) for e in self._ends[:-1]]
             if not (isinstance(run, int) and 0 <= run < len(starts)):
-                raise ValueError(f"origin run must be an index of the {len(starts)} runs, got {run!r}")
+                raise refuse("origin's run", f"an index of the {len(starts)} runs", run)
             n = int(self._ends[run]) - starts[run]
             if not (isinstance(i, int) and -n <= i < n):
-                raise ValueError(f"origin index must be an index of the {n} checkpoints of run {run}, got {i!r}")
+                raise refuse("origin's index", f"an index of the {n} checkpoints of run {run}", i)
             return starts[run] + i % n
         if isinstance(origin, bool) or not isinstance(origin, int) or not -T <= origin < T:
-            raise ValueError(f"origin must be 'last' or an index of the {T} points, got {origin!r}")
+            raise refuse("origin", f"'last' or an index of the {T} points", origin)
         return origin % T
 
 

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from losslens import _io
-from losslens.core import check_seed
+from losslens.checks import check_choice, check_int, check_number, check_seed, refuse
 from losslens.core.optimizers import make_optimizer
 from losslens.errors import ConfigError
 from losslens.results import ResultDisplay, to_dataframe
@@ -123,8 +123,7 @@ class Replay(ResultDisplay):
         Raises:
             ValueError: an unknown table.
         """
-        if table not in ("paths", "summary"):
-            raise ValueError(f"unknown table {table!r}; valid: paths, summary")
+        check_choice("table", table, ("paths", "summary"))
         name = self.value_name.replace(" ", "_")
         return tuple(c.replace("loss", name) for c in (PATH_COLUMNS if table == "paths" else SUMMARY_COLUMNS))
 
@@ -250,6 +249,7 @@ class Replay(ResultDisplay):
         return cls(tuple(m["labels"]), paths, tuple(m["status"]), bg, m["meta"])
 
 
+# long: the documented arguments of a replay's 15 options; the body is 13 lines
 def replay(
     objective,
     optimizers: Sequence[str | OptimizerSpec] = ("sgd", "momentum", "adam"),
@@ -303,8 +303,26 @@ def replay(
     _check_options(steps, schedule, warmup, step_size, gamma, clip, noise, tol, lambda_max)
     specs = _specs(optimizers, lr, options)
     start = _start(obj, start)
-    K = len(specs)
     params = [torch.nn.Parameter(torch.tensor(start, dtype=torch.float64)) for _ in specs]
+    opts, resolved = _optimizers(specs, params)
+    needs_h = _needs_hessian(obj, specs, opts)
+    schedulers = [_scheduler(o, schedule, steps, warmup, step_size, gamma) for o in opts]
+    lam = {"start": lambda_max if lambda_max is not None else _top_curvature(obj, start),
+           "minimum": _top_curvature(obj, obj.minimum) if obj.minimum is not None else None}
+    rows, status, stops = _race(obj, specs, params, opts, schedulers, needs_h, steps, noise, clip, seed)
+    paths = tuple(np.asarray(r, dtype=np.float64) for r in rows)
+    meta = {
+        "objective": obj.meta, "optimizers": resolved, "start": list(start), "steps": steps,
+        "schedule": {"name": schedule, "warmup": warmup, "step_size": step_size, "gamma": gamma},
+        "clip": clip, "noise": noise, "seed": seed, "tol": tol, "min_value": obj.min_value,
+        "minimum": None if obj.minimum is None else list(obj.minimum), "lambda_max": lam, "stops": stops,
+        "versions": _versions(resolved),
+    }
+    return Replay(tuple(s.label for s in specs), paths, tuple(status), _background(obj, paths, status), meta)
+
+
+def _optimizers(specs: list[OptimizerSpec], params: list) -> tuple[list, list[dict]]:
+    """One optimizer per spec on its own parameter, and what each resolved to (class, lr, options)."""
     opts, resolved = [], []
     for spec, p in zip(specs, params):
         if spec.name.lower() == "lbfgs":
@@ -314,15 +332,24 @@ def replay(
         opts.append(opt)
         resolved.append({"label": spec.label, "name": spec.name, "class": type(opt).__name__, "lr": spec.lr,
                          "options": kwargs})
+    return opts, resolved
+
+
+def _needs_hessian(obj: ReplayObjective, specs: list[OptimizerSpec], opts: list) -> list[bool]:
+    """Which optimizers take Hessian-vector products; a ConfigError when the objective gives none."""
     needs_h = [type(o).__name__ in NEEDS_HESSIAN for o in opts]
     if any(needs_h) and not obj.has_hessian:
         names = ", ".join(s.label for s, n in zip(specs, needs_h) if n)
         raise ConfigError(f"{names} need Hessian-vector products, which objective {obj.name!r} does not provide "
                           "(it has no value_grad_hessian)")
-    schedulers = [_scheduler(o, schedule, steps, warmup, step_size, gamma) for o in opts]
-    lam = {"start": lambda_max if lambda_max is not None else _top_curvature(obj, start),
-           "minimum": _top_curvature(obj, obj.minimum) if obj.minimum is not None else None}
+    return needs_h
 
+
+def _race(obj: ReplayObjective, specs, params, opts, schedulers, needs_h, steps: int, noise: float, clip, seed: int):
+    """Step every optimizer ``steps`` times, or until it diverges or leaves the domain; returns ``(rows,
+    status, stops)``: per optimizer its rows ``[t, x, y, loss, grad_norm, lr]``, how it ended, and where it
+    stopped (``None`` when it completed). Each step's gradient noise is one draw shared by all."""
+    K = len(specs)
     rows: list[list] = [[] for _ in specs]
     status = ["completed"] * K
     stops: list[dict | None] = [None] * K
@@ -333,19 +360,7 @@ def replay(
         for t in range(steps + 1):
             if not active:
                 break
-            points = torch.stack([params[k].detach() for k in active])
-            if any(needs_h[k] for k in active):
-                loss, grad, hess = _checked(obj, obj.value_grad_hessian(points), len(active))
-            else:
-                loss, grad, hess = _checked(obj, (*obj.value_and_grad(points), None), len(active))
-            running = []
-            for i, k in enumerate(active):
-                rows[k].append([t, *points[i].tolist(), float(loss[i]), float(grad[i].norm()),
-                                float(opts[k].param_groups[0]["lr"])])
-                if torch.isfinite(loss[i]) and torch.isfinite(grad[i]).all():
-                    running.append((i, k))
-                else:
-                    status[k], stops[k] = "diverged", {"step": t, "reason": "non-finite loss or gradient"}
+            running, grad, hess = _record(obj, t, params, opts, needs_h, active, rows, status, stops)
             active = [k for _, k in running]
             if t == steps:
                 break
@@ -357,24 +372,45 @@ def replay(
                 except (RuntimeError, ValueError, TypeError) as err:  # the optimizer refuses this problem
                     raise ConfigError(f"optimizer {specs[k].label!r} ({type(opts[k]).__name__}) failed at step {t}: "
                                       f"{err}") from err
-            moved = torch.stack([params[k].detach() for k in active]) if active else None
-            if moved is not None:
-                finite, inside = torch.isfinite(moved).all(dim=1), obj.inside(moved)
-                for j, k in enumerate(list(active)):
-                    if not (finite[j] and inside[j]):
-                        status[k] = "diverged" if not finite[j] else "left the domain"
-                        stops[k] = {"step": t + 1, "reason": status[k], "point": moved[j].tolist()}
-                        active.remove(k)
+            active = _still_inside(obj, t, params, active, status, stops)
+    return rows, status, stops
 
-    paths = tuple(np.asarray(r, dtype=np.float64) for r in rows)
-    meta = {
-        "objective": obj.meta, "optimizers": resolved, "start": list(start), "steps": steps,
-        "schedule": {"name": schedule, "warmup": warmup, "step_size": step_size, "gamma": gamma},
-        "clip": clip, "noise": noise, "seed": seed, "tol": tol, "min_value": obj.min_value,
-        "minimum": None if obj.minimum is None else list(obj.minimum), "lambda_max": lam, "stops": stops,
-        "versions": _versions(resolved),
-    }
-    return Replay(tuple(s.label for s in specs), paths, tuple(status), _background(obj, paths, status), meta)
+
+def _record(obj: ReplayObjective, t: int, params, opts, needs_h, active: list[int], rows, status, stops):
+    """Evaluate the ``active`` optimizers' points at step ``t``, append their rows and mark those whose loss
+    or gradient is not finite as diverged; returns ``(running, grad, hess)``, ``running`` the ``(i, k)``
+    (index among ``active``, optimizer) of the others."""
+    points = torch.stack([params[k].detach() for k in active])
+    if any(needs_h[k] for k in active):
+        loss, grad, hess = _checked(obj, obj.value_grad_hessian(points), len(active))
+    else:
+        loss, grad, hess = _checked(obj, (*obj.value_and_grad(points), None), len(active))
+    running = []
+    for i, k in enumerate(active):
+        rows[k].append([t, *points[i].tolist(), float(loss[i]), float(grad[i].norm()),
+                        float(opts[k].param_groups[0]["lr"])])
+        if torch.isfinite(loss[i]) and torch.isfinite(grad[i]).all():
+            running.append((i, k))
+        else:
+            status[k], stops[k] = "diverged", {"step": t, "reason": "non-finite loss or gradient"}
+    return running, grad, hess
+
+
+def _still_inside(obj: ReplayObjective, t: int, params, active: list[int], status, stops) -> list[int]:
+    """The ``active`` optimizers whose point after step ``t`` is finite and inside the domain; the others are
+    marked as diverged or as having left the domain."""
+    if not active:
+        return active
+    moved = torch.stack([params[k].detach() for k in active])
+    finite, inside = torch.isfinite(moved).all(dim=1), obj.inside(moved)
+    kept = []
+    for j, k in enumerate(active):
+        if finite[j] and inside[j]:
+            kept.append(k)
+        else:
+            status[k] = "diverged" if not finite[j] else "left the domain"
+            stops[k] = {"step": t + 1, "reason": status[k], "point": moved[j].tolist()}
+    return kept
 
 
 # -- steps ---------------------------------------------------------------------------------------
@@ -478,10 +514,9 @@ def _specs(optimizers, lr, options) -> list[OptimizerSpec]:
         rate = o.lr if o.lr is not None else (lr.get(o.name) if by_name else lr)
         if rate is None:
             raise ConfigError(f"no learning rate for {o.name!r}: give lr={{..., {o.name!r}: value}} or a number")
-        if not (isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate) and rate > 0):
-            raise ConfigError(f"the learning rate of {o.name!r} must be a positive number, got {rate!r}")
+        rate = check_number(f"the learning rate of {o.name!r}", rate, positive=True)
         opts = {**((options or {}).get(o.name) or {}), **(o.options or {})}
-        specs.append(OptimizerSpec(o.name, float(rate), opts, o.label))
+        specs.append(OptimizerSpec(o.name, rate, opts, o.label))
     counts = {n: names.count(n) for n in names}
     labels = [s.label or (s.name if counts[s.name] == 1 else f"{s.name} lr={s.lr:g}") for s in specs]
     labels = [lab if labels.count(lab) == 1 else f"{lab} #{i + 1}" for i, lab in enumerate(labels)]
@@ -489,32 +524,18 @@ def _specs(optimizers, lr, options) -> list[OptimizerSpec]:
 
 
 def _check_options(steps, schedule, warmup, step_size, gamma, clip, noise, tol, lambda_max) -> None:
-    def number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    def integer(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    if not (integer(steps) and steps >= 1):
-        raise ConfigError(f"steps must be a positive integer, got {steps!r}")
-    if schedule not in SCHEDULES:
-        raise ConfigError(f"unknown learning-rate schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
-    if not (integer(warmup) and 0 <= warmup < steps):
-        raise ConfigError(f"warmup must be an integer in [0, steps), got {warmup!r}")
-    if schedule == "step" and not (integer(step_size) and step_size >= 1):
-        raise ConfigError(f"the step schedule needs step_size, a positive integer, got {step_size!r}")
-    if schedule != "step" and step_size is not None:
+    check_int("steps", steps, minimum=1)
+    check_choice("schedule", schedule, SCHEDULES)
+    check_int("warmup", warmup, minimum=0, maximum=steps - 1)
+    if schedule == "step":
+        check_int("step_size (the step schedule's period)", step_size, minimum=1)
+    elif step_size is not None:
         raise ConfigError(f"step_size applies to the step schedule, not to {schedule!r}")
-    if not (number(gamma) and gamma > 0):
-        raise ConfigError(f"gamma must be a positive number, got {gamma!r}")
-    if clip is not None and not (number(clip) and clip > 0):
-        raise ConfigError(f"clip must be a positive number or None, got {clip!r}")
-    if not (number(noise) and noise >= 0):
-        raise ConfigError(f"noise must be a number >= 0, got {noise!r}")
-    if not (number(tol) and tol > 0):
-        raise ConfigError(f"tol must be a positive number, got {tol!r}")
-    if lambda_max is not None and not number(lambda_max):
-        raise ConfigError(f"lambda_max must be a finite number or None, got {lambda_max!r}")
+    check_number("gamma", gamma, positive=True)
+    check_number("clip", clip, positive=True, none=True)
+    check_number("noise", noise, minimum=0)
+    check_number("tol", tol, positive=True)
+    check_number("lambda_max", lambda_max, none=True)
 
 
 def _start(obj: ReplayObjective, start) -> tuple[float, float]:
@@ -524,9 +545,9 @@ def _start(obj: ReplayObjective, start) -> tuple[float, float]:
     try:
         point = tuple(float(v) for v in start)
     except (TypeError, ValueError):
-        raise ConfigError(f"start must be two numbers (x, y), got {start!r}") from None
+        raise refuse("start", "two finite numbers (x, y)", start) from None
     if len(point) != 2 or not all(map(math.isfinite, point)):
-        raise ConfigError(f"start must be two finite numbers (x, y), got {start!r}")
+        raise refuse("start", "two finite numbers (x, y)", start)
     if not bool(obj.inside(torch.tensor([point], dtype=torch.float64))[0]):
         raise ConfigError(f"start {point} lies outside the domain {obj.domain} of {obj.name!r}")
     return point

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from losslens.checks import check_int
 from losslens.core.data import TensorData, subset
 from losslens.core.train import DYNAMICS_FILE, TrainRun
 from losslens.core.train import train as core_train
-from losslens.errors import ConfigError
 from losslens.trajectories.dynamics import DynamicsRecorder
 
 DYNAMICS_CSV = "dynamics.csv"
@@ -40,9 +40,8 @@ class RecordDynamics:
         Raises:
             ConfigError: a count that is not positive.
         """
-        for name, value in (("dynamics_every_steps", every_steps), ("sharpness_samples", sharpness_samples)):
-            if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be positive, got {value}")
+        check_int("dynamics_every_steps", every_steps, minimum=1, none=True)
+        check_int("sharpness_samples", sharpness_samples, minimum=1, none=True)
         self.every_steps, self.sharpness_samples = every_steps, sharpness_samples
         self.recorder: DynamicsRecorder | None = None
         self.out: Path | None = None

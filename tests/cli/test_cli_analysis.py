@@ -154,8 +154,9 @@ def test_compare_surfaces_prints_and_writes_tables(tmp_path, capsys):
 
 def test_bad_flags_and_files_give_one_line_and_status_2(tmp_path, capsys):
     path = write_surface(tmp_path / "surface.h5", wells())
-    one_line_error(capsys, "multiscale", str(path), "--wavelet", "nope", contains="unknown wavelet 'nope'")
-    one_line_error(capsys, "multiscale", str(path), "--mode", "wrap", contains="valid: zero, constant")
+    one_line_error(capsys, "multiscale", str(path), "--wavelet", "nope",
+                   contains="wavelet must be a discrete wavelet of pywt.wavelist(kind='discrete'), e.g. haar")
+    one_line_error(capsys, "multiscale", str(path), "--mode", "wrap", contains="mode must be one of zero, constant")
     one_line_error(capsys, "multiscale", str(path), "--level", "0", contains="--level")
     one_line_error(capsys, "multiscale", str(path), "--level", "9", contains="valid levels are 1..4")
     one_line_error(capsys, "multiscale", str(path), "--preset", "paper", contains="--preset")

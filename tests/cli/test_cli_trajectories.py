@@ -36,6 +36,12 @@ def test_trajectory_without_arguments_trains_the_default_run_then_reuses_it(tmp_
     paths = TrajectoryPaths.load(out / "trajectory.h5")
     assert paths.meta["evaluator"]["data"]["n_samples"] == 100 and paths.meta["evaluator"]["data"]["split"] == "train"
     assert Embedding.load(out / "embedding_tsne.h5").method == "tsne"
+    for name in ("trajectory.h5", "trajectory_pca.h5", "trajectory_surface.h5", "embedding_tsne.h5"):
+        assert main(["plot", str(out / name), "--out", str(tmp_path / "p")]) == 0  # every file redrawn
+    drawn = capsys.readouterr().out
+    for name in ("trajectory.png", "trajectory_losses.png", "trajectory.html", "trajectory_pca_variance.png",
+                 "trajectory_surface_contour.png", "embedding_tsne.png", "embedding_tsne.html"):
+        assert f"wrote {tmp_path / 'p' / name}" in drawn
     assert main(["trajectory", "--out", str(out), "--max-iter", "250"] + FAST) == 0
     assert "using the default model" in capsys.readouterr().out
     assert main(["trajectory", "--max-iter", "10"]) == 2  # argparse: below 250
@@ -74,6 +80,8 @@ def test_compare_trains_optimizers_and_writes_the_table_paths_and_plane(tmp_path
     assert [r["step"] for r in rows if r["run"] == "adam"] == ["0", "22", "44"]
     assert rows[0]["rel_residual"] == "0.0"  # the plane's origin: the common initialization
     assert OptimizerComparison.load(out / "comparison.h5").paths.runs == ["sgd", "adam"]
+    assert main(["plot", str(out / "comparison.h5"), "--out", str(tmp_path / "p")]) == 0
+    assert f"wrote {tmp_path / 'p' / 'comparison_final_losses.png'}" in capsys.readouterr().out
     assert main(args) == 0 and "training" not in capsys.readouterr().out  # finished runs are reused
     assert main(["compare", str(out / "runs" / "sgd"), "--epochs", "3", "--out", str(out)]) == 2
     assert "--epochs describe runs to train" in capsys.readouterr().err
@@ -109,5 +117,6 @@ def test_a_stale_plane_file_is_replaced_not_resumed(tmp_path, capsys, monkeypatc
     assert main(["trajectory", "--out", str(out), "--max-iter", "250", "--margin", "0.5"] + FAST) == 0
     assert f"replacing {out / 'trajectory_surface.h5'}" in capsys.readouterr().out
     assert main(["trajectory", "--out", str(out), "--margin", "-1"] + FAST) == 2  # a bad option keeps the file
-    assert "margin must be >= 0" in capsys.readouterr().err and (out / "trajectory_surface.h5").is_file()
+    err = capsys.readouterr().err
+    assert "margin must be a finite number >= 0 (got " in err and (out / "trajectory_surface.h5").is_file()
 

@@ -58,7 +58,7 @@ def test_a_rerun_resumes_the_grid_and_keeps_its_directions(default_out, capsys, 
     assert "holds a different grid" in capsys.readouterr().err
 
 
-def test_a_checkpoint_file_and_random_directions(default_out, tmp_path):
+def test_a_checkpoint_file_and_random_directions(default_out, tmp_path, capsys):
     checkpoint = sorted((default_out / "default-model").glob("*.safetensors"))[-1]
     out = tmp_path / "random"
     assert main(["replay", "--true-loss", str(checkpoint), "--dirs", "random", "--steps", "4", "--updates", "2",
@@ -68,6 +68,13 @@ def test_a_checkpoint_file_and_random_directions(default_out, tmp_path):
     assert surface.x[0] == -1.0 and surface.x[-1] == 1.0  # random directions: Li et al.'s [-1, 1]
     assert surface.meta["checkpoint"]["path"].endswith(checkpoint.name)
     assert Replay.load(out / "replay.h5").meta["start"] == [-0.5, 0.5]
+    request = surface.directions.meta["request"]  # the call that made the directions: a rerun reuses them for it
+    assert (request["kind"], request["seed"], request["analysis"]) == ("random", 3, "losslens.cli.replay._plane_directions")
+    again = ["replay", "--true-loss", str(checkpoint), "--dirs", "random", "--steps", "4", "--updates", "2",
+             "--optimizers", "sgd", "--out", str(out), "--device", "cpu", "--no-progress"]
+    assert main(again + ["--seed", "3"]) == 0 and capsys.readouterr().out.count("nothing to compute") == 1
+    assert main(again + ["--seed", "4"]) == 2  # other directions: the grid is refused, naming them
+    assert "holds a different grid (argument directions: direction vectors differ" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

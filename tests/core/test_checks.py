@@ -48,7 +48,7 @@ def test_bad_inputs_and_options_are_named():
     with pytest.raises(ConfigError, match="must be a torch.nn.Module, got function"):
         Evaluator(lambda x: x, "cross_entropy", (X, Y))
     for bad in (0, -3, 2.5, True):
-        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1 or None \(got "):
             Evaluator(mlp(), "cross_entropy", (X, Y), plan=Plan(batch_size=bad))
     with pytest.raises(ConfigError, match=r"mse needs float targets of the model's output shape \[5\]"):
         Evaluator(mlp(), "mse", (X, Y), metrics=())
@@ -110,7 +110,7 @@ def test_embeddings_take_the_seeds_numpys_generator_takes():
     """t-SNE's ``random_state`` is numpy's RandomState: 2**32 and above are refused before scikit-learn sees them."""
     from losslens.trajectories import embed
 
-    with pytest.raises(ConfigError, match=r"seed must be an integer from 0 to 2\*\*32 - 1, got 4294967296"):
+    with pytest.raises(ConfigError, match=r"seed must be an integer from 0 to 2\*\*32 - 1 \(got 4294967296\)"):
         embed(torch.randn(6, 5), "tsne", perplexity=2, seed=2**32)
 
 

@@ -57,7 +57,7 @@ def test_synthetic_seed_changes_data_deterministically():
 
 
 def test_bad_names_list_choices():
-    with pytest.raises(ConfigError, match="unknown split 'val'.*train, test"):
+    with pytest.raises(ConfigError, match=r"split must be one of train, test \(got 'val'\)"):
         load_dataset("digits", "val")
     with pytest.raises(ConfigError, match="unknown data set 'mnist'.*" + ", ".join(DATASET_NAMES)):
         load_dataset("mnist")

@@ -3,6 +3,7 @@ tool's layout both ways, resume and its refusals, crash safety, damaged files.""
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import h5py
@@ -11,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from losslens.core import reuse
 from losslens.core.evaluator import Evaluator
 from losslens.core.plan import Plan
 from losslens.core.recipe import Recipe
@@ -246,6 +248,26 @@ def test_resuming_a_file_of_another_grid_names_what_differs(quadratic, tmp_path)
         surface_1d(ev, ev.w0, Directions(dirs.vectors[:1], "random", {}), X_COORDS, path=path, progress=False)
 
 
+GRID_ARGUMENTS = [name for name in inspect.signature(surface_2d).parameters if name not in reuse.IGNORED]
+
+
+@pytest.mark.parametrize("argument", GRID_ARGUMENTS)
+def test_a_grid_resumes_only_the_same_request_and_a_refusal_names_the_argument(quadratic, tmp_path, argument):
+    """Every argument of ``surface_2d`` that changes its values, changed in turn, refuses the file (the reuse rule)."""
+    ev, dirs, X, y = quadratic
+    path = tmp_path / "grid.h5"
+    given = {"evaluator": ev, "w0": ev.w0, "directions": dirs, "x": X_COORDS, "y": Y_COORDS}
+    assert set(given) == set(GRID_ARGUMENTS)
+    surface_2d(**given, path=path, progress=False)
+    changed = {"evaluator": Evaluator(nn.Linear(6, 1, bias=False), "mse", (X[:30], y[:30]), metrics=(),
+                                      plan=Plan(dtype=torch.float64, device="cpu"), recipe=Recipe(split="train")),
+               "w0": ev.w0 + 1.0, "directions": Directions(dirs.vectors.flip(0), "random", {}),
+               "x": X_COORDS + 0.5, "y": Y_COORDS[:-1]}
+    with pytest.raises(ValueError, match=rf"holds a different grid \(argument {argument}: "):
+        surface_2d(**{**given, argument: changed[argument]}, path=path, progress=False)
+    assert surface_2d(**given, path=path, progress=False).complete  # the same request: resumed, finished
+
+
 def evaluator(**kwargs):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(48, 1, 6, 6, generator=g), torch.randint(0, 4, (48,), generator=g)
@@ -445,7 +467,7 @@ def test_bad_inputs_raise_clear_errors(quadratic):
         surface_2d(ev, ev.w0, dirs, X_COORDS, [0.0, np.nan], progress=False)
     with pytest.raises(ValueError, match="strictly increasing"):
         surface_2d(ev, ev.w0, dirs, X_COORDS[::-1], Y_COORDS, progress=False)
-    with pytest.raises(ValueError, match="chunk must be a positive"):
+    with pytest.raises(ValueError, match=r"chunk must be an integer >= 1 or None \(got 0\)"):
         surface_2d(ev, ev.w0, dirs, X_COORDS, Y_COORDS, chunk=0, progress=False)
     with pytest.raises(ValueError, match=r"meta keys \['loss'\]"):
         surface_2d(ev, ev.w0, dirs, X_COORDS, Y_COORDS, progress=False, meta={"loss": "mine"})

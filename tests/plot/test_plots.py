@@ -197,8 +197,9 @@ def test_plots_and_registry_from_saved_files(tmp_path, plane, line, segment):
     np.testing.assert_array_equal(load_result(tmp_path / "plane.h5").loss, plane.loss)
     Directions(torch.ones(1, 3), "random").save(tmp_path / "dirs.h5")
     assert isinstance(load_result(tmp_path / "dirs.h5"), Directions)
-    with pytest.raises(ValueError, match="cannot draw a Directions"):
-        render(load_result(tmp_path / "dirs.h5"), tmp_path, "dirs")
+    assert [p.name for p in render(load_result(tmp_path / "dirs.h5"), tmp_path, "dirs")] == ["dirs_directions.png"]
+    with pytest.raises(ValueError, match="cannot draw a LosslensFigure: not a losslens result"):
+        render(plot_1d(line), tmp_path, "figure")
     with pytest.raises(LosslensError, match="no such file"):
         plot_contour(tmp_path / "missing.h5")
 
@@ -337,7 +338,7 @@ def test_interpolation_names_both_checkpoints_and_ticks_accuracy_at_readable_val
 
 
 def test_readable_ticks():
-    from losslens.plot.surfaces import readable_ticks
+    from losslens.plot.levels import readable_ticks
 
     np.testing.assert_allclose(readable_ticks(0.08, 2.2, True), [0.1, 0.2, 0.5, 1, 2])
     np.testing.assert_allclose(readable_ticks(0.3, 0.9, True), [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])

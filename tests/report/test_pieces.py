@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from losslens.core import reuse
+from losslens.core.provenance import fingerprint
 from losslens.curvature.spectrum import TraceEstimate, trace
 from losslens.errors import ConfigError
 from losslens.report import _store
@@ -17,47 +19,51 @@ from losslens.report.page import Image, Report, Section, Table, cell, key_facts
 H = torch.diag(torch.arange(1.0, 7.0, dtype=torch.float64))  # trace 21
 
 
-def _trace(path, request, calls: list):
-    """``(result, log, lines said)`` of a trace estimate kept in ``path`` for ``request``."""
+def _estimate(H, n: int = 4, evaluator: dict | None = None, calls: list | None = None):
+    """A trace estimate that counts its calls and warns (``evaluator``: a stand-in input)."""
+    calls.append(1)
+    warnings.warn("losslens: a warning raised while computing")
+    return trace(H, method="hutchinson", n_matvec=n, seed=0)
+
+
+def _trace(path, calls: list, **arguments):
+    """``(result, log, lines said)`` of a trace estimate kept in ``path`` for its arguments."""
     log, said = _store.Log(), []
-
-    def compute():
-        calls.append(1)
-        warnings.warn("losslens: a warning raised while computing")
-        return trace(H, method="hutchinson", n_matvec=4, seed=0)
-
-    return _store.result(path, TraceEstimate, request, compute, log, said.append), log, said
+    call = reuse.Call(_estimate, H, calls=calls, **arguments).ignoring("calls")
+    return _store.result(path, TraceEstimate, call, log, said.append), log, said
 
 
 def test_a_result_is_reused_only_for_the_same_request_and_keeps_its_warnings(tmp_path):
     path, calls = tmp_path / "trace.h5", []
-    a, first, _ = _trace(path, {"n": 4, "evaluator": {"data": "x"}}, calls)
+    a, first, _ = _trace(path, calls, n=4, evaluator={"data": "x"})
     assert first.files == [(path, "computed")] and first.warnings == ["a warning raised while computing"]
-    assert a.meta["report"]["request"] == {"evaluator": {"data": "x"}, "n": 4} and a.meta["report"]["versions"]["torch"]
-    b, again, _ = _trace(path, {"evaluator": {"data": "x"}, "n": 4}, calls)  # same request, keys in another order
+    request = a.meta["report"]["request"]
+    assert request == {"analysis": f"{__name__}._estimate", "H": {"sha256": fingerprint([H])}, "evaluator": {"data": "x"},
+                       "n": 4} and a.meta["report"]["versions"]["torch"]
+    b, again, _ = _trace(path, calls, evaluator={"data": "x"}, n=4)  # the same request, arguments in another order
     assert len(calls) == 1 and again.files == [(path, "reused")] and b.value == a.value
     assert again.warnings == first.warnings  # stored with the result
-    _, other, said = _trace(path, {"n": 4, "evaluator": {"data": "y"}}, calls)
+    _, other, said = _trace(path, calls, n=4, evaluator={"data": "y"})
     assert len(calls) == 2 and other.files == [(path, "recomputed")]
-    assert said[0] == f"  recomputing {path}: it answers another request (differing: evaluator.data)"
+    assert said[0] == f"  recomputing {path}: it answers another request (differing: evaluator)"
 
 
 def test_another_commands_file_or_an_unreadable_one_is_kept_and_the_result_goes_beside_it(tmp_path):
     path, beside, calls = tmp_path / "trace.h5", tmp_path / "report-trace.h5", []
     trace(H, method="hutchinson", n_matvec=4, seed=0).save(path)  # as losslens hessian writes it
     kept = path.read_bytes()
-    _, log, said = _trace(path, {"analysis": "trace", "n": 4}, calls)
+    _, log, said = _trace(path, calls)
     assert len(calls) == 1 and path.read_bytes() == kept and log.files == [(beside, "computed")]
-    assert said[0] == (f"  keeping {path} (it is not the report's and does not answer trace): the report's result "
-                       f"goes to {beside}")
-    _, log, _ = _trace(path, {"analysis": "trace", "n": 4}, calls)  # the report's own file beside it is reused
+    assert said[0] == (f"  keeping {path} (it is not the report's and does not answer _estimate): the report's "
+                       f"result goes to {beside}")
+    _, log, _ = _trace(path, calls)  # the report's own file beside it is reused
     assert len(calls) == 1 and log.files == [(beside, "reused")]
     path.write_bytes(b"not hdf5")
-    _, log, _ = _trace(path, {"analysis": "trace", "n": 4}, calls)
+    _, log, _ = _trace(path, calls)
     assert path.read_bytes() == b"not hdf5" and log.files == [(beside, "reused")]
     trace(H, method="hutchinson", n_matvec=4, seed=0).save(beside)  # a file the report did not write, on its name
     with pytest.raises(ConfigError, match="report-trace.h5: the report writes its own results under this name"):
-        _trace(path, {"analysis": "trace", "n": 4}, calls)
+        _trace(path, calls)
 
 
 def test_another_commands_file_that_answers_is_reused_as_it_is(tmp_path):
@@ -65,15 +71,9 @@ def test_another_commands_file_that_answers_is_reused_as_it_is(tmp_path):
     trace(H, method="hutchinson", n_matvec=4, seed=0).save(path)
     kept = path.read_bytes()
     log = _store.Log()
-    value = _store.result(path, TraceEstimate, {"n": 4}, lambda: calls.append(1), log, print,
-                          answers=lambda old: old if old.n_matvec == 4 else None)
+    call = reuse.Call(_estimate, H, calls=calls).ignoring("calls")
+    value = _store.result(path, TraceEstimate, call, log, print, answers=lambda old: old if old.n_matvec == 4 else None)
     assert not calls and log.files == [(path, "reused")] and path.read_bytes() == kept and value.n_matvec == 4
-
-
-def test_differences_name_the_dotted_keys():
-    assert _store.differences({"a": 1, "b": {"c": 2, "d": 3}}, {"a": 1, "b": {"c": 5, "d": 3}, "e": 0}) == ["b.c", "e"]
-    assert _store.differences([1], [2]) == ["the whole request"]
-    assert _store.differences({"a": [1, 2]}, {"a": [1, 2]}) == []
 
 
 def test_capture_records_warnings_once_each_and_shows_none(recwarn):
@@ -83,14 +83,6 @@ def test_capture_records_warnings_once_each_and_shows_none(recwarn):
             warnings.warn("losslens: the same   thing\ntwice")
         warnings.warn("another", RuntimeWarning)
     assert log.warnings == ["the same thing twice", "another"] and len(recwarn) == 0
-
-
-def test_content_hash_changes_with_any_value_and_only_then():
-    a = np.linspace(0, 1, 12).reshape(3, 4)
-    assert _store.content_hash(a, None) == _store.content_hash(a.copy())
-    b = a.copy()
-    b[2, 3] += 1e-12
-    assert _store.content_hash(b) != _store.content_hash(a) != _store.content_hash(a.T)
 
 
 def test_options_are_checked_with_the_valid_choices():
@@ -139,7 +131,7 @@ def test_a_page_without_plotly_has_no_plotly_js_and_escapes_text(tmp_path):
 
 
 def test_eigenpair_checks_flag_large_residuals_and_undetermined_eigenvectors():
-    from losslens.report.sections import eigenpair_checks
+    from losslens.report.checks import eigenpair_checks
 
     assert eigenpair_checks([10.0, 7.0], [1e-6, 2e-6]) == []
     large = eigenpair_checks([10.0, 7.0], [0.02, 1e-6])  # 2e-3 of lambda_1, and sin(angle) <= 0.02 / 3
@@ -151,7 +143,7 @@ def test_eigenpair_checks_flag_large_residuals_and_undetermined_eigenvectors():
 
 
 def test_an_estimate_whose_error_exceeds_it_is_said_to_be_not_resolved():
-    from losslens.report.sections import estimate
+    from losslens.report.checks import estimate
 
     assert estimate(52.41, 0.23) == "52.41 ± 0.23"
     assert estimate(12.23, 16) == "not resolved: error larger than value (12.23 ± 16)"

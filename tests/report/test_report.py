@@ -144,13 +144,13 @@ def test_a_replay_on_the_fit_reports_the_fits_value_not_the_loss(built):
 def test_a_degenerate_fit_is_flagged_with_its_reasons():
     from types import SimpleNamespace
 
-    from losslens.report.sections import _degenerate
+    from losslens.report.checks import degenerate
 
     why = "offset = 1152 ± 3.2e+04: the standard error exceeds the value"
-    assert _degenerate(SimpleNamespace(model="gaussian", degenerate=True, warnings=(why,))) == [
+    assert degenerate(SimpleNamespace(model="gaussian", degenerate=True, warnings=(why,))) == [
         f"the gaussian fit is degenerate: {why}"]
-    assert _degenerate(SimpleNamespace(model="gaussian", degenerate=False, warnings=())) == []
-    assert _degenerate(SimpleNamespace(model="quadratic")) == []  # a fit that records no such flag
+    assert degenerate(SimpleNamespace(model="gaussian", degenerate=False, warnings=())) == []
+    assert degenerate(SimpleNamespace(model="quadratic")) == []  # a fit that records no such flag
 
 
 def test_warnings_of_the_analyses_are_in_their_sections(built):

@@ -137,7 +137,7 @@ def test_save_load_and_csv_columns(tmp_path):
         rows = list(csv.reader(f))
     assert tuple(rows[0]) == DYNAMICS_COLUMNS and rows[1][:3] == ["step", "2", "0"] and len(rows) == 3
     assert math.isnan(d["grad_norm"][0])  # no .grad yet
-    with pytest.raises(ValueError, match="every must be a positive integer"):
+    with pytest.raises(ValueError, match=r"every must be an integer >= 1 \(got"):
         DynamicsRecorder(model, every=0)
 
 
@@ -280,7 +280,7 @@ def test_recorder_names_a_bad_model_lr_or_seed():
     with pytest.raises(ConfigError, match="must be a torch.nn.Module, got str"):
         DynamicsRecorder("model")
     for lr in (-0.1, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="lr must be a positive finite number"):
+        with pytest.raises(ValueError, match=r"lr must be a finite number > 0 or None \(got"):
             DynamicsRecorder(model, lr=lr)
     with pytest.raises(ConfigError, match="seed must be an integer"):
         DynamicsRecorder(model, seed=None)

@@ -105,7 +105,7 @@ def test_table_csv_save_load_and_projection_file(tmp_path, model, evaluator):
     with pytest.raises(LosslensError, match="model.safetensors: exists and is not a losslens projection file"):
         paths.save_projection(tmp_path / "model.safetensors")
     assert (tmp_path / "model.safetensors").read_bytes() == b"weights"
-    with pytest.raises(ValueError, match="threshold must be a positive"):
+    with pytest.raises(ValueError, match=r"threshold must be a number > 0 \(got"):
         trajectory_paths(evaluator, CheckpointSeries.from_paths([paths.checkpoints[0].path], model), threshold=0)
 
 
