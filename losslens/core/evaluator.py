@@ -109,74 +109,50 @@ class Evaluator(LossLoop):
     Build one with the arguments of ``__init__``: what is evaluated, ``plan=`` (how it runs) and ``recipe=``
     (where it came from); or from a checkpoint file by its recipe:
     ``Recipe.from_checkpoint(path, split="test").evaluator(path, device="cpu")``.
-
-    Args:
-        model: the network (any ``nn.Module``, Hugging Face models included). Only read: the
-            evaluator works on its own copy.
-        loss_fn: ``"cross_entropy"``, ``"mse"``, ``"causal_lm"``, ``"masked_lm"``,
-            ``"token_classification"``, ``"model"`` (the loss the model returns), or
-            a callable ``f(output, target)`` returning the mean over the batch's units (``units``).
-        data: the evaluation set: ``TensorData`` or ``BatchData`` (which know their name and split),
-            a pair ``(inputs, targets)``, a ``Dataset`` or a ``DataLoader`` yielding ``(inputs, target)``
-            (inputs a tensor, a tuple/list or a dict of tensors) or dicts holding the target under
-            ``target_key``.
-        bn: BatchNorm mode: ``"eval"`` (the running statistics), ``"batch"`` (each batch's own
-            statistics) or ``"recalibrate"`` (running statistics re-estimated at every point on
-            ``calibration_data``).
-        metrics: names (``"accuracy"``) or callables ``f(output, target) -> mean over the batch``;
-            ``None``: accuracy for integer class targets, none otherwise.
-        units: what a batch's mean averages over: ``"auto"`` (the loss's own rule), ``"samples"``,
-            ``"targets"`` (target entries not -100 nor padding) or ``"shifted_targets"`` (a causal LM's
-            targets, shifted by one token).
-        target_key: the key of the target in dict batches (``"labels"``); another key with batches of
-            (input, target) pairs is a ``ValueError`` (it would be ignored).
-        output_key: the entry of a dict or ``ModelOutput`` holding the logits (default ``"logits"``).
-        include_buffers: put BatchNorm running statistics in the parameter vector.
-        calibration_data: data for ``bn="recalibrate"`` (default: the evaluation set).
-        calibration_size: samples of it used (the first ones; default 2048).
-        plan: how it runs: a ``Plan`` (device, dtype, batch_size, memory_budget, threads, compile,
-            vectorize) or a dict of its fields; ``None``: every choice ``"auto"`` (see ``core/plan.py``).
-        recipe: how the model and data were named (``core/recipe.py``'s ``Recipe``, which builds
-            evaluators with ``Recipe.evaluator``): the model's name and options, recorded beside the
-            architecture hash the evaluator computes itself, and the split of data given as plain
-            tensors (``TensorData`` knows its own).
-        checkpoint: the file the model's weights came from, recorded with its hash and metadata.
-
-    Raises:
-        ConfigError/ValueError: an invalid option, a model that is not an ``nn.Module``, inputs the
-            model cannot take, targets that do not fit the loss or the outputs (one line each).
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        loss_fn: str | Function,
-        data,
-        *,
-        bn: str = "eval",
-        metrics: tuple[str | Function, ...] | None = None,
-        units: str = "auto",
-        target_key: str = "labels",
-        output_key: str | None = None,
-        include_buffers: bool = False,
-        calibration_data=None,
-        calibration_size: int | None = None,
-        plan: Plan | Mapping | None = None,
-        recipe=None,
-        checkpoint: str | Path | None = None,
-    ):
-        """Prepare the evaluation of ``model`` with ``loss_fn`` on ``data``: what is evaluated (the
-        arguments up to ``calibration_size``), how it runs (``plan``) and where it came from (``recipe``,
-        ``checkpoint``). The arguments are described in the class docstring."""
+    def __init__(self, model: nn.Module, loss_fn: str | Function, data, *, bn: str = "eval",
+                 metrics: tuple[str | Function, ...] | None = None, units: str = "auto", target_key: str = "labels",
+                 output_key: str | None = None, include_buffers: bool = False, calibration_data=None,
+                 calibration_size: int | None = None, plan: Plan | Mapping | None = None, recipe=None,
+                 checkpoint: str | Path | None = None):
+        """Prepare the evaluation of ``model`` with ``loss_fn`` on ``data``: what is evaluated, how it runs
+        (``plan``) and where it came from (``recipe``, ``checkpoint``).
+
+        Args:
+            model: any ``nn.Module`` (Hugging Face models included); only read: the evaluator works on a copy.
+            loss_fn: ``"cross_entropy"``, ``"mse"``, ``"causal_lm"``, ``"masked_lm"``, ``"token_classification"``,
+                ``"model"`` (the loss the model returns), or ``f(output, target)``: the mean over the batch's units.
+            data: ``TensorData``/``BatchData`` (which know their name and split), a pair ``(inputs, targets)``, or
+                a ``Dataset``/``DataLoader`` of ``(inputs, target)`` or of dicts holding the target (``target_key``).
+            bn: BatchNorm mode: ``"eval"`` (running statistics), ``"batch"`` (each batch's own) or
+                ``"recalibrate"`` (running statistics re-estimated at every point on ``calibration_data``).
+            metrics: names (``"accuracy"``) or callables ``f(output, target)``; ``None``: accuracy for integer
+                class targets, none otherwise.
+            units: what a batch's mean averages over: ``"auto"`` (the loss's rule), ``"samples"``, ``"targets"``
+                (not -100 nor padding) or ``"shifted_targets"`` (a causal LM's, shifted by one token).
+            target_key: the target's key in dict batches (``"labels"``; another is refused with pairs).
+            output_key: the entry of a dict or ``ModelOutput`` holding the logits (default ``"logits"``).
+            include_buffers: put BatchNorm running statistics in the parameter vector.
+            calibration_data, calibration_size: the data of ``bn="recalibrate"`` (default: the evaluation
+                set) and how many of its first samples are used (default 2048).
+            plan: how it runs: a ``Plan`` (device, dtype, batch_size, memory_budget, threads, compile, vectorize)
+                or a dict of its fields; ``None``: all ``"auto"``, decided by ``core/plan.py``.
+            recipe: the ``Recipe`` that named the model and data (``Recipe.evaluator`` passes it): the model's
+                name and options, recorded beside its architecture hash; the split of plain tensors.
+            checkpoint: the file the weights came from, recorded with its hash and metadata.
+
+        Raises:
+            ConfigError/ValueError: an invalid option or model, inputs the model cannot take, targets that
+                do not fit the loss or the outputs (one line each).
+        """
         plan = Plan.of(plan)
         _checks.check_model(model)
         self.bn = bnm.check_mode(bn)
         _check_calibration(self.bn, calibration_data, calibration_size, include_buffers)
         self.device, self.dtype = resolve_device(plan.device), plan.dtype
         self.recipe = recipe
-        self._copy_model(model, include_buffers)
-        self._model_identity = model_identity(model, *((recipe.model, recipe.model_kwargs) if recipe else ()))
-        self._checkpoint = None if checkpoint is None else checkpoint_info(checkpoint)
+        self._copy_model(model, include_buffers, checkpoint)
         split = recipe.split if recipe else None
         self.data = EvalData(data, device=self.device, dtype=self.dtype, split=split, target_key=target_key)
         probe = self.data.probe()
@@ -190,8 +166,12 @@ class Evaluator(LossLoop):
         self._set_calibration(calibration_data, calibration_size)
         self._shortcut = self._find_shortcut(probe[0])
 
-    def _copy_model(self, model: nn.Module, include_buffers: bool) -> None:
-        """The private copy of ``model`` on the device, its parameter space and its point ``w0``."""
+    def _copy_model(self, model: nn.Module, include_buffers: bool, checkpoint) -> None:
+        """The private copy of ``model`` on the device, its parameter space and its point ``w0``; what it is
+        (its identity, with the recipe's name and options) and the checkpoint it came from."""
+        recipe = self.recipe
+        self._model_identity = model_identity(model, *((recipe.model, recipe.model_kwargs) if recipe else ()))
+        self._checkpoint = None if checkpoint is None else checkpoint_info(checkpoint)
         self.space = ParameterSpace(model, include_buffers=include_buffers)
         uses = [id(p) for _, p in model.named_parameters(remove_duplicate=False)]
         self._tied = len(uses) != len(set(uses))

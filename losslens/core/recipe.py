@@ -55,7 +55,10 @@ class Recipe:
         seed: seeds the subset.
         loss: a loss name (``losses.LOSS_NAMES``), or ``None``: the data's task's (cross-entropy for
             classification, MSE for regression), the model's own loss for batches of dicts.
-        units, target_key, output_key: as ``Evaluator`` takes them.
+        units: what a batch's mean averages over: ``"auto"`` (the loss's rule), ``"samples"``,
+            ``"targets"`` or ``"shifted_targets"``.
+        target_key: the target's key in dict batches (``"labels"``).
+        output_key: the entry of a dict output holding the logits (``None``: ``"logits"``).
         bn: the BatchNorm mode, ``"eval"``, ``"batch"`` or ``"recalibrate"``.
 
     Frozen and compared field by field (``model_kwargs`` is a dict: equality, not hashing, is the
@@ -185,7 +188,7 @@ class Recipe:
                 the model the recipe names.
             data: a ``TensorData``/``BatchData`` to evaluate instead of loading the recipe's (cut to
                 ``subset`` all the same; its name and split are recorded).
-            metrics: as ``Evaluator`` takes them (``None``: accuracy for classification).
+            metrics: metric names or callables (``None``: accuracy for classification, none otherwise).
             unsafe_pickle: see ``load_checkpoint``.
             plan: how it runs: the fields of ``Plan`` (``device``, ``threads``, ...).
         """
