@@ -1,15 +1,17 @@
-"""Self-describing result files: arrays in HDF5 datasets, metadata as JSON in the file's attributes.
+"""Self-describing result files, and the one writer of every file losslens writes.
 
-Every result object's ``save``/``load`` goes through ``write_h5``/``load``, so a file always says
-what it holds (``kind``), which losslens wrote it, and how it was made (``meta``).
+Every result object's ``save``/``load`` goes through ``write_h5``/``load`` (``results.Result`` declares what
+goes in), so a file always says what it holds (``kind``), which losslens wrote it, and how it was made
+(``meta``). Every file losslens writes, HDF5 results, resumable grids, JSON, HTML and checkpoints, is
+written under a temporary name and renamed by ``atomic``: a crash leaves the old file or the new one,
+never half of one (``write_text`` and ``write_json`` for text).
 
-The checks every file goes through live here, once:
+The checks every file goes through live here and beside it, once:
 
-- reading: ``open_h5`` (which ``load``, ``results.load_result`` and the surface reader use) refuses
-  what is not a regular file without opening it, and ``vet`` refuses, before any data is read, a
-  file whose data lives elsewhere (external storage, external or soft links, virtual datasets) or
-  that declares more data than it can hold (a decompression bomb);
-- writing: ``output_lock`` (an advisory lock per output, held while it is computed or written),
+- reading: ``_vet.open_h5`` refuses what is not a regular file without opening it, and a file whose
+  data lives elsewhere or that declares more than it can hold, before any data is read; ``load``
+  checks the shapes each kind needs (``check_shapes``);
+- writing: ``_locks.output_lock`` (an advisory lock per output, held while it is computed or written),
   ``check_replaceable`` (an existing file is replaced only by a result of its own kind) and
   ``check_space``/``no_space`` (a full disk is one line, and no partial file is left).
 """
@@ -18,44 +20,30 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import shutil
-import socket
-import stat
-import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import numpy as np
 
+from losslens._locks import output_lock
 from losslens._version import __version__
+from losslens._vet import NotHDF5, check_regular, open_h5
 from losslens.errors import LosslensError
 
 T = TypeVar("T")
 FORMAT_VERSION = 2  # 2: surfaces stored (ny, nx) as the reference tool reads them
 
-# A decompression bomb is a small file declaring huge datasets (compressed zeros, or chunks never
-# written, which read as the fill value). losslens writes its datasets uncompressed, so a dataset
-# read back holds about the bytes it stores; the rule leaves room for files recompressed by hand:
-# each dataset may declare at most max(64 MiB, 1000 x the bytes it stores), and all of them together
-# at most max(64 MiB, 1000 x the file's size). Shapes each kind needs are checked on top (``load``).
-DECLARED_FLOOR = 64 << 20
-COMPRESSION_ALLOWANCE = 1000
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-class NotHDF5(LosslensError):
-    """A regular file that HDF5 cannot open, for another reason than a lock or a permission."""
 
 
 def write_h5(path: str | Path, kind: str, arrays: dict[str, Any], meta: dict) -> Path:
     """Write ``arrays`` (name -> array, ``None`` skipped; ``a/b`` names make groups) and ``meta``.
 
-    The file is written under a temporary name and renamed: a crash leaves the old file or the new
-    one, never half of one. The output is locked while it is written (``output_lock``), and an
+    The file is written through ``atomic``: a crash leaves the old file or the new one, never half of
+    one. The output is locked while it is written (``output_lock``), and an
     existing file is replaced only when it is a result of the same ``kind`` (``check_replaceable``).
 
     Raises:
@@ -64,7 +52,6 @@ def write_h5(path: str | Path, kind: str, arrays: dict[str, Any], meta: dict) ->
     import h5py
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {name: np.asarray(value) for name, value in arrays.items() if value is not None}
     with output_lock(path):
         if check_replaceable(path, kind) == "damaged":
@@ -75,17 +62,6 @@ def write_h5(path: str | Path, kind: str, arrays: dict[str, Any], meta: dict) ->
             for name, value in arrays.items():
                 f.create_dataset(name, data=value)
     return path
-
-
-@contextlib.contextmanager
-def atomic(path: Path):
-    """A temporary path beside ``path``, renamed to it when the block succeeds, removed otherwise."""
-    tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def set_header(f, kind: str, meta: dict) -> None:
@@ -104,7 +80,7 @@ def load(path: str | Path, kind: str, build: Callable[[dict[str, np.ndarray], di
     ``shapes`` maps dataset names to the shapes the kind needs, checked before any data is read
     (``check_shapes``): each entry an int, ``None`` (any length), or a name standing for the same
     length wherever it appears (``{"values": ("k",), "vectors": ("k", "P")}``); or a function of
-    the names at the file's top level giving them (``grid_shapes``).
+    the names at the file's top level giving them (``results.Result.shapes``).
     """
     import h5py
 
@@ -142,16 +118,6 @@ def read_meta(obj, path: Path, where: str = "") -> dict:
     return meta
 
 
-def grid_shapes(*grids: str) -> Callable[[set[str]], dict[str, tuple]]:
-    """The ``shapes`` of a result on a grid: ``x`` ``(nx,)``, ``y`` ``(ny,)`` when the file holds
-    one, and each of ``grids`` ``(ny, nx)``, or ``(nx,)`` for a line."""
-    def shapes(names: set[str]) -> dict[str, tuple]:
-        plane = "y" in names
-        grid = ("ny", "nx") if plane else ("nx",)
-        return {"x": ("nx",)} | ({"y": ("ny",)} if plane else {}) | {g: grid for g in grids}
-    return shapes
-
-
 def check_shapes(f, path: Path, kind: str, shapes: dict[str, tuple],
                  sizes: dict[str, int] | None = None) -> dict[str, int]:
     """Check that each dataset of ``shapes`` exists, holds numbers, and has the shape asked for.
@@ -180,129 +146,6 @@ def check_shapes(f, path: Path, kind: str, shapes: dict[str, tuple],
                                 f"expected [{shown}]")
         sizes.update({w: n for w, n in zip(want, found) if isinstance(w, str)})
     return sizes
-
-
-# -- reading ----------------------------------------------------------------------------------------
-
-
-def check_regular(path: Path, what: str = "result file") -> None:
-    """Refuse, without opening it, a path that is missing or not a regular file (a FIFO, a device).
-
-    Raises:
-        LosslensError: naming the path and what it is.
-    """
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise LosslensError(f"{path}: no such file") from None
-    except OSError as err:
-        raise LosslensError(f"{path}: cannot be read ({err.strerror or err})") from None
-    if stat.S_ISDIR(mode):
-        raise LosslensError(f"{path}: is a directory, not a {what}")
-    if not stat.S_ISREG(mode):
-        raise LosslensError(f"{path}: is a {_file_type(mode)}, not a regular file")
-
-
-def _file_type(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
-                       (stat.S_ISSOCK, "socket")):
-        if test(mode):
-            return name
-    return "special file"
-
-
-def open_h5(path: Path):
-    """An HDF5 file opened for reading after ``check_regular`` and vetted by ``vet``.
-
-    Raises:
-        LosslensError: the file is missing, not a regular file, cannot be opened (locked by another
-            process, no permission), is not HDF5, or fails ``vet``.
-    """
-    import h5py
-
-    path = Path(path)
-    check_regular(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        text = str(err)
-        if err.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "unable to lock file" in text:
-            raise LosslensError(f"{path}: is open for writing in another process (HDF5 file lock)") from None
-        if err.errno == errno.EACCES or "Permission denied" in text:
-            raise LosslensError(f"{path}: cannot be opened (permission denied)") from None
-        raise NotHDF5(f"{path}: not an HDF5 file ({err})") from None
-    try:
-        vet(f, path)
-    except LosslensError:
-        f.close()
-        raise
-    except Exception as err:  # noqa: BLE001 - h5py's errors of a damaged file's structure
-        f.close()
-        raise LosslensError(f"{path}: damaged HDF5 file ({type(err).__name__}: {err})") from None
-    return f
-
-
-def vet(f, path: Path) -> None:
-    """Refuse, before any data is read, an HDF5 file that reads outside itself or declares too much.
-
-    Every link is walked (not followed): external links, soft links and user-defined links are
-    refused, and so are datasets with external raw storage or virtual (mapped from other files),
-    since reading them would read another file, perhaps a FIFO that never answers. Declared sizes
-    follow the rule stated at ``DECLARED_FLOOR``.
-
-    Raises:
-        LosslensError: naming the file and the dataset or link at fault.
-    """
-    import h5py
-
-    seen: set[int] = set()
-    total = 0
-
-    def walk(group, prefix: str) -> None:
-        nonlocal total
-        for name in group:
-            where = f"{prefix}{name}"
-            link = group.get(name, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
-                raise LosslensError(f"{path}: {where} is an external link to {link.filename}:{link.path}; "
-                                    "losslens reads nothing outside the file")
-            if isinstance(link, h5py.SoftLink):
-                raise LosslensError(f"{path}: {where} is a soft link to {link.path}; losslens files hold no links")
-            if not isinstance(link, h5py.HardLink):
-                raise LosslensError(f"{path}: {where} is a user-defined link; losslens files hold no links")
-            obj = group[name]
-            address = h5py.h5o.get_info(obj.id).addr
-            if address in seen:
-                continue
-            seen.add(address)
-            if isinstance(obj, h5py.Group):
-                walk(obj, where + "/")
-            elif isinstance(obj, h5py.Dataset):
-                total += _vet_dataset(obj, where, path)
-
-    walk(f, "")
-    allowed = max(DECLARED_FLOOR, COMPRESSION_ALLOWANCE * path.stat().st_size)
-    if total > allowed:
-        raise LosslensError(f"{path}: its datasets declare {total} bytes in a file of {path.stat().st_size}; "
-                            f"refused (at most {allowed}: a decompression bomb?)")
-
-
-def _vet_dataset(ds, where: str, path: Path) -> int:
-    """The bytes ``ds`` declares, after refusing it if its data lives elsewhere or is a bomb."""
-    if ds.is_virtual:
-        raise LosslensError(f"{path}: dataset {where} is a virtual dataset (its data lives in other files); "
-                            "losslens reads nothing outside the file")
-    plist = ds.id.get_create_plist()
-    if plist.get_external_count():
-        target = plist.get_external(0)[0].decode(errors="replace")
-        raise LosslensError(f"{path}: dataset {where} keeps its data in an external file ({target}); "
-                            "losslens reads nothing outside the file")
-    declared = int(np.prod(ds.shape or (), dtype=np.float64) * ds.dtype.itemsize) if ds.shape is not None else 0
-    stored = ds.id.get_storage_size()
-    if declared > max(DECLARED_FLOOR, COMPRESSION_ALLOWANCE * stored):
-        raise LosslensError(f"{path}: dataset {where} declares {declared} bytes ({list(ds.shape)} {ds.dtype}) but "
-                            f"stores {stored}; refused (a decompression bomb?)")
-    return declared
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -393,84 +236,6 @@ def no_space(path: Path):
         raise
 
 
-_HELD: dict[Path, list] = {}  # lock path -> [file descriptor, depth]: this process's locks
-
-
-@contextlib.contextmanager
-def output_lock(path: str | Path):
-    """Hold the advisory lock of the output ``path`` for the block (see ``lock_output``)."""
-    lock = lock_output(path)
-    try:
-        yield
-    finally:
-        unlock_output(lock)
-
-
-def lock_output(path: str | Path) -> Path:
-    """Take the advisory lock of the output ``path``: ``fcntl.flock`` on ``PATH.lock`` beside it,
-    which records the holder (pid, host, command, start). A process may take its own lock again;
-    the lock goes with the process, so one left by a killed process is taken over.
-
-    Returns:
-        The lock file, to give to ``unlock_output``.
-
-    Raises:
-        LosslensError: another process holds it, named with its pid, command and start.
-    """
-    path = Path(path)
-    lock = path.with_name(path.name + ".lock")
-    key = lock.resolve()
-    if key in _HELD:
-        _HELD[key][1] += 1
-        return key
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(fd)
-            os.close(fd)
-            raise LosslensError(f"{path} is being written by {holder}; wait for it to finish or choose another "
-                                "output") from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)  # the holder removed this lock file as we opened it: take the new one
-    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200] if sys.argv and sys.argv[0] else "python"
-    record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps(record).encode())
-    _HELD[key] = [fd, 1]
-    return key
-
-
-def unlock_output(lock: Path) -> None:
-    """Give back a lock ``lock_output`` took (the lock file is removed with the last hold)."""
-    held = _HELD.get(lock)
-    if held is None:
-        return
-    held[1] -= 1
-    if held[1] == 0:
-        del _HELD[lock]
-        lock.unlink(missing_ok=True)  # removed while still locked: a waiting process sees a new inode
-        os.close(held[0])
-
-
-def _holder(fd: int) -> str:
-    """``process 1234 (losslens surface ...) on host, started at ...`` from a lock file's record."""
-    try:
-        record = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return (f"process {record['pid']} ({record['command']}) on {record['host']}, started at "
-                f"{record['started']}")
-    except (ValueError, KeyError, OSError):
-        return "another process"
-
-
 def json_default(value):
     """What ``json.dumps(..., default=json_default)`` writes for a value JSON has no type for: numpy scalars
     as numbers, arrays and tuples as lists, anything else (paths, dtypes, devices) as its text."""
@@ -479,3 +244,49 @@ def json_default(value):
     if isinstance(value, (np.ndarray, tuple)):
         return list(np.asarray(value).tolist())
     return str(value)  # paths, dtypes, devices
+
+
+# -- the one writer ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic(path: str | Path):
+    """A temporary path beside ``path`` (``.NAME.writing-PID``, parent directories created), renamed to
+    ``path`` when the block succeeds and removed otherwise. Temporaries of ``path`` left by killed
+    processes are removed first."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.writing-*"):
+        pid = stale.name.rpartition("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through ``atomic``; returns the path."""
+    with atomic(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | Path, obj, *, indent: int = 2) -> Path:
+    """Write ``obj`` as indented JSON and a newline (a value JSON has no type for as its text) through
+    ``atomic``; returns the path."""
+    return write_text(path, json.dumps(obj, indent=indent, default=str) + "\n")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

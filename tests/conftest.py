@@ -38,13 +38,15 @@ def one_of_each_kind():
     import numpy as np
 
     from losslens.curvature.hessian import Eigenpairs
-    from losslens.curvature.spectrum import Spectrum, TraceEstimate
+    from losslens.curvature.spectrum import Spectrum
+    from losslens.curvature.trace_estimation import TraceEstimate
     from losslens.landscape.curvature import CurvatureMap
     from losslens.landscape.directions import Directions
     from losslens.landscape.fit import fit_surface
     from losslens.landscape.surface import Surface
     from losslens.landscape.surface_comparison import compare_surfaces
-    from losslens.landscape.topology import topology, topology_stability
+    from losslens.landscape.topology import topology
+    from losslens.landscape.topology_stability import topology_stability
     from losslens.landscape.wavelets import multiscale
     from losslens.trajectories.dynamics import DYNAMICS_COLUMNS, Dynamics
     from losslens.trajectories.embeddings import embed

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from losslens import _io
+from losslens import _io, _locks
 from losslens.cli.main import main
 from losslens.core.evaluator import Evaluator
 from losslens.core.plan import Plan
@@ -189,13 +189,13 @@ def test_a_second_writer_on_one_output_is_refused_naming_the_first(tmp_path):
 
 def test_a_lock_is_reentrant_in_its_process_and_taken_over_from_a_dead_one(tmp_path):
     path = tmp_path / "x.h5"
-    with _io.output_lock(path), _io.output_lock(path):
+    with _locks.output_lock(path), _locks.output_lock(path):
         assert (tmp_path / "x.h5.lock").exists()
     assert not (tmp_path / "x.h5.lock").exists()
-    subprocess.run([sys.executable, "-c", f"from losslens import _io; import os; _io.lock_output({str(path)!r}); "
+    subprocess.run([sys.executable, "-c", f"from losslens import _locks; import os; _locks.lock_output({str(path)!r}); "
                     "os._exit(0)"], check=True)
     assert (tmp_path / "x.h5.lock").exists()  # left by a process that is gone: taken over
-    with _io.output_lock(path):
+    with _locks.output_lock(path):
         pass
 
 

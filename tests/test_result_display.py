@@ -13,7 +13,8 @@ from losslens.landscape.surface import Surface
 from losslens.plot import plot_contour, plot_dynamics, plot_replay_paths
 from losslens.trajectories.dynamics import DYNAMICS_COLUMNS, Dynamics
 from losslens.trajectories.paths import PATHS_COLUMNS, TrajectoryPaths
-from losslens.trajectories.replay import PATH_COLUMNS, replay
+from losslens.trajectories.replay import replay
+from losslens.trajectories.replay_result import PATH_COLUMNS
 from losslens.trajectories.series import Checkpoint
 
 

@@ -14,6 +14,7 @@ import json
 import math
 from pathlib import Path
 
+from losslens import _io
 from losslens.core.batchnorm import BN_MODES
 from losslens.core.data import DATASET_NAMES
 from losslens.core.evaluator import Evaluator
@@ -292,10 +293,9 @@ def train_default(recipe: Recipe, out: Path, *, device: str, progress: bool) -> 
 
 
 def write_json(path: str | Path, obj: dict) -> Path:
-    """Write ``obj`` as indented JSON (parent directories created) and say so on stdout."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    """Write ``obj`` as indented JSON (``_io.write_json``: parent directories created, atomically) and say
+    so on stdout."""
+    path = _io.write_json(path, obj)
     print(f"wrote {path}")
     return path
 

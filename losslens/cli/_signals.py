@@ -19,7 +19,7 @@ one-line message and ends the process with ``os._exit(128 + signum)`` (130, 143)
   in Python per step), scikit-learn's t-SNE (a Python loop over gradient steps, on a trajectory's few
   points) and ``torch.compile`` return to Python often, so the handler itself runs). A native call that
   held the GIL would block the watchdog too; such calls are kept short by bounding their inputs instead
-  (PyWavelets: linear in the grid's size; the exact Wasserstein matching: ``topology.MATCHING_POINTS``);
+  (PyWavelets: linear in the grid's size; the exact Wasserstein matching: ``diagram_distances.MATCHING_POINTS``);
 - the process is cut only when the main thread is stuck in a native call, never while it runs Python, and
   h5py keeps the GIL during its calls, so no result file is cut in the middle of a write: what was written
   chunk by chunk before stays resumable.

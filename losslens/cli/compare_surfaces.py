@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from losslens._io import atomic
 from losslens.cli._common import write_json
 
 
@@ -60,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_csv(path: Path, rows, columns) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    with atomic(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for row in rows:

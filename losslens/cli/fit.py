@@ -18,7 +18,8 @@ from pathlib import Path
 
 from losslens.cli._common import DEFAULT_OUT, int_at_least, say_written, write_json
 from losslens.errors import ConfigError
-from losslens.landscape.fit import CRITERIA, MODELS
+from losslens.landscape.fit import MODELS
+from losslens.landscape.fit_least_squares import CRITERIA
 
 DEFAULT_STEPS = 21
 

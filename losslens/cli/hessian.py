@@ -52,7 +52,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from losslens.curvature.hessian import eigenpairs
     from losslens.curvature.operator import HessianOperator
-    from losslens.curvature.spectrum import trace
+    from losslens.curvature.trace_estimation import trace
     from losslens.plot.render import render
 
     checkpoint = args.checkpoint or str(default_run(args).checkpoints[-1])

@@ -143,7 +143,7 @@ def _objective(args: argparse.Namespace):
                           f"{name or 'a file'}")
     if name:
         return function_objective(name, **({"kappa": args.condition} if args.condition is not None else {}))
-    from losslens._io import open_h5
+    from losslens._vet import open_h5
 
     with open_h5(Path(args.file)) as f:
         kind = f.attrs.get("losslens_kind")

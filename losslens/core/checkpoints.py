@@ -193,11 +193,9 @@ def _sort_metadata(path: Path) -> None:
             f.write(text + b" " * (n - len(text)))
             return
         text += b" " * (-(8 + len(text)) % 8)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as g:
+        with atomic(path) as tmp, open(tmp, "wb") as g:
             g.write(len(text).to_bytes(8, "little") + text)
             shutil.copyfileobj(f, g)
-    tmp.replace(path)
 
 
 def load_metadata(path: str | os.PathLike) -> dict[str, str]:

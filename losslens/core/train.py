@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from losslens._io import write_json
 from losslens.checks import check_seed
 from losslens.core.checkpoints import save_checkpoint
 from losslens.core.data import TensorData, load_dataset
@@ -311,7 +312,7 @@ class _Trajectory:
             entry.update({f"{split}_{m}": float(v[0]) for m, v in res.metrics.items()})
         self.info["history"].append(entry)
         self.info["completed_epochs"] = epoch
-        _write_json(self.out / RUN_FILE, self.info)
+        write_json(self.out / RUN_FILE, self.info)
         return entry
 
 
@@ -387,9 +388,3 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
         path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    tmp.replace(path)

@@ -9,7 +9,8 @@ built from this package, which imports nothing of ``landscape``.
 
 from losslens.curvature.hessian import Eigenpairs, eigenpairs
 from losslens.curvature.operator import HessianOperator
-from losslens.curvature.spectrum import Spectrum, TraceEstimate, density, trace
+from losslens.curvature.spectrum import Spectrum, density
+from losslens.curvature.trace_estimation import TraceEstimate, trace
 
 __all__ = [
     # the operator

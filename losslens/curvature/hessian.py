@@ -12,19 +12,17 @@ spectrum (:math:`\\min_j |\\lambda_i - \\lambda_j(H)| \\le r_i`): the honest tol
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
-from losslens._io import load, write_h5
 from losslens.checks import check_choice, check_int, check_number, check_seed
 from losslens.curvature import _pyhessian
 from losslens.curvature.operator import HessianOperator, as_operator
 from losslens.errors import ConfigError, LosslensError
-from losslens.results import ResultDisplay
+from losslens.results import Result, array, attr
 
 WHICH: tuple[str, ...] = ("largest", "smallest")
 BACKENDS = _pyhessian.BACKENDS  # "losslens" (Lanczos) or "pyhessian"
@@ -35,7 +33,7 @@ class NotConverged(LosslensError, RuntimeError):
 
 
 @dataclass(frozen=True, repr=False)
-class Eigenpairs(ResultDisplay):
+class Eigenpairs(Result):
     """Extreme eigenvalues of a symmetric operator and their eigenvectors.
 
     Attributes:
@@ -49,11 +47,11 @@ class Eigenpairs(ResultDisplay):
             which bound each eigenvalue's error), ``seed``, and the operator's provenance.
     """
 
-    values: torch.Tensor
-    vectors: torch.Tensor
-    which: str
-    tol: float
-    n_matvec: int
+    values: torch.Tensor = array(("k",), tensor=True)
+    vectors: torch.Tensor = array(("k", "P"), tensor=True)
+    which: str = attr(str)
+    tol: float = attr(float)
+    n_matvec: int = attr(int)
     meta: dict = field(default_factory=dict)
     KIND: ClassVar[str] = "eigenpairs"
 
@@ -64,18 +62,6 @@ class Eigenpairs(ResultDisplay):
     def residual_norms(self) -> torch.Tensor:
         """``(k,)`` residual norms :math:`\\lVert Hv_i - \\lambda_i v_i\\rVert_2`."""
         return torch.tensor(self.meta["residual_norms"], dtype=torch.float64)
-
-    def save(self, path: str | Path) -> Path:
-        """Write to an HDF5 file (kind ``eigenpairs``) with ``which``, ``tol``, ``n_matvec`` and ``meta`` inside."""
-        meta = {"which": self.which, "tol": self.tol, "n_matvec": self.n_matvec, "meta": self.meta}
-        return write_h5(path, self.KIND, {"values": self.values.numpy(), "vectors": self.vectors.numpy()}, meta)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Eigenpairs":
-        """Read a file written by ``save``."""
-        return load(path, cls.KIND, lambda a, m: cls(torch.from_numpy(a["values"]), torch.from_numpy(a["vectors"]),
-                                                     m["which"], float(m["tol"]), int(m["n_matvec"]), m["meta"]),
-                    shapes={"values": ("k",), "vectors": ("k", "P")})
 
 
 def eigenpairs(

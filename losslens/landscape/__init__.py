@@ -11,9 +11,9 @@ from losslens.landscape.functions import FUNCTIONS, AnalyticFunction, get_functi
 from losslens.landscape.interpolation import barrier, interpolate
 from losslens.landscape.surface import Surface, surface_1d, surface_2d
 from losslens.landscape.surface_comparison import SurfaceComparison, compare_surfaces
-from losslens.landscape.topology import (
-    Basin, Topology, TopologyStability, bottleneck, topology, topology_stability, wasserstein,
-)
+from losslens.landscape.diagram_distances import bottleneck, wasserstein
+from losslens.landscape.topology import Basin, Topology, topology
+from losslens.landscape.topology_stability import TopologyStability, topology_stability
 from losslens.landscape.wavelets import Multiscale, multiscale
 
 __all__ = [

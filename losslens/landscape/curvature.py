@@ -22,9 +22,10 @@ the same ``path`` resumes an interrupted map.
 
 Why this module is in ``landscape/`` and not ``curvature/``: what it owns is the grid, not the
 curvature. A ``CurvatureMap`` is a ``Surface`` (same axes, directions, resumable grid file, figures and
-``losslens plot``), built with the surface's helpers and ``_grid_file``; the eigenvalues at each point
-come whole from ``losslens.curvature`` (``HessianOperator``, ``eigenpairs``). So ``landscape`` imports
-``curvature`` here (as ``hessian_directions`` does), and ``curvature`` imports nothing of ``landscape``.
+``losslens plot``), built with the surface's helpers (``surface_inputs.py``) and ``grid_file``; the
+eigenvalues at each point come whole from ``losslens.curvature`` (``HessianOperator``, ``eigenpairs``). So
+``landscape`` imports ``curvature`` here (as ``hessian_directions`` does), and ``curvature`` imports nothing
+of ``landscape``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from losslens.checks import check_int, check_number, check_seed
 from losslens.curvature.hessian import NotConverged, eigenpairs
 from losslens.curvature.operator import HessianOperator, NonFiniteHessian
 from losslens.landscape import grid_file as gf
-from losslens.landscape.surface import Surface, _as_directions, _coordinates, _header, _numpy, _progress, _spec
+from losslens.landscape.surface import Surface, _progress
+from losslens.landscape.surface_inputs import _as_directions, _coordinates, _header, _numpy, _spec
 
 __all__ = ["CurvatureMap", "curvature_map", "CURVATURE_NAMES"]
 

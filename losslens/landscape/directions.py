@@ -19,17 +19,14 @@ so they need no orthogonality.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
 
-from losslens import _io
 from losslens.checks import check_choice, check_int, check_seed
 from losslens.core.params import ParameterSpace
-from losslens.results import ResultDisplay
+from losslens.results import Result, array, attr
 
 KINDS: tuple[str, ...] = ("random", "hessian", "pca", "between", "custom")
 NORMALIZATIONS: tuple[str, ...] = ("filter", "layer", "model", "none")
@@ -40,7 +37,7 @@ Ignore = Literal["biasbn", "none"]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Directions(ResultDisplay):
+class Directions(Result):
     """A set of directions in weight space, one per row.
 
     Attributes:
@@ -52,8 +49,8 @@ class Directions(ResultDisplay):
             JSON-compatible values, and ``cosine``, the ``(m, m)`` cosines of the rows, as lists.
     """
 
-    vectors: torch.Tensor
-    kind: str
+    vectors: torch.Tensor = array(("m", "P"), tensor=True)
+    kind: str = attr()
     meta: dict = field(default_factory=dict)
     KIND: ClassVar[str] = "directions"
 
@@ -76,21 +73,6 @@ class Directions(ResultDisplay):
         A zero row has NaN cosines.
         """
         return _cosine(self.vectors)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the vectors, the kind and the metadata to an HDF5 file; returns the path."""
-        meta = {"kind": self.kind, "meta": self.meta}
-        return _io.write_h5(path, self.KIND, {"vectors": self.vectors.numpy()}, meta)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Directions":
-        """Read a file written by ``save``.
-
-        Raises:
-            LosslensError: the file is missing or does not hold directions.
-        """
-        return _io.load(path, cls.KIND, lambda a, m: cls(torch.from_numpy(a["vectors"]), m["kind"], m["meta"]),
-                        shapes={"vectors": ("m", "P")})
 
 
 def random_directions(

@@ -21,7 +21,7 @@ its path once complete, so an interrupted creation leaves no file that blocks a 
 only dataset values change in place: after each chunk the rows it touched, then ``done`` and
 ``progress_seconds``, then a flush.
 
-Ownership: the output is locked (``losslens._io.lock_output``) from opening to ``close``, so a second
+Ownership: the output is locked (``losslens._locks.lock_output``) from opening to ``close``, so a second
 process on the same path is refused, naming the first. An existing path is resumed or replaced only
 when it is a surface file (``losslens._io.check_replaceable``): any other file, or one that cannot be
 opened because it is locked or for want of permission, is refused and left alone. A damaged
@@ -34,20 +34,20 @@ the argument that differs (a grid resumes only the same request: ``_differences`
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from losslens import _io
-from losslens._io import FORMAT_VERSION, json_default, open_h5, set_header
+from losslens import _io, _locks
+from losslens._io import FORMAT_VERSION, atomic, json_default, set_header
+from losslens._vet import open_h5
 from losslens.core import reuse
 from losslens.errors import LosslensError
+from losslens.landscape.reference_grid import coordinate_shapes, read_reference
 
 KIND = "surface"
-_LEGACY_UNDONE = -1.0  # the reference tool fills its arrays with -1 before computing them
 _FORMAT_IJ = 1  # losslens 0.1 stored (nx, ny) arrays holding loss[ix, iy]
 
 
@@ -112,7 +112,7 @@ class GridFile:
         bad = [n for n in spec.metric_names if "/" in n or n in ("loss", "acc")]
         if bad:
             raise ValueError(f"metric names {bad} cannot be stored in a surface file")
-        self._lock = _io.lock_output(self.path)
+        self._lock = _locks.lock_output(self.path)
         try:
             if _io.check_replaceable(self.path, self.kind) == "damaged":
                 _notice(f"{self.path} is damaged (HDF5 cannot open it); kept it as {_io.keep_aside(self.path)} "
@@ -151,7 +151,7 @@ class GridFile:
             self._f.close()
             self._f = None
         if self._lock is not None:
-            _io.unlock_output(self._lock)
+            _locks.unlock_output(self._lock)
             self._lock = None
 
     # -- creating and resuming ---------------------------------------------------------------------
@@ -166,35 +166,27 @@ class GridFile:
         return out
 
     def _create(self) -> None:
-        """Lay the file out under a temporary name, then rename it to its path and open it."""
+        """Lay the file out under a temporary name (``_io.atomic``), then rename it to its path and open it."""
         import h5py
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(self.path)
-        tmp = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
         extra = [a for a in (self.spec.x, self.spec.y, self.spec.w0, self.spec.vectors) if a is not None]
         _io.check_space(self.path, sum(a.nbytes for a in [*self._datasets().values(), self.done, *extra]))
-        try:
-            with _io.no_space(self.path), h5py.File(tmp, "w") as f:
-                set_header(f, self.kind, self.meta)
-                f.create_dataset("xcoordinates", data=self.spec.x)
-                if self.spec.y is not None:
-                    f.create_dataset("ycoordinates", data=self.spec.y)
-                for key, array in self._datasets().items():
-                    f.create_dataset(key, data=array)
-                f.create_dataset("done", data=self.done)
-                f.create_dataset("progress_seconds", data=0.0)
-                if self.spec.w0 is not None:
-                    f.create_dataset("w0", data=self.spec.w0)
-                if self.spec.vectors is not None:
-                    group = f.create_group("directions")
-                    group.create_dataset("vectors", data=self.spec.vectors)
-                    group.attrs["kind"] = self.spec.directions_kind
-                    group.attrs["meta"] = json.dumps(self.spec.directions_meta, default=json_default)
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with _io.no_space(self.path), atomic(self.path) as tmp, h5py.File(tmp, "w") as f:
+            set_header(f, self.kind, self.meta)
+            f.create_dataset("xcoordinates", data=self.spec.x)
+            if self.spec.y is not None:
+                f.create_dataset("ycoordinates", data=self.spec.y)
+            for key, array in self._datasets().items():
+                f.create_dataset(key, data=array)
+            f.create_dataset("done", data=self.done)
+            f.create_dataset("progress_seconds", data=0.0)
+            if self.spec.w0 is not None:
+                f.create_dataset("w0", data=self.spec.w0)
+            if self.spec.vectors is not None:
+                group = f.create_group("directions")
+                group.create_dataset("vectors", data=self.spec.vectors)
+                group.attrs["kind"] = self.spec.directions_kind
+                group.attrs["meta"] = json.dumps(self.spec.directions_meta, default=json_default)
         self._f = h5py.File(self.path, "r+")
 
     def _resume(self) -> bool:
@@ -227,24 +219,6 @@ class GridFile:
         self.meta = stored["meta"]
         self._f = h5py.File(self.path, "r+")
         return True
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Delete temporaries of ``path`` left by creations that were killed (their process is gone)."""
-    for tmp in path.parent.glob(f".{path.name}.creating-*"):
-        pid = tmp.name.rpartition("-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _notice(message: str) -> None:
@@ -318,7 +292,7 @@ def read_grid(path: str | Path, kind: str = KIND) -> dict:
         try:
             found = f.attrs.get("losslens_kind")
             if found is None and kind == KIND:
-                return _read_reference(f, path)
+                return read_reference(f, path)
             if found != kind:
                 raise LosslensError(f"{path}: expected a losslens {kind} file, found "
                                     f"{f'a {found} file' if found else 'no losslens header'}")
@@ -352,7 +326,7 @@ def _read_losslens(f, path: Path, kind: str) -> dict:
     grid = ("nx", "ny") if transpose else ("ny", "nx") if plane else ("nx",)
     shape = meta.get("shape") if fmt == FORMAT_VERSION else None  # the grid's shape, as the header records it
     recorded = dict(zip(("ny", "nx") if plane else ("nx",), shape)) if isinstance(shape, list) else {}
-    sizes = _io.check_shapes(f, path, kind, _coordinate_shapes(plane), recorded)
+    sizes = _io.check_shapes(f, path, kind, coordinate_shapes(plane), recorded)
     x = f["xcoordinates"][()]
     y = f["ycoordinates"][()] if plane else None
     if fmt == _FORMAT_IJ:
@@ -388,55 +362,3 @@ def _read_losslens(f, path: Path, kind: str) -> dict:
     }
 
 
-def _coordinate_shapes(plane: bool) -> dict[str, tuple]:
-    return {"xcoordinates": ("nx",)} | ({"ycoordinates": ("ny",)} if plane else {})
-
-
-def _read_reference(f, path: Path) -> dict:
-    """A file of the reference tool: ``xcoordinates`` [``ycoordinates``] ``train_loss`` [``train_acc``] ...
-
-    Its ``plot_surface.py`` allocates ``(nx, ny)`` arrays but fills them in the flat order of
-    ``np.meshgrid(x, y)`` (``scheduler.get_job_indices``), so the values are ``Z.ravel()`` of the
-    ``(ny, nx)`` array: square files read as they are, non-square ones are reshaped to ``(ny, nx)``
-    in that order (the reference tool's own ``plot_2D.py`` cannot draw them), with a warning.
-    """
-    splits = [s for s in ("train", "test") if f"{s}_loss" in f]
-    if "xcoordinates" not in f or not splits:
-        raise LosslensError(f"{path}: not a surface file (neither a losslens header nor the reference tool's "
-                            "xcoordinates and train_loss/test_loss datasets)")
-    _io.check_shapes(f, path, KIND, _coordinate_shapes("ycoordinates" in f))
-    x = f["xcoordinates"][()]
-    y = f["ycoordinates"][()] if "ycoordinates" in f else None
-    shape = (len(x),) if y is None else (len(y), len(x))
-    values, done = {}, None
-    for s in splits:
-        values[s] = {}
-        for name, key, scale in (("loss", f"{s}_loss", 1.0), ("accuracy", f"{s}_acc", 100.0)):
-            if key not in f:
-                continue
-            _io.check_shapes(f, path, KIND, {key: (None,) * f[key].ndim})  # numbers, whatever the shape
-            if f[key].size != int(np.prod(shape)):
-                raise LosslensError(f"{path}: dataset {key} holds {f[key].size} values, but the coordinates make a "
-                                    f"{' x '.join(map(str, shape[::-1]))} grid")
-            array = np.asarray(f[key][()], dtype=np.float64)
-            if y is not None and array.shape != shape:
-                warnings.warn(f"losslens: {path}: {key} has shape {list(array.shape)} for a {len(x)} x {len(y)} grid; "
-                              "read in the order the reference tool fills it (np.meshgrid(x, y), values [iy, ix])",
-                              stacklevel=4)
-            array = array.reshape(shape)
-            undone = array == _LEGACY_UNDONE
-            done = ~undone if done is None else done & ~undone
-            values[s][name] = np.where(undone, np.nan, array / scale)
-    names = {n for v in values.values() for n in v}
-    for s in splits:  # every split holds the same names; a missing one is all NaN; nothing where not done
-        for n in names:
-            values[s][n] = np.where(done, values[s].get(n, np.nan), np.nan)
-    meta = {"legacy": "loss-landscape", "data": {"split": splits[0]}, "splits": splits,
-            "metrics": sorted(names - {"loss"})}
-    if "dir_file" in f:  # the reference tool names its directions file in a string dataset
-        value = f["dir_file"][()]
-        meta["dir_file"] = value.decode() if isinstance(value, bytes) else str(value)
-    return {
-        "x": x, "y": y, "values": values, "done": done, "w0": None, "vectors": None, "directions_kind": None,
-        "directions_meta": {}, "meta": meta, "progress_seconds": 0.0, "legacy": "the reference loss-landscape tool",
-    }

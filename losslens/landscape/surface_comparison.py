@@ -23,13 +23,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from losslens import _io
 from losslens.checks import check_choice
 from losslens.landscape._grid_values import grid_values, source_meta
 from losslens.landscape.wavelets import multiscale
 from losslens.landscape.surface import Surface
-from losslens.landscape.topology import bottleneck, essential_count_difference, topology, wasserstein
-from losslens.results import ResultDisplay, to_dataframe
+from losslens.landscape.diagram_distances import bottleneck, essential_count_difference, wasserstein
+from losslens.landscape.topology import topology
+from losslens.results import Result, attr, to_dataframe
 
 TABLE_COLUMNS: tuple[str, ...] = ("name", "shape", "min", "max", "range", "n_basins", "threshold", "n_loops",
                                   "roughness", "sharpness")
@@ -49,7 +49,7 @@ def sharpness_of(meta: dict) -> float | None:
 
 
 @dataclass(frozen=True, repr=False)
-class SurfaceComparison(ResultDisplay):
+class SurfaceComparison(Result):
     """Figures of several surfaces and distances between them.
 
     Attributes:
@@ -62,8 +62,8 @@ class SurfaceComparison(ResultDisplay):
 
     KIND: ClassVar[str] = "surface_comparison"
 
-    rows: tuple[dict, ...]
-    distances: tuple[dict, ...]
+    rows: tuple[dict, ...] = attr(tuple)
+    distances: tuple[dict, ...] = attr(tuple)
     meta: dict = field(default_factory=dict)
 
     @property
@@ -94,20 +94,6 @@ class SurfaceComparison(ResultDisplay):
         tables = {"surfaces": (self.rows, TABLE_COLUMNS), "distances": (self.distances, DISTANCE_COLUMNS)}
         check_choice("table", table, tables)
         return to_dataframe(*tables[table])
-
-    def save(self, path: str | Path) -> Path:
-        """Write to an HDF5 file (kind ``comparison``), everything in its metadata."""
-        return _io.write_h5(path, self.KIND, {}, {"rows": list(self.rows), "distances": list(self.distances),
-                                              "meta": self.meta})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "SurfaceComparison":
-        """Read a file written by ``save``."""
-        return _io.load(path, cls.KIND, cls._unpack)
-
-    @classmethod
-    def _unpack(cls, _: dict, m: dict) -> "SurfaceComparison":
-        return cls(tuple(m["rows"]), tuple(m["distances"]), m["meta"])
 
 
 def compare_surfaces(surfaces, names=None) -> SurfaceComparison:

@@ -45,17 +45,15 @@ from __future__ import annotations
 import importlib.metadata
 import warnings as _warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 
-from losslens import _io
 from losslens.checks import check_choice, check_int
 from losslens.landscape._grid_values import (
     describe_nonfinite, fill_nonfinite, grid_values, nonfinite_counts, source_meta,
 )
-from losslens.results import ResultDisplay
+from losslens.results import Result, Stored, array, attr, stored
 
 WAVELET = "haar"
 MODE = "periodization"
@@ -71,8 +69,21 @@ ORIENTATIONS_1D: dict[str, str] = {"d": "d"}
 LEVEL_NUMBERING = "level 1 is the finest scale (pywt's wavedec lists it last); level L the coarsest"
 
 
+class Levels(Stored):
+    """The detail coefficients, level ``j`` (1 finest) of orientation ``o`` stored as ``details/level<j>/<o>``;
+    the levels read are the ``meta["level"]`` of the header."""
+
+    def put(self, name, value, arrays, header):
+        for j, coefficients in enumerate(value, start=1):
+            arrays.update({f"{name}/level{j}/{o}": c for o, c in coefficients.items()})
+
+    def take(self, name, arrays, header):
+        keys = [[f"{name}/level{j}/{o}" for o in ORIENTATIONS_2D] for j in range(1, int(header["meta"]["level"]) + 1)]
+        return tuple({key.rpartition("/")[2]: arrays[key] for key in level if key in arrays} for level in keys)
+
+
 @dataclass(frozen=True, repr=False)
-class Multiscale(ResultDisplay):
+class Multiscale(Result):
     """The wavelet decomposition of a (detrended) surface, per level and orientation.
 
     Attributes:
@@ -95,13 +106,13 @@ class Multiscale(ResultDisplay):
 
     KIND: ClassVar[str] = "multiscale"
 
-    x: np.ndarray
-    y: np.ndarray | None
-    approx: np.ndarray
-    details: tuple[dict[str, np.ndarray], ...]
-    parts: np.ndarray
-    trend: np.ndarray
-    energy_total: float
+    x: np.ndarray = array()
+    y: np.ndarray | None = array(optional=True)
+    approx: np.ndarray = array()
+    details: tuple[dict[str, np.ndarray], ...] = stored(Levels())
+    parts: np.ndarray = array()
+    trend: np.ndarray = array()
+    energy_total: float = attr(float)
     meta: dict = field(default_factory=dict)
 
     @property
@@ -151,26 +162,6 @@ class Multiscale(ResultDisplay):
                 **{k: m[k] for k in ("wavelet", "mode", "level", "detrend", "preset", "trend_coefficients",
                                      "surface_shape", "decomposed_shape", "padding", "extension", "nonfinite")},
                 "warnings": m["warnings"], "source": m["source"], "versions": m["versions"]}
-
-    def save(self, path: str | Path) -> Path:
-        """Write to an HDF5 file (kind ``multiscale``)."""
-        arrays = {"x": self.x, "y": self.y, "approx": self.approx, "parts": self.parts, "trend": self.trend}
-        for j, coefficients in enumerate(self.details, start=1):
-            arrays |= {f"details/level{j}/{o}": c for o, c in coefficients.items()}
-        return _io.write_h5(path, self.KIND, arrays, {"energy_total": self.energy_total, "meta": self.meta})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Multiscale":
-        """Read a file written by ``save``."""
-        return _io.load(path, cls.KIND, cls._unpack)
-
-    @classmethod
-    def _unpack(cls, a: dict, m: dict) -> "Multiscale":
-        level = int(m["meta"]["level"])
-        details = tuple({o: a[f"details/level{j}/{o}"] for o in ORIENTATIONS_2D if f"details/level{j}/{o}" in a}
-                        for j in range(1, level + 1))
-        return cls(a["x"], a.get("y"), a["approx"], details, a["parts"], a["trend"], float(m["energy_total"]),
-                   m["meta"])
 
 
 def multiscale(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from losslens import _io
 from losslens.landscape.surface import Surface
 from losslens.plot._base import load_as
 from losslens.plot.levels import LOG_FLOOR, ContourLevels, contour_levels, readable_ticks
@@ -84,10 +85,7 @@ def write_html(figures, path: str | os.PathLike, title: str | None = None, prove
         "<style>body{margin:0 1em;font-family:sans-serif} pre{font-size:12px}</style>\n</head>\n<body>\n"
         f"{heading}" + "\n".join(divs) + f"\n{details}</body>\n</html>\n"
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return _io.write_text(path, page)
 
 
 def plotly_contour(x, y, z: np.ndarray, scheme: ContourLevels, what: str):

@@ -18,7 +18,7 @@ import numpy as np
 
 from losslens.plot._base import new_axes, new_figure
 from losslens.plot.levels import LOG_FLOOR, colour_bar, contour_levels, log_axis
-from losslens.trajectories.replay import Replay
+from losslens.trajectories.replay_result import Replay
 
 MAX_FRAMES = 200  # an animation longer than this shows every k-th step
 LOG_SPAN = 10.0

@@ -48,7 +48,7 @@ def plot_trace(trace):
     Returns:
         The ``matplotlib.figure.Figure``.
     """
-    from losslens.curvature.spectrum import TraceEstimate
+    from losslens.curvature.trace_estimation import TraceEstimate
 
     t = load_as(trace, (TraceEstimate,), "plot_trace")
     samples = np.asarray(t.meta.get("samples", ()), dtype=np.float64)
@@ -81,7 +81,7 @@ def plot_stability(stability):
     Returns:
         The ``matplotlib.figure.Figure``.
     """
-    from losslens.landscape.topology import TopologyStability
+    from losslens.landscape.topology_stability import TopologyStability
 
     s = load_as(stability, (TopologyStability,), "plot_stability")
     names = list(s.names)

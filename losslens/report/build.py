@@ -15,13 +15,13 @@ computed there when it answers the report's request, and otherwise writes ``repo
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from losslens import _io
 from losslens._distributed import Group
 from losslens.core import reuse
 from losslens.errors import ConfigError
@@ -149,8 +149,7 @@ def _write(report: Report, out: Path, say) -> None:
     """``OUT/report.html`` and ``OUT/report.json``, and which analyses failed."""
     path = report.write(out / "report.html")
     say(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
-    json_path = out / "report.json"
-    json_path.write_text(json.dumps(report.to_json(), indent=1, default=str) + "\n")
+    json_path = _io.write_json(out / "report.json", report.to_json(), indent=1)
     say(f"wrote {json_path}")
     failed = [s.title for s in report.sections if s.error]
     if failed:

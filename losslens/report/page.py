@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from losslens import _io
+
 PLOT_HEIGHT = "560px"
 PNG_DPI = 96  # two 6.8-inch figures side by side on a 1400-pixel page
 
@@ -149,11 +151,9 @@ class Report:
         return "\n".join(head + body)
 
     def write(self, path: str | os.PathLike) -> Path:
-        """Write the page to ``path`` (parent directories created); returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_html(), encoding="utf-8")
-        return path
+        """Write the page to ``path`` (``_io.write_text``: parent directories created, atomically); returns
+        the path."""
+        return _io.write_text(path, self.to_html())
 
     def to_json(self) -> dict:
         """The tables and warnings of every section, and the report's provenance, as JSON-able data."""

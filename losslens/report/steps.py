@@ -133,7 +133,7 @@ class Steps:
                             answers=self._another_commands(call, found, **how))
 
     def _trace(self, log: Log):
-        from losslens.curvature.spectrum import TraceEstimate, trace
+        from losslens.curvature.trace_estimation import TraceEstimate, trace
 
         o = self.options
         call = reuse.Call(trace, self._operator(), method="hutch++", n_matvec=o.trace_samples, seed=o.seed)
@@ -190,7 +190,8 @@ class Steps:
     def _replay(self, log: Log):
         """The optimizers replayed on the fit (or the analytic quadratic), named by the call that makes it."""
         from losslens.trajectories.objectives import fit_objective, function_objective
-        from losslens.trajectories.replay import Replay, replay
+        from losslens.trajectories.replay import replay
+        from losslens.trajectories.replay_result import Replay
 
         o = self.options
         made = reuse.Call(fit_objective, self.step("fit")) if self.replay_on_fit else \

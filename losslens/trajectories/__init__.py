@@ -5,7 +5,8 @@ replayed on two-parameter objectives (analytic functions, fits, measured grids, 
 Runs written by ``train_with_dynamics`` (``losslens.train``, ``losslens train``) or ``losslens.core.train`` are the series these tools read.
 """
 
-from losslens.trajectories.dynamics import Dynamics, DynamicsRecorder, dynamics_of_run
+from losslens.trajectories.dynamics import Dynamics, dynamics_of_run
+from losslens.trajectories.dynamics_recorder import DynamicsRecorder
 from losslens.trajectories.embeddings import Embedding, embed
 from losslens.trajectories.objectives import (
     PlaneLoss, ReplayObjective, as_objective, fit_objective, function_objective, grid_objective,
@@ -15,7 +16,8 @@ from losslens.trajectories.optimizer_comparison import (
 )
 from losslens.trajectories.paths import TrajectoryPaths, plane_grid, plane_surface, trajectory_paths
 from losslens.trajectories.pca import TrajectoryPCA, pca_directions, trajectory_pca
-from losslens.trajectories.replay import OptimizerSpec, Replay, replay
+from losslens.trajectories.replay import OptimizerSpec, replay
+from losslens.trajectories.replay_result import Replay
 from losslens.trajectories.series import Checkpoint, CheckpointSeries, checkpoint_vectors, run_evaluator, run_series
 from losslens.trajectories.training import RecordDynamics, train_with_dynamics
 

@@ -27,12 +27,11 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from losslens import _io
 from losslens.checks import check_choice, check_int, check_seed
 from losslens.errors import ConfigError
-from losslens.results import ResultDisplay
+from losslens.results import Result, array, attr
 from losslens.trajectories.table import write_csv
-from losslens.trajectories.pca import TrajectoryPCA, checkpoint_from_record, checkpoint_record, trajectory_pca
+from losslens.trajectories.pca import TrajectoryPCA, checkpoints_attr, trajectory_pca
 from losslens.trajectories.series import Checkpoint
 
 METHODS: tuple[str, ...] = ("pca", "tsne", "phate")
@@ -42,7 +41,7 @@ MIN_TSNE_ITER = 250  # scikit-learn's lower bound on max_iter
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Embedding(ResultDisplay):
+class Embedding(Result):
     """Checkpoints placed in the plane by one method, with the trustworthiness of the picture.
 
     Attributes:
@@ -57,10 +56,10 @@ class Embedding(ResultDisplay):
 
     KIND: ClassVar[str] = "embedding"
 
-    coords: np.ndarray
-    method: str
-    checkpoints: tuple[Checkpoint, ...]
-    trustworthiness: float
+    coords: np.ndarray = array()
+    method: str = attr()
+    checkpoints: tuple[Checkpoint, ...] = checkpoints_attr()
+    trustworthiness: float = attr(float)
     meta: dict = field(default_factory=dict)
 
     @property
@@ -76,26 +75,6 @@ class Embedding(ResultDisplay):
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write ``table()`` as CSV with the header ``EMBEDDING_COLUMNS``; returns the path."""
         return write_csv(path, self.table(), EMBEDDING_COLUMNS)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write to an HDF5 file (kind ``embedding``); returns the path."""
-        meta = {"method": self.method, "trustworthiness": self.trustworthiness, "meta": self.meta,
-                "checkpoints": [checkpoint_record(c) for c in self.checkpoints]}
-        return _io.write_h5(path, self.KIND, {"coords": self.coords}, meta)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Embedding":
-        """Read a file written by ``save``.
-
-        Raises:
-            LosslensError: the file is missing or holds something else.
-        """
-        return _io.load(path, cls.KIND, cls._unpack)
-
-    @classmethod
-    def _unpack(cls, arrays: dict, meta: dict) -> "Embedding":
-        items = tuple(checkpoint_from_record(r) for r in meta["checkpoints"])
-        return cls(arrays["coords"], meta["method"], items, float(meta["trustworthiness"]), meta["meta"])
 
 
 def embed(

@@ -37,9 +37,8 @@ from typing import ClassVar, Sequence
 
 import torch
 
-from losslens import _io
 from losslens.errors import ConfigError
-from losslens.results import ResultDisplay, to_dataframe
+from losslens.results import Nested, Result, attr, stored, to_dataframe
 from losslens.trajectories.table import write_csv
 from losslens.trajectories.paths import DEFAULT_THRESHOLD, TrajectoryPaths, plane_surface, trajectory_paths
 from losslens.trajectories.pca import DEFAULT_BUDGET, trajectory_pca
@@ -58,7 +57,7 @@ RUNS_DIR = "runs"  # under the output directory: one run directory per optimizer
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class OptimizerComparison(ResultDisplay):
+class OptimizerComparison(Result):
     """Runs compared on one joint PCA plane.
 
     Attributes:
@@ -69,8 +68,8 @@ class OptimizerComparison(ResultDisplay):
 
     KIND: ClassVar[str] = "optimizer_comparison"
 
-    table: tuple[dict, ...]
-    paths: TrajectoryPaths
+    table: tuple[dict, ...] = attr(tuple)
+    paths: TrajectoryPaths = stored(Nested(TrajectoryPaths))
     meta: dict = field(default_factory=dict)
 
     def to_csv(self, path: str | os.PathLike) -> Path:
@@ -80,26 +79,6 @@ class OptimizerComparison(ResultDisplay):
     def to_pandas(self):
         """The table, one row per run, as a ``pandas.DataFrame`` (pandas is needed)."""
         return to_dataframe(self.table, COMPARISON_COLUMNS)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write to an HDF5 file (kind ``comparison``), the paths included; returns the path."""
-        arrays, paths_meta = self.paths.pack()
-        meta = {"table": list(self.table), "meta": self.meta, "paths": paths_meta}
-        return _io.write_h5(path, self.KIND, {f"paths/{k}": v for k, v in arrays.items()}, meta)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "OptimizerComparison":
-        """Read a file written by ``save``.
-
-        Raises:
-            LosslensError: the file is missing or holds something else.
-        """
-        return _io.load(path, cls.KIND, cls._unpack)
-
-    @classmethod
-    def _unpack(cls, arrays: dict, meta: dict) -> "OptimizerComparison":
-        paths = TrajectoryPaths.unpack({k.removeprefix("paths/"): v for k, v in arrays.items()}, meta["paths"])
-        return cls(tuple(meta["table"]), paths, meta["meta"])
 
 
 def compare_runs(

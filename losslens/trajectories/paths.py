@@ -38,10 +38,10 @@ import torch
 from losslens import _io
 from losslens.checks import check_number
 from losslens.core.evaluator import EvalResult
-from losslens.results import ResultDisplay, to_dataframe
+from losslens.results import Group, Result, array, stored, to_dataframe
 from losslens.trajectories.table import write_csv
 from losslens.trajectories.pca import (
-    DEFAULT_BUDGET, TrajectoryPCA, checkpoint_from_record, checkpoint_record, trajectory_pca,
+    DEFAULT_BUDGET, TrajectoryPCA, checkpoints_attr, trajectory_pca,
 )
 from losslens.trajectories.series import Checkpoint, CheckpointSeries
 
@@ -52,7 +52,7 @@ PATHS_COLUMNS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class TrajectoryPaths(ResultDisplay):
+class TrajectoryPaths(Result):
     """Checkpoints of one or several runs on a PCA plane, with residuals and true/plane losses.
 
     Attributes:
@@ -74,16 +74,16 @@ class TrajectoryPaths(ResultDisplay):
 
     KIND: ClassVar[str] = "trajectory"
 
-    checkpoints: tuple[Checkpoint, ...]
-    coords: np.ndarray
-    residual: np.ndarray
-    distance: np.ndarray
-    step_distance: np.ndarray
-    distance_from_init: np.ndarray
-    true_loss: np.ndarray
-    plane_loss: np.ndarray
-    true_metrics: dict[str, np.ndarray] = field(default_factory=dict)
-    plane_metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    checkpoints: tuple[Checkpoint, ...] = checkpoints_attr()
+    coords: np.ndarray = array()
+    residual: np.ndarray = array()
+    distance: np.ndarray = array()
+    step_distance: np.ndarray = array()
+    distance_from_init: np.ndarray = array()
+    true_loss: np.ndarray = array()
+    plane_loss: np.ndarray = array()
+    true_metrics: dict[str, np.ndarray] = stored(Group(), default_factory=dict)
+    plane_metrics: dict[str, np.ndarray] = stored(Group(), default_factory=dict)
     meta: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -175,35 +175,6 @@ class TrajectoryPaths(ResultDisplay):
                   "explained_variance_ratio_": np.asarray(self.meta["pca"]["explained_variance_ratio"][:2])}
         return _io.write_h5(Path(path), "projection", arrays, {"run": run})
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write to an HDF5 file (kind ``trajectory``); returns the path."""
-        return _io.write_h5(path, self.KIND, *self.pack())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "TrajectoryPaths":
-        """Read a file written by ``save``.
-
-        Raises:
-            LosslensError: the file is missing or holds something else.
-        """
-        return _io.load(path, cls.KIND, cls.unpack)
-
-    def pack(self) -> tuple[dict[str, np.ndarray], dict]:
-        """``(arrays, meta)`` as ``_io.write_h5`` stores them (for results that hold paths)."""
-        arrays = {k: getattr(self, k) for k in
-                  ("coords", "residual", "distance", "step_distance", "distance_from_init", "true_loss", "plane_loss")}
-        arrays |= {f"true_metrics/{k}": v for k, v in self.true_metrics.items()}
-        arrays |= {f"plane_metrics/{k}": v for k, v in self.plane_metrics.items()}
-        return arrays, {"meta": self.meta, "checkpoints": [checkpoint_record(c) for c in self.checkpoints]}
-
-    @classmethod
-    def unpack(cls, arrays: dict[str, np.ndarray], meta: dict) -> "TrajectoryPaths":
-        """The paths ``pack`` gave ``(arrays, meta)`` of."""
-        groups = {g: {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(g + "/")}
-                  for g in ("true_metrics", "plane_metrics")}
-        plain = {k: v for k, v in arrays.items() if "/" not in k}
-        items = tuple(checkpoint_from_record(r) for r in meta["checkpoints"])
-        return cls(items, **plain, **groups, meta=meta["meta"])
 
 
 def trajectory_paths(

@@ -37,7 +37,6 @@ far each checkpoint lies off the plane.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -45,18 +44,25 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 
-from losslens import _io
 from losslens.checks import check_int, refuse
 from losslens.errors import ConfigError
 from losslens.landscape.directions import Directions
-from losslens.results import ResultDisplay
+from losslens.results import Result, array, attr
 from losslens.trajectories.series import Checkpoint, CheckpointSeries
 
 DEFAULT_BUDGET = 2 << 30  # bytes of checkpoints the Gram pass holds at once
 
 
+def checkpoints_attr():
+    """A field of checkpoints, stored in the file's header as records ``run, index, step, epoch, path``."""
+    return attr(lambda records: tuple(Checkpoint(r["run"], int(r["index"]), r["step"], r["epoch"], Path(r["path"]))
+                                      for r in records),
+                lambda checkpoints: [{"run": c.run, "index": c.index, "step": c.step, "epoch": c.epoch,
+                                      "path": str(c.path)} for c in checkpoints])
+
+
 @dataclass(frozen=True, eq=False, repr=False)
-class TrajectoryPCA(ResultDisplay):
+class TrajectoryPCA(Result):
     """Principal components of one or several runs' checkpoints (one basis for all).
 
     Attributes:
@@ -77,16 +83,16 @@ class TrajectoryPCA(ResultDisplay):
 
     KIND: ClassVar[str] = "trajectory_pca"
 
-    components: np.ndarray
-    singular_values: np.ndarray
-    explained_variance: np.ndarray
-    explained_variance_ratio: np.ndarray
-    scores: np.ndarray
-    gram: np.ndarray
-    mean: np.ndarray
-    origin: np.ndarray
-    checkpoints: tuple[Checkpoint, ...]
-    origin_index: int
+    components: np.ndarray = array()
+    singular_values: np.ndarray = array()
+    explained_variance: np.ndarray = array()
+    explained_variance_ratio: np.ndarray = array()
+    scores: np.ndarray = array()
+    gram: np.ndarray = array()
+    mean: np.ndarray = array()
+    origin: np.ndarray = array()
+    checkpoints: tuple[Checkpoint, ...] = checkpoints_attr()
+    origin_index: int = attr(int)
     meta: dict = field(default_factory=dict)
 
     @property
@@ -119,28 +125,6 @@ class TrajectoryPCA(ResultDisplay):
             "cosine": (v @ v.T).tolist(),
         }
         return Directions(v.to(dtype), "pca", meta)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write to an HDF5 file (kind ``trajectory_pca``); returns the path."""
-        arrays = {k: getattr(self, k) for k in ("components", "singular_values", "explained_variance",
-                                                  "explained_variance_ratio", "scores", "gram", "mean", "origin")}
-        meta = {"meta": self.meta, "origin_index": self.origin_index,
-                "checkpoints": [checkpoint_record(c) for c in self.checkpoints]}
-        return _io.write_h5(path, self.KIND, arrays, meta)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "TrajectoryPCA":
-        """Read a file written by ``save``.
-
-        Raises:
-            LosslensError: the file is missing or holds something else.
-        """
-        return _io.load(path, cls.KIND, cls._unpack)
-
-    @classmethod
-    def _unpack(cls, arrays: dict, meta: dict) -> "TrajectoryPCA":
-        items = tuple(checkpoint_from_record(r) for r in meta["checkpoints"])
-        return cls(**arrays, checkpoints=items, origin_index=int(meta["origin_index"]), meta=meta["meta"])
 
 
 def trajectory_pca(
@@ -259,15 +243,6 @@ def pca_directions(points, n: int = 2, *, origin: Literal["last"] | int = "last"
     if isinstance(points, torch.Tensor) and points.dtype != torch.float64:
         dtype = torch.float32
     return pca.directions(n, dtype)
-
-
-def checkpoint_record(c: Checkpoint) -> dict:
-    """A checkpoint as a JSON-able dict (for result files)."""
-    return {"run": c.run, "index": c.index, "step": c.step, "epoch": c.epoch, "path": str(c.path)}
-
-
-def checkpoint_from_record(r: dict) -> Checkpoint:
-    return Checkpoint(r["run"], int(r["index"]), r["step"], r["epoch"], Path(r["path"]))
 
 
 # -- the passes -----------------------------------------------------------------------------------

@@ -40,30 +40,22 @@ have others, but the comparison still shows how far a rate is from the curvature
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import ClassVar, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from losslens import _io
 from losslens.checks import check_choice, check_int, check_number, check_seed, refuse
 from losslens.core.optimizers import make_optimizer
 from losslens.errors import ConfigError
-from losslens.results import ResultDisplay, to_dataframe
 from losslens.trajectories.objectives import ReplayObjective, as_objective
+from losslens.trajectories.replay_result import Replay
+from losslens.trajectories.replay_steps import _checked, _scheduler, _top_curvature, _update
 
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step")
 NEEDS_HESSIAN: tuple[str, ...] = ("SophiaH", "AdaHessian")  # classes that call autograd.grad on p.grad
-PATH_COLUMNS: tuple[str, ...] = ("optimizer", "step", "x", "y", "loss", "grad_norm", "lr")
-SUMMARY_COLUMNS: tuple[str, ...] = (
-    "optimizer", "name", "lr", "status", "steps", "final_x", "final_y", "final_loss", "steps_to_tol", "path_length",
-    "oscillation", "lambda_max_start", "lr_above_2_over_lambda_start", "lambda_max_minimum",
-    "lr_above_2_over_lambda_minimum",
-)
 BACKGROUND_POINTS = 121  # per axis, for the contour behind the paths
 
 
@@ -86,170 +78,6 @@ class OptimizerSpec:
     label: str | None = None
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Replay(ResultDisplay):
-    """The paths of several optimizers on one objective.
-
-    Attributes:
-        labels: one per optimizer, unique.
-        paths: one ``(T_k + 1, 6)`` array per optimizer, columns ``step, x, y, loss, grad_norm, lr``.
-        status: per optimizer ``"completed"``, ``"diverged"`` or ``"left the domain"``.
-        background: ``(x (nx,), y (ny,), z (ny, nx))`` the objective around the paths, for contours;
-            ``None`` when the objective cannot be sampled.
-        meta: the objective's ``meta`` (under ``objective``), ``optimizers`` (label, name, class, lr,
-            options), ``start``, ``steps``, ``schedule``, ``clip``, ``noise``, ``seed``, ``tol``,
-            ``min_value``, ``minimum``, ``lambda_max`` (``start``, ``minimum``), ``stops``, ``versions``.
-    """
-
-    KIND: ClassVar[str] = "replay"
-
-    labels: tuple[str, ...]
-    paths: tuple[np.ndarray, ...]
-    status: tuple[str, ...]
-    background: tuple[np.ndarray, np.ndarray, np.ndarray] | None
-    meta: dict
-
-    @property
-    def value_name(self) -> str:
-        """What the ``loss`` column holds: ``"fitted loss"`` on a fit (the fit's value, not the model's
-        loss), else ``"loss"``."""
-        objective = self.meta.get("objective") or {}
-        return objective.get("value_name") or ("fitted loss" if objective.get("kind") == "fit" else "loss")
-
-    def columns(self, table: str = "paths") -> tuple[str, ...]:
-        """The CSV columns of ``table`` (``PATH_COLUMNS`` or ``SUMMARY_COLUMNS``), ``loss`` named by
-        ``value_name`` (``fitted_loss``, ``final_fitted_loss`` on a fit).
-
-        Raises:
-            ValueError: an unknown table.
-        """
-        check_choice("table", table, ("paths", "summary"))
-        name = self.value_name.replace(" ", "_")
-        return tuple(c.replace("loss", name) for c in (PATH_COLUMNS if table == "paths" else SUMMARY_COLUMNS))
-
-    def path(self, label: str) -> dict[str, np.ndarray]:
-        """The columns of one optimizer's path: ``step, x, y, loss, grad_norm, lr``.
-
-        Raises:
-            KeyError: an unknown label (the labels are listed).
-        """
-        if label not in self.labels:
-            raise KeyError(f"no optimizer labelled {label!r}; labels: {', '.join(self.labels)}")
-        p = self.paths[self.labels.index(label)]
-        return {c: (p[:, i].astype(int) if c == "step" else p[:, i]) for i, c in enumerate(PATH_COLUMNS[1:])}
-
-    @property
-    def target(self) -> float:
-        """The loss the tolerance is measured from: the objective's minimum value, else the lowest reached."""
-        if self.meta.get("min_value") is not None:
-            return float(self.meta["min_value"])
-        losses = np.concatenate([p[:, 3] for p in self.paths])
-        losses = losses[np.isfinite(losses)]
-        return float(losses.min()) if len(losses) else math.nan
-
-    def summary_rows(self) -> list[dict]:
-        """One dict per optimizer with the ``SUMMARY_COLUMNS`` (see the module doc); on a fit ``final_loss``
-        is the fitted loss (``value_name``)."""
-        lam = self.meta.get("lambda_max") or {}
-        target, tol = self.target, float(self.meta["tol"])
-        rows = []
-        for label, p, status, opt in zip(self.labels, self.paths, self.status, self.meta["optimizers"]):
-            loss = p[:, 3]
-            reached = np.flatnonzero(loss <= target + tol)
-            moves = np.diff(p[:, 1:3], axis=0)
-            moves = moves[np.isfinite(moves).all(axis=1)]
-            lr = float(opt["lr"])
-            rows.append({
-                "optimizer": label, "name": opt["name"], "lr": lr, "status": status, "steps": int(p[-1, 0]),
-                "final_x": float(p[-1, 1]), "final_y": float(p[-1, 2]), "final_loss": float(loss[-1]),
-                "steps_to_tol": int(p[reached[0], 0]) if len(reached) else None,
-                "path_length": _length(moves),
-                "oscillation": int(((moves[1:] * moves[:-1]).sum(axis=1) < 0).sum()),
-                "lambda_max_start": lam.get("start"), "lr_above_2_over_lambda_start": _above(lr, lam.get("start")),
-                "lambda_max_minimum": lam.get("minimum"),
-                "lr_above_2_over_lambda_minimum": _above(lr, lam.get("minimum")),
-            })
-        return rows
-
-    def summary(self) -> str:
-        """A table of the summary figures, with the stability limits spelled out."""
-        m = self.meta
-        lam = m.get("lambda_max") or {}
-        value = self.value_name
-        head = [f"replay on {m['objective'].get('name', 'objective')} from ({m['start'][0]:.4g}, {m['start'][1]:.4g}), "
-                f"{m['steps']} steps; tolerance {m['tol']:g} above {self.target:.6g}"
-                + (f"; values are the {value} (the fit's, not the model's loss)" if value != "loss" else "")]
-        for where in ("start", "minimum"):
-            v = lam.get(where)
-            if v is not None:
-                limit = f"2/lambda_max = {2 / v:.4g}" if v > 0 else "no limit (no positive curvature)"
-                head.append(f"lambda_max at the {where} {v:.4g}: gradient descent is stable for lr < {limit}")
-        rows = self.summary_rows()
-        width = max(len(r["optimizer"]) for r in rows)
-        head.append(f"{'optimizer':<{width}}  {'lr':>8}  {'final ' + value:>11}  {'to tol':>6}  {'length':>8}  "
-                    f"{'turns':>5}  status")
-        for r in rows:
-            where = [w for w in ("start", "minimum") if r[f"lr_above_2_over_lambda_{w}"]]
-            flag = f" (lr > 2/lambda_max at the {' and the '.join(where)})" if where else ""
-            head.append(f"{r['optimizer']:<{width}}  {r['lr']:>8.3g}  {r['final_loss']:>11.5g}  "
-                        f"{'-' if r['steps_to_tol'] is None else r['steps_to_tol']:>6}  {r['path_length']:>8.4g}  "
-                        f"{r['oscillation']:>5}  {r['status']} after {r['steps']} steps{flag}")
-        return "\n".join(head)
-
-    def to_csv(self, path: str | Path, table: str = "paths") -> Path:
-        """Write ``table``: ``"paths"`` (columns ``PATH_COLUMNS``, one row per optimizer and step) or
-        ``"summary"`` (``SUMMARY_COLUMNS``, one row per optimizer; an empty cell for none), the loss's
-        columns named by ``value_name`` (``columns``).
-
-        Raises:
-            ValueError: an unknown table.
-        """
-        rows, columns = self._table(table)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(columns)
-            writer.writerows([["" if v is None else v for v in row] for row in rows])
-        return path
-
-    def to_pandas(self, table: str = "paths"):
-        """``table`` (as in ``to_csv``) as a ``pandas.DataFrame`` (pandas is needed); ``None`` where a
-        value does not apply.
-
-        Raises:
-            ValueError: an unknown table.
-        """
-        return to_dataframe(*self._table(table))
-
-    def _table(self, table: str) -> tuple[list[list], tuple[str, ...]]:
-        """``(rows, columns)`` of ``"paths"`` or ``"summary"``, the columns as ``columns`` names them."""
-        columns = self.columns(table)
-        if table == "paths":
-            return [[label, int(r[0]), *map(float, r[1:])] for label, p in zip(self.labels, self.paths) for r in p], columns
-        return [[r[c] for c in SUMMARY_COLUMNS] for r in self.summary_rows()], columns
-
-    def save(self, path: str | Path) -> Path:
-        """Write to an HDF5 file (kind ``replay``)."""
-        arrays = {f"paths/{i}": p for i, p in enumerate(self.paths)}
-        if self.background is not None:
-            arrays.update(zip(("background/x", "background/y", "background/z"), self.background))
-        header = {"labels": list(self.labels), "status": list(self.status)}
-        return _io.write_h5(path, self.KIND, arrays, {**header, "meta": self.meta})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Replay":
-        """Read a file written by ``save``."""
-        return _io.load(path, cls.KIND, cls._unpack)
-
-    @classmethod
-    def _unpack(cls, a: dict, m: dict) -> "Replay":
-        paths = tuple(a[f"paths/{i}"] for i in range(len(m["labels"])))
-        bg = tuple(a[f"background/{k}"] for k in "xyz") if "background/z" in a else None
-        return cls(tuple(m["labels"]), paths, tuple(m["status"]), bg, m["meta"])
-
-
-# long: the documented arguments of a replay's 15 options; the body is 13 lines
 def replay(
     objective,
     optimizers: Sequence[str | OptimizerSpec] = ("sgd", "momentum", "adam"),
@@ -411,82 +239,6 @@ def _still_inside(obj: ReplayObjective, t: int, params, active: list[int], statu
             status[k] = "diverged" if not finite[j] else "left the domain"
             stops[k] = {"step": t + 1, "reason": status[k], "point": moved[j].tolist()}
     return kept
-
-
-# -- steps ---------------------------------------------------------------------------------------
-
-
-def _checked(obj: ReplayObjective, out, K: int):
-    """The objective's ``(loss (K,), grad (K, 2), hessian (K, 2, 2) or None)``, float64 on the CPU, detached.
-
-    Raises:
-        ValueError: shapes that are not those (the objective is named).
-    """
-    expected = ((K,), (K, 2), (K, 2, 2))
-    result = []
-    for name, value, shape in zip(("loss", "gradient", "Hessian"), out, expected):
-        if value is None:
-            result.append(None)
-            continue
-        value = torch.as_tensor(value).detach().to(device="cpu", dtype=torch.float64)
-        if tuple(value.shape) != shape:
-            raise ValueError(f"objective {obj.name!r} returned a {name} of shape {list(value.shape)} for {K} points, "
-                             f"expected {list(shape)}")
-        result.append(value)
-    return tuple(result)
-
-
-def _update(p, opt, scheduler, grad, hess, needs_hessian: bool, xi, noise: float, clip: float | None) -> None:
-    """One optimizer step from the batched gradient (noise, then clipping; see the module doc)."""
-    g = grad.clone()
-    if xi is not None:
-        g = g + noise * xi
-    if clip is not None:
-        norm = float(g.norm())
-        if norm > clip:
-            g = g * (clip / norm)
-    if needs_hessian:  # value g, derivative hess: exact Hessian-vector products through p.grad's graph
-        g = g + hess @ (p - p.detach())
-    p.grad = g
-    opt.step()
-    scheduler.step()
-
-
-def _scheduler(opt, schedule: str, steps: int, warmup: int, step_size: int | None, gamma: float):
-    from torch.optim import lr_scheduler as ls
-
-    after = max(steps - warmup, 1)
-    main = {
-        "constant": lambda: ls.ConstantLR(opt, factor=1.0, total_iters=0),
-        "cosine": lambda: ls.CosineAnnealingLR(opt, T_max=after),
-        "step": lambda: ls.StepLR(opt, step_size=step_size, gamma=gamma),
-    }[schedule]
-    if warmup == 0:
-        return main()
-    warm = ls.LinearLR(opt, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup)
-    return ls.SequentialLR(opt, [warm, main()], milestones=[warmup])
-
-
-def _top_curvature(obj: ReplayObjective, point) -> float | None:
-    """The largest eigenvalue of the objective's Hessian at ``point``, when it has Hessians."""
-    if not obj.has_hessian:
-        return None
-    _, _, H = obj.value_grad_hessian(torch.tensor([point], dtype=torch.float64))
-    value = float(torch.linalg.eigvalsh(H[0]).max())
-    return value if math.isfinite(value) else None
-
-
-def _length(moves: np.ndarray) -> float:
-    """:math:`\\sum_t \\lVert p_{t+1} - p_t \\rVert` (``inf`` for a path that ran off to overflow)."""
-    with np.errstate(over="ignore"):
-        return float(np.hypot(moves[:, 0], moves[:, 1]).sum())
-
-
-def _above(lr: float, lam: float | None) -> bool | None:
-    """Whether ``lr > 2 / lam`` (never when ``lam <= 0``); ``None`` when ``lam`` is unknown."""
-    if lam is None:
-        return None
-    return bool(lam > 0 and lr > 2.0 / lam)
 
 
 # -- options -------------------------------------------------------------------------------------

@@ -8,20 +8,21 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from losslens._io import atomic
+
 
 def write_csv(path: str | os.PathLike, rows: Sequence[dict], columns: Sequence[str]) -> Path:
     """Write ``rows`` (dicts holding at least ``columns``) with the header ``columns``.
 
-    Floats are written with ``repr`` (they read back exactly); ``None`` and NaN as empty fields.
+    Floats are written with ``repr`` (they read back exactly); ``None`` and NaN as empty fields. The
+    file is written through ``_io.atomic`` (parent directories created).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    with atomic(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for row in rows:
             writer.writerow([_cell(row[c]) for c in columns])
-    return path
+    return Path(path)
 
 
 def _cell(value) -> str:

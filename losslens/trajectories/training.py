@@ -18,7 +18,7 @@ from losslens.checks import check_int
 from losslens.core.data import TensorData, subset
 from losslens.core.train import DYNAMICS_FILE, TrainRun
 from losslens.core.train import train as core_train
-from losslens.trajectories.dynamics import DynamicsRecorder
+from losslens.trajectories.dynamics_recorder import DynamicsRecorder
 
 DYNAMICS_CSV = "dynamics.csv"
 

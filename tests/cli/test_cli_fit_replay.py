@@ -15,7 +15,7 @@ from losslens.core.optimizers import is_available
 from losslens.errors import ConfigError
 from losslens.landscape.fit import SurfaceFit
 from losslens.landscape.surface import Surface
-from losslens.trajectories.replay import Replay
+from losslens.trajectories.replay_result import Replay
 
 X = np.linspace(-2.0, 2.5, 25)
 Y = np.linspace(-1.5, 2.0, 19)

@@ -16,7 +16,8 @@ from losslens.core.evaluator import Evaluator
 from losslens.core.models import build_model
 from losslens.core.provenance import CheckpointMeta
 from losslens.curvature.hessian import Eigenpairs
-from losslens.curvature.spectrum import Spectrum, TraceEstimate
+from losslens.curvature.spectrum import Spectrum
+from losslens.curvature.trace_estimation import TraceEstimate
 from losslens.landscape.interpolation import barrier
 from losslens.landscape.surface import Surface
 
@@ -182,9 +183,9 @@ def test_hessian_warns_of_a_density_from_one_lanczos_step(tmp_path, capsys, chec
 
 
 def test_hessian_says_when_the_trace_is_not_resolved(tmp_path, capsys, checkpoints, monkeypatch):
-    from losslens.curvature import spectrum
+    from losslens.curvature import trace_estimation
 
-    monkeypatch.setattr(spectrum, "trace", lambda *a, **k: TraceEstimate(12.23, 16.0, 12, "hutch++", {}))
+    monkeypatch.setattr(trace_estimation, "trace", lambda *a, **k: TraceEstimate(12.23, 16.0, 12, "hutch++", {}))
     out = tmp_path / "h"
     assert main(["hessian", checkpoints[0], "--trace-samples", "12", "--out", str(out)] + FAST) == 0
     assert "trace 12.23 ± 16 (hutch++, 12 Hessian-vector products): not resolved" in capsys.readouterr().out

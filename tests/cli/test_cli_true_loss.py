@@ -9,7 +9,7 @@ import pytest
 from losslens.cli import _common
 from losslens.cli.main import main
 from losslens.landscape.surface import Surface
-from losslens.trajectories.replay import Replay
+from losslens.trajectories.replay_result import Replay
 
 
 @pytest.fixture(scope="module")

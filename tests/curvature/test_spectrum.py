@@ -1,4 +1,5 @@
-"""Tests of losslens/curvature/spectrum.py: trace estimators and SLQ densities, against ground truth.
+"""Tests of losslens/curvature/trace_estimation.py and spectrum.py: trace estimators and SLQ densities,
+against ground truth.
 
 Ground truth: dense symmetric matrices with known spectra (random orthogonal basis, diagonal, low
 rank), whose traces and moments are exact; tolerances come from the estimators' variances. For
@@ -12,7 +13,8 @@ import pytest
 import torch
 from scipy.integrate import trapezoid
 
-from losslens.curvature.spectrum import Spectrum, TraceEstimate, density, trace
+from losslens.curvature.spectrum import Spectrum, density
+from losslens.curvature.trace_estimation import TraceEstimate, trace
 
 
 def rotated(lam, seed=0):

@@ -286,7 +286,7 @@ def test_a_mixtures_components_are_capped_at_what_the_points_support():
     ("quadratic", [0.7, 0.5, 3.0], 1),
 ])
 def test_closed_form_jacobians_match_finite_differences(model, theta, d):
-    from losslens.landscape.fit import _evaluate, _jacobian
+    from losslens.landscape.fit_models import _evaluate, _jacobian
 
     pts = torch.as_tensor(np.random.default_rng(0).uniform(-1.5, 1.5, (50, d)))
     t = torch.tensor(theta, dtype=torch.float64)

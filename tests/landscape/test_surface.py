@@ -330,7 +330,7 @@ def test_interrupted_creation_leaves_nothing_that_blocks_a_rerun(quadratic, tmp_
         surface_2d(ev, ev.w0, dirs, X_COORDS, Y_COORDS, path=path, progress=False)
     assert sorted(os.listdir(tmp_path)) == []  # neither the file nor its temporary
     monkeypatch.setattr(gf, "set_header", original)
-    stale = tmp_path / ".grid.h5.creating-999999999"  # a process killed with SIGKILL left this
+    stale = tmp_path / ".grid.h5.writing-999999999"  # a process killed with SIGKILL left this
     stale.write_bytes(b"\x89HDF half")
     s = surface_2d(ev, ev.w0, dirs, X_COORDS, Y_COORDS, path=path, progress=False)
     assert s.complete and sorted(os.listdir(tmp_path)) == ["grid.h5"]

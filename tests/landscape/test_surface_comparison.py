@@ -13,7 +13,8 @@ from losslens.errors import LosslensError
 from losslens.landscape.surface_comparison import SurfaceComparison, compare_surfaces, sharpness_of
 from losslens.landscape.surface import Surface
 from losslens.landscape.wavelets import multiscale
-from losslens.landscape.topology import bottleneck, topology
+from losslens.landscape.diagram_distances import bottleneck
+from losslens.landscape.topology import topology
 
 X = np.linspace(-1.0, 1.0, 33)  # nx = 33
 Y = np.linspace(-0.5, 1.5, 24)  # ny = 24
@@ -143,12 +144,11 @@ def test_bad_files_are_named(tmp_path):
 
 
 def test_diagrams_beyond_the_exact_matching_get_no_wasserstein_and_a_warning(monkeypatch):
-    import importlib
+    from losslens.landscape import diagram_distances
 
-    topo = importlib.import_module("losslens.landscape.topology")  # the module, not the function of that name
     a, b = topology(surface(landscape())), topology(surface(landscape(seed=1)))
     limit = len(a.diagram_h0) + len(b.diagram_h0) - 3  # two essential classes and one finite point too many
-    monkeypatch.setattr(topo, "MATCHING_POINTS", limit)
+    monkeypatch.setattr(diagram_distances, "MATCHING_POINTS", limit)
     result = compare_surfaces([surface(landscape()), surface(landscape(seed=1))], names=["A", "B"])
     (pair,) = result.distances
     assert pair["wasserstein_h0"] is None and pair["bottleneck_h0"] == pytest.approx(bottleneck(a, b))

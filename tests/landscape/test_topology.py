@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from losslens.landscape._grid_values import fill_nonfinite
-from losslens.landscape.topology import (
-    MATCHING_POINTS, THRESHOLD_FRACTION, Topology, TopologyStability, bottleneck, essential_count_difference,
-    topology, topology_stability, wasserstein,
-)
+from losslens.landscape.diagram_distances import MATCHING_POINTS, bottleneck, essential_count_difference, wasserstein
+from losslens.landscape.topology import THRESHOLD_FRACTION, Topology, topology
+from losslens.landscape.topology_stability import TopologyStability, topology_stability
 
 # a non-square grid with different ranges on each axis: nx = 41 along x, ny = 21 along y
 X = np.linspace(0.0, 4.0, 41)

@@ -10,7 +10,7 @@ import torch
 
 from losslens.core import reuse
 from losslens.core.provenance import fingerprint
-from losslens.curvature.spectrum import TraceEstimate, trace
+from losslens.curvature.trace_estimation import TraceEstimate, trace
 from losslens.errors import ConfigError
 from losslens.report import _store
 from losslens.report.options import ReportOptions, check_sections

@@ -122,7 +122,8 @@ def test_the_numbers_are_those_of_the_result_files_and_of_an_independent_evaluat
 
 
 def test_every_trace_estimate_in_the_report_has_its_error_bar(built):
-    from losslens.curvature.spectrum import Spectrum, TraceEstimate
+    from losslens.curvature.spectrum import Spectrum
+    from losslens.curvature.trace_estimation import TraceEstimate
 
     spectrum, tr = Spectrum.load(built.out / "spectrum.h5"), TraceEstimate.load(built.out / "trace.h5")
     per_vector = spectrum.meta["n_params"] * (spectrum.weights * spectrum.nodes).sum(axis=1)  # 2 start vectors
@@ -244,7 +245,7 @@ def test_a_failing_analysis_is_shown_with_its_error_and_the_others_go_on(run_dir
 def test_replay_falls_back_to_the_quadratic_without_the_fit(run_dir, tmp_path):
     report = build_report([run_dir], tmp_path / "out", options=SMALL, sections=["replay"], progress=False,
                           say=lambda text: None)
-    from losslens.trajectories.replay import Replay
+    from losslens.trajectories.replay_result import Replay
 
     r = Replay.load(tmp_path / "out" / "replay.h5")
     assert r.meta["objective"]["function"] == "quadratic" and r.meta["minimum"] == [0.0, 0.0]

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from losslens.trajectories.dynamics import DYNAMICS_COLUMNS, Dynamics, DynamicsRecorder, dynamics_of_run
+from losslens.trajectories.dynamics import DYNAMICS_COLUMNS, Dynamics, dynamics_of_run
+from losslens.trajectories.dynamics_recorder import DynamicsRecorder
 
 
 def test_recorded_values_equal_the_closed_forms_of_least_squares():
@@ -154,7 +155,7 @@ def test_save_load_and_csv_columns(tmp_path):
     (None, 0.5, {}, 4.0, "hessian"),  # no optimizer: gradient descent
 ])
 def test_stability_limit_per_optimizer(optimizer, lr, options, limit, of):
-    from losslens.trajectories.dynamics import stability_limit
+    from losslens.trajectories.edge_of_stability import stability_limit
 
     found = stability_limit(optimizer, lr, options)
     assert found.value == pytest.approx(limit, rel=1e-12) and found.of == of
@@ -162,7 +163,7 @@ def test_stability_limit_per_optimizer(optimizer, lr, options, limit, of):
 
 @pytest.mark.parametrize("optimizer", ["RMSprop", "Adagrad", "Lion"])
 def test_no_limit_is_drawn_for_optimizers_without_one(optimizer):
-    from losslens.trajectories.dynamics import stability_limit
+    from losslens.trajectories.edge_of_stability import stability_limit
 
     found = stability_limit(optimizer, 1e-3, {})
     assert math.isnan(found.value) and found.note == f"no known edge-of-stability limit for {optimizer}"
@@ -172,7 +173,7 @@ def test_no_limit_is_drawn_for_optimizers_without_one(optimizer):
                                      {"momentum": 0.9, "nesterov": True}])
 def test_the_limit_is_where_torch_sgd_starts_to_diverge_on_a_quadratic(options):
     """Ground truth: torch.optim.SGD on L = lambda w^2 / 2 converges just below the limit, diverges just above."""
-    from losslens.trajectories.dynamics import stability_limit
+    from losslens.trajectories.edge_of_stability import stability_limit
 
     lr = 0.1
     limit = stability_limit("SGD", lr, options).value
@@ -210,7 +211,7 @@ def test_default_dynamics_include_a_bounded_lambda_max(tmp_path):
     from losslens.core.data import load_dataset, subset
     from losslens.core.train import train
     from losslens.curvature.hessian import HessianOperator, eigenpairs
-    from losslens.trajectories.dynamics import MAX_SHARPNESS_MATVECS
+    from losslens.trajectories.edge_of_stability import MAX_SHARPNESS_MATVECS
     from losslens.trajectories.series import CheckpointSeries, run_evaluator
 
     data = (subset(load_dataset("digits", "train"), 128), subset(load_dataset("digits", "test"), 32))
@@ -255,7 +256,7 @@ def test_the_sharpness_stops_within_its_bound_when_lanczos_does_not_converge():
     """A dense spectrum (top eigenvalue not separated): NaN after at most MAX_SHARPNESS_MATVECS products."""
     from scipy.sparse.linalg import LinearOperator
 
-    from losslens.trajectories.dynamics import MAX_SHARPNESS_MATVECS, sharpness_of
+    from losslens.trajectories.edge_of_stability import MAX_SHARPNESS_MATVECS, sharpness_of
 
     class Diagonal:
         def __init__(self, d):

@@ -12,7 +12,8 @@ import torch
 from losslens.errors import ConfigError
 from losslens.landscape.fit import model_function
 from losslens.trajectories.objectives import ReplayObjective, grid_objective
-from losslens.trajectories.replay import PATH_COLUMNS, SUMMARY_COLUMNS, OptimizerSpec, Replay, replay
+from losslens.trajectories.replay import OptimizerSpec, replay
+from losslens.trajectories.replay_result import PATH_COLUMNS, SUMMARY_COLUMNS, Replay
 
 # The book chapter's published Gaussian fit. Its offset is not published; the offset does not change
 # gradients, and offset = A puts the minimum value at 0.
