@@ -36,6 +36,7 @@ from bench._common import (  # noqa: E402
     cnn_28, cnn_strided_28, forward_flops, images_28, matmul_peak, mlp_784, point_by_point, timed,
 )
 from losslens.core.evaluator import Evaluator  # noqa: E402
+from losslens.core.plan import Plan
 from losslens.landscape.directions import random_directions  # noqa: E402
 
 _BLOCKS = 8
@@ -58,8 +59,8 @@ def bench_model(name, build, x, y, *, steps, stride, device, peak, kind):
     model = build()
     with load(kind):
         cores = {
-            "core": Evaluator(model, "cross_entropy", (x, y), device=device, metrics=()),
-            "core-1t": Evaluator(model, "cross_entropy", (x, y), device=device, metrics=(), threads=1),
+            "core": Evaluator(model, "cross_entropy", (x, y), metrics=(), plan=Plan(device=device)),
+            "core-1t": Evaluator(model, "cross_entropy", (x, y), metrics=(), plan=Plan(device=device, threads=1)),
         }
         ev = cores["core"]
         dirs = random_directions(ev.space, ev.w0, 2, seed=0)

@@ -24,6 +24,7 @@ import torch
 
 from losslens.core.data import load_dataset
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.core.models import build_model
 from losslens.curvature.hessian import eigenpairs
 from losslens.curvature.operator import HessianOperator
@@ -40,8 +41,8 @@ def run(quick: bool = False, *, dtype: str = "float32", seed: int = 0) -> dict:
     model = build_model("mlp", input_shape=(1, 8, 8), hidden=hidden, seed=seed)
     train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
 
-    w, train_loss = _trained_point(Evaluator(model, "cross_entropy", train, dtype=torch.float64), steps)
-    truth_ev = Evaluator(model, "cross_entropy", test, dtype=torch.float64, vectorize=True)
+    w, train_loss = _trained_point(Evaluator(model, "cross_entropy", train, plan=Plan(dtype=torch.float64)), steps)
+    truth_ev = Evaluator(model, "cross_entropy", test, plan=Plan(dtype=torch.float64, vectorize=True))
     P = truth_ev.space.size
     start = time.perf_counter()
     dense = _dense(HessianOperator(truth_ev, w))
@@ -49,7 +50,7 @@ def run(quick: bool = False, *, dtype: str = "float32", seed: int = 0) -> dict:
     lam, U = torch.linalg.eigh(dense)
     top, top_vectors = lam[[-1, -2]], U[:, [-1, -2]].T
 
-    op = HessianOperator(Evaluator(model, "cross_entropy", test, dtype=DTYPES[dtype]), w)
+    op = HessianOperator(Evaluator(model, "cross_entropy", test, plan=Plan(dtype=DTYPES[dtype])), w)
     op @ torch.ones(P)  # warm-up of torch.func, outside the timings
     results = {}
     for backend, tol in METHODS:

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import hessian as hessian_bench  # noqa: E402
 from bench._common import images_28, mlp_784, point_by_point, timed  # noqa: E402
 from losslens.core.evaluator import Evaluator  # noqa: E402
+from losslens.core.plan import Plan
 from losslens.landscape.directions import random_directions  # noqa: E402
 from losslens.landscape.surface import surface_2d  # noqa: E402
 
@@ -46,7 +47,7 @@ def run(quick: bool = False) -> dict:
     model = mlp_784()
     axis = torch.linspace(-1, 1, steps, dtype=torch.float64)
 
-    ev = Evaluator(model, "cross_entropy", (x, y), device="cpu", metrics=())
+    ev = Evaluator(model, "cross_entropy", (x, y), metrics=(), plan=Plan(device="cpu"))
     dirs = random_directions(ev.space, ev.w0, 2, normalization="filter", seed=0)
     surface, t_ll = timed(surface_2d, ev, ev.w0, dirs, axis, axis, progress=False)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from losslens import Evaluator, fit_surface, hessian_directions, surface_2d, train
+from losslens import Recipe, fit_surface, hessian_directions, surface_2d, train
 from losslens.landscape.fit import model_function
 from losslens.plot import (
     animate_paths, plot_contour, plot_convergence, plot_fit, plot_replay_paths, plot_residuals, write_html,
@@ -79,7 +79,7 @@ def main(argv=None):
     # 1. the default MLP on digits, and the plane of its top two Hessian eigenvectors (unit norm)
     run = train("mlp", "digits", optimizer="adam", lr=3e-3, epochs=args.epochs, out=out / "run", overwrite=True,
                 progress=False)
-    ev = Evaluator.from_checkpoint(run.checkpoints[-1], split="train")
+    ev = Recipe.from_checkpoint(run.checkpoints[-1], split="train").evaluator(run.checkpoints[-1])
     dirs = hessian_directions(ev, k=2, seed=0)
     axis = np.linspace(*RANGE, args.grid)
     surface = surface_2d(ev, ev.w0, dirs, axis, axis, progress=False)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from losslens import Evaluator, fit_surface, hessian_directions, surface_2d, train
+from losslens import Recipe, fit_surface, hessian_directions, surface_2d, train
 from losslens.landscape.fit import model_function
 from losslens.plot import plot_contour, plot_fit, plot_replay_paths, plot_residuals
 from losslens.trajectories.objectives import PlaneLoss, ReplayObjective, fit_objective
@@ -57,7 +57,7 @@ out.mkdir(parents=True, exist_ok=True)
 # %%
 run = train("mlp", "digits", optimizer="adam", lr=3e-3, epochs=args.epochs, out=out / "run", overwrite=True,
             progress=False)
-ev = Evaluator.from_checkpoint(run.checkpoints[-1], split="train")
+ev = Recipe.from_checkpoint(run.checkpoints[-1], split="train").evaluator(run.checkpoints[-1])
 print(f"{ev.space.size} parameters, {ev.n_samples} training samples")
 
 # %% [markdown]

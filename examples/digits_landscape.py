@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from losslens import (
-    Evaluator, HessianOperator, barrier, eigenpairs, interpolate, load_checkpoint, random_directions, surface_2d,
+    HessianOperator, Recipe, barrier, eigenpairs, interpolate, load_checkpoint, random_directions, surface_2d,
     trace, train,
 )
 from losslens.plot import plot_1d, plot_contour
@@ -30,7 +30,7 @@ def main(argv=None):
 
     run = train("mlp", "digits", optimizer="adam", lr=3e-3, epochs=args.epochs, out=out / "run", progress=False)
     # the model, its data and split come from the checkpoint's metadata; the evaluator records them
-    ev = Evaluator.from_checkpoint(run.checkpoints[-1], split="train")
+    ev = Recipe.from_checkpoint(run.checkpoints[-1], split="train").evaluator(run.checkpoints[-1])
     dirs = random_directions(ev.space, ev.w0, 2, normalization="filter", seed=0)
     axis = np.linspace(-1, 1, args.steps)
     surface = surface_2d(ev, ev.w0, dirs, axis, axis, path=out / "surface.h5", progress=False)

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from losslens import Evaluator, HessianOperator, eigenpairs, random_directions, surface_2d
+from losslens.core.recipe import Recipe
 from losslens.plot import plot_contour
 
 VOCAB = 64
@@ -114,13 +115,14 @@ def main(argv=None):
     lm_loader = DataLoader(sequences(96), batch_size=16, collate_fn=pad_lm)
     gpt2 = train(tiny_gpt2(), lm_loader, args.epochs)
     lm_eval = DataLoader(sequences(48, seed=5), batch_size=16, collate_fn=pad_lm)  # padded per batch
-    lm = Evaluator(gpt2, "model", lm_eval, split="test")  # the model's own loss, over its shifted labels
+    lm = Evaluator(gpt2, "model", lm_eval, recipe=Recipe(split="test"))  # the model's own loss, over its shifted labels
     lm_surface, lm_top = landscape(lm, args.steps, out, "gpt2")
 
     inputs, labels = classification_data(96)
     batches = [{**{k: v[i : i + 16] for k, v in inputs.items()}, "labels": labels[i : i + 16]} for i in range(0, 96, 16)]
     bert = train(tiny_bert(), batches, args.epochs)
-    cls = Evaluator(bert, "cross_entropy", classification_data(48, seed=6), split="test")  # on the logits
+    # on the logits
+    cls = Evaluator(bert, "cross_entropy", classification_data(48, seed=6), recipe=Recipe(split="test"))
     cls_surface, cls_top = landscape(cls, args.steps, out, "bert")
 
     for name, ev, surface, top in (("GPT-2 (causal LM)", lm, lm_surface, lm_top),

@@ -14,8 +14,8 @@ import importlib
 from losslens._version import __version__
 
 _SOURCES = {
-    "losslens.core": ("EvalResult", "Evaluator", "ParameterSpace", "TrainRun", "build_model", "load_checkpoint",
-                      "load_dataset", "load_model", "save_checkpoint", "subset"),
+    "losslens.core": ("EvalResult", "Evaluator", "ParameterSpace", "Plan", "Recipe", "TrainRun", "build_model",
+                      "load_checkpoint", "load_dataset", "load_model", "save_checkpoint", "subset"),
     "losslens.curvature": ("Eigenpairs", "HessianOperator", "Spectrum", "TraceEstimate", "density", "eigenpairs",
                            "trace"),
     "losslens.landscape": ("Directions", "Multiscale", "Surface", "SurfaceComparison", "SurfaceFit", "Topology",
@@ -35,7 +35,7 @@ _WHERE = {name: (module, name) for module, names in _SOURCES.items() for name in
 __all__ = [
     "__version__",
     # core
-    "Evaluator", "EvalResult", "ParameterSpace", "build_model", "load_dataset", "subset", "load_checkpoint",
+    "Evaluator", "EvalResult", "Plan", "Recipe", "ParameterSpace", "build_model", "load_dataset", "subset", "load_checkpoint",
     "load_model", "save_checkpoint", "train", "TrainRun",
     # landscape
     "Directions", "random_directions", "hessian_directions", "pca_directions", "between", "Surface",

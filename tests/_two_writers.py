@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.landscape.directions import random_directions
 from losslens.landscape.surface import surface_2d
 
@@ -40,7 +41,8 @@ if __name__ == "__main__":
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(32, 4, generator=g), torch.randint(0, 3, (32,), generator=g)
     torch.manual_seed(0)
-    ev = Evaluator(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)), "cross_entropy", (x, y), device="cpu")
+    ev = Evaluator(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)), "cross_entropy", (x, y),
+                   plan=Plan(device="cpu"))
     dirs = random_directions(ev.space, ev.w0, n=2, seed=0)
     coords = np.linspace(-1.0, 1.0, 3)
     slow = Slow(ev, Path(sys.argv[2]), Path(sys.argv[3]))

@@ -8,6 +8,7 @@ from torch import nn
 from torch.func import functional_call, hessian
 
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.curvature.operator import HessianOperator
 
 
@@ -17,7 +18,7 @@ def net():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 3))
     x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
-    ev = Evaluator(model, "cross_entropy", (x, y), dtype=torch.float64)
+    ev = Evaluator(model, "cross_entropy", (x, y), plan=Plan(dtype=torch.float64))
     op = HessianOperator(ev)
     ref = copy.deepcopy(model).double()
 

@@ -88,12 +88,13 @@ def test_the_checks_are_value_errors_so_callers_catching_value_error_still_work(
 def tiny():
     """A 2-layer MLP on 20 random samples, its evaluator, two directions and a 5x5 surface."""
     from losslens.core import Evaluator
+    from losslens.core.plan import Plan
     from losslens.landscape import random_directions, surface_2d
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
     X, Y = torch.randn(20, 3), torch.randint(0, 2, (20,))
-    ev = Evaluator(model, "cross_entropy", (X, Y), device="cpu")
+    ev = Evaluator(model, "cross_entropy", (X, Y), plan=Plan(device="cpu"))
     dirs = random_directions(ev.space, ev.w0, 2, seed=0)
     grid = np.linspace(-1, 1, 5)
     surface = surface_2d(ev, ev.w0, dirs, grid, grid, progress=False)

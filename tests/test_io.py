@@ -17,6 +17,7 @@ import torch
 from losslens import _io, _locks
 from losslens.cli.main import main
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.curvature.hessian import Eigenpairs
 from losslens.errors import LosslensError
 from losslens.landscape.directions import Directions
@@ -36,7 +37,8 @@ def surface_file(tmp_path):
 
 
 def _tiny_evaluator():
-    return Evaluator(torch.nn.Linear(2, 1, bias=False), "mse", (torch.eye(2), torch.ones(2, 1)), device="cpu")
+    return Evaluator(torch.nn.Linear(2, 1, bias=False), "mse", (torch.eye(2), torch.ones(2, 1)),
+                     plan=Plan(device="cpu"))
 
 
 def _replace(path, name, make):

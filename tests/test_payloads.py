@@ -38,7 +38,7 @@ RUN_FIELDS = ("model", "data", "loss", "model_class", "optimizer")
 RECORDED_ONLY = {"model_class", "optimizer"}
 # Entries that take a field from elsewhere (their flags, options or arguments), so a payload in it is never read.
 TAKEN_ELSEWHERE = {
-    ("Evaluator.from_checkpoint", "data"),  # the data set is an argument
+    ("Recipe.from_checkpoint", "data"),  # the data set is an argument
     ("model_of_run", "data"), ("model_of_run", "loss"),  # builds the model only
     # the CLI and the report take the loss from --loss (default: the data set's task), not from run.json
     ("cli trajectory", "loss"), ("cli compare", "loss"), ("cli dynamics", "loss"), ("cli report", "loss"),
@@ -119,9 +119,9 @@ def _cli(*argv):
 
 
 def _evaluator(path, tmp):
-    from losslens.core.evaluator import Evaluator
+    from losslens.core.recipe import Recipe
 
-    return Evaluator.from_checkpoint(str(path), None, subset(load_dataset("digits", "test"), 16))
+    return Recipe.from_checkpoint(str(path), data="digits", split="test", subset=16).evaluator(str(path))
 
 
 def _report(inputs, tmp):
@@ -141,7 +141,7 @@ CHECKPOINT_ENTRIES = {
     "cli replay --true-loss": lambda c, tmp: _cli("replay", "--true-loss", str(c), "--steps", "4", "--updates", "2",
                                                   *CLI)(tmp),
     "cli report": lambda c, tmp: _cli("report", str(c), *REPORT, *CLI)(tmp),
-    "Evaluator.from_checkpoint": _evaluator,
+    "Recipe.from_checkpoint": _evaluator,
     "build_report": lambda c, tmp: _report(str(c), tmp),
 }
 

@@ -2,8 +2,8 @@
 
 A subcommand adds the flags it needs (``add_model_data_args``, ``add_split_args``, ...) and turns
 them into API arguments with the helpers below, so every subcommand spells the same thing the same
-way. Names found in a checkpoint's metadata are used only when they are built in
-(``provenance.trusted_name``): an import string there is never imported.
+way: the flags naming what is evaluated make a ``Recipe`` (``recipe_of``), which reads the names a
+checkpoint's metadata records only when they are built in (an import string there is never imported).
 """
 
 from __future__ import annotations
@@ -16,18 +16,15 @@ from pathlib import Path
 
 from losslens import _io
 from losslens.core.batchnorm import BN_MODES
-from losslens.core.checkpoints import load_model
-from losslens.core.data import DATASET_NAMES, BatchData, TensorData, load_dataset, subset
+from losslens.core.data import DATASET_NAMES
 from losslens.core.evaluator import Evaluator
-from losslens.core.losses import LOSS_NAMES, UNITS, resolve_loss
+from losslens.core.losses import LOSS_NAMES, UNITS
 from losslens.core.models import MODEL_NAMES
-from losslens.core.provenance import CheckpointMeta, trusted_name
+from losslens.core.recipe import DEFAULT_DATA, DEFAULT_MODEL, Recipe
 from losslens.core.train import TrainRun
 from losslens.errors import ConfigError
 
 MAX_SEED = 2**32 - 1  # the widest range every consumer takes (t-SNE's random_state is a numpy RandomState seed)
-DEFAULT_MODEL = "mlp"
-DEFAULT_DATA = "digits"
 DEFAULT_SUBSET = 5000  # samples evaluated by default: a seeded subset of larger sets
 SPLIT_CHOICES = ("train", "test", "both")
 
@@ -207,63 +204,27 @@ def parse_key_values(pairs: list[str], flag: str) -> dict:
 # -- what to evaluate -------------------------------------------------------------------------------
 
 
-def model_spec(args: argparse.Namespace, stored: CheckpointMeta | None = None) -> tuple[str, dict]:
-    """``(model name, options)``: the flags, else a built-in model the checkpoint records, else the default."""
-    stored = stored or CheckpointMeta()
-    kwargs = parse_key_values(args.model_arg, "--model-arg")
-    if args.model:
-        return args.model, kwargs
-    name = trusted_name(stored.model, MODEL_NAMES, what="model", flag="--model")
-    if name:
-        return name, kwargs or dict(stored.model_kwargs)
-    return DEFAULT_MODEL, kwargs
-
-
-def data_name(args: argparse.Namespace, stored: CheckpointMeta | None = None) -> str:
-    """The data set: ``--data``, else a built-in data set the checkpoint records, else the default."""
-    stored = stored or CheckpointMeta()
-    return args.data or trusted_name(stored.data, DATASET_NAMES, what="data set", flag="--data") or DEFAULT_DATA
+def recipe_of(args: argparse.Namespace, checkpoint: str | Path | None = None) -> Recipe:
+    """The ``Recipe`` the flags name (``--model``, ``--model-arg``, ``--data``, ``--split``'s first split,
+    ``--subset``, ``--seed``, ``--loss``, ``--units``, ``--target-key``, ``--output-key``, ``--bn``, where the
+    command has them); a flag left out takes the built-in name ``checkpoint``'s metadata records, else the
+    default (``Recipe.from_checkpoint``)."""
+    flags = {"model": args.model, "model_kwargs": parse_key_values(args.model_arg, "--model-arg") or None,
+             "data": args.data, "split": splits_of(args)[0] if hasattr(args, "split") else None}
+    flags |= {name: getattr(args, name, None) for name in ("subset", "seed", "loss", "units", "target_key",
+                                                         "output_key", "bn")}
+    return Recipe.from_checkpoint(checkpoint, **flags)
 
 
 def splits_of(args: argparse.Namespace) -> list[str]:
     return ["train", "test"] if args.split == "both" else [args.split]
 
 
-def load_data(args: argparse.Namespace, split: str, stored: CheckpointMeta | None = None) -> TensorData | BatchData:
-    """The ``split`` of the data set, cut to ``--subset`` samples (seeded by ``--seed``)."""
-    return subset(load_dataset(data_name(args, stored), split), args.subset, seed=args.seed)
-
-
-def evaluators(args: argparse.Namespace) -> list[Evaluator]:
-    """One evaluator of ``args.checkpoint`` per split of ``--split``, recording model, data and checkpoint."""
-    stored = CheckpointMeta.read(args.checkpoint)
-    name, kwargs = model_spec(args, stored)
-    out = []
-    for split in splits_of(args):
-        data = load_data(args, split, stored)
-        if not out:
-            if isinstance(data, BatchData) and name in MODEL_NAMES:
-                raise ConfigError(f"the built-in model {name!r} needs data held as tensors; {data.name!r} yields "
-                                  "batches of another structure: give your model with --model package.module:factory")
-            shape = (data.input_shape, data.num_outputs) if isinstance(data, TensorData) else ((), 0)
-            model = load_model(args.checkpoint, name, input_shape=shape[0], num_classes=shape[1],
-                               unsafe_pickle=args.unsafe_pickle, **kwargs)
-        out.append(Evaluator(model, evaluation_loss(getattr(args, "loss", None), data), data, device=args.device,
-                             bn=getattr(args, "bn", "eval"), threads=args.threads, checkpoint=args.checkpoint,
-                             model_name=name, model_kwargs=kwargs, units=getattr(args, "units", "auto"),
-                             target_key=getattr(args, "target_key", "labels"),
-                             output_key=getattr(args, "output_key", None)))
-    return out
-
-
-def evaluation_loss(loss: str | None, data: TensorData | BatchData) -> str:
-    """The loss evaluated: ``loss``, checked against a tensor data set's task; by default the task's
-    loss, or the model's own loss for batches of another structure (Hugging Face style)."""
-    if isinstance(data, BatchData):
-        return loss or "model"
-    if loss in (None, "cross_entropy", "mse"):
-        return resolve_loss(loss, data)
-    return loss
+def evaluators(args: argparse.Namespace, checkpoint: str | Path) -> list[Evaluator]:
+    """One evaluator of ``checkpoint`` per split of ``--split``, by the flags' recipe (``recipe_of``)."""
+    recipe = recipe_of(args, checkpoint)
+    return [recipe.with_split(split).evaluator(checkpoint, unsafe_pickle=args.unsafe_pickle, device=args.device,
+                                               threads=args.threads) for split in splits_of(args)]
 
 
 def describe(ev: Evaluator) -> str:
@@ -292,7 +253,13 @@ def is_main_process() -> bool:
 
 def default_run(args: argparse.Namespace) -> TrainRun:
     """The run used when no checkpoint is given: ``--model`` (default mlp) trained on ``--data`` (default
-    digits) for ``DEFAULT_EPOCHS`` epochs into ``OUT/default-model``, or that run again if it is finished.
+    digits), as ``train_default`` makes it."""
+    return train_default(recipe_of(args), Path(args.out), device=args.device, progress=not args.no_progress)
+
+
+def train_default(recipe: Recipe, out: Path, *, device: str, progress: bool) -> TrainRun:
+    """The recipe's model trained on its data for ``DEFAULT_EPOCHS`` epochs into ``out/default-model``, or
+    that run again if it is finished.
 
     It is always trained with seed 0, so it is the same model whatever ``--seed`` (which seeds the
     directions and subsets) says. Under torchrun, rank 0 trains while the others wait for it.
@@ -301,24 +268,22 @@ def default_run(args: argparse.Namespace) -> TrainRun:
 
     from losslens.trajectories.training import train_with_dynamics
 
-    run_dir = Path(args.out) / DEFAULT_RUN_DIR
-    name, kwargs = model_spec(args)
-    data = data_name(args)
+    run_dir = out / DEFAULT_RUN_DIR
+    name, kwargs, data = recipe.model, recipe.model_kwargs, recipe.data
     if is_main_process():
         try:
             run = TrainRun.load(run_dir)
         except ConfigError:
             run = None
-        recipe = {"model": name, "model_kwargs": kwargs, "data": data, "epochs": DEFAULT_EPOCHS}
-        if run is not None and all(run.metadata.get(k) == v for k, v in recipe.items()) \
+        wanted = {"model": name, "model_kwargs": kwargs, "data": data, "epochs": DEFAULT_EPOCHS}
+        if run is not None and all(run.metadata.get(k) == v for k, v in wanted.items()) \
                 and run.metadata.get("completed_epochs") == DEFAULT_EPOCHS and all(p.is_file() for p in run.checkpoints):
             print(f"no checkpoint given: using the default model, {name} trained on {data}, from {run_dir}")
         else:
             print(f"no checkpoint given: training the default model, {name} on {data} for {DEFAULT_EPOCHS} epochs, "
                   f"into {run_dir}")
             train_with_dynamics(name, data, epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR, seed=0, out=run_dir,
-                                model_kwargs=kwargs, device=args.device, overwrite=True,
-                                progress=not args.no_progress)
+                                model_kwargs=kwargs, device=device, overwrite=True, progress=progress)
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
     return TrainRun.load(run_dir)

@@ -25,8 +25,7 @@ def runs_evaluator(args: argparse.Namespace, run_dirs: list[Path]):
     the model, the data and the checkpoint); ``run_series`` reads the runs with its architecture."""
     from losslens.core.train import TrainRun
 
-    args.checkpoint = str(TrainRun.load(run_dirs[0]).checkpoints[-1])
-    (ev,) = evaluators(args)
+    (ev,) = evaluators(args, str(TrainRun.load(run_dirs[0]).checkpoints[-1]))
     if is_main_process():
         print(describe(ev))
     return ev

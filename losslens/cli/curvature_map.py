@@ -55,11 +55,12 @@ def run(args: argparse.Namespace) -> int:
     x = np.linspace(*checked_range(args.range, "--range"), args.steps)
     y = np.linspace(*checked_range(args.yrange or args.range, "--yrange"), args.ysteps or args.steps)
     trajectory = args.checkpoints
-    if args.checkpoint is None:
+    checkpoint = args.checkpoint
+    if checkpoint is None:
         run_ = default_run(args)
-        args.checkpoint = str(run_.checkpoints[-1])
+        checkpoint = str(run_.checkpoints[-1])
         trajectory = trajectory or [str(p) for p in run_.checkpoints]
-    (ev,) = evaluators(args)
+    (ev,) = evaluators(args, checkpoint)
     print(describe(ev))
     directions = _directions(args, ev, 2, trajectory)
     out = Path(args.out)

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     results = {}
-    for ev in evaluators(args):
+    for ev in evaluators(args, args.checkpoint):
         print(describe(ev))
         res = ev.evaluate(ev.w0)
         values = {"loss": float(res.loss[0])} | {m: float(v[0]) for m, v in res.metrics.items()}

@@ -90,15 +90,15 @@ def _default_surface(args: argparse.Namespace):
     """The default model's Hessian-eigenvector plane on [-1, 1]^2, computed (or resumed) into OUT/hessian_plane.h5."""
     import numpy as np
 
-    from losslens.cli._common import default_run, describe, evaluators
+    from losslens.cli._common import describe, train_default
+    from losslens.core.recipe import Recipe
     from losslens.landscape.directions import hessian_directions
     from losslens.landscape.surface import surface_2d
 
-    net = argparse.Namespace(out=args.out, model=None, model_arg=[], data=None, device=args.device, seed=0,
-                             split="train", subset=None, unsafe_pickle=False, bn="eval", no_progress=args.no_progress,
-                             threads="auto")
-    net.checkpoint = str(default_run(net).checkpoints[-1])
-    (ev,) = evaluators(net)
+    recipe = Recipe.from_checkpoint(None)  # the default model on all of the default data's train split
+    run = train_default(recipe, Path(args.out), device=args.device, progress=not args.no_progress)
+    checkpoint = run.checkpoints[-1]
+    ev = recipe.evaluator(checkpoint, device=args.device)
     print(describe(ev))
     directions = hessian_directions(ev, k=2, seed=0)
     x = np.linspace(-1.0, 1.0, DEFAULT_STEPS)

@@ -55,9 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from losslens.curvature.trace_estimation import trace
     from losslens.plot.render import render
 
-    if args.checkpoint is None:
-        args.checkpoint = str(default_run(args).checkpoints[-1])
-    (ev,) = evaluators(args)
+    checkpoint = args.checkpoint or str(default_run(args).checkpoints[-1])
+    (ev,) = evaluators(args, checkpoint)
     print(describe(ev))
     H = HessianOperator(ev)
     method = args.trace_method or ("hutch++" if args.backend == "losslens" else "hutchinson")

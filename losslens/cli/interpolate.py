@@ -48,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         run_ = default_run(args)
         a, b = str(run_.checkpoints[0]), str(run_.checkpoints[-1])
-    args.checkpoint = a
-    evs = evaluators(args)
+    evs = evaluators(args, a)
     for ev in evs:
         print(describe(ev))
     w_b = evs[0].space.flatten(load_checkpoint(b, evs[0].module_at(evs[0].w0), unsafe_pickle=args.unsafe_pickle))

@@ -183,8 +183,8 @@ def _true_loss(args: argparse.Namespace):
     kind = args.dirs or "hessian"
     lo, hi = checked_range(args.range or DEFAULT_RANGES[kind], "--range")
     n = args.steps or DEFAULT_GRID
-    args.checkpoint = args.true_loss or str(default_run(args).checkpoints[-1])
-    (ev,) = evaluators(args)
+    checkpoint = args.true_loss or str(default_run(args).checkpoints[-1])
+    (ev,) = evaluators(args, checkpoint)
     print(describe(ev))
     path = Path(args.out) / "true_plane.h5"
     directions = _directions(path, ev, kind, args.seed)

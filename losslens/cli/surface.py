@@ -75,11 +75,12 @@ def _run(args: argparse.Namespace) -> int:
     y = None if args.one_d else np.linspace(*checked_range(args.yrange or args.range, "--yrange"),
                                             args.ysteps or args.steps)
     trajectory = args.checkpoints
-    if args.checkpoint is None:
+    checkpoint = args.checkpoint
+    if checkpoint is None:
         run_ = default_run(args)
-        args.checkpoint = str(run_.checkpoints[-1])
+        checkpoint = str(run_.checkpoints[-1])
         trajectory = trajectory or [str(p) for p in run_.checkpoints]
-    evs = evaluators(args)
+    evs = evaluators(args, checkpoint)
     if main:
         for ev in evs:
             print(describe(ev))

@@ -7,11 +7,13 @@ from losslens.core.evaluator import EvalResult, Evaluator
 from losslens.core.losses import NONNEGATIVE_LOSSES
 from losslens.core.models import MODEL_NAMES, build_model
 from losslens.core.params import ParameterSpace
+from losslens.core.plan import Plan
+from losslens.core.recipe import Recipe
 from losslens.core.train import TrainRun, train
 
 __all__ = [
     # evaluation
-    "Evaluator", "EvalResult", "ParameterSpace", "NONNEGATIVE_LOSSES",
+    "Evaluator", "EvalResult", "Plan", "Recipe", "ParameterSpace", "NONNEGATIVE_LOSSES",
     # checkpoints
     "load_checkpoint", "load_model", "save_checkpoint", "load_metadata",
     # models and data

@@ -14,9 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-# check_seed and integer are imported here for core/train.py and core/evaluator.py, which import them from
-# this module until they import losslens.checks themselves
-from losslens.checks import check_int, check_seed, integer  # noqa: F401
+from losslens.checks import check_int
 from losslens.core.losses import IGNORE_INDEX, LossOverUnits, model_loss, read_output
 from losslens.errors import ConfigError
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from losslens.core._plan import ExecutionPlan, faster_threads, math_attention, using_threads
+from losslens.core.plan import ExecutionPlan, faster_threads, math_attention, using_threads
 
 _SLOWDOWN = 3.0  # a chunk this many times slower per point than the fastest so far: look at the threads again
 _RECHECK_S = 5.0  # and at least this often (seconds of evaluation) while several threads run

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch.func import grad, grad_and_value, jvp
 
-from losslens.core._plan import math_attention
+from losslens.core.plan import math_attention
 
 _GRAPH_FACTOR = 8  # bytes of a gradient graph per byte of forward activations (measured upper bound)
 

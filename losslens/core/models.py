@@ -70,29 +70,7 @@ def build_model(
         ConfigError: an unknown name or option, a bad import string, or a factory that does not
             return an ``nn.Module``.
     """
-    input_shape = tuple(int(s) for s in input_shape)
-    if name in _BUILDERS:
-        builder, options = _BUILDERS[name]
-        unknown = sorted(set(kwargs) - set(options))
-        if unknown:
-            valid = ", ".join(options) if options else "none"
-            raise ConfigError(f"model {name!r} has no option {', '.join(unknown)}; valid options: {valid}")
-        make = functools.partial(builder, input_shape, int(num_classes), **kwargs)
-    elif is_import_string(name):
-        if kwargs:
-            raise ConfigError(
-                f"model {name!r} is built by a factory called with no arguments; "
-                f"it takes no options (got {', '.join(sorted(kwargs))})"
-            )
-        factory = resolve_import_string(name, what="model factory")
-        if not callable(factory):
-            raise ConfigError(f"model factory {name!r} is not callable (type {type(factory).__name__})")
-        make = factory
-    else:
-        raise ConfigError(
-            f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}, "
-            "or an import string package.module:factory"
-        )
+    make = _maker(name, tuple(int(s) for s in input_shape), int(num_classes), kwargs)
     if seed is None:
         model = make()
     else:
@@ -102,6 +80,28 @@ def build_model(
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory {name!r} returned a {type(model).__name__}, not an nn.Module")
     return model
+
+
+def _maker(name: str, input_shape: tuple[int, ...], num_classes: int, kwargs: dict) -> Callable[[], object]:
+    """What builds model ``name`` when called: a built-in builder with its options checked, or a user's
+    factory (imported now) that takes no options."""
+    if name in _BUILDERS:
+        builder, options = _BUILDERS[name]
+        unknown = sorted(set(kwargs) - set(options))
+        if unknown:
+            valid = ", ".join(options) if options else "none"
+            raise ConfigError(f"model {name!r} has no option {', '.join(unknown)}; valid options: {valid}")
+        return functools.partial(builder, input_shape, num_classes, **kwargs)
+    if not is_import_string(name):
+        raise ConfigError(f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}, or an import string "
+                          "package.module:factory")
+    if kwargs:
+        raise ConfigError(f"model {name!r} is built by a factory called with no arguments; it takes no options (got "
+                          f"{', '.join(sorted(kwargs))})")
+    factory = resolve_import_string(name, what="model factory")
+    if not callable(factory):
+        raise ConfigError(f"model factory {name!r} is not callable (type {type(factory).__name__})")
+    return factory
 
 
 def _mlp(input_shape: tuple[int, ...], num_classes: int, hidden: Sequence[int] = (64, 32)) -> nn.Module:

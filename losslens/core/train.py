@@ -24,14 +24,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from losslens._io import write_json
-from losslens.core._checks import check_seed
+from losslens.checks import check_seed
 from losslens.core.checkpoints import save_checkpoint
 from losslens.core.data import TensorData, load_dataset
-from losslens.core._plan import resolve_device
 from losslens.core.evaluator import Evaluator
 from losslens.core.losses import loss_function, resolve_loss
 from losslens.core.models import build_model
 from losslens.core.optimizers import make_optimizer
+from losslens.core.plan import Plan, resolve_device
 from losslens.core.provenance import CheckpointMeta
 from losslens.errors import ConfigError
 
@@ -144,6 +144,7 @@ def _checkpoint_entry(out: Path, run_file: Path, i: int, entry) -> dict:
     return {"file": name, "epoch": None if epoch is None else float(epoch), "step": step}
 
 
+# long: twenty keyword arguments documented one by one; the body is a few calls to the functions below
 def train(
     model: str | nn.Module,
     data: str | TensorData | tuple[TensorData, TensorData] = "digits",
@@ -206,130 +207,151 @@ def train(
         ConfigError: an unknown optimizer, loss, model or data set, options that do not fit, or an
             ``out`` that already holds a run (without ``overwrite``).
     """
-    _check_positive(epochs=epochs, batch_size=batch_size, lr=lr)
+    _check_options(epochs=epochs, batch_size=batch_size, lr=lr, save_every_steps=save_every_steps)
     seed = check_seed(seed)
-    if not lr < _FLOAT32_MAX:  # the optimizers pass lr to float32 kernels, which overflow
-        raise ConfigError(f"lr must be below {_FLOAT32_MAX:.3g} (the largest float32), got {lr}")
-    if save_every_steps is not None:
-        _check_positive(save_every_steps=save_every_steps)
     train_set, test_set, data_name = _datasets(data)
     loss = resolve_loss(loss, train_set)
     device = resolve_device(device)
-
     model_kwargs = dict(model_kwargs or {})
-    if isinstance(model, str):
-        net = build_model(
-            model, input_shape=train_set.input_shape, num_classes=train_set.num_outputs, seed=seed, **model_kwargs
-        )
-        model_name = model
-    elif isinstance(model, nn.Module):
-        if model_kwargs:
-            raise ConfigError("model_kwargs apply only to a model given by name, not to a module")
-        net, model_name = copy.deepcopy(model), None
-    else:
-        raise ConfigError(f"model must be a model name, an import string or an nn.Module, not {type(model).__name__}")
+    net, model_name = _network(model, model_kwargs, train_set, seed)
     net.to(device).train()
     params = [p for p in net.parameters() if p.requires_grad]
     opt, opt_kwargs = make_optimizer(optimizer, params, lr, optimizer_kwargs, weight_decay=weight_decay)
     out = _prepare_out(Path(out), overwrite)  # only once every option is known to be good
-
-    steps_per_epoch = math.ceil(len(train_set) / batch_size)
-    width = max(6, len(str(epochs * steps_per_epoch)))
-    info = {
-        "format": "losslens-train-run",
-        "model": model_name,
-        "model_class": f"{type(net).__module__}.{type(net).__qualname__}",
-        "model_kwargs": model_kwargs,
-        "data": data_name,
-        "task": train_set.task,
-        "input_shape": list(train_set.input_shape),
-        "num_outputs": train_set.num_outputs,
-        "n_train": len(train_set),
-        "n_test": len(test_set) if test_set is not None else None,
-        "optimizer": type(opt).__name__,
-        "optimizer_kwargs": opt_kwargs,
-        "lr": lr,
-        "loss": loss,
-        "seed": seed,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "steps_per_epoch": steps_per_epoch,
-        "save_every_steps": save_every_steps,
-        "device": str(device),
-        "torch_version": torch.__version__,
-        "completed_epochs": 0,
-        "checkpoints": [],
-        "history": [],
-    }
-    ckpt_meta = CheckpointMeta(
-        model=model_name, model_kwargs=model_kwargs, model_class=info["model_class"], data=data_name,
-        split=train_set.split, optimizer=info["optimizer"], optimizer_kwargs=opt_kwargs, lr=lr, seed=seed,
-    )
-
-    def save(step: int) -> None:
-        epoch = step / steps_per_epoch
-        name = f"step_{step:0{width}d}.safetensors"
-        meta = dataclasses.replace(ckpt_meta, step=step, epoch=epoch)
-        save_checkpoint(net, out / name, metadata=meta.to_metadata())
-        info["checkpoints"].append({"file": name, "epoch": epoch, "step": step})
-
-    metrics = ("accuracy",) if train_set.task == "classification" else ()
-    dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
-
-    def record(epoch: int, step: int) -> dict:
-        entry: dict = {"epoch": epoch, "step": step}
-        for split, ev in evaluators.items():  # the evaluator core, at the current weights and BN statistics
-            res = ev.evaluate(ev.space.flatten(net)[None])
-            entry[f"{split}_loss"] = float(res.loss[0])
-            entry.update({f"{split}_{m}": float(v[0]) for m, v in res.metrics.items()})
-        info["history"].append(entry)
-        info["completed_epochs"] = epoch
-        write_json(out / RUN_FILE, info)
-        return entry
-
-    loss_fn = loss_function(loss)
-    x_train, y_train = train_set.x.to(device), train_set.y.to(device)
-    generator = torch.Generator().manual_seed(seed)
+    info = _run_info(net, model_name, model_kwargs, data_name, train_set, test_set, opt, opt_kwargs, lr=lr, loss=loss,
+                     seed=seed, epochs=epochs, batch_size=batch_size, save_every_steps=save_every_steps, device=device)
+    trajectory = _Trajectory(net, out, info, train_set)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
-        evaluators = {
-            split: Evaluator(net, loss, d, device=device, dtype=dtype, metrics=metrics, include_buffers=True)
-            for split, d in (("train", train_set), ("test", test_set))
-            if d is not None
-        }
+        trajectory.evaluators = _evaluators(net, loss, train_set, test_set, device)
         torch.manual_seed(seed)
-        save(0)
-        record(0, 0)
+        trajectory.save(0)
+        trajectory.record(0, 0)
         for callback in callbacks:
             callback.begin(net, opt, train_set=train_set, loss=loss, seed=seed, out=out,
-                           steps_per_epoch=steps_per_epoch)
-        step = 0
-        with tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=not progress) as bar:
-            for epoch in bar:
-                net.train()
-                order = torch.randperm(len(train_set), generator=generator).to(device)
-                for start in range(0, len(order), batch_size):
-                    idx = order[start : start + batch_size]
-                    xb, yb = x_train[idx], y_train[idx]
-
-                    def closure():
-                        opt.zero_grad()
-                        value = loss_fn(net(xb), yb)
-                        value.backward()
-                        return value
-
-                    value = opt.step(closure)  # every torch.optim optimizer takes a closure; LBFGS needs one
-                    step += 1
-                    for callback in callbacks:
-                        callback.step(net, value)
-                    if save_every_steps and step % save_every_steps == 0 and step % steps_per_epoch:
-                        save(step)
-                save(step)
-                entry = record(epoch, step)
-                for callback in callbacks:
-                    callback.epoch(net, entry)
-                bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k.endswith("_loss")})
+                           steps_per_epoch=info["steps_per_epoch"])
+        _epochs(trajectory, opt, loss_function(loss), train_set, device, seed=seed, epochs=epochs,
+                batch_size=batch_size, save_every_steps=save_every_steps, callbacks=callbacks, progress=progress)
     return TrainRun.load(out)
+
+
+def _check_options(*, epochs: int, batch_size: int, lr: float, save_every_steps: int | None) -> None:
+    _check_positive(epochs=epochs, batch_size=batch_size, lr=lr)
+    if not lr < _FLOAT32_MAX:  # the optimizers pass lr to float32 kernels, which overflow
+        raise ConfigError(f"lr must be below {_FLOAT32_MAX:.3g} (the largest float32), got {lr}")
+    if save_every_steps is not None:
+        _check_positive(save_every_steps=save_every_steps)
+
+
+def _network(model: str | nn.Module, model_kwargs: dict, train_set: TensorData,
+             seed: int) -> tuple[nn.Module, str | None]:
+    """``(the module trained, its name)``: built by name for the data's shape and seeded, or a copy of a module."""
+    if isinstance(model, str):
+        net = build_model(model, input_shape=train_set.input_shape, num_classes=train_set.num_outputs, seed=seed,
+                          **model_kwargs)
+        return net, model
+    if isinstance(model, nn.Module):
+        if model_kwargs:
+            raise ConfigError("model_kwargs apply only to a model given by name, not to a module")
+        return copy.deepcopy(model), None
+    raise ConfigError(f"model must be a model name, an import string or an nn.Module, not {type(model).__name__}")
+
+
+def _run_info(net, model_name, model_kwargs, data_name, train_set, test_set, opt, opt_kwargs, **settings) -> dict:
+    """``run.json`` at the start of a run: what is trained, on what, how; the history and checkpoints to come."""
+    steps_per_epoch = math.ceil(len(train_set) / settings["batch_size"])
+    return {
+        "format": "losslens-train-run", "model": model_name,
+        "model_class": f"{type(net).__module__}.{type(net).__qualname__}", "model_kwargs": model_kwargs,
+        "data": data_name, "task": train_set.task, "input_shape": list(train_set.input_shape),
+        "num_outputs": train_set.num_outputs, "n_train": len(train_set),
+        "n_test": len(test_set) if test_set is not None else None,
+        "optimizer": type(opt).__name__, "optimizer_kwargs": opt_kwargs,
+        **{k: settings[k] for k in ("lr", "loss", "seed", "epochs", "batch_size")}, "steps_per_epoch": steps_per_epoch,
+        "save_every_steps": settings["save_every_steps"], "device": str(settings["device"]),
+        "torch_version": torch.__version__, "completed_epochs": 0, "checkpoints": [], "history": [],
+    }
+
+
+def _evaluators(net: nn.Module, loss: str, train_set: TensorData, test_set: TensorData | None,
+                device: torch.device) -> dict:
+    """The evaluator core of each split, at the current weights and BatchNorm statistics (buffers included)."""
+    metrics = ("accuracy",) if train_set.task == "classification" else ()
+    dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
+    return {split: Evaluator(net, loss, d, metrics=metrics, include_buffers=True, plan=Plan(device=device, dtype=dtype))
+            for split, d in (("train", train_set), ("test", test_set)) if d is not None}
+
+
+class _Trajectory:
+    """The checkpoints and ``run.json`` of a run being trained: ``save`` a checkpoint, ``record`` an epoch."""
+
+    def __init__(self, net: nn.Module, out: Path, info: dict, train_set: TensorData):
+        self.net, self.out, self.info = net, out, info
+        self.steps_per_epoch = info["steps_per_epoch"]
+        self.width = max(6, len(str(info["epochs"] * self.steps_per_epoch)))
+        self.meta = CheckpointMeta(
+            model=info["model"], model_kwargs=info["model_kwargs"], model_class=info["model_class"], data=info["data"],
+            split=train_set.split, optimizer=info["optimizer"], optimizer_kwargs=info["optimizer_kwargs"],
+            lr=info["lr"], seed=info["seed"],
+        )
+        self.evaluators: dict = {}
+
+    def save(self, step: int) -> None:
+        epoch = step / self.steps_per_epoch
+        name = f"step_{step:0{self.width}d}.safetensors"
+        meta = dataclasses.replace(self.meta, step=step, epoch=epoch)
+        save_checkpoint(self.net, self.out / name, metadata=meta.to_metadata())
+        self.info["checkpoints"].append({"file": name, "epoch": epoch, "step": step})
+
+    def record(self, epoch: int, step: int) -> dict:
+        """The losses (and accuracies) of every split after ``epoch``, appended to the history of ``run.json``."""
+        entry: dict = {"epoch": epoch, "step": step}
+        for split, ev in self.evaluators.items():
+            res = ev.evaluate(ev.space.flatten(self.net)[None])
+            entry[f"{split}_loss"] = float(res.loss[0])
+            entry.update({f"{split}_{m}": float(v[0]) for m, v in res.metrics.items()})
+        self.info["history"].append(entry)
+        self.info["completed_epochs"] = epoch
+        write_json(self.out / RUN_FILE, self.info)
+        return entry
+
+
+def _epochs(trajectory: _Trajectory, opt, loss_fn, train_set: TensorData, device: torch.device, *, seed: int,
+            epochs: int, batch_size: int, save_every_steps: int | None, callbacks, progress: bool) -> None:
+    """Mini-batch steps over ``epochs`` shuffled passes (a permutation per epoch, seeded with ``seed``), a checkpoint
+    at the end of each epoch (and every ``save_every_steps`` steps), its losses recorded."""
+    net, steps_per_epoch = trajectory.net, trajectory.steps_per_epoch
+    x_train, y_train = train_set.x.to(device), train_set.y.to(device)
+    generator = torch.Generator().manual_seed(seed)
+    step = 0
+    with tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=not progress) as bar:
+        for epoch in bar:
+            net.train()
+            order = torch.randperm(len(train_set), generator=generator).to(device)
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                value = opt.step(_closure(net, opt, loss_fn, x_train[idx], y_train[idx]))  # LBFGS needs a closure
+                step += 1
+                for callback in callbacks:
+                    callback.step(net, value)
+                if save_every_steps and step % save_every_steps == 0 and step % steps_per_epoch:
+                    trajectory.save(step)
+            trajectory.save(step)
+            entry = trajectory.record(epoch, step)
+            for callback in callbacks:
+                callback.epoch(net, entry)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k.endswith("_loss")})
+
+
+def _closure(net: nn.Module, opt, loss_fn, xb: torch.Tensor, yb: torch.Tensor):
+    """The step's closure: the batch's loss, with its gradient (every ``torch.optim`` optimizer takes one)."""
+    def closure():
+        opt.zero_grad()
+        value = loss_fn(net(xb), yb)
+        value.backward()
+        return value
+
+    return closure
 
 
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)

@@ -157,18 +157,11 @@ def _write(report: Report, out: Path, say) -> None:
 
 
 def evaluator(subject: Subject, options: ReportOptions):
-    """The ``Evaluator`` of a subject's checkpoint: its data set (the option, else the built-in one the
-    checkpoint records, else ``digits``), split and seeded subset, as the landscape commands build it."""
-    from losslens.core.data import DATASET_NAMES, load_dataset, subset
-    from losslens.core.evaluator import Evaluator
-    from losslens.core.provenance import CheckpointMeta, trusted_name
-
-    stored = CheckpointMeta.read(subject.checkpoint)
-    name = options.data or trusted_name(stored.data, DATASET_NAMES, what="data set", flag="--data") or "digits"
-    data = subset(load_dataset(name, options.split), options.subset, seed=options.seed)
-    return Evaluator.from_checkpoint(str(subject.checkpoint), options.model, data, model_kwargs=options.model_kwargs,
-                                     unsafe_pickle=options.unsafe_pickle, device=options.device, bn=options.bn,
-                                     threads=options.threads)
+    """The ``Evaluator`` of a subject's checkpoint by the options' recipe (``ReportOptions.recipe``), as the
+    landscape commands build it."""
+    checkpoint = str(subject.checkpoint)
+    return options.recipe(checkpoint).evaluator(checkpoint, unsafe_pickle=options.unsafe_pickle,
+                                                device=options.device, threads=options.threads)
 
 
 # -- subjects ---------------------------------------------------------------------------------------------

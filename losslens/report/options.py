@@ -26,7 +26,8 @@ class ReportOptions:
     """Options of the analyses a report runs.
 
     Attributes:
-        model, model_kwargs: the architecture (default: the built-in model a checkpoint records).
+        model, model_kwargs: the architecture (default: the built-in model a checkpoint records); these
+            options up to ``bn`` make the ``Recipe`` of each checkpoint (``recipe``).
         data: the data set (default: the built-in one a checkpoint records, else ``digits``).
         split: ``"train"`` or ``"test"``.
         subset: evaluate a seeded subset of this many samples (``None``: all).
@@ -113,6 +114,14 @@ class ReportOptions:
             if isinstance(self.optimizers, str) or not self.optimizers:
                 raise ConfigError(f"optimizers must be a non-empty sequence of names, got {self.optimizers!r}")
             object.__setattr__(self, "optimizers", tuple(self.optimizers))
+
+    def recipe(self, checkpoint):
+        """What the report evaluates at ``checkpoint``: the options' model, data, split, subset, seed and
+        BatchNorm mode, over the built-in names the checkpoint records (``Recipe.from_checkpoint``)."""
+        from losslens.core.recipe import Recipe
+
+        return Recipe.from_checkpoint(checkpoint, model=self.model, model_kwargs=self.model_kwargs, data=self.data,
+                                      split=self.split, subset=self.subset, seed=self.seed, bn=self.bn)
 
     def replay_optimizers(self) -> tuple[str, ...]:
         """The optimizers replayed: those given, else ``REPLAY_OPTIMIZERS`` that are installed."""

@@ -160,6 +160,7 @@ class DynamicsRecorder:
         """Top eigenvalue of the Hessian on the sharpness batch (of :math:`P^{-1}H` for Adam once it has
         second moments), on the evaluator's private copy of the model."""
         from losslens.core.evaluator import Evaluator
+        from losslens.core.plan import Plan
         from losslens.curvature.operator import HessianOperator
 
         p = next(iter(model.parameters()))
@@ -169,7 +170,8 @@ class DynamicsRecorder:
             if preconditioner is None:  # before Adam's first step: no second moments yet
                 return float("nan")
         with torch.random.fork_rng(devices=[p.device] if p.device.type == "cuda" else []):
-            ev = Evaluator(model, self.loss_fn, self.sharpness_data, device=p.device, dtype=p.dtype, metrics=())
+            ev = Evaluator(model, self.loss_fn, self.sharpness_data, metrics=(),
+                           plan=Plan(device=p.device, dtype=p.dtype))
             return sharpness_of(HessianOperator(ev), preconditioner, seed=self.seed)[0]
 
 

@@ -6,26 +6,14 @@ a ``Checkpoint`` (run name, position, step, epoch, path); its weights are read o
 by ``load_checkpoint(path, model)`` (checked against the model) and ``ParameterSpace.flatten``, so a
 long trajectory of a large model is never held in memory at once.
 
-Order (``order="auto"``), for files not listed by a ``run.json``:
-
-1. the ``step`` of every file's safetensors metadata, if every file has one; else
-2. the ``epoch`` of every file's metadata, if every file has one; else
-3. the numbers in the file names, compared as numbers, never as text (``epoch_2`` before
-   ``epoch_10``). A name is split into text and integer pieces (``"seed1_epoch10.pt"`` ->
-   ``("seed", 1, "_epoch", 10, ".pt")``) and names are compared piece by piece: with several numbers,
-   the first one that differs decides, so ``seed1_epoch10`` comes after ``seed1_epoch9`` and before
-   ``seed2_epoch1``. Every name must hold a number.
-
-Two files with the same key are refused (a glob that caught two runs), as is a name without any
-number: ``order="given"`` keeps the files in the order passed instead.
+The order of files not listed by a ``run.json`` is decided in ``checkpoint_order.py`` (the steps in
+their metadata, else the epochs, else the numbers in their names), or kept as given.
 """
 
 from __future__ import annotations
 
 import glob as globlib
-import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Literal, Sequence
@@ -33,14 +21,13 @@ from typing import Iterable, Iterator, Literal, Sequence
 import torch
 from torch import nn
 
-from losslens.core.checkpoints import load_checkpoint, load_metadata
+from losslens.core.checkpoints import load_checkpoint
 from losslens.core.params import ParameterSpace
-from losslens.errors import CheckpointError, ConfigError
+from losslens.errors import ConfigError
+from losslens.trajectories.checkpoint_order import training_order
 
 ORDERS: tuple[str, ...] = ("auto", "given")
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pt", ".pth", ".ckpt", ".bin")
-_PIECES = re.compile(r"(\d+)")
-_NAMED = {"step": re.compile(r"step[_-]?(\d+)", re.I), "epoch": re.compile(r"epoch[_-]?(\d+)", re.I)}
 
 
 @dataclass(frozen=True)
@@ -160,12 +147,7 @@ class CheckpointSeries:
         paths = [Path(p) for p in paths]
         if not paths:
             raise ConfigError("no checkpoint files given")
-        metas = [_safetensors_metadata(p) for p in paths]
-        meta_steps = [_number(m.get("step"), int) for m in metas]
-        meta_epochs = [_number(m.get("epoch"), float) for m in metas]
-        positions = sort_order(paths, meta_steps, meta_epochs) if order == "auto" else list(range(len(paths)))
-        steps = [s if s is not None else _named(p, "step") for s, p in zip(meta_steps, paths)]
-        epochs = [e if e is not None else _named(p, "epoch") for e, p in zip(meta_epochs, paths)]
+        positions, steps, epochs = training_order(paths, order)
         if run is None:
             run = Path(os.path.commonpath([str(p.resolve().parent) for p in paths])).name or "run"
         items = [Checkpoint(run, i, steps[j], epochs[j], paths[j]) for i, j in enumerate(positions)]
@@ -297,7 +279,7 @@ def checkpoint_vectors(
 
 def run_evaluator(series: CheckpointSeries, split: str = "train", *, device: str | torch.device = "auto"):
     """An ``Evaluator`` of a run's model (at its last checkpoint) on its data set's ``split``, with the
-    run's loss and, for classification, accuracy.
+    run's loss and, for classification, accuracy: the run's ``Recipe`` (``Recipe.from_run``).
 
     Args:
         series: a ``CheckpointSeries`` of a run (``CheckpointSeries.from_run``).
@@ -309,19 +291,13 @@ def run_evaluator(series: CheckpointSeries, split: str = "train", *, device: str
             (one given as tensors, or an import string, which is never imported from run.json):
             build the evaluator yourself then.
     """
-    from losslens.core.data import DATASET_NAMES, load_dataset
-    from losslens.core.evaluator import Evaluator
-    from losslens.core.provenance import trusted_name
+    from losslens.core.recipe import Recipe
 
-    info = series.metadata
-    if not info.get("data") or not info.get("loss"):
+    # the series' model is a module already (given, or rebuilt by model_of_run): only data and loss are read
+    recipe = Recipe.from_run(series.metadata, read=("data", "loss"), where=f"run {series.run!r}", split=split)
+    if recipe.data is None or recipe.loss is None:
         raise ConfigError(f"run {series.run!r}: no run.json data set and loss to build an evaluator from; pass one")
-    name = trusted_name(info["data"], DATASET_NAMES, what="data set", flag="an evaluator (evaluator=...) on",
-                        source=f"run {series.run!r}'s run.json")
-    data = load_dataset(name, split)
-    metrics = ("accuracy",) if data.task == "classification" else ()
-    return Evaluator.from_checkpoint(series[-1].path, series.model, data, loss_fn=info["loss"], metrics=metrics,
-                                     device=device, unsafe_pickle=series.unsafe_pickle)
+    return recipe.evaluator(series[-1].path, model=series.model, unsafe_pickle=series.unsafe_pickle, device=device)
 
 
 def run_series(run_dir: str | os.PathLike, evaluator, *, name: str | None = None) -> CheckpointSeries:
@@ -339,43 +315,6 @@ def run_series(run_dir: str | os.PathLike, evaluator, *, name: str | None = None
     return CheckpointSeries.from_run(run_dir, evaluator.module_at(evaluator.w0), space=evaluator.space, name=name)
 
 
-def sort_order(paths: Sequence[Path], steps: Sequence[int | None], epochs: Sequence[float | None]) -> list[int]:
-    """Positions of ``paths`` in training order: by ``steps`` if all are known, else by ``epochs`` if all
-    are known, else by the numbers in the file names (see the module docstring).
-
-    Raises:
-        ConfigError: a name without a number (when names decide), or two files with the same key.
-    """
-    if all(s is not None for s in steps):
-        keys, what = list(steps), "step (from the files' metadata)"
-    elif all(e is not None for e in epochs):
-        keys, what = list(epochs), "epoch (from the files' metadata)"
-    else:
-        bare = [p.name for p in paths if not _PIECES.search(p.name)]
-        if bare:
-            raise ConfigError(
-                f"cannot order checkpoints by the numbers in their names: {', '.join(bare[:5])} hold no number "
-                "(and the files have no step/epoch metadata); pass the files in training order with order='given'"
-            )
-        keys, what = [natural_key(p.name) for p in paths], "the numbers in the file names"
-    order = sorted(range(len(paths)), key=lambda i: keys[i])
-    for a, b in zip(order, order[1:]):
-        if keys[a] == keys[b]:
-            raise ConfigError(
-                f"cannot order checkpoints: {paths[a]} and {paths[b]} have the same {what}; "
-                "give the files of one run only, or pass them in training order with order='given'"
-            )
-    return order
-
-
-def natural_key(name: str) -> tuple:
-    """``name`` split into text and integer pieces, integers compared by value: ``"epoch_10.pt"`` ->
-    ``("epoch_", 10, ".pt")``. Text pieces sit at even positions and integers at odd ones, so any two
-    keys compare without mixing types."""
-    parts = _PIECES.split(name)
-    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
-
-
 def model_of_run(info: dict, where) -> nn.Module:
     """The built-in model a ``run.json`` describes, built again (its weights are the checkpoints' business).
 
@@ -383,45 +322,17 @@ def model_of_run(info: dict, where) -> nn.Module:
         ConfigError: the run was trained on a module given as an object, which cannot be rebuilt, or
             on a model named by an import string, which a file may not make losslens import.
     """
-    from losslens.core.models import MODEL_NAMES, build_model
-    from losslens.core.provenance import trusted_name
+    from losslens.core.models import build_model
+    from losslens.core.recipe import Recipe
 
-    name = trusted_name(info.get("model"), MODEL_NAMES, what="model", flag="the model (model=...) built from",
-                        source=f"{where}/run.json")
-    if not name:
+    recipe = Recipe.from_run(info, read=("model",), where=str(where))
+    if not recipe.model:
         raise ConfigError(
             f"{where}: the run was trained on a model given as a module ({info.get('model_class')}), which cannot "
             "be rebuilt from run.json; pass the model"
         )
-    return build_model(name, input_shape=tuple(info["input_shape"]), num_classes=int(info["num_outputs"]),
-                       **(info.get("model_kwargs") or {}))
-
-
-def _safetensors_metadata(path: Path) -> dict[str, str]:
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path}: no such file")
-    try:
-        return load_metadata(path)
-    except CheckpointError:  # not a safetensors file: no metadata
-        return {}
-
-
-def _number(text: str | None, kind):
-    if text is None:
-        return None
-    try:
-        value = kind(float(text))
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _named(path: Path, what: str):
-    """The number after ``step``/``epoch`` in a file name (``step_000220``), or ``None``."""
-    m = _NAMED[what].search(path.stem)
-    if m is None:
-        return None
-    return int(m.group(1)) if what == "step" else float(m.group(1))
+    return build_model(recipe.model, input_shape=tuple(info["input_shape"]), num_classes=int(info["num_outputs"]),
+                       **recipe.model_kwargs)
 
 
 def _need_model(model, source) -> None:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.errors import ConfigError
 
 
@@ -29,13 +30,13 @@ Y = torch.randint(0, 5, (30,), generator=torch.Generator().manual_seed(1))
 ])
 def test_bad_class_targets_are_named(targets, message):
     with pytest.raises(ConfigError, match=message):
-        Evaluator(mlp(), "cross_entropy", (X, targets), device="cpu")
+        Evaluator(mlp(), "cross_entropy", (X, targets), plan=Plan(device="cpu"))
 
 
 def test_class_probabilities_are_accepted_and_exact():
     p = torch.softmax(torch.randn(30, 5, generator=torch.Generator().manual_seed(2)), dim=1)
     model = mlp()
-    ev = Evaluator(model, "cross_entropy", (X, p), device="cpu", metrics=(), dtype=torch.float64)
+    ev = Evaluator(model, "cross_entropy", (X, p), metrics=(), plan=Plan(device="cpu", dtype=torch.float64))
     with torch.no_grad():
         expected = nn.functional.cross_entropy(model.double()(X.double()), p.double())
     assert float(ev.evaluate(ev.w0).loss[0]) == pytest.approx(float(expected), rel=1e-12)
@@ -43,23 +44,23 @@ def test_class_probabilities_are_accepted_and_exact():
 
 def test_bad_inputs_and_options_are_named():
     with pytest.raises(ConfigError, match=r"cannot take the data's inputs \(samples of shape \[1, 3, 3\], dtype float32\)"):
-        Evaluator(mlp(), "cross_entropy", (torch.randn(30, 1, 3, 3), Y), device="cpu")
+        Evaluator(mlp(), "cross_entropy", (torch.randn(30, 1, 3, 3), Y), plan=Plan(device="cpu"))
     with pytest.raises(ConfigError, match="must be a torch.nn.Module, got function"):
         Evaluator(lambda x: x, "cross_entropy", (X, Y))
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1 or None \(got "):
-            Evaluator(mlp(), "cross_entropy", (X, Y), batch_size=bad)
+            Evaluator(mlp(), "cross_entropy", (X, Y), plan=Plan(batch_size=bad))
     with pytest.raises(ConfigError, match=r"mse needs float targets of the model's output shape \[5\]"):
         Evaluator(mlp(), "mse", (X, Y), metrics=())
     with pytest.raises(ConfigError, match="accuracy needs integer class labels"):
         Evaluator(mlp(), "mse", (X, torch.randn(30, 5)), metrics=("accuracy",))
     with pytest.raises(ValueError, match="vectorize must be one of"):
-        Evaluator(mlp(), "cross_entropy", (X, Y), vectorize="yes")
+        Evaluator(mlp(), "cross_entropy", (X, Y), plan=Plan(vectorize="yes"))
 
 
 @pytest.mark.parametrize("vectorize", [False, True])
 def test_diverged_points_have_no_accuracy(vectorize):
-    ev = Evaluator(mlp(), "cross_entropy", (X, Y), device="cpu", vectorize=vectorize)
+    ev = Evaluator(mlp(), "cross_entropy", (X, Y), plan=Plan(device="cpu", vectorize=vectorize))
     W = ev.w0.repeat(2, 1)
     W[1, 0] = float("nan")
     res = ev.evaluate(W)
@@ -73,7 +74,7 @@ def test_nonfinite_weights_are_named_with_their_counts():
         model[1].weight[0, :3] = float("nan")
         model[3].bias[1] = float("inf")
     with pytest.warns(UserWarning, match=r"1.weight \(3 of 192\), 3.bias \(1 of 5\)"):
-        Evaluator(model, "cross_entropy", (X, Y), device="cpu")
+        Evaluator(model, "cross_entropy", (X, Y), plan=Plan(device="cpu"))
 
 
 # -- seeds, batch sizes and points of any integer or array type (attacks on the Python API) ---------
@@ -116,7 +117,7 @@ def test_embeddings_take_the_seeds_numpys_generator_takes():
 def test_numpy_integer_batch_size_is_a_batch_size():
     import numpy as np
 
-    ev = Evaluator(mlp(), "cross_entropy", (X, Y), batch_size=np.int64(7))
+    ev = Evaluator(mlp(), "cross_entropy", (X, Y), plan=Plan(batch_size=np.int64(7)))
     assert ev.plan.batch_size == 7
 
 
@@ -135,10 +136,10 @@ def test_batch_statistics_never_see_a_batch_of_one():
     model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 3))
     x, y = torch.randn(21, 4), torch.randint(0, 3, (21,))
     with pytest.raises(ValueError, match="batch_size=4 over 21 samples leaves a batch of 1"):
-        Evaluator(model, "cross_entropy", (x, y), bn="batch", batch_size=4)
+        Evaluator(model, "cross_entropy", (x, y), bn="batch", plan=Plan(batch_size=4))
     with pytest.raises(ValueError, match="calibration_size must be an integer of at least 2"):
         Evaluator(model, "cross_entropy", (x, y), bn="recalibrate", calibration_size=1)
-    ev = Evaluator(model, "cross_entropy", (x, y), bn="batch", batch_size=7)  # 3 batches of 7
+    ev = Evaluator(model, "cross_entropy", (x, y), bn="batch", plan=Plan(batch_size=7))  # 3 batches of 7
     assert torch.isfinite(ev.evaluate(ev.w0).loss).all()
 
 
@@ -164,9 +165,9 @@ def test_a_model_of_mixed_dtypes_is_told_that_it_runs_in_one():
 
 def test_next_token_loss_on_one_label_per_sample_is_named():
     with pytest.raises(ConfigError, match=r"causal_lm predicts each next token: .* found one target per sample"):
-        Evaluator(mlp(), "causal_lm", (X, Y), device="cpu")
+        Evaluator(mlp(), "causal_lm", (X, Y), plan=Plan(device="cpu"))
 
 
 def test_a_target_key_for_batches_of_pairs_is_refused_not_ignored():
     with pytest.raises(ValueError, match="target_key='label' names the target in dict batches; these batches are"):
-        Evaluator(mlp(), "cross_entropy", (X, Y), device="cpu", target_key="label")
+        Evaluator(mlp(), "cross_entropy", (X, Y), target_key="label", plan=Plan(device="cpu"))

@@ -11,6 +11,7 @@ from torch.optim.swa_utils import update_bn
 
 from losslens.core.derivatives import GradientGraph
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.core.params import ParameterSpace
 from losslens.errors import ConfigError
 
@@ -116,7 +117,7 @@ def check(ev, model, W, x, y, **ref_kwargs):
 @pytest.mark.parametrize("name", ["mlp", "cnn", "dropout", "tied"])
 def test_equals_sequential(name, vectorize, data):
     model = MODELS[name]()
-    ev = Evaluator(model, "cross_entropy", data, batch_size=BATCH, vectorize=vectorize, device="cpu")
+    ev = Evaluator(model, "cross_entropy", data, plan=Plan(batch_size=BATCH, vectorize=vectorize, device="cpu"))
     W = points(ev.space, model, 5)
     check(ev, model, W, *data)
     check(ev, model, W[:1], *data)  # K = 1
@@ -127,8 +128,8 @@ def test_equals_sequential(name, vectorize, data):
 def test_batchnorm_modes(bn, vectorize, data):
     model = bn_net()
     calibration = {"calibration_size": len(data[0])} if bn == "recalibrate" else {}
-    ev = Evaluator(model, "cross_entropy", data, bn=bn, batch_size=BATCH, vectorize=vectorize, device="cpu",
-                   **calibration)
+    ev = Evaluator(model, "cross_entropy", data, bn=bn, **calibration,
+                   plan=Plan(batch_size=BATCH, vectorize=vectorize, device="cpu"))
     W = points(ev.space, model, 3)
     res = check(ev, model, W, *data, bn=bn, calib=data[0])
     assert res.bn == bn
@@ -136,7 +137,8 @@ def test_batchnorm_modes(bn, vectorize, data):
 
 def test_more_points_than_a_chunk(data):
     model = mlp()
-    ev = Evaluator(model, "cross_entropy", data, batch_size=BATCH, memory_budget=1, vectorize=True, device="cpu")
+    ev = Evaluator(model, "cross_entropy", data,
+                   plan=Plan(batch_size=BATCH, memory_budget=1, vectorize=True, device="cpu"))
     assert ev._chunk_size(None) == 1
     check(ev, model, points(ev.space, model, 4), *data)
 
@@ -145,7 +147,7 @@ def test_more_points_than_a_chunk(data):
 @pytest.mark.parametrize("vectorize", [False, True])
 def test_affine_equals_general(name, vectorize, data):
     model = MODELS[name]()
-    ev = Evaluator(model, "cross_entropy", data, batch_size=BATCH, vectorize=vectorize, device="cpu")
+    ev = Evaluator(model, "cross_entropy", data, plan=Plan(batch_size=BATCH, vectorize=vectorize, device="cpu"))
     g = torch.Generator().manual_seed(3)
     D = 0.2 * torch.randn(2, ev.space.size, generator=g)
     coeffs = torch.randn(7, 2, generator=g)
@@ -159,7 +161,7 @@ def test_affine_fast_path_engages_for_a_wide_first_layer():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 3))
     x, y = torch.randn(40, 1, 8, 8), torch.randint(0, 3, (40,))
-    ev = Evaluator(model, "cross_entropy", (x, y), device="cpu")
+    ev = Evaluator(model, "cross_entropy", (x, y), plan=Plan(device="cpu"))
     D = 0.3 * torch.randn(2, ev.space.size)
     coeffs = torch.randn(6, 2)
     for directions in (D, D, 2 * D):  # the first layer's outputs are reused for the same plane only
@@ -171,7 +173,7 @@ def test_affine_fast_path_engages_for_a_wide_first_layer():
 
 def test_fallback_for_a_model_vmap_cannot_batch(data):
     model = Unbatchable()
-    ev = Evaluator(model, "cross_entropy", data, batch_size=BATCH, vectorize=True, device="cpu")
+    ev = Evaluator(model, "cross_entropy", data, plan=Plan(batch_size=BATCH, vectorize=True, device="cpu"))
     W = points(ev.space, model, 3)
     with pytest.warns(UserWarning, match="cannot be vmapped"):
         res = ev.evaluate(W)
@@ -186,7 +188,7 @@ def test_fallback_for_a_model_vmap_cannot_batch(data):
 
 def test_float64_and_nonfinite_losses_are_kept(data):
     model = mlp()
-    ev = Evaluator(model, "cross_entropy", data, dtype=torch.float64, device="cpu")
+    ev = Evaluator(model, "cross_entropy", data, plan=Plan(dtype=torch.float64, device="cpu"))
     W = points(ev.space, model, 3).double()
     W[1] = float("nan")
     W[2] = 1e300  # overflows to inf/nan in the forward
@@ -205,7 +207,7 @@ def test_gradient_and_hvp_match_torch_func_in_float64():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)).double()
     x, y = torch.randn(50, 3, dtype=torch.float64), torch.randint(0, 3, (50,))
-    ev = Evaluator(model, "cross_entropy", (x, y), dtype=torch.float64, batch_size=16, device="cpu")
+    ev = Evaluator(model, "cross_entropy", (x, y), plan=Plan(dtype=torch.float64, batch_size=16, device="cpu"))
     f = flat_loss(model, x, y)
     w = ev.w0 + 0.1 * torch.randn(ev.space.size, dtype=torch.float64)
     H = torch.func.hessian(f)(w)
@@ -222,7 +224,8 @@ def test_gradient_is_the_derivative_of_evaluate(bn, data):
     """Central differences of ``evaluate`` (float64): the same function, batch statistics included."""
     model = bn_net().double()
     x, y = data[0].double(), data[1]
-    ev = Evaluator(model, "cross_entropy", (x, y), bn=bn, batch_size=BATCH, dtype=torch.float64, device="cpu")
+    ev = Evaluator(model, "cross_entropy", (x, y), bn=bn,
+                   plan=Plan(batch_size=BATCH, dtype=torch.float64, device="cpu"))
     v = torch.randn(ev.space.size, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     eps = 1e-7  # batch statistics of small batches curve the loss strongly
     losses = ev.evaluate(torch.stack([ev.w0 + eps * v, ev.w0 - eps * v])).loss
@@ -236,7 +239,7 @@ def test_callers_model_is_unchanged(bn, data):
         p.grad = torch.full_like(p, 7.0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [(m.training, getattr(m, "momentum", None), getattr(m, "track_running_stats", None)) for m in model.modules()]
-    ev = Evaluator(model, "cross_entropy", data, bn=bn, batch_size=BATCH, device="cpu")
+    ev = Evaluator(model, "cross_entropy", data, bn=bn, plan=Plan(batch_size=BATCH, device="cpu"))
     W = points(ev.space, model, 2)
     ev.evaluate(W)
     ev.evaluate_affine(ev.w0, W - ev.w0, torch.eye(2))
@@ -256,7 +259,7 @@ def test_callers_model_is_unchanged(bn, data):
 
 def test_buffers_in_the_vector(data):
     model = bn_net()
-    ev = Evaluator(model, "cross_entropy", data, include_buffers=True, batch_size=BATCH, device="cpu")
+    ev = Evaluator(model, "cross_entropy", data, include_buffers=True, plan=Plan(batch_size=BATCH, device="cpu"))
     assert ev.space.size == ParameterSpace(model).size + 2 * (4 + 8)
     w = ev.w0.clone()
     w[ev.space.slice_of("1.running_var")] = 4.0
@@ -271,7 +274,7 @@ def test_bad_input_gives_clear_errors(data):
         Evaluator(model, "cross_entropy", data, bn="train")
     with pytest.raises(ConfigError, match="cross_entropy"):
         Evaluator(model, "hinge", data)
-    ev = Evaluator(model, "cross_entropy", data, device="cpu")
+    ev = Evaluator(model, "cross_entropy", data, plan=Plan(device="cpu"))
     with pytest.raises(ValueError, match=f"\\(K, {ev.space.size}\\)"):
         ev.evaluate(torch.zeros(2, ev.space.size + 1))
     with pytest.raises(ValueError, match="coeffs"):
@@ -284,8 +287,8 @@ def test_bad_input_gives_clear_errors(data):
 
 def test_compiled_equals_uncompiled(data):
     model = mlp()
-    plain = Evaluator(model, "cross_entropy", data, device="cpu", compile=False)
-    compiled = Evaluator(model, "cross_entropy", data, device="cpu", compile=True)
+    plain = Evaluator(model, "cross_entropy", data, plan=Plan(device="cpu", compile=False))
+    compiled = Evaluator(model, "cross_entropy", data, plan=Plan(device="cpu", compile=True))
     D = 0.2 * torch.randn(2, plain.space.size, generator=torch.Generator().manual_seed(4))
     coeffs = torch.randn(5, 2, generator=torch.Generator().manual_seed(5))
     W = plain.w0 + coeffs @ D
@@ -300,8 +303,8 @@ def test_values_and_gradients_at_several_points(vectorize):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)).double()
     x, y = torch.randn(50, 3, dtype=torch.float64), torch.randint(0, 3, (50,))
-    ev = Evaluator(model, "cross_entropy", (x, y), dtype=torch.float64, batch_size=16, device="cpu",
-                   vectorize=vectorize)
+    ev = Evaluator(model, "cross_entropy", (x, y),
+                   plan=Plan(dtype=torch.float64, batch_size=16, device="cpu", vectorize=vectorize))
     f = flat_loss(model, x, y)
     W = ev.w0 + 0.1 * torch.randn(3, ev.space.size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     losses, grads = ev.values_and_gradients(W)

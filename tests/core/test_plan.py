@@ -8,10 +8,11 @@ import torch
 from torch import nn
 
 from losslens.core import _first_layer as fl
-from losslens.core import _plan
-from losslens.core._plan import ExecutionPlan, compile_is_worth_it, wants_channels_last
+from losslens.core import plan as plan_module
+from losslens.core.plan import ExecutionPlan, compile_is_worth_it, wants_channels_last
 from losslens.core._runner import Runner
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.errors import ConfigError
 
 
@@ -26,7 +27,7 @@ def mlp():
 
 
 def test_plan_is_recorded_in_meta():
-    ev = Evaluator(mlp(), "cross_entropy", data(), device="cpu", threads=1, compile=False, batch_size=16)
+    ev = Evaluator(mlp(), "cross_entropy", data(), plan=Plan(device="cpu", threads=1, compile=False, batch_size=16))
     plan = ev.meta()["plan"]
     assert plan == {"device": "cpu", "dtype": "float32", "batch_size": 16, "vectorize": False, "channels_last": False,
                     "threads": 1, "compile": False, "compile_rule": "off", "fallbacks": []}
@@ -47,7 +48,7 @@ class ThreadSpy(nn.Module):
 
 def test_calls_run_with_the_plans_threads_and_restore_the_process_setting():
     before = torch.get_num_threads()
-    ev = Evaluator(ThreadSpy(), "cross_entropy", data(), device="cpu", threads=1)
+    ev = Evaluator(ThreadSpy(), "cross_entropy", data(), plan=Plan(device="cpu", threads=1))
     spy = ev._module  # the evaluator's private copy runs the forwards
     spy.seen.clear()
     ev.evaluate(ev.w0)
@@ -55,24 +56,24 @@ def test_calls_run_with_the_plans_threads_and_restore_the_process_setting():
     assert spy.seen and set(spy.seen) == {1}
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="threads must be 'auto' or an integer from 1 to 1024"):
-        Evaluator(mlp(), "cross_entropy", data(), threads=0)
+        Evaluator(mlp(), "cross_entropy", data(), plan=Plan(threads=0))
 
 
 def test_a_huge_thread_count_is_refused_before_torch_sees_it(monkeypatch):
     monkeypatch.setattr(torch, "set_num_threads", lambda n: pytest.fail(f"torch asked for {n} threads"))
     with pytest.raises(ValueError, match="got 100000000"):
-        Evaluator(mlp(), "cross_entropy", data(), threads=100_000_000)
+        Evaluator(mlp(), "cross_entropy", data(), plan=Plan(threads=100_000_000))
 
 
 @pytest.mark.parametrize("device", ["meta", "xla", "mps"])
 def test_devices_torch_cannot_evaluate_on_are_refused_in_one_line(device):
     with pytest.raises(ConfigError, match=f"device '{device}'"):
-        _plan.resolve_device(device)
+        plan_module.resolve_device(device)
 
 
 def test_small_work_never_gets_several_threads():
-    threads, seconds = _plan.faster_threads(lambda: None, 2)  # far below the floor of parallel work
-    assert threads == 1 and seconds < _plan._MIN_PARALLEL_S
+    threads, seconds = plan_module.faster_threads(lambda: None, 2)  # far below the floor of parallel work
+    assert threads == 1 and seconds < plan_module._MIN_PARALLEL_S
 
 
 def test_runner_falls_back_to_one_thread_when_chunks_run_far_slower(monkeypatch):
@@ -94,19 +95,19 @@ def test_runner_falls_back_to_one_thread_when_chunks_run_far_slower(monkeypatch)
 
 
 def test_compile_decision_depends_on_the_work_not_on_a_clock(monkeypatch):
-    rate = _plan._NOMINAL_FLOPS["cpu"]
+    rate = plan_module._NOMINAL_FLOPS["cpu"]
     per_point = 1e9
-    limit = int(_plan._COMPILE_WORTH_S * rate / per_point)
+    limit = int(plan_module._COMPILE_WORTH_S * rate / per_point)
     assert not compile_is_worth_it(limit, per_point, torch.device("cpu"))
     assert compile_is_worth_it(limit + 1, per_point, torch.device("cpu"))
     monkeypatch.setattr(torch, "compile", lambda f, **kw: f)  # no real compile in a unit test
     decisions = []
     for _ in range(2):
-        ev = Evaluator(mlp(), "cross_entropy", data(), device="cpu", threads=1)
+        ev = Evaluator(mlp(), "cross_entropy", data(), plan=Plan(device="cpu", threads=1))
         ev.expect(10**12)  # an enormous grid: compiling is worth it
         ev.evaluate(ev.w0)
         decisions.append(ev.plan.compile)
-    small = Evaluator(mlp(), "cross_entropy", data(), device="cpu", threads=1)
+    small = Evaluator(mlp(), "cross_entropy", data(), plan=Plan(device="cpu", threads=1))
     small.evaluate(small.w0)
     assert decisions == [True, True] and small.plan.compile is False
 
@@ -118,10 +119,10 @@ def test_failing_compile_falls_back_once_records_it_and_gives_eager_numbers(monk
         return run
 
     x, y = data()
-    eager = Evaluator(mlp(), "cross_entropy", (x, y), device="cpu", compile=False, threads=1)
+    eager = Evaluator(mlp(), "cross_entropy", (x, y), plan=Plan(device="cpu", compile=False, threads=1))
     W = eager.w0 + 0.1 * torch.randn(3, eager.space.size, generator=torch.Generator().manual_seed(0))
     monkeypatch.setattr(torch, "compile", broken_compile)
-    ev = Evaluator(mlp(), "cross_entropy", (x, y), device="cpu", compile=True, threads=1)
+    ev = Evaluator(mlp(), "cross_entropy", (x, y), plan=Plan(device="cpu", compile=True, threads=1))
     with pytest.warns(UserWarning, match="torch.compile failed"):
         res = ev.evaluate(W)
     assert ev.plan.compile is False and "torch.compile failed" in ev.plan.fallbacks[0]
@@ -157,7 +158,8 @@ def test_convolution_first_layer_takes_the_fast_path(kind, monkeypatch):
     calls = []
     original = fl.layer_basis
     monkeypatch.setattr(fl, "layer_basis", lambda *a: calls.append(1) or original(*a))
-    ev = Evaluator(model, "cross_entropy", (x, y), device="cpu", batch_size=8, dtype=torch.float64, threads=1)
+    ev = Evaluator(model, "cross_entropy", (x, y),
+                   plan=Plan(device="cpu", batch_size=8, dtype=torch.float64, threads=1))
     D = 0.2 * torch.randn(2, ev.space.size, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     coeffs = torch.randn(5, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     fast = ev.evaluate_affine(ev.w0, D, coeffs)
@@ -172,7 +174,7 @@ def test_single_layer_model_plane_takes_the_fast_path():
     """Logistic regression: the whole model is the first layer."""
     x, y = data(40, (20,), 3)
     torch.manual_seed(0)
-    ev = Evaluator(nn.Linear(20, 3), "cross_entropy", (x, y), device="cpu", dtype=torch.float64, threads=1)
+    ev = Evaluator(nn.Linear(20, 3), "cross_entropy", (x, y), plan=Plan(device="cpu", dtype=torch.float64, threads=1))
     D = torch.randn(2, ev.space.size, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     coeffs = torch.tensor([[0.0, 0.0], [0.5, -1.0], [-1.0, 2.0]], dtype=torch.float64)
     fast = ev.evaluate_affine(ev.w0, D, coeffs)

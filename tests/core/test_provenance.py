@@ -7,6 +7,8 @@ from torch import nn
 from losslens.core.checkpoints import save_checkpoint
 from losslens.core.data import load_dataset, subset
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
+from losslens.core.recipe import Recipe
 from losslens.core.models import build_model
 from losslens.core.provenance import CheckpointMeta, checkpoint_info, fingerprint, model_identity, trusted_name
 from losslens.errors import ConfigError
@@ -55,29 +57,30 @@ def test_evaluator_records_what_it_evaluates(tmp_path):
     model = build_model("mlp", input_shape=data.input_shape, seed=0)
     path = save_checkpoint(model, tmp_path / "run" / "step_5.safetensors",
                            metadata=CheckpointMeta(model="mlp", step=5, epoch=0.5).to_metadata())
-    ev = Evaluator(model, "cross_entropy", data, device="cpu", checkpoint=path, model_name="mlp")
+    ev = Evaluator(model, "cross_entropy", data, checkpoint=path, plan=Plan(device="cpu"), recipe=Recipe(model="mlp"))
     meta = ev.meta()
     assert meta["data"]["split"] == "train" and meta["data"]["n_samples"] == 200
     assert meta["data"]["subset"] == {"of": 1347, "seed": 3}
     assert meta["checkpoint"]["label"] == "run/step_5.safetensors" and meta["checkpoint"]["step"] == 5
     assert meta["checkpoint"]["sha256"] == checkpoint_info(path)["sha256"]
     assert meta["model"]["name"] == "mlp" and meta["model"]["architecture"]
-    other = Evaluator(model, "cross_entropy", subset(load_dataset("digits", "train"), 200, seed=4), device="cpu")
+    other = Evaluator(model, "cross_entropy", subset(load_dataset("digits", "train"), 200, seed=4),
+                      plan=Plan(device="cpu"))
     assert other.meta()["data"]["fingerprint"] != meta["data"]["fingerprint"]
-    plain = Evaluator(model, "cross_entropy", (data.x, data.y), device="cpu", split="test")
+    plain = Evaluator(model, "cross_entropy", (data.x, data.y), plan=Plan(device="cpu"), recipe=Recipe(split="test"))
     assert plain.meta()["data"]["split"] == "test" and plain.meta()["data"]["name"] is None
     with pytest.raises(ValueError, match="split='test' was given for data whose split is 'train'"):
-        Evaluator(model, "cross_entropy", data, split="test")
+        Evaluator(model, "cross_entropy", data, recipe=Recipe(split="test"))
 
 
 def test_evaluator_from_a_checkpoint_uses_only_built_in_names(tmp_path):
     model = build_model("mlp", input_shape=(1, 8, 8), seed=0, hidden=[16])
     meta = CheckpointMeta(model="mlp", model_kwargs={"hidden": [16]}, data="digits")
     path = save_checkpoint(model, tmp_path / "m.safetensors", metadata=meta.to_metadata())
-    ev = Evaluator.from_checkpoint(path, split="test", subset=100, device="cpu")
+    ev = Recipe.from_checkpoint(path, split="test", subset=100).evaluator(path, device="cpu")
     assert ev.meta()["model"]["kwargs"] == {"hidden": [16]} and ev.meta()["data"]["split"] == "test"
     torch.testing.assert_close(ev.w0, ev.space.flatten(model))
     evil = save_checkpoint(model, tmp_path / "evil.safetensors",
                            metadata=CheckpointMeta(model="os:system").to_metadata())
     with pytest.raises(ConfigError, match="never imports code"):
-        Evaluator.from_checkpoint(evil)
+        Recipe.from_checkpoint(evil)

@@ -13,6 +13,7 @@ from torch import nn
 
 from losslens.core import reuse
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.curvature.operator import HessianOperator
 
 
@@ -34,7 +35,7 @@ def _evaluator(subset: int = 32, scale: float = 1.0) -> Evaluator:
     with torch.no_grad():
         model[0].weight.mul_(scale)
     x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
-    return Evaluator(model, "cross_entropy", (x[:subset], y[:subset]), dtype=torch.float64)
+    return Evaluator(model, "cross_entropy", (x[:subset], y[:subset]), plan=Plan(dtype=torch.float64))
 
 
 def test_a_request_binds_every_argument_with_its_default_and_leaves_out_what_never_changes_a_result():

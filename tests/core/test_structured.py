@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.errors import ConfigError
 
 transformers = pytest.importorskip("transformers")
@@ -86,7 +87,7 @@ def points(ev, k=2, scale=0.05):
 @pytest.mark.parametrize("loss", ["causal_lm", "model"])
 def test_gpt2_on_padded_batches_equals_the_token_weighted_loop(loss, vectorize):
     model = gpt2()
-    ev = Evaluator(model, loss, lm_loader(), device="cpu", vectorize=vectorize, threads=1)
+    ev = Evaluator(model, loss, lm_loader(), plan=Plan(device="cpu", vectorize=vectorize, threads=1))
     assert ev.meta()["units"] == "shifted_targets" and ev.plan.batch_size == 4
     assert "lm_head.weight" not in ev.space.names and "transformer.wte.weight" in ev.space.names  # tied: once
     W = points(ev)
@@ -109,7 +110,7 @@ def test_a_batch_without_targets_weighs_nothing_under_the_models_own_loss(vector
     for it in items[4:8]:  # the second batch of 4: no target token
         it["labels"] = torch.full_like(it["labels"], -100)
     loader = DataLoader(items, batch_size=4, collate_fn=pad)
-    own, ref = (Evaluator(model, loss, loader, device="cpu", vectorize=vectorize, threads=1)
+    own, ref = (Evaluator(model, loss, loader, plan=Plan(device="cpu", vectorize=vectorize, threads=1))
                 for loss in ("model", "causal_lm"))
     W = points(own)
     a, b = own.evaluate(W), ref.evaluate(W)
@@ -126,7 +127,7 @@ def test_gpt2_affine_equals_evaluate_and_the_model_is_unchanged():
     for p in model.parameters():
         p.grad = torch.ones_like(p)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    ev = Evaluator(model, "causal_lm", lm_loader(), device="cpu", threads=1)
+    ev = Evaluator(model, "causal_lm", lm_loader(), plan=Plan(device="cpu", threads=1))
     g = torch.Generator().manual_seed(2)
     D = 0.05 * torch.randn(2, ev.space.size, generator=g)
     coeffs = torch.tensor([[0.0, 0.0], [1.0, -0.5], [-1.0, 2.0]])
@@ -145,7 +146,8 @@ def test_hessian_through_default_attention_equals_eager_and_an_independent_lancz
 
     sdpa, eager = gpt2("sdpa").double(), gpt2("eager").double()
     eager.load_state_dict(sdpa.state_dict())
-    top = [float(eigenpairs(HessianOperator(Evaluator(m, "model", lm_loader(), device="cpu", dtype=torch.float64)),
+    top = [float(eigenpairs(HessianOperator(Evaluator(m, "model", lm_loader(),
+                                                      plan=Plan(device="cpu", dtype=torch.float64))),
                             k=1, tol=1e-10).values[0]) for m in (sdpa, eager)]
     assert top[0] == pytest.approx(top[1], rel=1e-8)
 
@@ -179,7 +181,8 @@ def test_bert_classifier_on_dict_batches(vectorize):
     mask[::2, 6:] = 0
     labels = torch.randint(0, CLASSES, (10,), generator=g)
     data = ({"input_ids": ids, "attention_mask": mask}, labels)
-    ev = Evaluator(model, "cross_entropy", data, device="cpu", vectorize=vectorize, batch_size=4, threads=1)
+    ev = Evaluator(model, "cross_entropy", data,
+                   plan=Plan(device="cpu", vectorize=vectorize, batch_size=4, threads=1))
     assert ev.meta()["units"] == "targets" and ev.n_units == 10  # one class label per sample
     res = ev.evaluate(points(ev))
     for k, w in enumerate(points(ev)):
@@ -188,9 +191,10 @@ def test_bert_classifier_on_dict_batches(vectorize):
             logits = net(input_ids=ids, attention_mask=mask).logits
         assert float(res.loss[k]) == pytest.approx(float(nn.functional.cross_entropy(logits, labels)), rel=2e-6)
         assert float(res.metrics["accuracy"][k]) == pytest.approx(float((logits.argmax(1) == labels).double().mean()))
-    model_loss = Evaluator(model, "model", ({"input_ids": ids, "attention_mask": mask}, labels), device="cpu")
+    model_loss = Evaluator(model, "model", ({"input_ids": ids, "attention_mask": mask}, labels),
+                           plan=Plan(device="cpu"))
     assert float(model_loss.evaluate(ev.w0).loss[0]) == pytest.approx(float(res.loss[0]), rel=1e-6)
-    with_buffers = Evaluator(model, "cross_entropy", data, device="cpu", include_buffers=True)
+    with_buffers = Evaluator(model, "cross_entropy", data, include_buffers=True, plan=Plan(device="cpu"))
     assert with_buffers.space.size == ev.space.size  # its buffers (position ids) are integers: never in the vector
 
 
@@ -230,7 +234,8 @@ def test_multi_input_and_recurrent_models_equal_a_plain_loop(kind, vectorize):
     else:
         model, inputs = TokenLSTM(), torch.randint(0, VOCAB, (30, 7), generator=g)
     labels = torch.randint(0, CLASSES, (30,), generator=g)
-    ev = Evaluator(model, "cross_entropy", (inputs, labels), device="cpu", vectorize=vectorize, batch_size=8, threads=1)
+    ev = Evaluator(model, "cross_entropy", (inputs, labels),
+                   plan=Plan(device="cpu", vectorize=vectorize, batch_size=8, threads=1))
     res = ev.evaluate(points(ev))
     for k, w in enumerate(points(ev)):
         net = at(model, ev.space, w)
@@ -246,8 +251,8 @@ def test_multi_input_and_recurrent_models_equal_a_plain_loop(kind, vectorize):
 
 def test_units_can_be_overridden_and_are_recorded():
     model = gpt2()
-    shifted = Evaluator(model, "model", lm_loader(), device="cpu")
-    plain = Evaluator(model, "model", lm_loader(), device="cpu", units="targets")
+    shifted = Evaluator(model, "model", lm_loader(), plan=Plan(device="cpu"))
+    plain = Evaluator(model, "model", lm_loader(), units="targets", plan=Plan(device="cpu"))
     assert plain.meta()["units"] == "targets" and plain.n_units > shifted.n_units
     assert plain.identity()["units"] != shifted.identity()["units"]  # a resumed grid notices
 
@@ -284,7 +289,7 @@ def test_large_sets_are_streamed_from_the_loader_at_every_pass(monkeypatch):
     model = gpt2()
     rng = torch.get_rng_state()
     shuffled = DataLoader(padded_sequences(), batch_size=4, collate_fn=pad, shuffle=True)
-    ev = Evaluator(model, "causal_lm", shuffled, device="cpu", threads=1)
+    ev = Evaluator(model, "causal_lm", shuffled, plan=Plan(device="cpu", threads=1))
     assert ev.data._kept is None and ev.data.x is None  # nothing held: read again at each pass
     res = ev.evaluate(points(ev))
     assert torch.equal(torch.get_rng_state(), rng)  # the shuffling sampler drew from a forked RNG
@@ -301,5 +306,5 @@ def test_seeded_subsets_of_batches_keep_the_collate_fn():
     assert len(part) == 5 and part.describe()["subset"] == {"of": 11, "seed": 3}
     first = next(iter(part.source))
     assert torch.equal(first["input_ids"], next(iter(again.source))["input_ids"]) and "attention_mask" in first
-    ev = Evaluator(gpt2(), "model", part, device="cpu")
+    ev = Evaluator(gpt2(), "model", part, plan=Plan(device="cpu"))
     assert ev.meta()["data"]["split"] == "test" and ev.n_samples == 5

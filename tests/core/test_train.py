@@ -7,6 +7,7 @@ from torch import nn
 from losslens.core.checkpoints import load_checkpoint, load_metadata
 from losslens.core.data import load_dataset, subset
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.core.models import build_model
 from losslens.core.train import TrainRun, train
 from losslens.errors import ConfigError
@@ -54,7 +55,7 @@ def test_run_json(digits_run):
 def test_history_matches_the_evaluator_on_the_last_checkpoint(digits_run):
     model = build_model("mlp")
     model.load_state_dict(load_checkpoint(digits_run.checkpoints[-1], model))
-    ev = Evaluator(model, "cross_entropy", load_dataset("digits", "test"), device="cpu")
+    ev = Evaluator(model, "cross_entropy", load_dataset("digits", "test"), plan=Plan(device="cpu"))
     res = ev.evaluate(ev.w0[None])
     assert float(res.loss[0]) == pytest.approx(digits_run.history[-1]["test_loss"], rel=1e-6)
     assert float(res.metrics["accuracy"][0]) == pytest.approx(digits_run.history[-1]["test_accuracy"])

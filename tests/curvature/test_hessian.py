@@ -15,6 +15,7 @@ from scipy.sparse.linalg import eigsh
 from torch import nn
 
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.curvature.hessian import Eigenpairs, eigenpairs
 from losslens.curvature.operator import HessianOperator, NonFiniteHessian
 from losslens.errors import ConfigError
@@ -187,7 +188,7 @@ def test_operator_keeps_a_gradient_graph_only_when_it_fits(net):
     kept.release()
     assert kept._graph is None
     x, y = ev.data.x, ev.data.y
-    tight = Evaluator(model, "cross_entropy", (x, y), dtype=torch.float64, memory_budget=64, device="cpu")
+    tight = Evaluator(model, "cross_entropy", (x, y), plan=Plan(dtype=torch.float64, memory_budget=64, device="cpu"))
     recomputed = HessianOperator(tight)
     torch.testing.assert_close(recomputed @ v, dense @ v, rtol=1e-10, atol=1e-12)
     assert recomputed._graph is None  # forward-over-reverse at every product
@@ -200,7 +201,7 @@ def test_diverged_point_is_a_clear_error_not_an_arpack_failure():
         model[0].weight[0, 0] = float("nan")
     x, y = torch.randn(20, 4), torch.randint(0, 3, (20,))
     with pytest.warns(UserWarning, match="not all finite"):
-        ev = Evaluator(model, "cross_entropy", (x, y), dtype=torch.float64, device="cpu")
+        ev = Evaluator(model, "cross_entropy", (x, y), plan=Plan(dtype=torch.float64, device="cpu"))
     with pytest.raises(NonFiniteHessian, match=r"not finite \(loss there: nan\)"):
         eigenpairs(HessianOperator(ev), k=2)
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.landscape.directions import random_directions
 from losslens._distributed import init_distributed_from_env
 from losslens.landscape.surface import surface_1d, surface_2d
@@ -31,7 +32,7 @@ def setup():
     x, y = torch.randn(64, 4, generator=g), torch.randint(0, 3, (64,), generator=g)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
-    ev = Evaluator(model, "cross_entropy", (x, y), device="cpu")
+    ev = Evaluator(model, "cross_entropy", (x, y), plan=Plan(device="cpu"))
     return ev, random_directions(ev.space, ev.w0, n=2, seed=0)
 
 

@@ -12,6 +12,7 @@ from torch.func import functional_call, hessian
 from losslens.cli.main import main
 from losslens.core.checkpoints import save_checkpoint
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.core.models import build_model
 from losslens.core.provenance import CheckpointMeta
 from losslens.landscape import curvature
@@ -25,7 +26,7 @@ def quadratic():
     g = torch.Generator().manual_seed(0)
     X, y = torch.randn(40, 5, generator=g, dtype=torch.float64), torch.randn(40, 1, generator=g, dtype=torch.float64)
     torch.manual_seed(0)
-    ev = Evaluator(nn.Linear(5, 1, bias=False).double(), "mse", (X, y), dtype=torch.float64)
+    ev = Evaluator(nn.Linear(5, 1, bias=False).double(), "mse", (X, y), plan=Plan(dtype=torch.float64))
     lam = torch.linalg.eigvalsh(2 * X.T @ X / 40)
     return ev, float(lam[-1]), float(lam[0])
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.core.params import ParameterSpace
 from losslens.errors import LosslensError
 from losslens.landscape.directions import Directions, between, hessian_directions, random_directions
@@ -171,7 +172,7 @@ def test_hessian_directions_are_top_eigenvectors():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
     x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
-    ev = Evaluator(model, "cross_entropy", (x, y), dtype=torch.float64, metrics=())
+    ev = Evaluator(model, "cross_entropy", (x, y), metrics=(), plan=Plan(dtype=torch.float64))
     dirs = hessian_directions(ev, k=2)
     assert dirs.kind == "hessian" and dirs.vectors.dtype == torch.float64
     H = ev.hvp(ev.w0, torch.eye(ev.space.size, dtype=torch.float64))  # dense Hessian, (P, P)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.errors import LosslensError
 from losslens.landscape.directions import Directions, between
 from losslens.landscape.interpolation import barrier, interpolate
@@ -22,7 +23,7 @@ def quadratic():
     X = torch.randn(20, 4, generator=g, dtype=torch.float64)
     y = torch.randn(20, 1, generator=g, dtype=torch.float64)
     model = nn.Linear(4, 1, bias=False)
-    ev = Evaluator(model, "mse", (X, y), dtype=torch.float64, metrics=())
+    ev = Evaluator(model, "mse", (X, y), metrics=(), plan=Plan(dtype=torch.float64))
     w_a = torch.randn(4, generator=g, dtype=torch.float64)
     w_b = torch.randn(4, generator=g, dtype=torch.float64)
     return ev, model, X, y, w_a, w_b
@@ -90,7 +91,7 @@ def test_barrier_of_a_double_well():
     def double_well(out, target):
         return ((out**2 - 1) ** 2).mean()
 
-    ev = Evaluator(model, double_well, data, dtype=torch.float64, metrics=())
+    ev = Evaluator(model, double_well, data, metrics=(), plan=Plan(dtype=torch.float64))
     w_a, w_b = torch.tensor([-1.0], dtype=torch.float64), torch.tensor([1.2], dtype=torch.float64)
     line = interpolate(ev, w_a, w_b, t=np.append(np.linspace(-0.2, 1.2, 15), 1 / 2.2))
     assert line.loss[line.x == 0][0] == pytest.approx(0.0, abs=1e-15)

@@ -14,6 +14,8 @@ from torch import nn
 
 from losslens.core import reuse
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
+from losslens.core.recipe import Recipe
 from losslens.core.models import build_model
 from losslens.errors import LosslensError
 from losslens.landscape import grid_file as gf
@@ -31,8 +33,8 @@ def quadratic():
     X = torch.randn(40, 6, generator=g, dtype=torch.float64)
     y = torch.randn(40, 1, generator=g, dtype=torch.float64)
     torch.manual_seed(0)
-    ev = Evaluator(nn.Linear(6, 1, bias=False), "mse", (X, y), metrics=(), dtype=torch.float64, device="cpu",
-                   split="train")
+    ev = Evaluator(nn.Linear(6, 1, bias=False), "mse", (X, y), metrics=(),
+                   plan=Plan(dtype=torch.float64, device="cpu"), recipe=Recipe(split="train"))
     dirs = random_directions(ev.space, ev.w0, n=2, normalization="none", ignore="none", seed=1)
     return ev, dirs, X, y
 
@@ -121,7 +123,7 @@ def asymmetric():
     x, labels = torch.randn(30, 4, generator=g), torch.randint(0, 3, (30,), generator=g)
     torch.manual_seed(0)
     ev = Evaluator(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)), "cross_entropy", (x, labels),
-                   device="cpu", split="train", dtype=torch.float64)
+                   plan=Plan(device="cpu", dtype=torch.float64), recipe=Recipe(split="train"))
     return ev, random_directions(ev.space, ev.w0, n=2, seed=0)
 
 
@@ -177,8 +179,10 @@ def test_two_splits_in_one_file(tmp_path):
     x, labels = torch.randn(40, 4, generator=g), torch.randint(0, 3, (40,), generator=g)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
-    train = Evaluator(model, "cross_entropy", (x[:30], labels[:30]), device="cpu", split="train")
-    test = Evaluator(model, "cross_entropy", (x[30:], labels[30:]), device="cpu", split="test")
+    train = Evaluator(model, "cross_entropy", (x[:30], labels[:30]), plan=Plan(device="cpu"),
+                      recipe=Recipe(split="train"))
+    test = Evaluator(model, "cross_entropy", (x[30:], labels[30:]), plan=Plan(device="cpu"),
+                     recipe=Recipe(split="test"))
     dirs = random_directions(train.space, train.w0, n=2, seed=0)
     path = tmp_path / "both.h5"
     s = surface_2d([train, test], train.w0, dirs, [-1.0, 0.0, 1.0], [0.0, 1.0], path=path, progress=False)
@@ -256,7 +260,7 @@ def test_a_grid_resumes_only_the_same_request_and_a_refusal_names_the_argument(q
     assert set(given) == set(GRID_ARGUMENTS)
     surface_2d(**given, path=path, progress=False)
     changed = {"evaluator": Evaluator(nn.Linear(6, 1, bias=False), "mse", (X[:30], y[:30]), metrics=(),
-                                      dtype=torch.float64, device="cpu", split="train"),
+                                      plan=Plan(dtype=torch.float64, device="cpu"), recipe=Recipe(split="train")),
                "w0": ev.w0 + 1.0, "directions": Directions(dirs.vectors.flip(0), "random", {}),
                "x": X_COORDS + 0.5, "y": Y_COORDS[:-1]}
     with pytest.raises(ValueError, match=rf"holds a different grid \(argument {argument}: "):
@@ -270,7 +274,9 @@ def evaluator(**kwargs):
     options = {"device": "cpu", "split": "train", "threads": 1} | kwargs
     model = options.pop("model", None) or build_model("resnet", input_shape=(1, 6, 6), num_classes=4, seed=0)
     data = options.pop("data", (x, y))
-    return Evaluator(model, options.pop("loss", "cross_entropy"), data, **options)
+    plan = Plan(**{k: options.pop(k) for k in list(options) if k in Plan.__dataclass_fields__})
+    return Evaluator(model, options.pop("loss", "cross_entropy"), data, plan=plan,
+                     recipe=Recipe(split=options.pop("split")), **options)
 
 
 @pytest.mark.parametrize("change, named", [
@@ -355,7 +361,7 @@ def test_nonfinite_losses_are_kept_counted_and_done(tmp_path):
     model = nn.Linear(3, 1, bias=False)
     with torch.no_grad():
         model.weight.zero_()
-    ev = Evaluator(model, sqrt_one_minus_mse, (X, y), metrics=(), dtype=torch.float64, device="cpu")
+    ev = Evaluator(model, sqrt_one_minus_mse, (X, y), metrics=(), plan=Plan(dtype=torch.float64, device="cpu"))
     d = torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64)  # MSE along it: a^2
     x = np.array([-3.0, -0.5, 0.0, 0.5, 3.0])
     path = tmp_path / "nan.h5"

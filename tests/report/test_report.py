@@ -15,6 +15,7 @@ from _report_page import by_id, parse, plotly_ids
 from _report_tiny import TINY
 from losslens.core.evaluator import Evaluator
 from losslens.core.provenance import file_sha256
+from losslens.core.recipe import Recipe
 from losslens.curvature.hessian import Eigenpairs
 from losslens.curvature.operator import HessianOperator
 from losslens.landscape.surface import Surface
@@ -96,9 +97,7 @@ def test_the_page_has_every_section_with_its_figures_tables_and_provenance_and_l
 def test_the_numbers_are_those_of_the_result_files_and_of_an_independent_evaluation(built):
     report = built.report
     last = sorted(built.run.glob("step_*.safetensors"))[-1]
-    from losslens.core.data import load_dataset, subset
-
-    ev = Evaluator.from_checkpoint(str(last), data=subset(load_dataset("digits", "train"), 100, seed=0), device="cpu")
+    ev = Recipe.from_checkpoint(str(last), data="digits", split="train", subset=100).evaluator(str(last), device="cpu")
     loss_w0 = float(ev.evaluate(ev.w0[None]).loss[0])
     assert _facts(report.section("surface"))["loss at w0"] == pytest.approx(loss_w0, rel=1e-6)
     summary = dict(report.section("summary").tables[0].rows)

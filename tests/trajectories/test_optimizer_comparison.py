@@ -122,7 +122,7 @@ def test_two_processes_give_the_comparison_of_one(tmp_path):
 def test_runs_of_a_module_are_read_with_the_given_evaluators_architecture(tmp_path):
     """A run trained from a module has no model name in run.json: compare_runs and dynamics_of_run read
     it with the evaluator's architecture, and a run of another architecture is refused naming its file."""
-    from losslens.core.evaluator import Evaluator
+    from losslens.core.recipe import Recipe
     from losslens.trajectories.dynamics import dynamics_of_run
 
     data = (subset(load_dataset("digits", "train"), 128), subset(load_dataset("digits", "test"), 32))
@@ -131,7 +131,7 @@ def test_runs_of_a_module_are_read_with_the_given_evaluators_architecture(tmp_pa
             for opt, lr in (("sgd", 0.1), ("adam", 3e-3))]
     with pytest.raises(ConfigError, match="pass the model"):
         CheckpointSeries.from_run(runs[0].out)
-    ev = Evaluator.from_checkpoint(runs[0].checkpoints[-1], net, data[0], metrics=())
+    ev = Recipe().evaluator(runs[0].checkpoints[-1], model=net, data=data[0], metrics=())
     comparison, _ = compare_runs([r.out for r in runs], ev, steps=(4, 3), progress=False)
     assert [row["n_checkpoints"] for row in comparison.table] == [3, 3]
     dynamics = dynamics_of_run(runs[1].out, ev)

@@ -10,6 +10,7 @@ from torch import nn
 from torch.func import functional_call
 
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.errors import LosslensError
 from losslens.trajectories.paths import PATHS_COLUMNS, TrajectoryPaths, plane_grid, plane_surface, trajectory_paths
 from losslens.trajectories.pca import trajectory_pca
@@ -22,7 +23,7 @@ from _trajectory_helpers import plane_trajectory, write_checkpoints
 def evaluator(model):
     g = torch.Generator().manual_seed(7)
     x, y = torch.randn(40, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (40,), generator=g)
-    return Evaluator(model, "cross_entropy", (x, y), dtype=torch.float64, device="cpu")
+    return Evaluator(model, "cross_entropy", (x, y), plan=Plan(dtype=torch.float64, device="cpu"))
 
 
 def _series(tmp_path, ev, model, points, run):

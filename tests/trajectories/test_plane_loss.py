@@ -11,6 +11,7 @@ from torch.func import functional_call, grad, hessian
 
 from _trajectory_helpers import tiny_model
 from losslens.core.evaluator import Evaluator
+from losslens.core.plan import Plan
 from losslens.landscape.directions import hessian_directions
 from losslens.landscape.surface import surface_2d
 from losslens.trajectories.objectives import PlaneLoss
@@ -27,7 +28,7 @@ def data(seed=0, n=40):
 
 def evaluator(dtype=torch.float64, seed=0):
     x, y = data(seed)
-    return Evaluator(tiny_model(), "cross_entropy", (x, y), dtype=dtype, device="cpu")
+    return Evaluator(tiny_model(), "cross_entropy", (x, y), plan=Plan(dtype=dtype, device="cpu"))
 
 
 def unit_directions(P, seed=1):

@@ -9,7 +9,8 @@ import torch
 from losslens.core.checkpoints import load_checkpoint
 from losslens.core.params import ParameterSpace
 from losslens.errors import ConfigError
-from losslens.trajectories.series import CheckpointSeries, checkpoint_vectors, natural_key, run_evaluator
+from losslens.trajectories.checkpoint_order import natural_key
+from losslens.trajectories.series import CheckpointSeries, checkpoint_vectors, run_evaluator
 
 from _trajectory_helpers import write_checkpoints
 
