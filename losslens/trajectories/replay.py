@@ -78,6 +78,7 @@ class OptimizerSpec:
     label: str | None = None
 
 
+# long: the documented arguments of a replay's 15 options; the body is 13 lines
 def replay(
     objective,
     optimizers: Sequence[str | OptimizerSpec] = ("sgd", "momentum", "adam"),
