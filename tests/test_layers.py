@@ -9,7 +9,7 @@ The layers, bottom to top (a module may import its own layer and the ones below)
 0. the top-level helpers ``errors``, ``checks``, ``_io`` (with ``_locks`` and ``_vet``), ``_version``,
    ``_distributed``, ``_imports`` and ``results`` (``Result``, the base every result class is stored and shown
    with, and the registry of kinds, whose lazy ``"module:Class"`` strings are not imports);
-1. ``core``; 2. ``landscape`` and ``curvature``; 3. ``trajectories``; 4. ``plot``; 5. ``report``; 6. ``cli``;
+1. ``core``; 2. ``landscape``, ``curvature`` and ``connectivity``; 3. ``trajectories``; 4. ``plot``; 5. ``report``; 6. ``cli``;
 7. the package face ``losslens/__init__.py`` and ``__main__.py``, which nothing inside losslens imports.
 """
 
@@ -24,9 +24,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "losslens"
 FACE = "losslens"
 BASE = {"errors", "checks", "_io", "_locks", "_vet", "_version", "_distributed", "_imports", "results"}
-LAYERS = {"core": 1, "landscape": 2, "curvature": 2, "trajectories": 3, "plot": 4, "report": 5, "cli": 6}
+LAYERS = {"core": 1, "landscape": 2, "curvature": 2, "connectivity": 2, "trajectories": 3, "plot": 4, "report": 5, "cli": 6}
 TOP = 7
-COMPUTATION = ("core", "landscape", "curvature", "trajectories")
+COMPUTATION = ("core", "landscape", "curvature", "connectivity", "trajectories")
 
 
 def module_names(root: Path = ROOT) -> dict[str, Path]:
