@@ -18,8 +18,10 @@ _SOURCES = {
                       "load_checkpoint", "load_dataset", "load_model", "save_checkpoint", "subset"),
     "losslens.curvature": ("Eigenpairs", "HessianOperator", "Spectrum", "TraceEstimate", "density", "eigenpairs",
                            "trace"),
+    "losslens.connectivity.barriers": ("barriers", "line_barriers"),
+    "losslens.connectivity.neb": ("NEBChain", "neb"),
     "losslens.landscape": ("Directions", "Multiscale", "Surface", "SurfaceComparison", "SurfaceFit", "Topology",
-                           "barrier", "between", "compare_surfaces", "fit_surface", "hessian_directions", "interpolate",
+                           "between", "compare_surfaces", "fit_surface", "hessian_directions", "interpolate",
                            "multiscale", "random_directions", "surface_1d", "surface_2d", "topology"),
     "losslens.report": ("Report", "ReportOptions", "build_report"),
     "losslens.results": ("load_result",),
@@ -39,7 +41,9 @@ __all__ = [
     "load_model", "save_checkpoint", "train", "TrainRun",
     # landscape
     "Directions", "random_directions", "hessian_directions", "pca_directions", "between", "Surface",
-    "surface_1d", "surface_2d", "interpolate", "barrier",
+    "surface_1d", "surface_2d", "interpolate",
+    # connectivity: paths between checkpoints
+    "barriers", "line_barriers", "neb", "NEBChain",
     # curvature
     "HessianOperator", "Eigenpairs", "eigenpairs", "TraceEstimate", "trace", "Spectrum", "density",
     # analyses of surfaces

@@ -1,9 +1,10 @@
-"""``losslens interpolate``: the loss on the line through two checkpoints, and the barrier between them.
+"""``losslens interpolate``: the loss on the line through two checkpoints, and the barriers between them.
 
 Writes ``OUT/interpolation.h5`` (a 1-D surface, resumable), ``OUT/interpolation.png`` and
-``OUT/interpolation.html`` and prints the barrier :math:`\\max_{t \\in [0,1]} L(t) - \\max(L(0), L(1))`
-(Goodfellow et al. 2015; Frankle et al. 2020). Without checkpoints: the default model's
-initialization and its final weights.
+``OUT/interpolation.html`` (Goodfellow et al. 2015) and prints the three barriers of
+``connectivity.barriers`` (``barrier``, ``barrier_mean``, ``barrier_max``), one line each with its definition,
+and the same three of the error ``1 - accuracy`` when there is an accuracy. Without checkpoints: the default
+model's initialization and its final weights.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from losslens.errors import ConfigError
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "interpolate",
-        help="loss along the line between two checkpoints, and its barrier",
+        help="loss along the line between two checkpoints, and its barriers",
         usage="losslens interpolate [A B] [--steps N] [--extrapolate E] [--out DIR] [options]",
         description="Evaluate the loss at w_A + t (w_B - w_A) for t from -E to 1 + E, on the training split by "
-        "default, save it to OUT/interpolation.h5 (rerunning resumes it), draw it and print the loss barrier "
-        "between A and B. Without A and B: the initialization and the final checkpoint of the default model "
+        "default, save it to OUT/interpolation.h5 (rerunning resumes it), draw it and print the three barriers "
+        "between A and B (barrier, barrier_mean, barrier_max, each with its definition). Without A and B: the initialization and the final checkpoint of the default model "
         "(trained into OUT/default-model).",
     )
     parser.add_argument("endpoints", metavar="A B", nargs="*", help="two checkpoint files (t = 0 and t = 1)")
@@ -38,7 +39,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from losslens.core.checkpoints import load_checkpoint
-    from losslens.landscape.interpolation import barrier, interpolate
+    from losslens.connectivity.barriers import line_barriers
+    from losslens.landscape.interpolation import interpolate
     from losslens.plot.render import render
 
     if len(args.endpoints) not in (0, 2):
@@ -57,7 +59,18 @@ def run(args: argparse.Namespace) -> int:
                        path=out / "interpolation.h5", progress=not args.no_progress, meta={"endpoints": [a, b]})
     print(f"wrote {out / 'interpolation.h5'}")
     ends = [line.loss[line.x == t][0] for t in (0.0, 1.0)]
-    print(f"barrier {barrier(line):.6g} (loss {ends[0]:.6g} at A = {a}, {ends[1]:.6g} at B = {b}, "
-          f"distance |B - A| = {line.directions.meta['norm']:.6g})")
+    print(f"loss {ends[0]:.6g} at A = {a}, {ends[1]:.6g} at B = {b}, distance |B - A| = "
+          f"{line.directions.meta['norm']:.6g}")
+    _print_barriers(line_barriers(line))
     say_written(render(line, out, "interpolation", log=args.log))
     return 0
+
+
+def _print_barriers(found: dict) -> None:
+    """One line per barrier of the loss, named with its definition, and one of the error's when there is one."""
+    from losslens.connectivity.barriers import DEFINITIONS, NAMES
+
+    for name in NAMES:
+        print(f"{name} {found[name]:.6g} ({DEFINITIONS[name]})")
+    if "error_barrier" in found:
+        print("error (1 - accuracy) " + ", ".join(f"{name} {found['error_' + name]:.6g}" for name in NAMES))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from losslens.errors import ConfigError
+from losslens.landscape.surface import Surface
 
 NAMES: tuple[str, ...] = ("barrier", "barrier_mean", "barrier_max")
 DEFINITIONS: dict[str, str] = {
@@ -49,3 +50,30 @@ def barriers(t, values) -> dict[str, float]:
     return {"barrier": float(np.max(top - ((1.0 - ti) * a + ti * b))),
             "barrier_mean": float(np.max(top) - (a + b) / 2.0),
             "barrier_max": float(np.max(top) - max(a, b))}
+
+
+def line_barriers(line: Surface) -> dict[str, float]:
+    """The three barriers of the loss along a line between two points (a 1-D ``Surface`` of ``interpolate``),
+    and of the error :math:`1 - \\mathrm{accuracy}` when the line has an accuracy metric.
+
+    Args:
+        line: a 1-D ``Surface`` whose grid holds ``t = 0``, ``t = 1`` and a point between them.
+
+    Returns:
+        ``{"barrier", "barrier_mean", "barrier_max"}`` of the loss on the line's own split (see the module
+        docstring), and ``"error_barrier"``, ``"error_barrier_mean"``, ``"error_barrier_max"`` of the error
+        when the line has ``accuracy``.
+
+    Raises:
+        TypeError: ``line`` is not a ``Surface``.
+        ConfigError: a plane, or a grid missing ``t = 0``, ``t = 1`` or a point between them.
+    """
+    if not isinstance(line, Surface):
+        raise TypeError(f"line_barriers needs the Surface of a line (from interpolate), got {type(line).__name__}")
+    if line.ndim != 1:
+        raise ConfigError("barriers are defined on a line (a 1-D surface), not on a plane")
+    found = barriers(line.x, line.loss)
+    accuracy = line.metrics.get("accuracy")
+    if accuracy is not None:
+        found |= {f"error_{name}": value for name, value in barriers(line.x, 1.0 - accuracy).items()}
+    return found

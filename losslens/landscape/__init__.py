@@ -8,7 +8,7 @@ from losslens.landscape.curvature import CurvatureMap, curvature_map
 from losslens.landscape.directions import Directions, between, hessian_directions, random_directions
 from losslens.landscape.fit import SurfaceFit, fit_surface, model_function
 from losslens.landscape.functions import FUNCTIONS, AnalyticFunction, get_function
-from losslens.landscape.interpolation import barrier, interpolate
+from losslens.landscape.interpolation import interpolate
 from losslens.landscape.surface import Surface, surface_1d, surface_2d
 from losslens.landscape.surface_comparison import SurfaceComparison, compare_surfaces
 from losslens.landscape.diagram_distances import bottleneck, wasserstein
@@ -20,7 +20,7 @@ __all__ = [
     # directions
     "Directions", "random_directions", "hessian_directions", "between",
     # surfaces and lines
-    "Surface", "surface_1d", "surface_2d", "interpolate", "barrier", "init_distributed_from_env",
+    "Surface", "surface_1d", "surface_2d", "interpolate", "init_distributed_from_env",
     # curvature on a plane (the Hessian itself is in losslens.curvature)
     "CurvatureMap", "curvature_map",
     # analyses of surfaces

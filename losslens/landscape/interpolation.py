@@ -1,4 +1,4 @@
-"""The loss on the line through two points of weight space, and the barrier between them.
+"""The loss on the line through two points of weight space.
 
 The line through ``w_a`` towards ``w_b`` (Goodfellow et al. 2015, "Qualitatively characterizing
 neural network optimization problems"):
@@ -7,14 +7,11 @@ neural network optimization problems"):
 
 so ``t = 0`` is ``w_a`` and ``t = 1`` is ``w_b``; ``t`` outside ``[0, 1]`` extrapolates. The result is a
 1-D ``Surface`` along the direction of kind ``"between"`` (which records the two endpoints), so it is
-saved, resumed, loaded and drawn like any surface. The loss barrier of the segment (Frankle et al.
-2020, "Linear Mode Connectivity and the Lottery Ticket Hypothesis") is
-
-.. math::  B = \\max_{t \\in [0, 1]} L(w(t)) - \\max(L(w(0)), L(w(1))),
-
-measured on the grid, which always holds ``t = 0`` and ``t = 1`` exactly (``barrier``), and at least one
-point strictly between them: a default grid with none is refused, and so
-is ``extrapolate`` above ``MAX_EXTRAPOLATE`` (so far out the grid says nothing about the segment).
+saved, resumed, loaded and drawn like any surface. Its barriers (``connectivity.barriers.line_barriers``:
+``barrier``, ``barrier_mean`` and ``barrier_max``, named by their papers) are measured on the grid, which
+always holds ``t = 0`` and ``t = 1`` exactly and at least one point strictly between them: a default grid
+with none is refused, and so is ``extrapolate`` above ``MAX_EXTRAPOLATE`` (so far out the grid says nothing
+about the segment).
 """
 
 from __future__ import annotations
@@ -79,31 +76,6 @@ def interpolate(
     grid = _grid(t, steps, extrapolate)
     caller = {"extrapolate": float(extrapolate) if t is None else None, **(meta or {})}
     return surface_1d(evaluator, w_a, direction, grid, path=path, progress=progress, meta=caller)
-
-
-def barrier(line: Surface) -> float:
-    """:math:`\\max_{t \\in [0,1]} L - \\max(L(0), L(1))` of a line between two points; NaN if a loss
-    in ``[0, 1]`` is NaN.
-
-    Args:
-        line: a 1-D ``Surface`` of ``interpolate`` whose grid holds ``t = 0`` and ``t = 1``.
-
-    Raises:
-        ValueError: not a 1-D surface, or its grid misses ``t = 0`` or ``t = 1`` or any point between them.
-    """
-    if not isinstance(line, Surface):
-        raise TypeError(f"the barrier needs the Surface of a line (from interpolate), got {type(line).__name__}")
-    if line.ndim != 1:
-        raise ValueError("the barrier is defined on a line (a 1-D surface), not on a plane")
-    t, loss = line.x, line.loss
-    ends = [np.flatnonzero(t == v) for v in (0.0, 1.0)]
-    if any(len(e) == 0 for e in ends):
-        raise ValueError("the barrier needs the endpoints t=0 and t=1 on the grid, and the line misses one of them")
-    inside = (t >= 0.0) & (t <= 1.0)
-    if inside.sum() < 3:
-        raise ValueError("the barrier needs points strictly between t=0 and t=1, and the line has none: "
-                         "sample the segment more finely")
-    return float(np.max(loss[inside]) - max(loss[ends[0][0]], loss[ends[1][0]]))
 
 
 def _grid(t, steps: int, extrapolate: float) -> np.ndarray:

@@ -175,12 +175,12 @@ def _line(surface: Surface, log: bool):
         fig.add_trace(go.Scatter(x=x, y=v, mode="lines", name=name, line={"dash": "dash"}), secondary_y=True)
     title = _title(surface)
     if _is_between(surface):
-        from losslens.landscape.interpolation import barrier
+        from losslens.connectivity.barriers import DEFINITIONS, line_barriers
 
         for t in (0.0, 1.0):
             fig.add_vline(x=t, line={"dash": "dot", "color": "grey"})
         if (surface.x == 0.0).any() and (surface.x == 1.0).any():
-            title += f"<br>barrier {barrier(surface):.4g}"
+            title += f"<br>barrier_max {line_barriers(surface)['barrier_max']:.4g} = {DEFINITIONS['barrier_max']}"
     fig.update_layout(title={"text": title}, autosize=True, margin=_MARGIN)
     fig.update_xaxes(title_text=xlabel, automargin=True)
     drawn = np.clip(loss, LOG_FLOOR, None) if log else loss

@@ -1,8 +1,8 @@
 """Matplotlib figures of loss lines and planes: 1D curves, contours, filled contours, 3D surfaces.
 
 The pictures of Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets" (NeurIPS), and of
-Goodfellow et al. 2015 (the loss along the segment between two points, with the barrier of Frankle
-et al. 2020).
+Goodfellow et al. 2015 (the loss along the segment between two points, with its ``barrier_max``, the rise
+above the higher endpoint; ``connectivity.barriers`` names the three barriers).
 
 Every function takes a ``Surface`` (or the path of its file), builds a new
 ``matplotlib.figure.Figure`` (no pyplot, no global state, any backend) unless given an ``ax``, and
@@ -32,7 +32,7 @@ def plot_1d(result, *, ax=None, log: bool = False, metrics: bool = True):
     """The loss along a line, with the metrics (accuracy) on a twin right axis.
 
     A line between two points (directions of kind ``"between"``) has its endpoints ``t = 0`` and
-    ``t = 1`` marked and the barrier drawn as a vertical segment at its peak. A plane of one row or
+    ``t = 1`` marked and ``barrier_max`` drawn as a vertical segment at its peak. A plane of one row or
     column (``1 x N``) is drawn as the line it is.
 
     Args:
@@ -299,8 +299,9 @@ def _path_label(surface: Surface) -> str:
 
 
 def _mark_endpoints(ax, surface: Surface, drawn: np.ndarray) -> list:
-    """Dotted lines at ``t = 0`` and ``t = 1``, and the barrier as a segment at its peak."""
-    from losslens.landscape.interpolation import barrier
+    """Dotted lines at ``t = 0`` and ``t = 1``, and ``barrier_max`` (the rise above the higher endpoint) as a
+    segment at its peak."""
+    from losslens.connectivity.barriers import line_barriers
 
     for t in (0.0, 1.0):
         ax.axvline(t, color="grey", linestyle=":", linewidth=1)
@@ -308,11 +309,11 @@ def _mark_endpoints(ax, surface: Surface, drawn: np.ndarray) -> list:
     ends = [np.flatnonzero(t == v) for v in (0.0, 1.0)]
     if any(len(e) == 0 for e in ends):  # a hand-made grid without the endpoints has no barrier
         return []
-    value = barrier(surface)
+    value = line_barriers(surface)["barrier_max"]
     if not np.isfinite(value):
         return []
     inside = np.flatnonzero((t >= 0.0) & (t <= 1.0))
     peak = inside[np.argmax(surface.loss[inside])]
     base = max(drawn[ends[0][0]], drawn[ends[1][0]])
     return ax.plot([t[peak], t[peak]], [base, drawn[peak]], color="C3", linewidth=2, marker="_", markersize=12,
-                   label=f"barrier {value:.4g}")
+                   label=f"barrier_max {value:.4g}")

@@ -63,19 +63,20 @@ def _surface(a: Analyses, id: str, title: str) -> Section:
 
 
 def _interpolation(a: Analyses, id: str, title: str) -> Section:
-    from losslens.landscape.interpolation import barrier
+    from losslens.connectivity.barriers import DEFINITIONS, NAMES, line_barriers
 
     line = a.step("interpolation")
     loss, acc = line.loss, line.metrics.get("accuracy")
     ends = [int(np.flatnonzero(line.x == t)[0]) for t in (0.0, 1.0)]
     lowest = int(np.nanargmin(loss))
-    rows = [("barrier max L(t) - max(L(0), L(1)), t in [0, 1]", barrier(line)),
+    found = line_barriers(line)
+    rows = [*((f"{name}: {DEFINITIONS[name]}", found[name]) for name in NAMES),
             ("loss at the initialization (t = 0)", float(loss[ends[0]])),
             ("loss at the checkpoint (t = 1)", float(loss[ends[1]])),
             ("lowest loss on the line", f"{loss[lowest]:.4g} at t = {line.x[lowest]:.3g}"),
             ("distance |w1 - w0| in weight space", line.directions.meta["norm"])]
     if acc is not None:
-        rows[3:3] = [("accuracy at t = 0 and t = 1", f"{acc[ends[0]]:.4f}, {acc[ends[1]]:.4f}")]
+        rows[5:5] = [("accuracy at t = 0 and t = 1", f"{acc[ends[0]]:.4f}, {acc[ends[1]]:.4f}")]
     text = ("The loss along the straight line w(t) = w_init + t (w_final - w_init) (Goodfellow et al. 2015): a "
             "monotone descent says training could have gone straight; a bump between 0 and 1 is a barrier.")
     return assemble(a, "interpolation", id, title, text, [Plot(_figure(line, ".html"), "loss (and accuracy) along t")],
@@ -303,9 +304,10 @@ def _key_figures(a: Analyses) -> list[tuple[str, object]]:
         rows.append(("loss at w0 (report's data)", float(s.loss[s.origin_index])))
     line = a.done("interpolation")
     if line is not None:
-        from losslens.landscape.interpolation import barrier
+        from losslens.connectivity.barriers import DEFINITIONS, line_barriers
 
-        rows.append(("barrier from the initialization", barrier(line)))
+        rows.append((f"barrier_max from the initialization: {DEFINITIONS['barrier_max']}",
+                     line_barriers(line)["barrier_max"]))
     pairs, tr = a.done("eigenpairs"), a.done("trace")
     if pairs is not None:
         rows.append(("Hessian top eigenvalues", [float(v) for v in pairs.values]))

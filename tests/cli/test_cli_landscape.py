@@ -11,6 +11,7 @@ import pytest
 
 from losslens.cli import _common
 from losslens.cli.main import main
+from losslens.connectivity.barriers import DEFINITIONS
 from losslens.core.checkpoints import save_checkpoint
 from losslens.core.evaluator import Evaluator
 from losslens.core.models import build_model
@@ -18,7 +19,6 @@ from losslens.core.provenance import CheckpointMeta
 from losslens.curvature.hessian import Eigenpairs
 from losslens.curvature.spectrum import Spectrum
 from losslens.curvature.trace_estimation import TraceEstimate
-from losslens.landscape.interpolation import barrier
 from losslens.landscape.surface import Surface
 
 FAST = ["--subset", "100", "--device", "cpu", "--no-progress"]
@@ -144,7 +144,14 @@ def test_interpolate_prints_the_barrier(tmp_path, capsys, checkpoints):
     stdout = capsys.readouterr().out
     line = Surface.load(out / "interpolation.h5")
     np.testing.assert_allclose(line.x, [-0.25, 0.0, 0.125, 0.5, 0.875, 1.0, 1.25])
-    assert f"barrier {barrier(line):.6g} " in stdout
+    inside = (line.x >= 0) & (line.x <= 1)
+    loss, t, error = line.loss[inside], line.x[inside], 1 - line.metrics["accuracy"][inside]
+    by_hand = {"barrier_max": max(loss) - max(loss[0], loss[-1]), "barrier_mean": max(loss) - (loss[0] + loss[-1]) / 2,
+               "barrier": max(loss - ((1 - t) * loss[0] + t * loss[-1]))}
+    for name, definition in DEFINITIONS.items():  # one line each, named with its definition
+        assert f"\n{name} {by_hand[name]:.6g} ({definition})\n" in stdout
+    assert f"error (1 - accuracy) barrier {max(error - ((1 - t) * error[0] + t * error[-1])):.6g}, " in stdout
+    assert f"loss {loss[0]:.6g} at A = {checkpoints[0]}, {loss[-1]:.6g} at B = {checkpoints[1]}, " in stdout
     assert line.meta["model"]["name"] == "mlp" and line.directions.meta["endpoints"] == checkpoints[:2]
     for name in ("interpolation.h5", "interpolation.png", "interpolation.html"):
         assert f"wrote {out / name}" in stdout

@@ -8,11 +8,12 @@ import pytest
 import torch
 from torch import nn
 
+from losslens.connectivity.barriers import line_barriers
 from losslens.core.evaluator import Evaluator
 from losslens.core.plan import Plan
 from losslens.errors import LosslensError
 from losslens.landscape.directions import Directions, between
-from losslens.landscape.interpolation import barrier, interpolate
+from losslens.landscape.interpolation import interpolate
 from losslens.landscape.surface import Surface, surface_1d
 
 
@@ -76,11 +77,14 @@ def test_grid_always_holds_the_endpoints(quadratic):
 
 def test_barrier_of_a_known_bump():
     line = Surface.from_arrays(np.array([-1, 0, 0.5, 1, 2.0]), None, np.array([10, 1, 3, 2, 10.0]))
-    assert barrier(line) == 1.0  # extrapolated values are not part of the segment
+    found = line_barriers(line)
+    assert found["barrier_max"] == 1.0  # extrapolated values are not part of the segment
+    assert found["barrier"] == 1.5 and found["barrier_mean"] == 1.5  # 3 above the chord's and the mean's 1.5
+    assert set(found) == {"barrier", "barrier_mean", "barrier_max"}  # no accuracy, no error barriers
     with pytest.raises(ValueError, match="t=0 and t=1"):
-        barrier(Surface.from_arrays(np.array([0.0, 0.5]), None, np.array([1.0, 2.0])))
+        line_barriers(Surface.from_arrays(np.array([0.0, 0.5]), None, np.array([1.0, 2.0])))
     with pytest.raises(ValueError, match="on a line"):
-        barrier(Surface.from_arrays([0.0, 1.0], [0.0, 1.0], np.zeros((2, 2))))
+        line_barriers(Surface.from_arrays([0.0, 1.0], [0.0, 1.0], np.zeros((2, 2))))
 
 
 def test_barrier_of_a_double_well():
@@ -95,7 +99,10 @@ def test_barrier_of_a_double_well():
     w_a, w_b = torch.tensor([-1.0], dtype=torch.float64), torch.tensor([1.2], dtype=torch.float64)
     line = interpolate(ev, w_a, w_b, t=np.append(np.linspace(-0.2, 1.2, 15), 1 / 2.2))
     assert line.loss[line.x == 0][0] == pytest.approx(0.0, abs=1e-15)
-    assert barrier(line) == pytest.approx(1 - 0.44**2, rel=1e-12)
+    found = line_barriers(line)
+    assert found["barrier_max"] == pytest.approx(1 - 0.44**2, rel=1e-12)
+    assert found["barrier_mean"] == pytest.approx(1 - 0.44**2 / 2, rel=1e-12)
+    assert found["barrier"] == pytest.approx(1 - 0.44**2 / 2.2, rel=1e-12)  # at the peak, t = 1 / 2.2
 
 
 def test_bad_arguments(quadratic):
@@ -124,9 +131,12 @@ def test_the_grid_always_samples_the_segment_and_the_barrier_reads_its_ends(quad
     assert line.x.tolist() == pytest.approx([-0.5, 0.0, 1 / 6, 5 / 6, 1.0, 1.5])
     assert line.x[1] == 0.0 and line.x[4] == 1.0  # A and B exactly
     loss = line.loss
-    assert barrier(line) == pytest.approx(max(loss[1:5]) - max(loss[1], loss[4]), rel=1e-12)
+    found, t = line_barriers(line), line.x[1:5]
+    assert found["barrier_max"] == pytest.approx(max(loss[1:5]) - max(loss[1], loss[4]), rel=1e-12)
+    assert found["barrier_mean"] == pytest.approx(max(loss[1:5]) - (loss[1] + loss[4]) / 2, rel=1e-12)
+    assert found["barrier"] == pytest.approx(max(loss[1:5] - ((1 - t) * loss[1] + t * loss[4])), rel=1e-12)
     with pytest.raises(ValueError, match="strictly between t=0 and t=1"):
-        barrier(interpolate(ev, w_a, w_b, t=[-1.0, 0.0, 1.0, 2.0]))
+        line_barriers(interpolate(ev, w_a, w_b, t=[-1.0, 0.0, 1.0, 2.0]))
 
 
 def test_save_load_resume_round_trip(tmp_path):
@@ -142,7 +152,7 @@ def test_save_load_resume_round_trip(tmp_path):
     np.testing.assert_array_equal(back.x, line.x)
     np.testing.assert_array_equal(back.loss, line.loss)
     np.testing.assert_array_equal(back.metrics["accuracy"], line.metrics["accuracy"])
-    assert back.directions.meta["endpoints"] == ["trained", "half"] and barrier(back) == barrier(line)
+    assert back.directions.meta["endpoints"] == ["trained", "half"] and line_barriers(back) == line_barriers(line)
     again = interpolate(ev, w_a, w_a * 0.5, steps=9, names=("trained", "half"), path=path)  # read, not recomputed
     assert again.meta["seconds"] == back.meta["seconds"]
     with pytest.raises(LosslensError, match="expected a losslens directions file, found surface"):
@@ -151,4 +161,4 @@ def test_save_load_resume_round_trip(tmp_path):
 
 def test_barrier_names_what_is_not_a_line():
     with pytest.raises(TypeError, match="needs the Surface of a line .*got str"):
-        barrier("line.h5")
+        line_barriers("line.h5")

@@ -11,7 +11,7 @@ from losslens.curvature.hessian import Eigenpairs
 from losslens.curvature.spectrum import Spectrum
 from losslens.errors import LosslensError
 from losslens.landscape.directions import Directions, between
-from losslens.landscape.interpolation import barrier
+from losslens.connectivity.barriers import DEFINITIONS, line_barriers
 from losslens.landscape.surface import Surface
 from losslens.plot import (
     plot_1d, plot_3d, plot_contour, plot_density, plot_eigenvalues, plotly_figure, render, write_html,
@@ -49,7 +49,7 @@ def line():
 
 @pytest.fixture
 def segment():
-    """A line between two checkpoints with a barrier of 0.5."""
+    """A line between two checkpoints with a barrier_max of 0.5 (the peak 2 at t = 1/2 above L(1) = 1.5)."""
     t = np.linspace(-0.5, 1.5, 21)
     loss = 1.0 + 0.5 * (t >= 1) + np.where((t > 0) & (t < 1), np.sin(np.pi * t), 0.0)
     dirs = between(torch.zeros(8), torch.ones(8), names=("runs/a.safetensors", "runs/b.safetensors"))
@@ -167,8 +167,11 @@ def test_segment_marks_endpoints_and_barrier(segment):
     fig = plot_1d(segment)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert f"barrier {barrier(segment):.4g}" in labels and barrier(segment) == pytest.approx(0.5)
-    peak = next(artist for artist in ax.lines if artist.get_label().startswith("barrier"))
+    found = line_barriers(segment)
+    assert f"barrier_max {found['barrier_max']:.4g}" in labels and found["barrier_max"] == pytest.approx(0.5)
+    assert found["barrier_mean"] == pytest.approx(2.0 - 1.25)  # the peak above (L(0) + L(1)) / 2
+    assert found["barrier"] == pytest.approx(np.sin(0.4 * np.pi) - 0.2)  # sin(pi t) - t / 2 is largest at t = .4
+    peak = next(artist for artist in ax.lines if artist.get_label().startswith("barrier_max"))
     np.testing.assert_allclose(peak.get_xdata(), [0.5, 0.5])
     np.testing.assert_allclose(peak.get_ydata(), [1.5, 2.0])  # from max(L(0), L(1)) up to the peak
     verticals = [artist.get_xdata()[0] for artist in ax.lines if artist.get_linestyle() == ":"]
@@ -229,7 +232,7 @@ def test_plotly_lines(line, segment):
     fig = plotly_figure(line, log=True)
     assert [d.name for d in fig.data] == ["loss", "accuracy"]
     assert fig.layout.yaxis.type == "log"
-    assert "barrier 0.5" in plotly_figure(segment).layout.title.text
+    assert f"barrier_max 0.5 = {DEFINITIONS['barrier_max']}" in plotly_figure(segment).layout.title.text
 
 
 def test_write_html_embeds_plotly_js_once_and_fills_the_window(tmp_path, plane, segment):
