@@ -61,7 +61,7 @@ def test_neb_finds_the_saddle_the_straight_line_climbs_over():
     along = float(CurvedWell.loss(chain.points(np.linspace(0, 1, 2001))).max())
     assert along == pytest.approx(SADDLE_HEIGHT, abs=1e-3)  # the path between the pivots too
     line = A + torch.linspace(0, 1, 2001, dtype=torch.float64)[:, None] * (B - A)
-    assert float(CurvedWell.loss(line).max()) > SADDLE_HEIGHT + 1.0
+    assert float(CurvedWell.loss(line).max()) > SADDLE_HEIGHT + 1.9  # by 1.97
     assert torch.equal(chain.pivots[0], A) and torch.equal(chain.pivots[-1], B)  # the endpoints stay fixed
     assert chain.history.shape == (300,) and chain.history[-1] < chain.history[0]
     spacing = torch.linalg.vector_norm(chain.pivots[1:] - chain.pivots[:-1], dim=1)

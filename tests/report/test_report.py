@@ -13,6 +13,7 @@ import pytest
 
 from _report_page import by_id, parse, plotly_ids
 from _report_tiny import TINY
+from losslens.connectivity.barriers import DEFINITIONS
 from losslens.core.evaluator import Evaluator
 from losslens.core.provenance import file_sha256
 from losslens.core.recipe import Recipe
@@ -111,6 +112,13 @@ def test_the_numbers_are_those_of_the_result_files_and_of_an_independent_evaluat
     facts = _facts(report.section("interpolation"))
     assert facts["loss at the checkpoint (t = 1)"] == pytest.approx(loss_w0, rel=1e-6)
     assert facts["distance |w1 - w0| in weight space"] == pytest.approx(line.directions.meta["norm"])
+    inside = (line.x >= 0) & (line.x <= 1)
+    loss, t = line.loss[inside], line.x[inside]  # each barrier's row names its definition
+    assert facts[f"barrier_max: {DEFINITIONS['barrier_max']}"] == pytest.approx(max(loss) - max(loss[0], loss[-1]))
+    assert facts[f"barrier_mean: {DEFINITIONS['barrier_mean']}"] == pytest.approx(max(loss) - (loss[0] + loss[-1]) / 2)
+    assert facts[f"barrier: {DEFINITIONS['barrier']}"] == pytest.approx(max(loss - ((1 - t) * loss[0] + t * loss[-1])))
+    assert summary[f"barrier_max from the initialization: {DEFINITIONS['barrier_max']}"] == pytest.approx(
+        max(loss) - max(loss[0], loss[-1]))
     # the provenance names the checkpoint and its hash, the data and split, for every file shown
     root = parse((built.out / "report.html").read_text(encoding="utf-8"))
     surface = by_id(root)["surface"]
