@@ -75,9 +75,11 @@ class NEBChain:
             ConfigError: ``t`` not finite numbers in ``[0, 1]``.
         """
         t = np.atleast_1d(np.asarray(t, dtype=np.float64))
-        if t.ndim != 1 or not np.all(np.isfinite(t)) or np.any((t < 0.0) | (t > 1.0)):
-            raise refuse("t", "numbers from 0 to 1", t.tolist() if t.size <= 5 else f"{t.size} values, "
-                         f"from {np.nanmin(t):g} to {np.nanmax(t):g}")
+        if t.ndim != 1:
+            raise refuse("t", "a number or a one-dimensional array of numbers from 0 to 1", f"shape {list(t.shape)}")
+        outside = ~((t >= 0.0) & (t <= 1.0))  # NaN included
+        if outside.any():
+            raise refuse("t", "numbers from 0 to 1", t[outside][:3].tolist())
         knots = self.t
         i = np.clip(np.searchsorted(knots, t, side="right") - 1, 0, len(knots) - 2)
         s = (t - knots[i]) / (knots[i + 1] - knots[i])
@@ -213,8 +215,8 @@ def _tangents(W: torch.Tensor, values: np.ndarray) -> torch.Tensor:
     w_minus = np.select([up, down, rising], [0.0, 1.0, small], big)
     flat = (w_plus + w_minus) == 0  # equal losses all round: the mean of both sides
     w_plus, w_minus = np.where(flat, 1.0, w_plus), np.where(flat, 1.0, w_minus)
-    as_t = lambda a: torch.as_tensor(a, dtype=W.dtype, device=W.device)[:, None]  # noqa: E731
-    tau = as_t(w_plus) * plus + as_t(w_minus) * minus
+    w_plus, w_minus = (torch.as_tensor(w, dtype=W.dtype, device=W.device)[:, None] for w in (w_plus, w_minus))
+    tau = w_plus * plus + w_minus * minus
     return tau / torch.linalg.vector_norm(tau, dim=1, keepdim=True).clamp_min(torch.finfo(W.dtype).tiny)
 
 

@@ -140,14 +140,19 @@ def test_points_follow_the_pivots_by_arc_length():
     got = chain.points([0.0, 0.5, 0.75, 0.875, 1.0])
     assert torch.allclose(got, torch.tensor([[0, 0], [2, 0], [3, 0], [3, 0.5], [3, 1.0]], dtype=torch.float64))
     assert chain.points(0.25).shape == (1, 2)
-    for t in (1.5, -0.1, [0.5, float("nan")]):
-        with pytest.raises(ConfigError, match=r"^t must be numbers from 0 to 1"):
+    for t, shown in ((1.5, r"\[1.5\]"), (-0.1, r"\[-0.1\]"), ([0.5, float("nan"), 2.0], r"\[nan, 2.0\]")):
+        with pytest.raises(ConfigError, match=rf"^t must be numbers from 0 to 1 \(got {shown}\)$"):
             chain.points(t)
+    with pytest.raises(ConfigError, match=r"^t must be a number or a one-dimensional array"):
+        chain.points([[0.5]])
 
 
 def test_jitter_is_seeded():
-    run = lambda seed: neb(CurvedWell(), A, B, pivots=5, steps=3, jitter=0.1, seed=seed, progress=False).pivots  # noqa: E731
+    def run(seed):
+        return neb(CurvedWell(), A, B, pivots=5, steps=3, jitter=0.1, seed=seed, progress=False).pivots
+
     assert torch.equal(run(3), run(3)) and not torch.equal(run(3), run(4))
+    assert not torch.equal(run(3), neb(CurvedWell(), A, B, pivots=5, steps=3, progress=False).pivots)
 
 
 @pytest.mark.parametrize("options, named", [
