@@ -63,7 +63,7 @@ def connect(evaluator, w_a, w_b, *, path="line", points: int = 61, bend=None, st
         steps, lr, optimizer, batch, seed: the bend training (``BendTraining``).
         train_evaluator: the evaluator of the training's gradients (default: the first ``evaluator``, which needs
             ``bn`` other than ``"recalibrate"``; give one with ``bn="batch"`` for a model with BatchNorm).
-        checkpoint_dir: where each curve's training is checkpointed and resumed from (``<path>-<align>.pt``).
+        checkpoint_dir: where each curve's training is checkpointed and resumed from (``<path>-<align>.safetensors``).
         progress: progress bars. accuracy: read the accuracy along the paths (when the evaluator has it).
         align: the label of how ``w_b`` was aligned to ``w_a`` (``none``, ``weights``, ``activations``).
         meta: further provenance kept in the result's ``meta``.
@@ -85,7 +85,7 @@ def connect(evaluator, w_a, w_b, *, path="line", points: int = 61, bend=None, st
     trainer = _trainer(evs[0], train_evaluator, [n for n in names if n != "line"])
     built = {}
     for name in sorted(names, key=lambda n: n == "line"):  # the line last: it is drawn on a trained bend's plane
-        checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{name}-{align}.pt"
+        checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{name}-{align}.safetensors"
         built[name] = PATHS[name](trainer, w_a, w_b, bend, training, checkpoint, progress)
     plane_bend = next((p.bend for n, (p, _) in built.items() if n != "line"), bend)
     t = np.linspace(0.0, 1.0, points)

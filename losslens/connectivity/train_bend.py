@@ -16,8 +16,8 @@ which a ``torch.optim`` optimizer (SGD with momentum, or Adam) applies. Gradient
 evaluated with ``bn="recalibrate"`` (``connect.py``).
 
 With ``checkpoint=PATH`` the state (``theta``, the optimizer's state, the step, the generator's state and the
-losses so far) is written every ``save_every`` steps through ``_io.atomic`` as tensors ``torch.load`` reads with
-``weights_only=True``: a killed run started again resumes where it stopped and ends at the same bend as an
+losses so far) is written every ``save_every`` steps through ``_io.atomic`` as a safetensors file (tensors only,
+nothing unpickled when it is read): a killed run started again resumes where it stopped and ends at the same bend as an
 uninterrupted one.
 """
 
@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from losslens import _io
@@ -129,24 +131,31 @@ def _key(curve, options: BendTraining) -> str:
 
 
 def _save(path: Path, key: str, theta, optimizer, generator, step: int, losses: list) -> None:
-    state = {"key": key, "theta": theta.detach().cpu(), "optimizer": optimizer.state_dict(),
-             "step": step, "generator": generator.get_state(), "losses": torch.tensor(losses, dtype=torch.float64)}
+    """The state as a safetensors file: tensors, with the key and the step in its metadata."""
+    state = optimizer.state_dict()["state"].get(0, {})
+    tensors = {"theta": theta.detach().cpu().contiguous(), "generator": generator.get_state(),
+               "losses": torch.tensor(losses, dtype=torch.float64)}
+    tensors |= {f"optimizer.{k}": torch.as_tensor(v).cpu().contiguous() for k, v in state.items()}
     with _io.atomic(path) as tmp:
-        torch.save(state, tmp)
+        save_file(tensors, str(tmp), metadata={"key": key, "step": str(step)})
 
 
 def _resume(path: Path, key: str, theta, optimizer, generator) -> tuple[int, list]:
     """Load the state of ``path`` into ``theta``, ``optimizer`` and ``generator``; ``(step, losses)``."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        found = state["key"]
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        found, step = meta["key"], int(meta["step"])
     except Exception as err:  # a damaged or foreign file: one line naming it
         raise CheckpointError(f"{path}: not a bend-training checkpoint of losslens ({err})") from None
     if found != key:
         raise ConfigError(f"{path} holds the training of another curve, other endpoints or other options: "
                           "remove it or give another checkpoint file")
     with torch.no_grad():
-        theta.copy_(state["theta"])
-    optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["generator"])
-    return int(state["step"]), state["losses"].tolist()
+        theta.copy_(tensors["theta"])
+    state = {k.removeprefix("optimizer."): v for k, v in tensors.items() if k.startswith("optimizer.")}
+    optimizer.load_state_dict({"state": {0: state} if state else {},
+                               "param_groups": optimizer.state_dict()["param_groups"]})
+    generator.set_state(tensors["generator"])
+    return step, tensors["losses"].tolist()

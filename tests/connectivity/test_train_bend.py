@@ -34,10 +34,11 @@ def test_the_bends_gradient_equals_autograd_through_w_of_t(cls):
     assert torch.allclose(grad, bend.grad, rtol=1e-10, atol=1e-13)
 
 
-def test_a_killed_run_resumes_to_the_bend_of_an_uninterrupted_one(tmp_path, monkeypatch):
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_killed_run_resumes_to_the_bend_of_an_uninterrupted_one(tmp_path, monkeypatch, optimizer):
     _, _, ev = tiny_evaluator()
     a, b = _endpoints(ev)
-    options = BendTraining(steps=12, lr=0.1, save_every=4, batch=3, seed=7)
+    options = BendTraining(steps=12, lr=0.1, save_every=4, batch=3, seed=7, optimizer=optimizer)
     whole, whole_losses = train_bend(ev, Bezier(a, b), options=options)
 
     calls = {"n": 0}
@@ -51,10 +52,10 @@ def test_a_killed_run_resumes_to_the_bend_of_an_uninterrupted_one(tmp_path, monk
 
     monkeypatch.setattr(ev, "values_and_gradients", dies_at_the_seventh)
     with pytest.raises(KeyboardInterrupt):
-        train_bend(ev, Bezier(a, b), options=options, checkpoint=tmp_path / "bend.pt")
+        train_bend(ev, Bezier(a, b), options=options, checkpoint=tmp_path / "bend.safetensors")
     assert calls["n"] == 7
     monkeypatch.setattr(ev, "values_and_gradients", real)
-    resumed, losses = train_bend(ev, Bezier(a, b), options=options, checkpoint=tmp_path / "bend.pt")
+    resumed, losses = train_bend(ev, Bezier(a, b), options=options, checkpoint=tmp_path / "bend.safetensors")
     assert torch.equal(resumed.bend, whole.bend) and losses.tolist() == whole_losses.tolist()
     assert not torch.equal(whole.bend, (a + b) / 2)
 
@@ -62,9 +63,9 @@ def test_a_killed_run_resumes_to_the_bend_of_an_uninterrupted_one(tmp_path, monk
 def test_a_checkpoint_of_other_options_is_refused(tmp_path):
     _, _, ev = tiny_evaluator()
     a, b = _endpoints(ev)
-    train_bend(ev, Bezier(a, b), options=BendTraining(steps=2), checkpoint=tmp_path / "bend.pt")
-    with pytest.raises(ConfigError, match="bend.pt holds the training of another curve"):
-        train_bend(ev, Bezier(a, b), options=BendTraining(steps=2, lr=0.01), checkpoint=tmp_path / "bend.pt")
+    train_bend(ev, Bezier(a, b), options=BendTraining(steps=2), checkpoint=tmp_path / "bend.safetensors")
+    with pytest.raises(ConfigError, match="bend.safetensors holds the training of another curve"):
+        train_bend(ev, Bezier(a, b), options=BendTraining(steps=2, lr=0.01), checkpoint=tmp_path / "bend.safetensors")
 
 
 def test_a_line_has_no_bend_to_train_and_bad_options_are_refused():
