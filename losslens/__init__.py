@@ -16,6 +16,7 @@ from losslens._version import __version__
 _SOURCES = {
     "losslens.core": ("EvalResult", "Evaluator", "ParameterSpace", "Plan", "Recipe", "TrainRun", "build_model",
                       "load_checkpoint", "load_dataset", "load_model", "save_checkpoint", "subset"),
+    "losslens.connectivity": ("Connection", "connect"),
     "losslens.curvature": ("Eigenpairs", "HessianOperator", "Spectrum", "TraceEstimate", "density", "eigenpairs",
                            "trace"),
     "losslens.landscape": ("Directions", "Multiscale", "Surface", "SurfaceComparison", "SurfaceFit", "Topology",
@@ -40,6 +41,8 @@ __all__ = [
     # landscape
     "Directions", "random_directions", "hessian_directions", "pca_directions", "between", "Surface",
     "surface_1d", "surface_2d", "interpolate", "barrier",
+    # connectivity
+    "connect", "Connection",
     # curvature
     "HessianOperator", "Eigenpairs", "eigenpairs", "TraceEstimate", "trace", "Spectrum", "density",
     # analyses of surfaces

@@ -64,7 +64,8 @@ def connect(evaluator, w_a, w_b, *, path="line", points: int = 61, bend=None, st
         train_evaluator: the evaluator of the training's gradients (default: the first ``evaluator``, which needs
             ``bn`` other than ``"recalibrate"``; give one with ``bn="batch"`` for a model with BatchNorm).
         checkpoint_dir: where each curve's training is checkpointed and resumed from (``<path>-<align>.safetensors``).
-        progress: progress bars. accuracy: read the accuracy along the paths (when the evaluator has it).
+        progress: progress bars.
+        accuracy: read the accuracy along the paths (when the evaluator has it; else NaN, and no error barriers).
         align: the label of how ``w_b`` was aligned to ``w_a`` (``none``, ``weights``, ``activations``).
         meta: further provenance kept in the result's ``meta``.
 
