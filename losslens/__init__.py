@@ -16,10 +16,9 @@ from losslens._version import __version__
 _SOURCES = {
     "losslens.core": ("EvalResult", "Evaluator", "ParameterSpace", "Plan", "Recipe", "TrainRun", "build_model",
                       "load_checkpoint", "load_dataset", "load_model", "save_checkpoint", "subset"),
+    "losslens.connectivity": ("Connection", "NEBChain", "barriers", "connect", "line_barriers", "neb"),
     "losslens.curvature": ("Eigenpairs", "HessianOperator", "Spectrum", "TraceEstimate", "density", "eigenpairs",
                            "trace"),
-    "losslens.connectivity.barriers": ("barriers", "line_barriers"),
-    "losslens.connectivity.neb": ("NEBChain", "neb"),
     "losslens.landscape": ("Directions", "Multiscale", "Surface", "SurfaceComparison", "SurfaceFit", "Topology",
                            "between", "compare_surfaces", "fit_surface", "hessian_directions", "interpolate",
                            "multiscale", "random_directions", "surface_1d", "surface_2d", "topology"),
@@ -43,7 +42,7 @@ __all__ = [
     "Directions", "random_directions", "hessian_directions", "pca_directions", "between", "Surface",
     "surface_1d", "surface_2d", "interpolate",
     # connectivity: paths between checkpoints
-    "barriers", "line_barriers", "neb", "NEBChain",
+    "connect", "Connection", "barriers", "line_barriers", "neb", "NEBChain",
     # curvature
     "HessianOperator", "Eigenpairs", "eigenpairs", "TraceEstimate", "trace", "Spectrum", "density",
     # analyses of surfaces

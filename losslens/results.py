@@ -47,6 +47,7 @@ RESULT_CLASSES: dict[str, str] = {
     "dynamics": "losslens.trajectories.dynamics:Dynamics",
     "fit": "losslens.landscape.fit:SurfaceFit",
     "replay": "losslens.trajectories.replay_result:Replay",
+    "connection": "losslens.connectivity.connection:Connection",
 }
 
 

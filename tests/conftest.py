@@ -37,6 +37,7 @@ def one_of_each_kind():
 
     import numpy as np
 
+    from losslens.connectivity.connect import connect
     from losslens.curvature.hessian import Eigenpairs
     from losslens.curvature.spectrum import Spectrum
     from losslens.curvature.trace_estimation import TraceEstimate
@@ -94,4 +95,16 @@ def one_of_each_kind():
         "dynamics": Dynamics(("step",) * 4, {c: np.linspace(1, 2, 4) for c in DYNAMICS_COLUMNS[1:]}),
         "fit": fit_surface(plane, "quadratic"),
         "replay": replay("quadratic", ["sgd", "adam"], lr=0.05, steps=5),
+        "connection": _connection(connect),
     }
+
+
+def _connection(connect):
+    """A line and a Bezier curve between two points of a tiny classifier (two steps of bend training)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    g = torch.Generator().manual_seed(1)
+    data = torch.randn(20, 3, generator=g, dtype=torch.float64), torch.randint(0, 2, (20,), generator=g)
+    ev = Evaluator(model, "cross_entropy", data, plan=Plan(device="cpu", dtype=torch.float64))
+    w_b = ev.w0 + torch.randn(ev.space.size, generator=g, dtype=torch.float64)
+    return connect(ev, ev.w0, w_b, path=["line", "bezier"], points=9, steps=2)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from losslens import _io
+from losslens.connectivity.connection import Connection
 from losslens.curvature.hessian import Eigenpairs
 from losslens.curvature.spectrum import Spectrum
 from losslens.curvature.trace_estimation import TraceEstimate
@@ -84,6 +85,9 @@ def examples() -> dict:
                           _a(3, 4, seed=1), _a(2), 0.5, _a(2, 2), _a(2, seed=2), META, ("degenerate",)),
         "replay": Replay(("sgd", "adam"), (_a(4, 6), _a(3, 6, seed=1)), ("converged", "diverged"),
                          (np.arange(3.0), np.arange(2.0), _a(2, 3)), META),
+        "connection": Connection(({"path": "line", "align": "none", "splits": ["train"], "training": None,
+                                   "barriers": {"train": {"loss": {"barrier": 0.5}, "error": None}}},),
+                                 (_a(5, 5),), {"weights": {"output_change": 1e-7, "objective": [1.0, 2.0]}}, META),
     }
 
 

@@ -36,6 +36,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "losslens.cli.evaluate",
     "losslens.cli.surface",
     "losslens.cli.interpolate",
+    "losslens.cli.connect",
     "losslens.cli.hessian",
     "losslens.cli.curvature_map",
     "losslens.cli.plot",

@@ -22,7 +22,8 @@ embedded once, and the result's provenance). A new kind of result registers its 
   with ``embeddings`` also ``_embeddings.png``; ``optimizer_comparison`` adds ``_final_losses.png``;
 - ``trajectory_pca``: ``_variance.png``; ``embedding``: ``.png``, ``.html``;
 - ``dynamics``: ``.png``; ``fit``: ``_3d.png`` (``_1d.png`` for a line), ``_residuals.png``;
-- ``replay``: ``_paths.png``, ``_convergence.png``, ``.html`` (the animation).
+- ``replay``: ``_paths.png``, ``_convergence.png``, ``.html`` (the animation);
+- ``connection``: ``.png`` (loss and accuracy along t), ``_plane.png`` (the paths on the plane of A, B, the bend).
 
 Options, each for the kinds whose drawer takes it: ``log`` (a logarithmic loss scale: surfaces, lines,
 paths), ``surface`` (the plane under a trajectory's paths) and ``embeddings`` (a trajectory's embeddings,
@@ -255,10 +256,17 @@ def _replay(r) -> dict[str, Callable]:
             ".html": lambda: animate_paths(r)}
 
 
+def _connection(c) -> dict[str, Callable]:
+    from losslens.plot.connectivity import plot_connection, plot_connection_plane
+
+    return {".png": lambda: plot_connection(c), "_plane.png": lambda: plot_connection_plane(c)}
+
+
 DRAWERS: dict[str, Callable[..., dict[str, Callable]]] = {
     "surface": _surface, "curvature_map": _curvature_map, "directions": _directions, "eigenpairs": _eigenpairs,
     "trace": _trace, "spectrum": _spectrum, "multiscale": _multiscale, "topology": _topology,
     "topology_stability": _topology_stability, "surface_comparison": _surface_comparison,
     "trajectory_pca": _trajectory_pca, "trajectory": _paths, "embedding": _embedding,
     "optimizer_comparison": _optimizer_comparison, "dynamics": _dynamics, "fit": _fit, "replay": _replay,
+    "connection": _connection,
 }
