@@ -23,10 +23,28 @@ def test_every_loss_of_every_path_comes_from_the_core(monkeypatch):
     for name in calls:
         real = getattr(ev, name)
         monkeypatch.setattr(ev, name, lambda W, real=real, name=name: calls[name].append(len(W)) or real(W))
-    result = connect(ev, a, b, path=list(PATHS), points=7, steps=3, batch=4)
+    result = connect(ev, a, b, path=["line", "bezier", "polychain"], points=7, steps=3, batch=4)
     assert calls["evaluate"] == [7, 7, 7]  # one batched call per path (one split)
     assert calls["values_and_gradients"] == [4] * 6  # one batched call per step of each trained bend
-    assert [p["path"] for p in result.paths] == list(PATHS)
+    assert [p["path"] for p in result.paths] == ["line", "bezier", "polychain"]
+
+
+def test_the_neb_path_relaxes_its_pivots_through_the_core_and_joins_a_and_b(monkeypatch):
+    model, _, ev = tiny_evaluator()
+    a = ev.w0
+    b = a + torch.randn(a.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    calls = {"evaluate": [], "values_and_gradients": []}
+    for name in calls:
+        real = getattr(ev, name)
+        monkeypatch.setattr(ev, name, lambda W, real=real, name=name: calls[name].append(len(W)) or real(W))
+    result = connect(ev, a, b, path="neb", points=7, steps=3, lr=0.01)
+    assert "neb" in PATHS and calls["evaluate"] == [7]  # the path's points: one batched call
+    record = result.paths[0]["training"]
+    cycles = len(record["inserted"]) + 1
+    assert len(calls["values_and_gradients"]) == cycles * (3 + 1) + 1  # one call per step, all pivots at once
+    assert calls["values_and_gradients"][0] == 9 and record["pivots_final"] >= 9
+    curve = result.curves[0]
+    np.testing.assert_allclose(curve[[0, -1], 1], [0.0, float((b - a).norm())], atol=1e-9)  # from A to B
 
 
 def test_no_model_call_happens_outside_the_evaluator(monkeypatch):
@@ -83,7 +101,7 @@ def test_bad_input_is_refused_in_one_line():
     _, _, ev = tiny_evaluator()
     a = ev.w0
     b = a + 1.0
-    with pytest.raises(ConfigError, match="path must be one of line, bezier, polychain .got 'spline'"):
+    with pytest.raises(ConfigError, match="path must be one of line, bezier, polychain, neb .got 'spline'"):
         connect(ev, a, b, path="spline")
     with pytest.raises(ConfigError, match=r"points must be an integer >= 3 \(got 1\)"):
         connect(ev, a, b, points=1)
