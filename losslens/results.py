@@ -47,6 +47,8 @@ RESULT_CLASSES: dict[str, str] = {
     "dynamics": "losslens.trajectories.dynamics:Dynamics",
     "fit": "losslens.landscape.fit:SurfaceFit",
     "replay": "losslens.trajectories.replay_result:Replay",
+    "alignment": "losslens.connectivity.alignment:Alignment",
+    "barrier_matrix": "losslens.connectivity.barrier_matrix:BarrierMatrix",
 }
 
 

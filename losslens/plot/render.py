@@ -22,7 +22,9 @@ embedded once, and the result's provenance). A new kind of result registers its 
   with ``embeddings`` also ``_embeddings.png``; ``optimizer_comparison`` adds ``_final_losses.png``;
 - ``trajectory_pca``: ``_variance.png``; ``embedding``: ``.png``, ``.html``;
 - ``dynamics``: ``.png``; ``fit``: ``_3d.png`` (``_1d.png`` for a line), ``_residuals.png``;
-- ``replay``: ``_paths.png``, ``_convergence.png``, ``.html`` (the animation).
+- ``replay``: ``_paths.png``, ``_convergence.png``, ``.html`` (the animation);
+- ``alignment``: ``_objective.png`` (the matching's objective per iteration); ``barrier_matrix``: ``.png``
+  (heat maps of the line barriers between runs, before and after weight matching).
 
 Options, each for the kinds whose drawer takes it: ``log`` (a logarithmic loss scale: surfaces, lines,
 paths), ``surface`` (the plane under a trajectory's paths) and ``embeddings`` (a trajectory's embeddings,
@@ -255,10 +257,23 @@ def _replay(r) -> dict[str, Callable]:
             ".html": lambda: animate_paths(r)}
 
 
+def _alignment(a) -> dict[str, Callable]:
+    from losslens.plot.summaries import plot_alignment
+
+    return {"_objective.png": lambda: plot_alignment(a)}
+
+
+def _barrier_matrix(m) -> dict[str, Callable]:
+    from losslens.plot.summaries import plot_barrier_matrix
+
+    return {".png": lambda: plot_barrier_matrix(m)}
+
+
 DRAWERS: dict[str, Callable[..., dict[str, Callable]]] = {
     "surface": _surface, "curvature_map": _curvature_map, "directions": _directions, "eigenpairs": _eigenpairs,
     "trace": _trace, "spectrum": _spectrum, "multiscale": _multiscale, "topology": _topology,
     "topology_stability": _topology_stability, "surface_comparison": _surface_comparison,
     "trajectory_pca": _trajectory_pca, "trajectory": _paths, "embedding": _embedding,
     "optimizer_comparison": _optimizer_comparison, "dynamics": _dynamics, "fit": _fit, "replay": _replay,
+    "alignment": _alignment, "barrier_matrix": _barrier_matrix,
 }
