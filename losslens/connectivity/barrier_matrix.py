@@ -72,7 +72,7 @@ def line_barrier(evaluator, w_a: torch.Tensor, w_b: torch.Tensor, *, points: int
 
 def barrier_matrix(evaluator, weights: Sequence[torch.Tensor], labels: Sequence[str], *,
                    points: int = DEFAULT_POINTS, barrier: str = "barrier", aligned: bool = True,
-                   seed: int = 0) -> BarrierMatrix:
+                   seed: int = 0, meta: dict | None = None) -> BarrierMatrix:
     """The ``BarrierMatrix`` of the lines between every pair of ``weights`` (module docstring).
 
     Args:
@@ -83,6 +83,7 @@ def barrier_matrix(evaluator, weights: Sequence[torch.Tensor], labels: Sequence[
         barrier: which barrier: ``barrier``, ``barrier_mean`` or ``barrier_max``.
         aligned: also the matrix after weight matching.
         seed: the seed of weight matching's order of groups.
+        meta: the caller's provenance, kept in the result's ``meta``.
 
     Raises:
         ConfigError: fewer than two vectors, labels that are not one distinct name per vector, a bad argument,
@@ -102,7 +103,7 @@ def barrier_matrix(evaluator, weights: Sequence[torch.Tensor], labels: Sequence[
                 w_j, changes[f"{labels[i]}|{labels[j]}"] = _matched(evaluator, weights[i], weights[j], seed)
                 matched[i, j] = matched[j, i] = line_barrier(evaluator, weights[i], w_j, points=points,
                                                              barrier=barrier)
-    meta = {"points": points, "definition": DEFINITIONS[barrier], "evaluator": evaluator.meta(),
+    meta = {**(meta or {}), "points": points, "definition": DEFINITIONS[barrier], "evaluator": evaluator.meta(),
             "alignment": "weights" if aligned else "none", "parameter_change": changes}
     return BarrierMatrix(labels, raw, matched if aligned else None, barrier, meta)
 
