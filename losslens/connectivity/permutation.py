@@ -49,6 +49,8 @@ _JOINING = {operator.add, operator.mul, operator.sub, torch.add, torch.mul, oper
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _BATCHNORM_TENSORS = ("weight", "bias", "running_mean", "running_var")
 _FIXED = "<inputs and outputs>"
+SUPPORTED = ("supported: Linear, Conv, BatchNorm, elementwise activations, dropout, pooling, flatten from dim 1, "
+             "residual additions")
 _FLAT = "flat"  # a tensor's units flattened into blocks of features
 
 
@@ -128,11 +130,11 @@ def permutation_spec(model: nn.Module) -> PermutationSpec:
     state: dict[str, tuple | None] = {}  # node -> (space, the units' axis or _FLAT), None: no units
     axes: list[tuple[str, Axis]] = []
     for node in gm.graph.nodes:
-        state[node.name] = _follow(node, modules, state, spaces, axes)
+        state[node.name] = _follow(node, modules, state, spaces, axes, type(model).__name__)
     return _groups(gm.graph, spaces, state, axes)
 
 
-def _follow(node, modules, state, spaces: _Spaces, axes: list) -> tuple | None:
+def _follow(node, modules, state, spaces: _Spaces, axes: list, root: str) -> tuple | None:
     """``(space, the units' axis or _FLAT)`` of ``node``'s output (``None``: no units), recording the axes its module permutes."""
     ins = [state[a.name] for a in node.all_input_nodes]
     if node.op == "placeholder":
@@ -158,9 +160,10 @@ def _follow(node, modules, state, spaces: _Spaces, axes: list) -> tuple | None:
             return tensors[0] if tensors else None
     if (node.target is torch.flatten or node.target == "flatten") and len(ins) == 1 and _flatten_args(node):
         return None if ins[0] is None else (ins[0][0], _FLAT)
-    raise ConfigError(f"cannot derive the permutation structure: the operation {node.name} ({what}) may mix "
-                      f"hidden units in an unknown way (supported: Linear, Conv, BatchNorm, elementwise "
-                      f"activations, dropout, pooling, flatten, residual additions)")
+    stack = list(node.meta.get("nn_module_stack", {}).values())
+    inside = f" in module {stack[-1][0]!r} ({stack[-1][1].__name__})" if stack else f" in {root}.forward"
+    raise ConfigError(f"cannot derive the permutation structure: the operation {node.name} ({what}){inside} may "
+                      f"mix hidden units in an unknown way ({SUPPORTED})")
 
 
 def _flatten_args(node) -> bool:
@@ -196,8 +199,7 @@ def _module(node, module: nn.Module, ins: list, spaces: _Spaces, axes: list) -> 
     if isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1 and len(ins) == 1:
         return None if ins[0] is None else (ins[0][0], _FLAT)
     raise ConfigError(f"cannot derive the permutation structure: module {name!r} ({type(module).__name__}) may mix "
-                      f"hidden units in an unknown way (supported: Linear, Conv, BatchNorm, elementwise activations, "
-                      f"dropout, pooling, flatten, residual additions)")
+                      f"hidden units in an unknown way ({SUPPORTED})")
 
 
 def _groups(graph, spaces: _Spaces, state: dict, axes: list) -> PermutationSpec:

@@ -177,10 +177,15 @@ def test_unsupported_models_get_one_error_naming_the_module():
 
     with pytest.raises(ConfigError, match=r"module 'attn' \(MultiheadAttention\)"):
         permutation_spec(Attention())
-    with pytest.raises(ConfigError, match=r"operation view .*\(view\)"):
+    with pytest.raises(ConfigError, match=r"operation view \(view\) in Reshaped.forward may"):
         align(Reshaped(), Reshaped())
     with pytest.raises(ConfigError, match="Branching: torch.fx cannot trace it"):
         align(Branching(), Branching())
+    from losslens.core.models import build_model  # the built-in ResNet pads its shortcut's channels with zeros
+
+    with pytest.raises(ConfigError, match=r"operation getitem \(getitem\) in module 'layer2.0' \(BasicBlock\)"):
+        permutation_spec(build_model("resnet"))
+    assert len(permutation_spec(build_model("resnet-noskip")).groups) == 7
 
 
 def test_bad_input_is_refused():
