@@ -152,12 +152,10 @@ def _follow(node, modules, state, spaces: _Spaces, axes: list, root: str) -> tup
     known = (node.op == "call_method" and node.target in _ELEMENTWISE_METHODS) or node.target in _ELEMENTWISE_FUNCTIONS
     if known and len(ins) == 1:
         return ins[0]
-    if node.target in _JOINING:
-        tensors = [s for s in ins if s is not None]
-        if len({s[1] for s in tensors}) <= 1:
-            for s in tensors[1:]:
-                spaces.join(tensors[0][0], s[0], f"the operation {node.name} ({what})")
-            return tensors[0] if tensors else None
+    if node.target in _JOINING and ins and None not in ins and len({s[1] for s in ins}) == 1:
+        for s in ins[1:]:  # a parameter (``get_attr``) operand is not permuted: refused below
+            spaces.join(ins[0][0], s[0], f"the operation {node.name} ({what})")
+        return ins[0]
     if (node.target is torch.flatten or node.target == "flatten") and len(ins) == 1 and _flatten_args(node):
         return None if ins[0] is None else (ins[0][0], _FLAT)
     stack = list(node.meta.get("nn_module_stack", {}).values())

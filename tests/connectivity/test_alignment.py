@@ -175,6 +175,16 @@ def test_unsupported_models_get_one_error_naming_the_module():
         def forward(self, x):
             return self.fc(x) if x.sum() > 0 else -self.fc(x)
 
+    class Scaled(nn.Module):  # a parameter multiplying the units would have to be permuted with them
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.scale, self.fc2 = nn.Linear(4, 8), nn.Parameter(torch.ones(8)), nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.fc2(self.fc1(x) * self.scale)
+
+    with pytest.raises(ConfigError, match=r"operation mul \(mul\) in Scaled.forward may mix hidden units"):
+        permutation_spec(Scaled())
     with pytest.raises(ConfigError, match=r"module 'attn' \(MultiheadAttention\)"):
         permutation_spec(Attention())
     with pytest.raises(ConfigError, match=r"operation view \(view\) in Reshaped.forward may"):
