@@ -36,7 +36,7 @@ from losslens.checks import check_choice, check_int, check_seed
 from losslens.connectivity.permutation import (
     PermutationSpec, apply_permutation, block_index, permutation_spec,
 )
-from losslens.core.data import as_tensors
+from losslens.core.data import BatchData, as_tensors
 from losslens.errors import ConfigError
 from losslens.results import Group, Result, array, attr, stored
 
@@ -75,8 +75,9 @@ def align(model_a: nn.Module, model_b: nn.Module, method: str = "weights", data=
     Args:
         model_a, model_b: two models of one architecture whose permutation structure ``torch.fx`` can derive.
         method: ``"weights"`` (weight matching) or ``"activations"`` (activation matching, needs ``data``).
-        data: evaluation inputs: a tensor of inputs, or what ``losslens.core.data.as_tensors`` takes; its first
-            ``samples`` inputs give the activations and the output change.
+        data: evaluation inputs: a tensor of inputs, or what ``losslens.core.data.as_tensors`` takes (a
+            ``TensorData``, a pair of tensors, a Dataset or DataLoader of ``(x, y)``, or a ``BatchData`` of them);
+            its first ``samples`` inputs (in the models' dtype) give the activations and the output change.
         max_iter: sweeps of weight matching at most.
         seed: the seed of the groups' random order in weight matching.
         samples: inputs used of ``data`` at most.
@@ -90,7 +91,7 @@ def align(model_a: nn.Module, model_b: nn.Module, method: str = "weights", data=
     samples = check_int("samples", samples, 2)
     _same_architecture(model_a, model_b)
     spec = permutation_spec(model_a)
-    x = None if data is None else _inputs(data, samples)
+    x = None if data is None else _inputs(data, samples, model_a)
     if method == "weights":
         perms, objective, meta = weight_matching(spec, _params(model_a), _params(model_b), max_iter=max_iter,
                                                  seed=seed)
@@ -219,9 +220,11 @@ def _params(model: nn.Module) -> dict[str, np.ndarray]:
     return {n: p.detach().double().cpu().numpy() for n, p in model.named_parameters()}
 
 
-def _inputs(data, samples: int) -> torch.Tensor:
-    x = data if isinstance(data, torch.Tensor) else as_tensors(data)[0]
-    return x[:samples]
+def _inputs(data, samples: int, model: nn.Module) -> torch.Tensor:
+    """The first ``samples`` inputs of ``data``, floating ones in the dtype and on the device of ``model``."""
+    x = data if isinstance(data, torch.Tensor) else as_tensors(data.source if isinstance(data, BatchData) else data)[0]
+    weight = next(model.parameters(), None)
+    return x[:samples].to(weight.device, weight.dtype) if weight is not None and x.is_floating_point() else x[:samples]
 
 
 def _same_architecture(model_a: nn.Module, model_b: nn.Module) -> None:

@@ -187,7 +187,7 @@ def _module(node, module: nn.Module, ins: list, spaces: _Spaces, axes: list) -> 
         units = spaces.size[spaces.find(space)]
         axes.append((space, Axis(f"{name}.weight", 1, module.weight.shape[1] // units if where == _FLAT and units else 1)))
         return (out, -1 if isinstance(module, nn.Linear) else 1)
-    if isinstance(module, _BATCHNORM) and ins[0] is not None and ins[0][1] == 1:
+    if isinstance(module, _BATCHNORM) and ins[0] is not None and ins[0][1] != _FLAT:
         for t in _BATCHNORM_TENSORS:
             if getattr(module, t, None) is not None:
                 axes.append((ins[0][0], Axis(f"{name}.{t}", 0)))

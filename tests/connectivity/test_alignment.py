@@ -42,7 +42,8 @@ class TinyResNet(nn.Module):
 
 
 def _mlp():
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.ReLU(), nn.Linear(12, 10), nn.Tanh(), nn.Linear(10, 3))
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Linear(12, 10), nn.Tanh(),
+                         nn.Linear(10, 3))
 
 
 def _cnn():
@@ -60,7 +61,7 @@ def _model(kind):
     model = MODELS[kind]()
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 m.weight.normal_(), m.bias.normal_(), m.running_mean.normal_(), m.running_var.uniform_(0.5, 2.0)
     return model.eval()
 
@@ -223,6 +224,13 @@ def test_the_callers_models_are_unchanged(method):
         assert model.training and all(torch.equal(t, state[n]) for n, t in model.state_dict().items())
     assert all(p.requires_grad and torch.equal(p.grad, grads[n]) for n, p in a.named_parameters())
     assert not any(p.requires_grad for p in b.parameters())
+
+
+def test_inputs_follow_the_models_dtype():
+    a = _model("cnn").double()
+    b = apply_permutation(a, _known(a))
+    result = align(a, b, "activations", (X, torch.zeros(len(X), dtype=torch.long)))
+    assert result.output_change < 1e-12 and result.meta["samples"] == len(X)
 
 
 def test_an_alignment_file_reads_back_and_applies(tmp_path):
