@@ -43,7 +43,7 @@ from losslens.results import Group, Result, array, attr, stored
 METHODS = ("weights", "activations")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Alignment(Result):
     """B's hidden units permuted to match A's.
 
@@ -62,6 +62,10 @@ class Alignment(Result):
     output_change: float | None = attr(missing=None)
     meta: dict = field(default_factory=dict)
     KIND: ClassVar[str] = "alignment"
+
+    def key_figures(self) -> dict:
+        return {"method": self.method, "groups": len(self.permutations), "iterations": self.meta.get("iterations"),
+                "objective": float(self.objective[-1]), "output_change": self.output_change}
 
     def apply(self, model_b: nn.Module) -> nn.Module:
         """A permuted deep copy of ``model_b`` computing the same function (``model_b`` is not changed)."""

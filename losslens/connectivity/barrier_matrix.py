@@ -27,7 +27,7 @@ from losslens.results import Result, array, attr
 DEFAULT_POINTS = 11
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class BarrierMatrix(Result):
     """Line barriers between every pair of runs.
 
@@ -45,6 +45,10 @@ class BarrierMatrix(Result):
     barrier: str = attr()
     meta: dict = field(default_factory=dict)
     KIND: ClassVar[str] = "barrier_matrix"
+
+    def key_figures(self) -> dict:
+        return {"runs": list(self.labels), "barrier": self.barrier, **{f"largest ({how})": float(np.max(m))
+                                                                       for how, m in self.matrices().items()}}
 
     def matrices(self) -> dict[str, np.ndarray]:
         """``{"none": raw, "weights": aligned}`` (the alignment each matrix is after; ``weights`` when computed)."""
