@@ -14,6 +14,8 @@ import importlib
 from losslens._version import __version__
 
 _SOURCES = {
+    "losslens.connectivity.alignment": ("Alignment", "align"),
+    "losslens.connectivity.barrier_matrix": ("BarrierMatrix", "barrier_matrix"),
     "losslens.core": ("EvalResult", "Evaluator", "ParameterSpace", "Plan", "Recipe", "TrainRun", "build_model",
                       "load_checkpoint", "load_dataset", "load_model", "save_checkpoint", "subset"),
     "losslens.connectivity": ("Connection", "NEBChain", "barriers", "connect", "line_barriers", "neb"),
@@ -45,6 +47,8 @@ __all__ = [
     "connect", "Connection", "barriers", "line_barriers", "neb", "NEBChain",
     # curvature
     "HessianOperator", "Eigenpairs", "eigenpairs", "TraceEstimate", "trace", "Spectrum", "density",
+    # connectivity
+    "Alignment", "align", "BarrierMatrix", "barrier_matrix",
     # analyses of surfaces
     "Multiscale", "multiscale", "Topology", "topology", "SurfaceComparison", "compare_surfaces", "SurfaceFit",
     "fit_surface",

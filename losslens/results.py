@@ -48,6 +48,8 @@ RESULT_CLASSES: dict[str, str] = {
     "fit": "losslens.landscape.fit:SurfaceFit",
     "replay": "losslens.trajectories.replay_result:Replay",
     "connection": "losslens.connectivity.connection:Connection",
+    "alignment": "losslens.connectivity.alignment:Alignment",
+    "barrier_matrix": "losslens.connectivity.barrier_matrix:BarrierMatrix",
 }
 
 

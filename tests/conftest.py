@@ -38,6 +38,8 @@ def one_of_each_kind():
     import numpy as np
 
     from losslens.connectivity.connect import connect
+    from losslens.connectivity.alignment import Alignment
+    from losslens.connectivity.barrier_matrix import BarrierMatrix
     from losslens.curvature.hessian import Eigenpairs
     from losslens.curvature.spectrum import Spectrum
     from losslens.curvature.trace_estimation import TraceEstimate
@@ -96,6 +98,9 @@ def one_of_each_kind():
         "fit": fit_surface(plane, "quadratic"),
         "replay": replay("quadratic", ["sgd", "adam"], lr=0.05, steps=5),
         "connection": _connection(connect),
+        "alignment": Alignment("weights", {"0": np.array([1, 0, 2])}, np.array([0.5, 0.9, 0.9]), 3e-8),
+        "barrier_matrix": BarrierMatrix(("sgd", "adam", "lion"), np.array([[0, 0.4, 0.5], [0.4, 0, 0.3], [0.5, 0.3, 0]]),
+                                        np.array([[0, 0.05, 0.02], [0.05, 0, 0.04], [0.02, 0.04, 0]]), "barrier"),
     }
 
 

@@ -12,6 +12,8 @@ import torch
 
 from losslens import _io
 from losslens.connectivity.connection import Connection
+from losslens.connectivity.alignment import Alignment
+from losslens.connectivity.barrier_matrix import BarrierMatrix
 from losslens.curvature.hessian import Eigenpairs
 from losslens.curvature.spectrum import Spectrum
 from losslens.curvature.trace_estimation import TraceEstimate
@@ -88,6 +90,9 @@ def examples() -> dict:
         "connection": Connection(({"path": "line", "align": "none", "splits": ["train"], "training": None,
                                    "barriers": {"train": {"loss": {"barrier": 0.5}, "error": None}}},),
                                  (_a(5, 5),), {"weights": {"output_change": 1e-7, "objective": [1.0, 2.0]}}, META),
+        "alignment": Alignment("weights", {"fc1": np.array([2, 0, 1]), "layer1.0.conv1": np.arange(4)},
+                               _a(3), 1e-7, META),
+        "barrier_matrix": BarrierMatrix(("a", "b"), _a(2, 2), _a(2, 2, seed=1), "barrier", META),
     }
 
 
@@ -174,7 +179,8 @@ SHAPED = [pair for kind in sorted(set(RESULT_CLASSES) - {"surface", "curvature_m
 
 def test_the_kinds_checked_before_reading_keep_their_shapes():
     """The shapes checked before reading (those of today's files): a dropped rule turns this red."""
-    assert SHAPED == [("directions", "vectors"), ("eigenpairs", "values"), ("eigenpairs", "vectors"),
+    assert SHAPED == [("alignment", "objective"), ("barrier_matrix", "raw"), ("barrier_matrix", "aligned"),
+                      ("directions", "vectors"), ("eigenpairs", "values"), ("eigenpairs", "vectors"),
                       ("fit", "x"), ("fit", "y"), ("fit", "data"), ("fit", "fitted"),
                       ("topology", "x"), ("topology", "y"), ("topology", "values")]
     assert examples()["fit"].shapes({"x", "y"}) == {"x": ("nx",), "y": ("ny",), "data": ("ny", "nx"),

@@ -7,7 +7,10 @@ or takes the given run directories, then writes to ``--out``: ``comparison.csv``
 distance_from_init, max_rel_residual, n_untrusted, n_checkpoints, epochs, lr, run``), ``paths.csv``
 (one row per checkpoint, the initializations included), ``comparison.h5``, ``comparison_surface.h5``
 (the loss over the plane), ``comparison.png``, ``comparison_losses.png``, ``comparison_final_losses.png``
-and ``comparison.html`` (the figures of ``losslens.plot.render``).
+and ``comparison.html`` (the figures of ``losslens.plot.render``), and the matrix of line barriers between the
+runs' final checkpoints, before and after weight matching (``losslens.trajectories.run_barriers``):
+``barriers.csv`` (header ``alignment, barrier, run, <runs>``: one row per matrix and run), ``barriers.h5`` and
+the heat maps ``barriers.png``.
 
 Under torchrun, each process trains every W-th optimizer and the plane's grid is shared::
 
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from losslens.cli._common import (
     DEFAULT_DATA, DEFAULT_MODEL, add_landscape_args, int_at_least, is_main_process, parse_key_values,
-    set_distributed_run,
+    say_written, set_distributed_run,
 )
 from losslens.cli._trajectories import add_plane_args, plane, runs_evaluator, summary, write_paths
 from losslens.errors import ConfigError
@@ -88,7 +91,27 @@ def _run(args: argparse.Namespace) -> int:
     print(f"wrote {comparison.save(out / 'comparison.h5')}")
     print(f"wrote {surface_path}")
     write_paths(comparison, surface, out, "comparison", log=args.log)
+    _barriers(run_dirs, ev, out)
     return 0
+
+
+def _barriers(run_dirs: list[Path], evaluator, out: Path) -> None:
+    """The barrier matrices of the runs' final checkpoints: printed, and written as ``barriers.*``."""
+    from losslens.plot.render import render
+    from losslens.trajectories.run_barriers import run_barriers, write_barriers_csv
+
+    matrix = run_barriers(run_dirs, evaluator)
+    print(f"line barriers between the final checkpoints ({matrix.meta['definition']}):")
+    width = max(len(label) for label in matrix.labels)
+    for how, values in matrix.matrices().items():
+        print(f"  alignment {how}:")
+        print("  " + " " * width + "".join(f"  {label:>9.9}" for label in matrix.labels))
+        for label, row in zip(matrix.labels, values):
+            print(f"  {label:<{width}}" + "".join(f"  {v:9.4g}" for v in row))
+    if "note" in matrix.meta:
+        print(f"  weight matching skipped: {matrix.meta['note']}")
+    say_written([write_barriers_csv(matrix, out / "barriers.csv"), matrix.save(out / "barriers.h5"),
+                 *render(matrix, out, "barriers")])
 
 
 def listed(values: list[str]) -> list[str]:

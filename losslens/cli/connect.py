@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 from pathlib import Path
 
 from losslens.cli._common import (
@@ -117,11 +116,10 @@ def _weights_of(ev, a: str, b: str, unsafe_pickle: bool):
 def _aligned(ev, w_a, w_b, method: str, space):
     """``(report, w)``: the alignment of B to A by ``method`` (``connectivity.alignment.align``) and the permuted
     B's flat weights."""
-    # The `align` slice's module (issue 16 item 3), merged beside this one: until then imported by name, so that
-    # the layer test sees no import of a missing module; the integrator makes it `from ... import align`.
-    align = importlib.import_module("losslens.connectivity.alignment").align
-    alignment = align(ev.module_at(w_a), ev.module_at(w_b), method=method,
-                      data=None if method == "weights" else ev.data.x)
+    from losslens.connectivity.alignment import align
+
+    # the evaluation inputs: activation matching reads them; both methods measure B's output change on them
+    alignment = align(ev.module_at(w_a), ev.module_at(w_b), method=method, data=ev.data.x)
     objective = [float(v) for v in alignment.objective]
     change = None if alignment.output_change is None else float(alignment.output_change)
     print(f"aligned B to A by {method} matching: B's outputs changed by {change if change is not None else '?'} "

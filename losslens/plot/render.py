@@ -24,6 +24,8 @@ embedded once, and the result's provenance). A new kind of result registers its 
 - ``dynamics``: ``.png``; ``fit``: ``_3d.png`` (``_1d.png`` for a line), ``_residuals.png``;
 - ``replay``: ``_paths.png``, ``_convergence.png``, ``.html`` (the animation);
 - ``connection``: ``.png`` (loss and accuracy along t), ``_plane.png`` (the paths on the plane of A, B, the bend).
+- ``alignment``: ``_objective.png`` (the matching's objective per iteration); ``barrier_matrix``: ``.png``
+  (heat maps of the line barriers between runs, before and after weight matching).
 
 Options, each for the kinds whose drawer takes it: ``log`` (a logarithmic loss scale: surfaces, lines,
 paths), ``surface`` (the plane under a trajectory's paths) and ``embeddings`` (a trajectory's embeddings,
@@ -262,6 +264,18 @@ def _connection(c) -> dict[str, Callable]:
     return {".png": lambda: plot_connection(c), "_plane.png": lambda: plot_connection_plane(c)}
 
 
+def _alignment(a) -> dict[str, Callable]:
+    from losslens.plot.summaries import plot_alignment
+
+    return {"_objective.png": lambda: plot_alignment(a)}
+
+
+def _barrier_matrix(m) -> dict[str, Callable]:
+    from losslens.plot.summaries import plot_barrier_matrix
+
+    return {".png": lambda: plot_barrier_matrix(m)}
+
+
 DRAWERS: dict[str, Callable[..., dict[str, Callable]]] = {
     "surface": _surface, "curvature_map": _curvature_map, "directions": _directions, "eigenpairs": _eigenpairs,
     "trace": _trace, "spectrum": _spectrum, "multiscale": _multiscale, "topology": _topology,
@@ -269,4 +283,5 @@ DRAWERS: dict[str, Callable[..., dict[str, Callable]]] = {
     "trajectory_pca": _trajectory_pca, "trajectory": _paths, "embedding": _embedding,
     "optimizer_comparison": _optimizer_comparison, "dynamics": _dynamics, "fit": _fit, "replay": _replay,
     "connection": _connection,
+    "alignment": _alignment, "barrier_matrix": _barrier_matrix,
 }

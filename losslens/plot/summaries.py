@@ -1,6 +1,6 @@
 """Figures of the results that are a few numbers rather than a grid or a path: a set of directions, a
 trace estimate, the topology's spread over seeds, a comparison of surfaces, a trajectory's principal
-components, a comparison of optimizers.
+components, a comparison of optimizers, a permutation alignment, the barriers between runs.
 
 Like the other plot modules: a result (or the path of its file) in, a new figure out.
 """
@@ -200,6 +200,49 @@ def plot_final_losses(comparison):
     ax.set_xticks(at, names, rotation=30)
     ax.set(ylabel="loss", title="final losses of the optimizers")
     ax.legend(fontsize="small")
+    return fig
+
+
+def plot_alignment(alignment):
+    """The matching's objective per iteration of a permutation ``Alignment`` (weight matching: before the
+    first sweep, then after each; activation matching: its one value), titled with the output change.
+
+    Args:
+        alignment: an ``Alignment`` (or the path of its file).
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+    """
+    from losslens.connectivity.alignment import Alignment
+
+    a = load_as(alignment, (Alignment,), "plot_alignment")
+    fig = new_figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.plot(np.arange(len(a.objective)), a.objective, "o-", color="C0")
+    change = "" if a.output_change is None else f"; B's outputs changed by {a.output_change:.2g}"
+    ax.set(xlabel="iteration", ylabel="objective", title=f"{a.method} matching{change}")
+    return fig
+
+
+def plot_barrier_matrix(matrix):
+    """Heat maps of the line barriers between every pair of runs: raw, and after weight matching when computed.
+
+    Args:
+        matrix: a ``BarrierMatrix`` (or the path of its file).
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+    """
+    from losslens.connectivity.barrier_matrix import BarrierMatrix
+
+    m = load_as(matrix, (BarrierMatrix,), "plot_barrier_matrix")
+    shown = m.matrices()
+    values = np.stack(list(shown.values()))
+    low, top = float(np.nanmin(values)), float(np.nanmax(values))
+    fig = new_figure(figsize=(5.5 * len(shown), 4.6))
+    for ax, (how, matrix_) in zip(np.atleast_1d(fig.subplots(1, len(shown))), shown.items()):
+        _matrix(fig, ax, matrix_, list(m.labels), m.barrier, vmin=min(low, 0.0), vmax=max(top, 1e-12))
+        ax.set_title("line" if how == "none" else "line after weight matching")
     return fig
 
 

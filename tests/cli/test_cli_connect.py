@@ -1,6 +1,5 @@
 """``losslens connect``: the three files and the JSON fields end to end, and bad input in one line."""
 
-import importlib.util
 import json
 
 import pytest
@@ -47,14 +46,19 @@ def test_connect_writes_the_result_the_json_and_the_figures(tmp_path, capsys, en
     assert (out / "connect-training" / "bezier-none.safetensors").is_file()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("losslens.connectivity.alignment") is None,
-                    reason="the alignment API (losslens.connectivity.alignment) is not merged yet")
 def test_connect_aligns_b_and_computes_every_path_again(tmp_path, endpoints):
     out = tmp_path / "out"
-    assert main(["connect", *endpoints, "--paths", "line", "--align", "none", "weights", "--out", str(out)] + FAST) == 0
+    flags = ["--paths", "line", "--align", "none", "weights", "activations", "--out", str(out)]
+    assert main(["connect", *endpoints, *flags] + FAST) == 0
     doc = json.loads((out / "connect.json").read_text())
-    assert [(p["path"], p["align"]) for p in doc["paths"]] == [("line", "none"), ("line", "weights")]
-    assert doc["alignment"]["weights"]["output_change"] < 1e-4
+    assert [(p["path"], p["align"]) for p in doc["paths"]] == [("line", "none"), ("line", "weights"),
+                                                               ("line", "activations")]
+    for method in ("weights", "activations"):
+        assert doc["alignment"][method]["output_change"] < 1e-4  # B's function unchanged by the permutation
+        assert len(doc["alignment"][method]["objective"]) >= 1
+    # the endpoints of the aligned line are A and the permuted B: their losses equal the raw line's
+    raw, weights = doc["paths"][0]["loss"], doc["paths"][1]["loss"]
+    assert weights[0] == pytest.approx(raw[0], rel=1e-6) and weights[-1] == pytest.approx(raw[-1], rel=1e-5)
 
 
 @pytest.mark.parametrize("flags, message", [

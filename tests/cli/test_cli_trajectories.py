@@ -120,3 +120,26 @@ def test_a_stale_plane_file_is_replaced_not_resumed(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert "margin must be a finite number >= 0 (got " in err and (out / "trajectory_surface.h5").is_file()
 
+
+
+def test_compare_writes_the_barriers_between_the_final_checkpoints(tmp_path, capsys):
+    from losslens.connectivity.barrier_matrix import BarrierMatrix
+    from losslens.core.data import load_dataset, subset
+    from losslens.core.train import train
+
+    data = (subset(load_dataset("digits", "train"), 128), subset(load_dataset("digits", "test"), 64))
+    runs = [train("mlp", data, epochs=1, lr=1e-2, seed=seed, out=tmp_path / f"seed{seed}", model_kwargs={"hidden": [8]},
+                  progress=False).out for seed in (0, 1)]
+    out = tmp_path / "c"
+    assert main(["compare", *map(str, runs), "--out", str(out)] + FAST) == 0
+    stdout = capsys.readouterr().out
+    assert "line barriers between the final checkpoints (max_t L(w(t)) - ((1-t) L(A) + t L(B))" in stdout
+    for name in ("comparison.csv", "barriers.csv", "barriers.h5", "barriers.png"):
+        assert f"wrote {out / name}" in stdout and (out / name).stat().st_size > 0
+    rows, header = _csv(out / "barriers.csv")
+    assert header == ["alignment", "barrier", "run", "seed0", "seed1"]
+    assert [(r["alignment"], r["run"], r["seed0"]) for r in rows] == [
+        ("none", "seed0", "0.0"), ("none", "seed1", rows[0]["seed1"]), ("weights", "seed0", "0.0"),
+        ("weights", "seed1", rows[2]["seed1"])]
+    matrix = BarrierMatrix.load(out / "barriers.h5")
+    assert float(rows[2]["seed1"]) == matrix.aligned[0, 1] and float(rows[0]["seed1"]) == matrix.raw[0, 1]

@@ -153,3 +153,34 @@ def test_runs_in_folders_of_one_name_are_told_apart_by_their_paths(tmp_path, two
     assert comparison.paths.runs == [str(r.resolve()) for r in runs]
     with pytest.raises(ConfigError, match="the runs must be different folders"):
         compare_runs([runs[0], runs[0]], steps=(4, 3), progress=False)
+
+
+def test_barriers_between_the_final_checkpoints(tmp_path, two_runs, monkeypatch):
+    """``run_barriers`` (losslens/trajectories/run_barriers.py): the line between the runs' last checkpoints,
+    before and after weight matching, and ``barriers.csv``'s layout; without a derivable permutation, the raw
+    matrix alone, saying why."""
+    from losslens.connectivity.barrier_matrix import line_barrier
+    from losslens.trajectories import run_barriers as module
+    from losslens.trajectories.series import run_evaluator
+
+    runs = [r.out for r in two_runs]
+    ev = run_evaluator(CheckpointSeries.from_run(runs[0]))
+    matrix = module.run_barriers(runs, ev)
+    finals = [CheckpointSeries.from_run(r).vector(-1, ev.w0.dtype) for r in runs]
+    assert matrix.labels == ("sgd", "adam") and np.all(np.diag(matrix.raw) == 0) and np.all(np.diag(matrix.aligned) == 0)
+    assert matrix.raw[0, 1] == matrix.raw[1, 0] == pytest.approx(line_barrier(ev, *finals), rel=1e-9, abs=1e-12)
+    lines = module.write_barriers_csv(matrix, tmp_path / "barriers.csv").read_text().splitlines()
+    assert lines[0] == "alignment,barrier,run,sgd,adam"
+    assert [line.split(",")[:3] for line in lines[1:]] == [["none", "barrier", "sgd"], ["none", "barrier", "adam"],
+                                                          ["weights", "barrier", "sgd"], ["weights", "barrier", "adam"]]
+    assert [float(v) for v in lines[1].split(",")[3:]] == [0.0, matrix.raw[0, 1]]
+    assert [float(v) for v in lines[3].split(",")[3:]] == [0.0, matrix.aligned[0, 1]]
+
+    def underivable(model):
+        raise ConfigError("module 'attn' (MultiheadAttention) may mix hidden units")
+
+    monkeypatch.setattr(module, "permutation_spec", underivable)
+    raw_only = module.run_barriers(runs, ev)
+    assert raw_only.aligned is None and "MultiheadAttention" in raw_only.meta["note"]
+    np.testing.assert_array_equal(raw_only.raw, matrix.raw)
+    assert len(module.write_barriers_csv(raw_only, tmp_path / "raw.csv").read_text().splitlines()) == 3
