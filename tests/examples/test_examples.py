@@ -36,3 +36,25 @@ def test_transformer_landscape(tmp_path, capsys):
         assert top.values[0] >= top.values[1] and max(top.meta["residual_norms"]) < 1e-3 * abs(float(top.values[0]))
         assert (tmp_path / f"{name}_contour.png").is_file()
     assert "GPT-2 (causal LM)" in capsys.readouterr().out
+
+
+def test_connect_digits(tmp_path, capsys):
+    import json
+
+    result, alignment = load("connect_digits").main(["--out", str(tmp_path), "--hidden", "32", "--epochs", "3",
+                                                     "--points", "7", "--bend-updates", "20"])
+    printed = capsys.readouterr().out
+    assert alignment.output_change < 1e-5  # the permuted B computes B's function
+    written = {(p["path"], p["align"]): p for p in json.loads((tmp_path / "connect.json").read_text())["paths"]}
+    assert set(written) == {(path, align) for path in ("line", "bezier") for align in ("none", "weights")}
+    for (path, align), p in written.items():
+        assert len(p["t"]) == len(p["loss"]) == 7 and np.isfinite(p["loss"]).all()
+        assert all(np.isfinite(p[k]) for k in ("barrier", "barrier_mean", "barrier_max"))
+        label = path if align == "none" else f"{path}, aligned by {align}"
+        assert f"{label}: barrier {p['barrier']:.4f}," in printed
+    assert written["line", "weights"]["barrier"] < written["line", "none"]["barrier"]  # weight matching lowers it
+    assert written["bezier", "none"]["barrier"] < written["line", "none"]["barrier"]  # so does the trained bend
+    assert [p["path"] for p in result.paths] == ["line", "bezier", "line", "bezier"]
+    for name in ("connect.h5", "connect.png", "connect_plane.png"):
+        assert (tmp_path / name).is_file()
+    assert "wrote" in printed
