@@ -198,7 +198,7 @@ def _trainer(ev, train_evaluator, trained: list):
     return trainer
 
 
-def connect_aligned(evaluator, w_a, w_b, *, path=("line", "bezier"), align=("none",), points: int = 61,
+def connect_aligned(evaluator, w_a, w_b, *, paths=("line", "bezier"), align=("none",), points: int = 61,
                     steps: int = 200, lr: float = 0.05, seed: int = 0, train_evaluator=None, checkpoint_dir=None,
                     progress: bool = False) -> Connection:
     """``connect`` once per alignment of B to A, merged into one ``Connection``: B as it is (``none``) and/or
@@ -207,8 +207,9 @@ def connect_aligned(evaluator, w_a, w_b, *, path=("line", "bezier"), align=("non
     objective in ``Connection.alignment``).
 
     Args:
-        evaluator, w_a, w_b, path, points, steps, lr, seed, train_evaluator, checkpoint_dir, progress: as
-            ``connect``'s.
+        paths: ``connect``'s ``path``: the names of ``PATHS`` (named ``paths`` here: a ``path`` argument names a
+            file, which ``core.reuse`` leaves out of a request).
+        evaluator, w_a, w_b, points, steps, lr, seed, train_evaluator, checkpoint_dir, progress: as ``connect``'s.
         align: the alignments, any of ``none``, ``weights``, ``activations``.
 
     Raises:
@@ -227,7 +228,7 @@ def connect_aligned(evaluator, w_a, w_b, *, path=("line", "bezier"), align=("non
             found = align_to(ev.module_at(w_a), model_b, method=method, data=ev.data.x)
             reports[method] = {"output_change": found.output_change, "objective": [float(v) for v in found.objective]}
             target = ev.space.flatten(found.apply(model_b), dtype=ev.dtype).to(ev.device)
-        results.append(connect(evaluator, w_a, target, path=path, points=points, steps=steps, lr=lr, seed=seed,
+        results.append(connect(evaluator, w_a, target, path=paths, points=points, steps=steps, lr=lr, seed=seed,
                                train_evaluator=train_evaluator, checkpoint_dir=checkpoint_dir, progress=progress,
                                align=method))
     return merge(results, reports)

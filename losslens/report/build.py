@@ -88,12 +88,11 @@ def build_report(
         a.logs["evaluator"] = log
         skipped += _compute(a, chosen, several, speak)
         analyses.append(a)
-    comparison = _comparison(analyses, chosen, skipped, out, speak, group.is_main)
-    connected = _connectivity(analyses, chosen, skipped, out, speak, group.is_main)
+    together = [f(analyses, chosen, skipped, out, speak, group.is_main) for f in (_comparison, _connectivity)]
     report = None
     if group.is_main:
         meta = _meta(inputs, invocation, out, chosen, subjects, options, time.perf_counter() - started)
-        report = _draw(analyses, chosen, skipped, (comparison, connected), meta,
+        report = _draw(analyses, chosen, skipped, together, meta,
                        title or f"losslens report: {', '.join(s.name for s in subjects)}")
         _write(report, out, say)
     group.broadcast(None)  # the other ranks wait for rank 0's page, so that all leave the process group together

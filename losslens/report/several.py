@@ -102,7 +102,7 @@ def connect_call(a: Analyses, b: Analyses, options: ReportOptions, aligns) -> re
     """The call of ``connect_aligned`` from subject ``a``'s weights to ``b``'s, with the report's options."""
     ev, trainer = _evaluators(a, options)
     return reuse.Call(connect_aligned, ev, ev.w0, b.ev.w0.to(device=ev.device, dtype=ev.dtype),
-                      path=options.connect_paths, align=aligns, points=options.connect_points,
+                      paths=options.connect_paths, align=aligns, points=options.connect_points,
                       steps=options.bend_updates, lr=options.bend_lr, seed=options.seed, train_evaluator=trainer)
 
 
