@@ -28,7 +28,6 @@ from losslens.connectivity.connection import Connection
 from losslens.connectivity.permutation import permutation_spec
 from losslens.core import reuse
 from losslens.errors import ConfigError
-from losslens.plot.render import figures
 from losslens.report import _store
 from losslens.report.analyses import Analyses, StepFailed
 from losslens.report.options import ReportOptions
@@ -165,6 +164,8 @@ def _matrix(analyses: list[Analyses], done: list[Connected]) -> BarrierMatrix | 
 def connectivity_section(c: Connectivity) -> Section:
     """The connectivity section: each pair's figures (through the registry), the three barriers of the loss and
     the error per path and alignment, the alignments' output change, the barrier matrix."""
+    from losslens.plot.render import figures
+
     shown, rows, aligned, warnings, files = [], [], [], [], []
     for pair in c.pairs:
         name = f"{pair.a} - {pair.b}"
@@ -221,6 +222,7 @@ def _barrier_rows(name: str, result: Connection) -> list[tuple]:
 def comparison(result, log, failure, planes: dict[str, str]) -> Section:
     """The comparison of the planes (``SurfaceComparison``), or why it failed."""
     from losslens.landscape.surface_comparison import DISTANCE_COLUMNS, TABLE_COLUMNS
+    from losslens.plot.render import figures
 
     title = TITLES["comparison"]
     if failure is not None:
