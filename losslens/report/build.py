@@ -52,9 +52,8 @@ def build_report(
     """Compute (or reuse) the analyses of ``sections`` for each input and write ``OUT/report.html``.
 
     Args:
-        inputs: checkpoint files and/or run directories (written by ``losslens train``); a run adds the
-            sections ``interpolation``, ``trajectory`` and ``dynamics``, which a lone checkpoint lacks; two or
-            more of one architecture add ``connectivity`` (the paths between them, ``several.py``).
+        inputs: checkpoint files and/or run directories (``losslens train``); a run adds the sections
+            ``interpolation``, ``trajectory`` and ``dynamics``; two or more inputs add ``connectivity``.
         out: the output directory.
         sections: names from ``losslens.report.options.SECTIONS`` (default: all); the analyses they
             read are computed too (the fit needs the Hessian's eigenvectors) but not shown.
