@@ -51,28 +51,26 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from losslens.connectivity.connect import connect, has_batchnorm
-    from losslens.connectivity.connection import merge
+    from losslens.connectivity.connect import connect_aligned, has_batchnorm
     from losslens.plot.render import render
 
     a, b = args.endpoints
     evs, trainer = _evaluators(args, a)
     for ev in evs:
         print(describe(ev))
-    space = evs[0].space
     w_a, w_b = evs[0].w0, _weights_of(evs[0], a, b, args.unsafe_pickle)
     out = Path(args.out)
-    results, reports = [], {}
-    for method in dict.fromkeys(args.align):
-        target = w_b
-        if method != "none":
-            reports[method], target = _aligned(evs[0], w_a, w_b, method, space)
-        results.append(connect(evs, w_a, target, path=args.paths, points=args.points, steps=args.bend_updates,
-                               lr=args.lr, seed=args.seed, train_evaluator=trainer, align=method,
-                               checkpoint_dir=out / "connect-training", progress=not args.no_progress))
+    # activation matching reads the evaluation inputs; both methods measure B's output change on them
+    result = connect_aligned(evs, w_a, w_b, paths=args.paths, align=args.align, points=args.points,
+                             steps=args.bend_updates, lr=args.lr, seed=args.seed, train_evaluator=trainer,
+                             checkpoint_dir=out / "connect-training", progress=not args.no_progress)
+    for method, found in result.alignment.items():
+        change = found["output_change"]
+        print(f"aligned B to A by {method} matching: B's outputs changed by {change if change is not None else '?'} "
+              "(relative)")
     meta = {"endpoints": [a, b], "training_bn": None if trainer is None else trainer.bn,
             "batchnorm": has_batchnorm(evs[0])}
-    result = merge(results, reports, meta)
+    result = dataclasses.replace(result, meta={**result.meta, **meta})
     print(f"wrote {result.save(out / 'connect.h5')}")
     write_json(out / "connect.json", result.as_json())
     say_written(render(result, out, "connect"))
@@ -111,18 +109,3 @@ def _weights_of(ev, a: str, b: str, unsafe_pickle: bool):
         return ev.space.flatten(load_checkpoint(b, ev.module_at(ev.w0), unsafe_pickle=unsafe_pickle))
     except CheckpointError as err:
         raise ConfigError(f"A ({a}) and B ({b}) are not of one architecture: {err}") from None
-
-
-def _aligned(ev, w_a, w_b, method: str, space):
-    """``(report, w)``: the alignment of B to A by ``method`` (``connectivity.alignment.align``) and the permuted
-    B's flat weights."""
-    from losslens.connectivity.alignment import align
-
-    # the evaluation inputs: activation matching reads them; both methods measure B's output change on them
-    alignment = align(ev.module_at(w_a), ev.module_at(w_b), method=method, data=ev.data.x)
-    objective = [float(v) for v in alignment.objective]
-    change = None if alignment.output_change is None else float(alignment.output_change)
-    print(f"aligned B to A by {method} matching: B's outputs changed by {change if change is not None else '?'} "
-          "(relative)")
-    return {"output_change": change, "objective": objective}, space.flatten(alignment.apply(ev.module_at(w_b)),
-                                                                            dtype=ev.dtype).to(ev.device)

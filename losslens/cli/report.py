@@ -4,12 +4,12 @@ Writes the result file of each analysis into ``OUT`` (``surface.h5``, ``interpol
 ``eigenpairs.h5``, ``trace.h5``, ``spectrum.h5``, ``multiscale.h5``, ``topology.h5``,
 ``hessian_plane.h5``, ``fit.h5``, ``replay.h5``, ``trajectory_pca.h5``, ``trajectory.h5``,
 ``trajectory_surface.h5``, ``embedding_pca.h5``, ``embedding_tsne.h5``, ``dynamics.h5``,
-``compare_surfaces.h5``; with several inputs, into ``OUT/NAME/``), reusing those already there that
-answer the same request. A file another command wrote there (``losslens surface``, ``hessian``, the
-``dynamics.h5`` of ``train``) is reused when it answers, and never replaced: the report's own result goes
-beside it as ``report-NAME.h5``. Then ``OUT/report.html`` (opens offline) and ``OUT/report.json`` (its tables
-and warnings as data). Without an input, the default model is trained into ``OUT/default-model`` first.
-The exit status is 1 when an analysis failed (the page says which, and why).
+``compare_surfaces.h5``; with several inputs, into ``OUT/NAME/``, and ``OUT/connect-A-B.h5`` per pair),
+reusing those already there that answer the same request. A file another command wrote there (``losslens
+surface``, ``hessian``, the ``dynamics.h5`` of ``train``) is reused when it answers, and never replaced: the
+report's own result goes beside it as ``report-NAME.h5``. Then ``OUT/report.html`` (opens offline) and
+``OUT/report.json`` (its tables and warnings as data). Without an input, the default model is trained into
+``OUT/default-model`` first. The exit status is 1 when an analysis failed (the page says which, and why).
 
 The grids can be shared among processes with torchrun; only rank 0 writes the other files::
 
@@ -37,7 +37,8 @@ def register(subparsers) -> None:
         description="Run the analyses of a checkpoint (or of a training run, at its last checkpoint): the 2D "
         "surface, the line from the initialization, the Hessian's eigenvalues, trace and density, multiscale "
         "roughness, topology, a fit of the Hessian-eigenvector plane, optimizers replayed on it, the trajectory "
-        "and the training dynamics, and a comparison of the planes; reuse the result files already in OUT; and "
+        "and the training dynamics, a comparison of the planes, and with two or more inputs the paths between "
+        "them (line and Bezier curve, raw and weight-matched, with their barriers); reuse the result files already in OUT; and "
         "write OUT/report.html, one page that opens offline. Without an input, a small default model is trained "
         "into OUT/default-model first. Under torchrun the grids are shared among the processes.",
     )
@@ -51,6 +52,7 @@ def register(subparsers) -> None:
     parser.add_argument("--title", help="the page's title")
     _add_grid_args(parser)
     _add_path_args(parser)
+    _add_connect_args(parser)
     set_distributed_run(parser, _run)
 
 
@@ -101,6 +103,21 @@ def _add_path_args(parser: argparse.ArgumentParser) -> None:
                             "bounded cost allows; --sharpness forces it, --no-sharpness leaves it out")
 
 
+def _add_connect_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of the connectivity section (two or more inputs), with the defaults of ``losslens connect``."""
+    from losslens.connectivity.connect import PATHS
+
+    connect = parser.add_argument_group("connectivity (two or more inputs, as losslens connect)")
+    connect.add_argument("--connect-paths", nargs="+", default=["line", "bezier"], choices=tuple(PATHS),
+                         metavar="PATH", help=f"paths between each pair, any of {', '.join(PATHS)} (default: line bezier)")
+    connect.add_argument("--connect-points", type=int_at_least(3), default=61, metavar="N",
+                         help="values of t along each path, both ends included (default: 61)")
+    connect.add_argument("--bend-updates", type=int_at_least(1), default=200, metavar="N",
+                         help="optimizer updates of each curve's bend (default: 200)")
+    connect.add_argument("--bend-lr", type=finite_float, default=0.05, metavar="LR",
+                         help="learning rate of the bend's optimizer (default: 0.05)")
+
+
 def _run(args: argparse.Namespace) -> int:
     from losslens.report import build_report
     from losslens.report.options import check_sections
@@ -120,6 +137,8 @@ def _run(args: argparse.Namespace) -> int:
         optimizers=optimizers,
         replay_lr=args.replay_lr, replay_steps=args.replay_steps, trajectory_steps=args.trajectory_steps,
         threshold=args.threshold, perplexity=args.perplexity, tsne_max_iter=args.max_iter, sharpness=args.sharpness,
+        connect_paths=tuple(args.connect_paths), connect_points=args.connect_points, bend_updates=args.bend_updates,
+        bend_lr=args.bend_lr,
     )
     inputs = args.inputs or [str(default_run(args).out)]
     invocation = {"command": "losslens report", **{k: v for k, v in vars(args).items() if k != "func"}}

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from losslens.checks import check_choice, check_int
+from losslens.connectivity.alignment import align as align_to
 from losslens.connectivity.barriers import DEFINITIONS, barriers
-from losslens.connectivity.connection import Connection
+from losslens.connectivity.connection import Connection, merge
 from losslens.connectivity.curves import Bezier, Line, Polychain
 from losslens.connectivity.neb import NEBChain, neb
 from losslens.connectivity.train_bend import BendTraining, train_bend
@@ -195,3 +196,39 @@ def _trainer(ev, train_evaluator, trained: list):
         raise ConfigError("training a bend needs gradients, which bn='recalibrate' does not give: pass "
                           "train_evaluator= an evaluator with bn='batch' (or 'eval')")
     return trainer
+
+
+def connect_aligned(evaluator, w_a, w_b, *, paths=("line", "bezier"), align=("none",), points: int = 61,
+                    steps: int = 200, lr: float = 0.05, seed: int = 0, train_evaluator=None, checkpoint_dir=None,
+                    progress: bool = False) -> Connection:
+    """``connect`` once per alignment of B to A, merged into one ``Connection``: B as it is (``none``) and/or
+    with its hidden units permuted to match A's (``weights``, ``activations``: ``alignment.align`` on the first
+    evaluator's inputs, which also measure the largest relative change of B's outputs, kept with the matching's
+    objective in ``Connection.alignment``).
+
+    Args:
+        paths: ``connect``'s ``path``: the names of ``PATHS`` (named ``paths`` here: a ``path`` argument names a
+            file, which ``core.reuse`` leaves out of a request).
+        evaluator, w_a, w_b, points, steps, lr, seed, train_evaluator, checkpoint_dir, progress: as ``connect``'s.
+        align: the alignments, any of ``none``, ``weights``, ``activations``.
+
+    Raises:
+        ConfigError: as ``connect``, an unknown alignment, or a model whose permutation structure cannot be
+            derived (naming the module).
+    """
+    aligns = [align] if isinstance(align, str) else list(dict.fromkeys(align))
+    for method in aligns:
+        check_choice("align", method, ALIGN_LABELS)
+    ev = evaluator[0] if isinstance(evaluator, (list, tuple)) else evaluator
+    results, reports = [], {}
+    for method in aligns:
+        target = w_b
+        if method != "none":
+            model_b = ev.module_at(w_b)
+            found = align_to(ev.module_at(w_a), model_b, method=method, data=ev.data.x)
+            reports[method] = {"output_change": found.output_change, "objective": [float(v) for v in found.objective]}
+            target = ev.space.flatten(found.apply(model_b), dtype=ev.dtype).to(ev.device)
+        results.append(connect(evaluator, w_a, target, path=paths, points=points, steps=steps, lr=lr, seed=seed,
+                               train_evaluator=train_evaluator, checkpoint_dir=checkpoint_dir, progress=progress,
+                               align=method))
+    return merge(results, reports)

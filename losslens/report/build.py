@@ -3,7 +3,7 @@
 For each subject (a checkpoint file, or a run directory analysed at its last checkpoint) the report
 builds one ``Evaluator`` (the data set and split, subset, seed, BatchNorm mode the options say) and
 runs the steps its sections need (``analyses.py``), each writing or reusing its result file; then the
-planes of all subjects are compared, and rank 0 draws every section (``sections.py``) into
+planes of all subjects are compared, two or more subjects are connected (``several.py``), and rank 0 draws every section (``sections.py``) into
 ``OUT/report.html`` (``page.py``) and writes ``OUT/report.json`` (the tables and warnings as data).
 
 With one subject its files go straight into ``OUT`` under the names of the individual commands
@@ -27,10 +27,11 @@ from losslens.core import reuse
 from losslens.errors import ConfigError
 from losslens.report import _store
 from losslens.report.analyses import Analyses, StepFailed, Subject
-from losslens.report.options import RUN_SECTIONS, ReportOptions, check_sections
+from losslens.report.options import RUN_SECTIONS, SEVERAL_SECTIONS, ReportOptions, check_sections
 from losslens.report.page import Report
 from losslens.report.sections import TITLES, build, summary
-from losslens.report.sections import comparison as comparison_section
+from losslens.report.several import comparison as comparison_section
+from losslens.report.several import connectivity, connectivity_section, different_architectures
 
 PLANES: dict[str, str] = {"surface": "random directions", "hessian_plane": "Hessian eigenvectors",
                           "trajectory_plane": "trajectory PCA"}
@@ -51,8 +52,8 @@ def build_report(
     """Compute (or reuse) the analyses of ``sections`` for each input and write ``OUT/report.html``.
 
     Args:
-        inputs: checkpoint files and/or run directories (written by ``losslens train``); a run adds the
-            sections ``interpolation``, ``trajectory`` and ``dynamics``, which a lone checkpoint lacks.
+        inputs: checkpoint files and/or run directories (``losslens train``); a run adds the sections
+            ``interpolation``, ``trajectory`` and ``dynamics``; two or more inputs add ``connectivity``.
         out: the output directory.
         sections: names from ``losslens.report.options.SECTIONS`` (default: all); the analyses they
             read are computed too (the fit needs the Hessian's eigenvectors) but not shown.
@@ -87,11 +88,11 @@ def build_report(
         a.logs["evaluator"] = log
         skipped += _compute(a, chosen, several, speak)
         analyses.append(a)
-    comparison = _comparison(analyses, chosen, skipped, out, speak, group.is_main)
+    together = [f(analyses, chosen, skipped, out, speak, group.is_main) for f in (_comparison, _connectivity)]
     report = None
     if group.is_main:
         meta = _meta(inputs, invocation, out, chosen, subjects, options, time.perf_counter() - started)
-        report = _draw(analyses, chosen, skipped, comparison, meta,
+        report = _draw(analyses, chosen, skipped, together, meta,
                        title or f"losslens report: {', '.join(s.name for s in subjects)}")
         _write(report, out, say)
     group.broadcast(None)  # the other ranks wait for rank 0's page, so that all leave the process group together
@@ -102,7 +103,7 @@ def _compute(a: Analyses, chosen, several: bool, speak) -> list[str]:
     """Compute the chosen sections of one subject; returns the sections skipped (those a checkpoint lacks)."""
     skipped = []
     for name in chosen:
-        if name == "comparison":
+        if name in SEVERAL_SECTIONS:
             continue
         if name in RUN_SECTIONS and a.subject.run is None:
             skipped.append(f"{name} of {a.subject.name} (it needs a run directory, not a checkpoint)")
@@ -125,6 +126,19 @@ def _comparison(analyses: list[Analyses], chosen, skipped: list[str], out: Path,
     return _compare(planes, out, speak) if main else None
 
 
+def _connectivity(analyses: list[Analyses], chosen, skipped: list[str], out: Path, speak, main: bool):
+    """The connections between the subjects (``several.connectivity``, on rank 0) when chosen and there are two
+    or more of one architecture; else ``None``, the reason added to ``skipped``."""
+    if "connectivity" not in chosen:
+        return None
+    why = "it needs two or more checkpoints or runs" if len(analyses) < 2 else different_architectures(analyses)
+    if why:
+        skipped.append(f"connectivity ({why})")
+        return None
+    speak(f"[connectivity] {TITLES['connectivity']}")
+    return connectivity(analyses, analyses[0].options, out, speak) if main else None
+
+
 def _meta(inputs, invocation, out: Path, chosen, subjects: list[Subject], options: ReportOptions,
           seconds: float) -> dict:
     """The page's provenance: what was asked for, of which subjects, with which options and libraries."""
@@ -134,14 +148,18 @@ def _meta(inputs, invocation, out: Path, chosen, subjects: list[Subject], option
             "options": options.as_dict(), "versions": _store.versions(), "analysis_seconds": round(seconds, 1)}
 
 
-def _draw(analyses: list[Analyses], chosen, skipped: list[str], comparison, meta: dict, title: str) -> Report:
-    """Every section of every subject (rank 0), the comparison, and the summary first."""
+def _draw(analyses: list[Analyses], chosen, skipped: list[str], together, meta: dict, title: str) -> Report:
+    """Every section of every subject (rank 0), then those of all subjects together (``together``: the
+    comparison and the connectivity, each ``None`` when absent), and the summary first."""
     several = len(analyses) > 1
     drawn = [build(name, a, _id(a.subject, several, name), _label(a.subject, several) + TITLES[name])
              for a in analyses for name in chosen
-             if name != "comparison" and not (name in RUN_SECTIONS and a.subject.run is None)]
+             if name not in SEVERAL_SECTIONS and not (name in RUN_SECTIONS and a.subject.run is None)]
+    comparison, connected = together
     if comparison is not None:
         drawn.append(comparison_section(*comparison, PLANES))
+    if connected is not None:
+        drawn.append(connectivity_section(connected))
     return Report(title, (summary(analyses, drawn, skipped),) + tuple(drawn), meta)
 
 

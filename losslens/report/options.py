@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 from losslens.errors import ConfigError
 
 SECTIONS: tuple[str, ...] = ("surface", "interpolation", "hessian", "multiscale", "topology", "fit", "replay",
-                             "trajectory", "dynamics", "comparison")
+                             "trajectory", "dynamics", "comparison", "connectivity")
 RUN_SECTIONS: tuple[str, ...] = ("interpolation", "trajectory", "dynamics")  # they need a run directory
+SEVERAL_SECTIONS: tuple[str, ...] = ("comparison", "connectivity")  # of all subjects together, not of each
 SPLITS: tuple[str, ...] = ("train", "test")
 REPLAY_OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "adam", "lion")  # lion where pytorch-optimizer is installed
 
@@ -51,6 +52,9 @@ class ReportOptions:
             trajectory and its embeddings (as ``losslens trajectory``).
         sharpness: the top Hessian eigenvalue at every checkpoint of the run (dynamics): ``None``
             computes it when its bounded cost allows (``dynamics_of_run``), ``True`` always, ``False`` never.
+        connect_paths, connect_points, bend_updates, bend_lr: the paths between the subjects (two or more),
+            their values of ``t`` and their bends' training, as ``losslens connect`` (``--paths``, ``--points``,
+            ``--bend-updates``, ``--lr``).
     """
 
     model: str | None = None
@@ -84,8 +88,13 @@ class ReportOptions:
     perplexity: float | None = None
     tsne_max_iter: int = 1000
     sharpness: bool | None = None
+    connect_paths: tuple[str, ...] = ("line", "bezier")
+    connect_points: int = 61
+    bend_updates: int = 200
+    bend_lr: float = 0.05
 
     def __post_init__(self):
+        from losslens.connectivity.connect import PATHS
         from losslens.core.batchnorm import BN_MODES
         from losslens.landscape.fit import MODELS
 
@@ -94,7 +103,8 @@ class ReportOptions:
         _choice("fit_model", self.fit_model, MODELS)
         for name, least in (("steps", 2), ("interpolation_steps", 2), ("top_k", 2), ("trace_samples", 4),
                             ("density_vectors", 1), ("lanczos_steps", 1), ("plane_steps", 4), ("replay_steps", 1),
-                            ("trajectory_steps", 2), ("tsne_max_iter", 250)):
+                            ("trajectory_steps", 2), ("tsne_max_iter", 250), ("connect_points", 3),
+                            ("bend_updates", 1)):
             _integer(name, getattr(self, name), least)
         if self.subset is not None:
             _integer("subset", self.subset, 1)
@@ -105,7 +115,7 @@ class ReportOptions:
         for name, value in (("extrapolate", self.extrapolate), ("margin", self.margin)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name, value in (("replay_lr", self.replay_lr), ("threshold", self.threshold)):
+        for name, value in (("replay_lr", self.replay_lr), ("threshold", self.threshold), ("bend_lr", self.bend_lr)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
         if self.perplexity is not None and not self.perplexity > 0:
@@ -114,6 +124,11 @@ class ReportOptions:
             if isinstance(self.optimizers, str) or not self.optimizers:
                 raise ConfigError(f"optimizers must be a non-empty sequence of names, got {self.optimizers!r}")
             object.__setattr__(self, "optimizers", tuple(self.optimizers))
+        if isinstance(self.connect_paths, str) or not self.connect_paths:
+            raise ConfigError(f"connect_paths must be a non-empty sequence of names, got {self.connect_paths!r}")
+        for name in self.connect_paths:
+            _choice("connect_paths", name, PATHS)
+        object.__setattr__(self, "connect_paths", tuple(self.connect_paths))
 
     def recipe(self, checkpoint):
         """What the report evaluates at ``checkpoint``: the options' model, data, split, subset, seed and

@@ -23,6 +23,7 @@ TITLES: dict[str, str] = {
     "trajectory": "Training trajectory on its PCA plane",
     "dynamics": "Training dynamics",
     "comparison": "Comparison of the planes",
+    "connectivity": "Connectivity: are the minima connected?",
 }
 MAX_ROWS = 60  # rows of a per-checkpoint table
 
@@ -334,28 +335,6 @@ def _key_figures(a: Analyses) -> list[tuple[str, object]]:
     if pca is not None:
         rows.append(("trajectory: variance on PC1 + PC2", float(sum(pca.explained_variance_ratio[:2]))))
     return rows
-
-
-def comparison(result, log, failure, planes: dict[str, str]) -> Section:
-    """The comparison of the planes (``SurfaceComparison``), or why it failed."""
-    from losslens.landscape.surface_comparison import DISTANCE_COLUMNS, TABLE_COLUMNS
-
-    title = TITLES["comparison"]
-    if failure is not None:
-        return Section("comparison", title, error=failure.message, details=failure.details,
-                       warnings=tuple(log.warnings))
-    text = ("The planes of this report side by side: " + "; ".join(f"{k}: {v}" for k, v in planes.items())
-            + ". Per plane its loss range, basins and loops (topology), roughness (multiscale) and sharpness "
-            "lambda_max at its centre; per pair the bottleneck and Wasserstein distances of their persistence "
-            "diagrams (in loss units; they need no common grid; classes that never die are matched among themselves "
-            "and how many are left over is its own column).")
-    rows = tuple(tuple(r.get(c) for c in TABLE_COLUMNS) for r in result.rows)
-    distances = tuple(tuple(d.get(c) for c in DISTANCE_COLUMNS) for d in result.distances)
-    warnings = tuple(dict.fromkeys(log.warnings + list(result.meta["warnings"])))
-    figure = Plot(_figure(result, ".html"), "H0 bottleneck distances", half=True)
-    tables = (Table("Planes", TABLE_COLUMNS, rows), Table("Distances", DISTANCE_COLUMNS, distances))
-    files = tuple(Provenance(str(p), status, result.meta) for p, status in log.files)
-    return Section("comparison", title, text, (figure,), tables, warnings, files)
 
 
 _BUILDERS = {"surface": _surface, "interpolation": _interpolation, "hessian": _hessian, "multiscale": _multiscale,

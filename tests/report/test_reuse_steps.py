@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from _report_tiny import TINY
+from losslens.connectivity.connect import connect_aligned
 from losslens.core import reuse
 from losslens.core.evaluator import Evaluator
 from losslens.curvature.hessian import Eigenpairs, eigenpairs
@@ -55,7 +56,9 @@ OPTIONS = {  # an option of the analyses -> the result files whose requests it r
              "dynamics.h5", "trajectory.h5"},  # the data's subset is seeded: every step of the evaluator
     "subset": {"eigenpairs.h5", "trace.h5", "spectrum.h5", "trajectory.h5", "dynamics.h5"},
 }
-CHANGED = {"optimizers": ("sgd",), "sharpness": True, "subset": 90, "fit_model": "quadratic", "perplexity": 3.0}
+CONNECT_ARGUMENTS = [name for name in inspect.signature(connect_aligned).parameters if name not in reuse.IGNORED]
+CONNECT_OPTIONS = ("connect_paths", "connect_points", "bend_updates", "bend_lr", "seed", "subset")
+CHANGED = {"connect_paths": ("line",), "optimizers": ("sgd",), "sharpness": True, "subset": 90, "fit_model": "quadratic", "perplexity": 3.0}
 
 
 def _recording(mp, recorded: dict, compute: bool = True) -> None:
@@ -203,3 +206,47 @@ def test_eigenpairs_answer_a_request_for_fewer_and_are_recomputed_for_more(steps
     assert f"  reused {out / 'eigenpairs.h5'}" in lines
     stored = Eigenpairs.load(out / "eigenpairs.h5")
     assert len(stored.values) == 3 and stored.meta["report"]["request"]["k"] == 3
+
+
+@pytest.fixture(scope="module")
+def pair(run_dir, tmp_path_factory) -> dict:
+    """The connectivity step of a report of the tiny run's first and last checkpoints, computed once:
+    ``{"connect": (class, call, how, result), "out": ..., "inputs": ...}``."""
+    out, recorded = tmp_path_factory.mktemp("pair"), {}
+    inputs = [str(p) for p in sorted(run_dir.glob("step_*.safetensors"))[::2]]
+    options = dataclasses.replace(SMALL, connect_points=5, bend_updates=2)
+    with pytest.MonkeyPatch.context() as mp:
+        _recording(mp, recorded)
+        build_report(inputs, out, sections=["connectivity"], options=options, progress=False, say=lambda text: None)
+    (file,) = [name for name in recorded if name.startswith("connect-")]
+    return {"connect": recorded[file], "file": file, "out": out, "inputs": inputs, "options": options}
+
+
+@pytest.mark.parametrize("name", CONNECT_ARGUMENTS)
+def test_a_change_of_any_argument_of_the_connection_recomputes_it_and_the_same_call_reuses(pair, name, tmp_path):
+    cls, call, how, value = pair["connect"]
+    assert call.function is connect_aligned
+    assert name in value.meta["report"]["request"], f"the argument {name} is not in the request"
+    path = tmp_path / pair["file"]
+    shutil.copyfile(pair["out"] / pair["file"], path)
+    ran, log, said = [], _store.Log(), []
+    _store.result(path, cls, _counted(call, ran, value), log, said.append, **how)
+    assert not ran and log.files == [(path, "reused")]
+    _store.result(path, cls, _counted(call, ran, value, name), log, said.append, **how)
+    assert ran == [1] and log.files[-1] == (path, "recomputed")
+    assert said[-2] == f"  recomputing {path}: it answers another request (differing: {name})"
+
+
+@pytest.mark.parametrize("option", CONNECT_OPTIONS)
+def test_a_change_of_a_connect_option_reaches_the_connections_request(pair, tmp_path, option):
+    value = getattr(pair["options"], option)
+    options = dataclasses.replace(pair["options"], **{option: CHANGED.get(option, _changed(value))})
+    recorded = {pair["file"]: pair["connect"]}
+    with pytest.MonkeyPatch.context() as mp:
+        _recording(mp, recorded, compute=False)
+        mp.setattr(build, "_draw", lambda *args: None)
+        mp.setattr(build, "_write", lambda *args: None)
+        build_report(pair["inputs"], tmp_path, sections=["connectivity"], options=options, progress=False,
+                     say=lambda text: None)
+    assert recorded["asked"] == {pair["file"]}
+    assert recorded[pair["file"]][1].request() != pair["connect"][1].request()
