@@ -41,7 +41,7 @@ from losslens.curvature.hessian import NotConverged, eigenpairs
 from losslens.curvature.operator import HessianOperator, NonFiniteHessian
 from losslens.landscape import grid_file as gf
 from losslens.landscape.surface import Surface, _progress
-from losslens.landscape.surface_inputs import _as_directions, _coordinates, _header, _numpy, _spec
+from losslens.landscape.surface_inputs import _as_directions, _coordinates, _header, _held, _numpy, _spec
 
 __all__ = ["CurvatureMap", "curvature_map", "CURVATURE_NAMES"]
 
@@ -126,8 +126,8 @@ def curvature_map(evaluator, w0, directions, x, y, *, path=None, tol: float = 1e
         warnings.warn(f"losslens: at {failed} of {todo} points the eigenvalues are NaN (the loss diverged, or "
                       f"Lanczos did not converge within maxiter={maxiter}; raise maxiter or tol)", stacklevel=2)
     seconds = grid.seconds_before + (time.perf_counter() - started if todo else 0.0)
-    return CurvatureMap(x, y, grid.values, dirs, grid.meta | _progress(grid.values, grid.done, seconds), grid.done,
-                        spec.w0)
+    return CurvatureMap(x, y, grid.values, _held(dirs, grid), grid.meta | _progress(grid.values, grid.done, seconds),
+                        grid.done, grid.w0)
 
 
 def _fill(grid: gf.GridFile, ev, w: torch.Tensor, dirs, coords: np.ndarray, settings: dict,

@@ -105,6 +105,7 @@ class GridFile:
         self.done = np.zeros(spec.shape, dtype=bool)
         self.seconds_before = 0.0
         self.meta = meta
+        self.w0, self.vectors = spec.w0, spec.vectors  # on resume, the file's (equal to rounding): what it holds
         self._f = None
         self._lock = None
         if self.path is None:
@@ -217,6 +218,7 @@ class GridFile:
         self.done = stored["done"]
         self.seconds_before = stored["progress_seconds"]
         self.meta = stored["meta"]
+        self.w0, self.vectors = stored["w0"], stored["vectors"]
         self._f = h5py.File(self.path, "r+")
         return True
 

@@ -35,7 +35,7 @@ from losslens._distributed import Group
 from losslens.landscape._grid_values import check_increasing
 from losslens.landscape.directions import Directions
 from losslens.landscape.surface_inputs import (
-    _as_directions, _as_evaluators, _coordinates, _fingerprint, _header, _numpy, _spec, _split_key,
+    _as_directions, _as_evaluators, _coordinates, _fingerprint, _header, _held, _numpy, _spec, _split_key,
 )
 from losslens.results import Result
 
@@ -280,8 +280,8 @@ def _compute(evaluators, w0, directions, x, y, *, path, chunk, progress, meta) -
     surface = None
     if group.is_main:
         seconds = grid.seconds_before + (time.perf_counter() - started if len(todo) else 0.0)
-        surface = Surface(x, y, grid.values, dirs, grid.meta | _progress(grid.values, grid.done, seconds),
-                          grid.done, spec.w0)
+        surface = Surface(x, y, grid.values, _held(dirs, grid), grid.meta | _progress(grid.values, grid.done, seconds),
+                          grid.done, grid.w0)
     return group.broadcast(surface)
 
 

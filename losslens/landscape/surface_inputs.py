@@ -127,3 +127,11 @@ def _coordinates(values, name: str) -> np.ndarray:
 def _numpy(t: torch.Tensor) -> np.ndarray:
     t = t.detach().cpu()
     return (t if t.dtype == torch.float64 else t.float()).numpy()
+
+
+def _held(dirs: Directions, grid: gf.GridFile) -> Directions:
+    """``dirs`` as the grid file holds them: with the file's vectors when it was resumed (equal to ``dirs``
+    to rounding), so that a surface is the same, and its request (``core.reuse``) too, computed or reused."""
+    if grid.vectors is grid.spec.vectors:
+        return dirs
+    return Directions(torch.from_numpy(grid.vectors), dirs.kind, dirs.meta)

@@ -112,3 +112,15 @@ def test_command_writes_the_map_and_its_pictures(tmp_path, capsys):
     assert (tmp_path / "re" / "curvature_map_ratio.png").is_file()
     assert main(["curvature-map", str(ckpt), "--lanczos-tol", "-1", "--out", str(out)]) == 2
     assert "--lanczos-tol must be >= 0" in capsys.readouterr().err
+
+
+def test_a_reused_map_is_returned_as_its_file_holds_it(tmp_path, quadratic):
+    """Directions and w0 equal to rounding reuse the file; the map returned holds the file's (as ``surface_2d``)."""
+    ev = quadratic[0]
+    D = torch.randn(2, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x = np.linspace(-1, 1, 2)
+    curvature_map(ev, ev.w0, D, x, x, path=tmp_path / "c.h5", progress=False)
+    again = curvature_map(ev, ev.w0 * (1 + 1e-9), D * (1 + 1e-9), x, x, path=tmp_path / "c.h5", progress=False)
+    stored = load_result(tmp_path / "c.h5")
+    assert torch.equal(again.directions.vectors, stored.directions.vectors)
+    np.testing.assert_array_equal(again.w0, stored.w0)

@@ -268,6 +268,23 @@ def test_a_grid_resumes_only_the_same_request_and_a_refusal_names_the_argument(q
     assert surface_2d(**given, path=path, progress=False).complete  # the same request: resumed, finished
 
 
+def test_a_reused_grid_is_returned_as_its_file_holds_it(quadratic, tmp_path):
+    """Directions or w0 equal to rounding reuse the file (``gf._close``); the surface returned is then the
+    file's: its directions and origin, so that a request naming it (``core.reuse``: a fit of it, in the
+    report) is the same whichever way it was got, and does not change when the same plane's eigenvectors are
+    recomputed (``report --top-k``)."""
+    ev, dirs, _, _ = quadratic
+    path = tmp_path / "grid.h5"
+    surface_2d(ev, ev.w0, dirs, X_COORDS, Y_COORDS, path=path, progress=False)
+    nudged = Directions(dirs.vectors * (1 + 1e-9), dirs.kind, dirs.meta)
+    assert not torch.equal(nudged.vectors, dirs.vectors)
+    again = surface_2d(ev, ev.w0 * (1 + 1e-9), nudged, X_COORDS, Y_COORDS, path=path, progress=False)
+    stored = Surface.load(path)
+    assert torch.equal(again.directions.vectors, stored.directions.vectors)
+    np.testing.assert_array_equal(again.w0, stored.w0)
+    assert reuse.fingerprint_of(again) == reuse.fingerprint_of(stored)
+
+
 def evaluator(**kwargs):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(48, 1, 6, 6, generator=g), torch.randint(0, 4, (48,), generator=g)

@@ -193,6 +193,17 @@ def test_a_change_of_an_option_reaches_the_requests_of_the_steps_that_read_it(st
     assert changed == OPTIONS[option]
 
 
+def test_more_eigenpairs_recompute_only_them_not_the_fit_of_their_plane(run_dir, tmp_path):
+    """``top_k`` 3 after 2 recomputes the eigenpairs; their top two, equal to rounding, reuse the Hessian
+    plane's grid, and so its fit: the grid reused is returned as its file holds it (``surface_2d``)."""
+    lines: list[str] = []
+    for top_k in (2, 3):
+        build_report([run_dir], tmp_path, options=dataclasses.replace(SMALL, top_k=top_k), sections=["hessian", "fit"],
+                     progress=False, say=lines.append)
+    assert f"  recomputing {tmp_path / 'eigenpairs.h5'}: it answers another request (differing: k)" in lines
+    assert lines.count(f"  reused {tmp_path / 'hessian_plane.h5'}") == 1
+    assert lines.count(f"  reused {tmp_path / 'fit.h5'}") == 1, "\n".join(lines)
+
 def test_eigenpairs_answer_a_request_for_fewer_and_are_recomputed_for_more(steps, run_dir, tmp_path):
     """The cover rule of ``k`` (eigenpairs.h5 holds 2): ``top_k`` 3 recomputes, then 2 reuses its top 2."""
     out = tmp_path / "out"
