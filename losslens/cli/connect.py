@@ -43,9 +43,11 @@ def register(subparsers) -> None:
     parser.add_argument("--points", type=int_at_least(3), default=61,
                         help="values of t along each path, both ends included, at least 3 (default: 61)")
     parser.add_argument("--bend-updates", type=int_at_least(1), default=200,
-                        help="optimizer updates of the bend of each curve, and NEB steps per AutoNEB cycle (default: 200)")
+                        help="optimizer updates of the bend of each curve, and NEB steps per AutoNEB cycle "
+                        "(default: 200)")
     parser.add_argument("--lr", type=finite_float, default=0.05,
-                        help="learning rate of the bend's optimizer (SGD with momentum 0.9) and NEB's step size (default: 0.05)")
+                        help="learning rate of the bend's optimizer (SGD with momentum 0.9) and NEB's step size "
+                        "(default: 0.05)")
     add_landscape_args(parser, bn=False)
     parser.set_defaults(func=run)
 

@@ -17,7 +17,7 @@ from losslens.cli.main import build_parser
 
 # Every flag that two or more commands take, and a phrase its help says in each of them (lower case).
 MEANING = {
-    "--batch-size": "samples per step", "--bn": "batchnorm", "--data": "data set", "--density-vectors": "start vectors",
+    "--batch-size": "samples per step", "--bend-updates": "updates of", "--bn": "batchnorm", "--data": "data set", "--density-vectors": "start vectors",
     "--device": "cpu", "--dirs": "directions", "--dist-timeout": "torchrun", "--epochs": "epochs",
     "--extrapolate": "how far", "--fit-model": "closed form", "--lanczos-steps": "lanczos steps",
     "--log": "logarithmic", "--loss": "cross_entropy", "--lr": "learning rate", "--margin": "fraction",
