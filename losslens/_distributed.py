@@ -93,11 +93,18 @@ def process_group(timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[bool]:
         yield active
     except BaseException:
         if made:  # no barrier: another rank may be the one that failed
-            torch.distributed.destroy_process_group()
+            _destroy()
         raise
     if made:
         torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+        _destroy()
+
+
+def _destroy() -> None:
+    """Leave the process group and drop the reference to the control group with it."""
+    global _control
+    _control = None
+    torch.distributed.destroy_process_group()
 
 
 def is_distributed() -> bool:
@@ -113,8 +120,14 @@ class Group:
         self.active = is_distributed()
         self.rank = torch.distributed.get_rank() if self.active else 0
         self.size = torch.distributed.get_world_size() if self.active else 1
-        self._control = _control_group() if self.active else None
         self._timeout = _timeout
+
+    @property
+    def _control(self):
+        """The gloo group of the collectives, looked up at each use: a ``Group`` that outlived
+        ``destroy_process_group`` must not keep a process group alive into the interpreter's finalization,
+        where gloo's threads abort the process ("terminate called without an active exception")."""
+        return _control_group() if self.active else None
 
     def _check_alive(self) -> None:
         """Wait for every rank, or raise naming the ranks that did not arrive within the timeout."""
