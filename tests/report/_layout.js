@@ -6,12 +6,19 @@
 //   overlap: two boxes (tables, figures, figure captions, warnings, headings, paragraphs) that are not nested
 //            and intersect.
 // Plotly refits a figure to its box asynchronously (a ResizeObserver on the page): the measure waits until no
-// figure is drawn wider than its box, or 5 s, so a slow machine measures the settled page, not a frame in between.
-const drawnWider = () => [...document.querySelectorAll(".js-plotly-plot")].some((plot) => {
+// figure is drawn wider than its box, or 5 s, so a slow machine measures the settled page, not a frame in between;
+// a figure still wider on a retry is asked to refit (Plotly.Plots.resize, what the page's observer calls), as the
+// observer's callback can come after the check on a loaded machine.
+const wider = () => [...document.querySelectorAll(".js-plotly-plot")].filter((plot) => {
   const box = plot.getBoundingClientRect();
   return [...plot.querySelectorAll(".main-svg")].some((svg) => svg.getBoundingClientRect().right > box.right + 1);
 });
-const settled = (then, tries = 50) => (tries > 0 && drawnWider() ? setTimeout(() => settled(then, tries - 1), 100) : then());
+const settled = (then, tries = 50) => {
+  const late = wider();
+  if (tries === 0 || late.length === 0) return then();
+  if (tries < 40 && window.Plotly) late.forEach((plot) => window.Plotly.Plots.resize(plot));
+  setTimeout(() => settled(then, tries - 1), 100);
+};
 window.addEventListener("load", () => setTimeout(() => settled(() => {
   const width = document.documentElement.clientWidth;
   const scrolls = (el) => ["auto", "scroll"].includes(getComputedStyle(el).overflowX);
