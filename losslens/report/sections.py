@@ -277,7 +277,8 @@ def summary(analyses: list[Analyses], drawn: list[Section], skipped: list[str]) 
                     for a in analyses if a.subject.run is not None and a.subject.run.history)
     n_warnings = sum(len(s.warnings) for s in drawn)
     failed = [s.title for s in drawn if s.error]
-    text = (f"{len(drawn)} sections, {n_warnings} warning{'s' if n_warnings != 1 else ''}"
+    plural = lambda n: "s" if n != 1 else ""  # noqa: E731
+    text = (f"{len(drawn)} section{plural(len(drawn))}, {n_warnings} warning{plural(n_warnings)}"
             + (f", {len(failed)} failed ({'; '.join(failed)})" if failed else "")
             + (f". Not in this report: {'; '.join(skipped)}" if skipped else "") + ".")
     warnings = tuple(w for a in analyses for w in a.logs["evaluator"].warnings)
