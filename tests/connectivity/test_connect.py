@@ -15,14 +15,21 @@ from losslens.errors import ConfigError
 from losslens.results import load_result
 
 
-def test_every_loss_of_every_path_comes_from_the_core(monkeypatch):
-    model, _, ev = tiny_evaluator()
+def _counted(monkeypatch):
+    """A tiny evaluator whose ``evaluate`` and ``values_and_gradients`` record the rows of each call, its ``w0``
+    and a point B away from it."""
+    _, _, ev = tiny_evaluator()
     a = ev.w0
     b = a + torch.randn(a.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     calls = {"evaluate": [], "values_and_gradients": []}
     for name in calls:
         real = getattr(ev, name)
         monkeypatch.setattr(ev, name, lambda W, real=real, name=name: calls[name].append(len(W)) or real(W))
+    return ev, a, b, calls
+
+
+def test_every_loss_of_every_path_comes_from_the_core(monkeypatch):
+    ev, a, b, calls = _counted(monkeypatch)
     result = connect(ev, a, b, path=["line", "bezier", "polychain"], points=7, steps=3, batch=4)
     assert calls["evaluate"] == [7, 7, 7]  # one batched call per path (one split)
     assert calls["values_and_gradients"] == [4] * 6  # one batched call per step of each trained bend
@@ -30,13 +37,7 @@ def test_every_loss_of_every_path_comes_from_the_core(monkeypatch):
 
 
 def test_the_neb_path_relaxes_its_pivots_through_the_core_and_joins_a_and_b(monkeypatch):
-    model, _, ev = tiny_evaluator()
-    a = ev.w0
-    b = a + torch.randn(a.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    calls = {"evaluate": [], "values_and_gradients": []}
-    for name in calls:
-        real = getattr(ev, name)
-        monkeypatch.setattr(ev, name, lambda W, real=real, name=name: calls[name].append(len(W)) or real(W))
+    ev, a, b, calls = _counted(monkeypatch)
     result = connect(ev, a, b, path="neb", points=7, steps=3, lr=0.01)
     assert "neb" in PATHS and calls["evaluate"] == [7]  # the path's points: one batched call
     record = result.paths[0]["training"]
